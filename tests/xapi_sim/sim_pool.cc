@@ -1,0 +1,818 @@
+// SPDX-License-Identifier: Apache-2.0
+// The simulated pool: database, fixture loading, faults and bookkeeping.
+// XML-RPC calls are in sim_rpc.cc, HTTP handlers in sim_http.cc.
+#include "tests/xapi_sim/sim_pool.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
+#include "common/logging.h"
+
+namespace vmb::sim {
+namespace {
+
+constexpr uint64_t kGiB = uint64_t{1} << 30;
+
+bool IsThick(absl::string_view sr_type) {
+  return sr_type == "lvm" || sr_type == "lvmoiscsi" || sr_type == "lvmohba" ||
+         sr_type == "lvmofcoe";
+}
+
+}  // namespace
+
+SimValue& Object::at(absl::string_view field) {
+  int i = schema->Find(field);
+  VMB_CHECK(i >= 0) << schema->name << " has no field " << field;
+  return fields[static_cast<size_t>(i)];
+}
+
+const SimValue& Object::at(absl::string_view field) const {
+  int i = schema->Find(field);
+  VMB_CHECK(i >= 0) << schema->name << " has no field " << field;
+  return fields[static_cast<size_t>(i)];
+}
+
+// ---- database ---------------------------------------------------------------
+
+Object* SimPool::CreateLocked(absl::string_view cls) {
+  const ClassSchema* schema = FindClass(cls);
+  VMB_CHECK(schema != nullptr) << cls;
+  auto object = std::make_unique<Object>();
+  object->schema = schema;
+  object->ref = NewRefLocked();
+  for (const FieldSchema& f : schema->fields)
+    object->fields.push_back(f.default_value);
+  if (schema->Find("uuid") >= 0)
+    object->at("uuid") = SimValue::Str(NewUuidLocked());
+  Object* raw = object.get();
+  Table& t = tables_[std::string(cls)];
+  t.order.push_back(raw->ref);
+  t.rows[raw->ref] = std::move(object);
+  return raw;
+}
+
+Object* SimPool::GetLocked(absl::string_view cls, absl::string_view ref) {
+  auto t = tables_.find(cls);
+  if (t == tables_.end()) return nullptr;
+  auto it = t->second.rows.find(ref);
+  return it == t->second.rows.end() ? nullptr : it->second.get();
+}
+
+Object* SimPool::ByUuidLocked(absl::string_view cls, absl::string_view uuid) {
+  for (Object* o : AllLocked(cls)) {
+    if (o->str("uuid") == uuid) return o;
+  }
+  return nullptr;
+}
+
+std::vector<Object*> SimPool::AllLocked(absl::string_view cls) {
+  std::vector<Object*> out;
+  auto t = tables_.find(cls);
+  if (t == tables_.end()) return out;
+  out.reserve(t->second.order.size());
+  for (const std::string& ref : t->second.order)
+    out.push_back(t->second.rows.at(ref).get());
+  return out;
+}
+
+void SimPool::DestroyLocked(absl::string_view cls, absl::string_view ref) {
+  auto t = tables_.find(cls);
+  if (t == tables_.end()) return;
+  t->second.rows.erase(ref);
+  auto& order = t->second.order;
+  order.erase(std::remove(order.begin(), order.end(), ref), order.end());
+}
+
+std::string SimPool::NewUuidLocked() {
+  const uint64_t a = rng_();
+  const uint64_t b = rng_();
+  // Version 4, variant 1, as XAPI's own uuids.
+  return absl::StrFormat("%08x-%04x-4%03x-%04x-%012x", a >> 32,
+                         (a >> 16) & 0xffff, a & 0x0fff,
+                         ((b >> 48) & 0x3fff) | 0x8000, b & 0xffffffffffffULL);
+}
+
+std::string SimPool::NewRefLocked() {
+  return absl::StrCat("OpaqueRef:", NewUuidLocked());
+}
+
+std::string SimPool::NowLocked() {
+  return absl::FormatTime("%Y%m%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
+}
+
+// ---- fixture ----------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<SimPool>> SimPool::Create(
+    const Fixture& fixture) {
+  std::unique_ptr<SimPool> pool(new SimPool());
+  absl::MutexLock lock(&pool->mu_);
+  pool->rng_.seed(fixture.seed() != 0 ? fixture.seed() : 1);
+  absl::Status status = pool->LoadFixtureLocked(fixture);
+  if (!status.ok()) return status;
+  return pool;
+}
+
+SimPool::~SimPool() {
+  if (own_state_dir_) {
+    std::error_code ec;
+    std::filesystem::remove_all(state_dir_, ec);
+  }
+}
+
+absl::Status SimPool::LoadFixtureLocked(const Fixture& fx) {
+  auto bad = [](auto&&... parts) {
+    return absl::InvalidArgumentError(absl::StrCat("fixture: ", parts...));
+  };
+  credentials_ = fx.credentials();
+  if (credentials_.username().empty()) credentials_.set_username("root");
+  if (credentials_.password().empty())
+    return bad("credentials.password is required");
+  settings_ = fx.settings();
+  if (settings_.product_version().empty())
+    settings_.set_product_version("7.2.0");
+  if (settings_.product_brand().empty())
+    settings_.set_product_brand("XenServer");
+  if (settings_.build_number().empty())
+    settings_.set_build_number("release/falcon/master/8");
+  if (settings_.max_sessions_per_originator() == 0)
+    settings_.set_max_sessions_per_originator(500);
+  if (!settings_.has_vdi_in_use_after_export())
+    settings_.set_vdi_in_use_after_export(1);
+  if (!settings_.state_dir().empty()) {
+    state_dir_ = settings_.state_dir();
+  } else {
+    std::string templ =
+        (std::filesystem::temp_directory_path() / "xapi-sim-XXXXXX").string();
+    if (mkdtemp(templ.data()) == nullptr)
+      return absl::InternalError("cannot create state dir");
+    state_dir_ = templ;
+    own_state_dir_ = true;
+  }
+  if (fx.hosts().empty()) return bad("at least one host is required");
+
+  Object* pool = CreateLocked("pool");
+  pool_ref_ = pool->ref;
+  pool->at("name_label") =
+      SimValue::Str(fx.pool_name().empty() ? "pool" : fx.pool_name());
+
+  // Networks.
+  std::map<std::string, Object*> networks;
+  auto add_network = [&](const std::string& name, const std::string& bridge,
+                         const std::string& uuid) {
+    Object* n = CreateLocked("network");
+    if (!uuid.empty()) n->at("uuid") = SimValue::Str(uuid);
+    n->at("name_label") = SimValue::Str(name);
+    n->at("bridge") = SimValue::Str(bridge);
+    networks[name] = n;
+  };
+  for (const Network& n : fx.networks()) {
+    if (n.name_label().empty()) return bad("networks: name_label is required");
+    add_network(n.name_label(), n.bridge().empty() ? "xenbr0" : n.bridge(),
+                n.uuid());
+  }
+  if (networks.empty())
+    add_network("Pool-wide network associated with eth0", "xenbr0", "");
+
+  // Hosts, their metrics and control domains.
+  std::vector<Object*> hosts;
+  std::set<std::string> addresses;
+  int master_index = 0;
+  for (int i = 0; i < fx.hosts_size(); ++i) {
+    if (fx.hosts(i).master()) master_index = i;
+  }
+  for (int i = 0; i < fx.hosts_size(); ++i) {
+    const Host& h = fx.hosts(i);
+    if (h.name_label().empty())
+      return bad("hosts[", i, "]: name_label is required");
+    if (HostByNameLocked(h.name_label()) != nullptr) {
+      return bad("hosts[", i, "]: duplicate host \"", h.name_label(), "\"");
+    }
+    Object* host = CreateLocked("host");
+    if (!h.uuid().empty()) host->at("uuid") = SimValue::Str(h.uuid());
+    const std::string address =
+        h.address().empty() ? absl::StrCat("127.0.0.", 2 + i) : h.address();
+    if (!addresses.insert(address).second) {
+      return bad("hosts[", i, "]: address ", address, " used twice");
+    }
+    host->at("name_label") = SimValue::Str(h.name_label());
+    host->at("hostname") = SimValue::Str(h.name_label());
+    host->at("address") = SimValue::Str(address);
+    host->at("enabled") = SimValue::Bool(true);
+    host->at("API_version_major") = SimValue::Int(2);
+    host->at("API_version_minor") = SimValue::Int(7);
+    SimValue sv = SimValue::Map();
+    sv.Put("product_version", SimValue::Str(settings_.product_version()));
+    sv.Put("product_brand", SimValue::Str(settings_.product_brand()));
+    sv.Put("build_number", SimValue::Str(settings_.build_number()));
+    sv.Put("hostname", SimValue::Str(h.name_label()));
+    sv.Put("date", SimValue::Str("2017-05-11"));
+    sv.Put("xapi", SimValue::Str("1.9"));
+    sv.Put("platform_name", SimValue::Str("XCP"));
+    host->at("software_version") = sv;
+    Object* metrics = CreateLocked("host_metrics");
+    const uint64_t mem = h.memory_total() != 0 ? h.memory_total() : 64 * kGiB;
+    metrics->at("memory_total") = SimValue::Int(static_cast<int64_t>(mem));
+    metrics->at("memory_free") = SimValue::Int(static_cast<int64_t>(mem / 2));
+    metrics->at("live") = SimValue::Bool(!h.has_live() || h.live());
+    metrics->at("last_updated") = SimValue::Time(NowLocked());
+    host->at("metrics") = SimValue::Str(metrics->ref);
+    Object* dom0 = CreateLocked("VM");
+    dom0->at("name_label") =
+        SimValue::Str(absl::StrCat("Control domain on host: ", h.name_label()));
+    dom0->at("name_description") = SimValue::Str(
+        "The domain which manages physical devices and manages other domains");
+    dom0->at("is_control_domain") = SimValue::Bool(true);
+    dom0->at("power_state") = SimValue::Str("Running");
+    dom0->at("resident_on") = SimValue::Str(host->ref);
+    dom0->at("affinity") = SimValue::Str(host->ref);
+    dom0->at("domid") = SimValue::Int(0);
+    Object* dom0_metrics = CreateLocked("VM_metrics");
+    dom0->at("metrics") = SimValue::Str(dom0_metrics->ref);
+    host->at("control_domain") = SimValue::Str(dom0->ref);
+    host->at("resident_VMs").items.push_back(SimValue::Str(dom0->ref));
+    hosts.push_back(host);
+    if (i == master_index) master_ref_ = host->ref;
+  }
+  pool->at("master") = SimValue::Str(master_ref_);
+
+  // SRs and PBDs.
+  std::map<std::string, Object*> srs;
+  std::map<std::string, uint32_t> sr_chain_limit;
+  for (int i = 0; i < fx.srs_size(); ++i) {
+    const StorageRepository& s = fx.srs(i);
+    if (s.name_label().empty())
+      return bad("srs[", i, "]: name_label is required");
+    if (srs.count(s.name_label()) != 0) {
+      return bad("srs[", i, "]: duplicate SR \"", s.name_label(), "\"");
+    }
+    Object* sr = CreateLocked("SR");
+    if (!s.uuid().empty()) sr->at("uuid") = SimValue::Str(s.uuid());
+    const std::string type = s.type().empty() ? "nfs" : s.type();
+    sr->at("name_label") = SimValue::Str(s.name_label());
+    sr->at("type") = SimValue::Str(type);
+    sr->at("shared") = SimValue::Bool(s.shared());
+    sr->at("content_type") = SimValue::Str(
+        !s.content_type().empty() ? s.content_type()
+                                  : (type == "iso" ? "iso" : "user"));
+    sr->at("physical_size") = SimValue::Int(static_cast<int64_t>(
+        s.physical_size() != 0 ? s.physical_size() : 1024 * kGiB));
+    sr->at("physical_utilisation") =
+        SimValue::Int(static_cast<int64_t>(s.physical_utilisation()));
+    sr->at("virtual_allocation") =
+        SimValue::Int(static_cast<int64_t>(s.physical_utilisation()));
+    SimValue sm = SimValue::Map();
+    sm.Put("allocation", SimValue::Str(IsThick(type) ? "thick" : "thin"));
+    sm.Put("use_vhd", SimValue::Str("true"));
+    sr->at("sm_config") = sm;
+    std::vector<Object*> pbd_hosts;
+    if (s.shared()) {
+      pbd_hosts = hosts;
+    } else {
+      Object* owner = HostByNameLocked(s.host());
+      if (owner == nullptr) {
+        return bad("srs[", i, "] \"", s.name_label(),
+                   "\": a local SR needs \"host\" naming a host",
+                   s.host().empty()
+                       ? ""
+                       : absl::StrCat(" (unknown: \"", s.host(), "\")"));
+      }
+      pbd_hosts.push_back(owner);
+    }
+    for (const std::string& d : s.detached_on()) {
+      if (HostByNameLocked(d) == nullptr) {
+        return bad("srs[", i, "] \"", s.name_label(),
+                   "\": detached_on names unknown host \"", d, "\"");
+      }
+    }
+    for (Object* host : pbd_hosts) {
+      Object* pbd = CreateLocked("PBD");
+      pbd->at("host") = SimValue::Str(host->ref);
+      pbd->at("SR") = SimValue::Str(sr->ref);
+      const bool detached =
+          std::find(s.detached_on().begin(), s.detached_on().end(),
+                    host->str("name_label")) != s.detached_on().end();
+      pbd->at("currently_attached") = SimValue::Bool(!detached);
+      SimValue dc = SimValue::Map();
+      if (type == "nfs") {
+        dc.Put("server", SimValue::Str("192.0.2.10"));
+        dc.Put("serverpath",
+               SimValue::Str(absl::StrCat("/export/", s.name_label())));
+      } else {
+        dc.Put("device", SimValue::Str("/dev/sdb"));
+      }
+      pbd->at("device_config") = dc;
+      sr->at("PBDs").items.push_back(SimValue::Str(pbd->ref));
+      host->at("PBDs").items.push_back(SimValue::Str(pbd->ref));
+    }
+    sr_chain_limit[sr->ref] =
+        s.max_chain_length() != 0 ? s.max_chain_length() : 30;
+    if ((s.default_sr() ||
+         (pool->str("default_SR") == "OpaqueRef:NULL" && s.shared())) &&
+        type != "iso") {
+      pool->at("default_SR") = SimValue::Str(sr->ref);
+    }
+    srs[s.name_label()] = sr;
+  }
+  for (Object* sr : AllLocked("SR")) {
+    SimValue oc = SimValue::Map();
+    oc.Put("vmbackup-sim:max_chain_length",
+           SimValue::Str(absl::StrCat(sr_chain_limit[sr->ref])));
+    sr->at("other_config") = oc;
+  }
+
+  // VMs.
+  int64_t next_domid = 1;
+  for (int i = 0; i < fx.vms_size(); ++i) {
+    const Vm& v = fx.vms(i);
+    const std::string where =
+        absl::StrCat("vms[", i, "] \"", v.name_label(), "\"");
+    const std::string state =
+        v.power_state().empty() ? "Running" : v.power_state();
+    if (state != "Running" && state != "Halted" && state != "Suspended" &&
+        state != "Paused") {
+      return bad(
+          where,
+          ": power_state must be Running, Halted, Suspended or Paused, not \"",
+          state, "\"");
+    }
+    Object* vm = CreateLocked("VM");
+    if (!v.uuid().empty()) vm->at("uuid") = SimValue::Str(v.uuid());
+    const std::string vm_uuid = vm->str("uuid");
+    vm->at("name_label") = SimValue::Str(v.name_label());
+    vm->at("name_description") = SimValue::Str(v.name_description());
+    vm->at("is_a_template") = SimValue::Bool(v.is_a_template());
+    const bool running =
+        !v.is_a_template() && (state == "Running" || state == "Paused");
+    vm->at("power_state") = SimValue::Str(v.is_a_template() ? "Halted" : state);
+    const uint64_t mem = v.memory() != 0 ? v.memory() : kGiB;
+    for (const char* f : {"memory_target", "memory_static_max",
+                          "memory_dynamic_max", "memory_dynamic_min"}) {
+      vm->at(f) = SimValue::Int(static_cast<int64_t>(mem));
+    }
+    vm->at("memory_static_min") = SimValue::Int(static_cast<int64_t>(mem / 2));
+    const int64_t vcpus = v.vcpus() != 0 ? v.vcpus() : 1;
+    vm->at("VCPUs_max") = SimValue::Int(vcpus);
+    vm->at("VCPUs_at_startup") = SimValue::Int(vcpus);
+    SimValue oc = SimValue::Map();
+    std::vector<std::string> keys;
+    for (const auto& [k, unused] : v.other_config()) keys.push_back(k);
+    std::sort(keys.begin(), keys.end());
+    for (const std::string& k : keys)
+      oc.Put(k, SimValue::Str(v.other_config().at(k)));
+    vm->at("other_config") = oc;
+    vm->at("tags") = SimValue::StrSet({v.tags().begin(), v.tags().end()});
+    if (v.is_a_template()) {
+      vm->at("allowed_operations") =
+          SimValue::StrSet({"clone", "copy", "export", "destroy"});
+    } else {
+      vm->at("allowed_operations") =
+          SimValue::StrSet({"snapshot", "export", "copy", "clone"});
+    }
+    Object* metrics = CreateLocked("VM_metrics");
+    metrics->at("memory_actual") =
+        SimValue::Int(running ? static_cast<int64_t>(mem) : 0);
+    metrics->at("VCPUs_number") = SimValue::Int(running ? vcpus : 0);
+    vm->at("metrics") = SimValue::Str(metrics->ref);
+    if (!v.affinity().empty()) {
+      Object* a = HostByNameLocked(v.affinity());
+      if (a == nullptr)
+        return bad(where, ": affinity names unknown host \"", v.affinity(),
+                   "\"");
+      vm->at("affinity") = SimValue::Str(a->ref);
+    }
+
+    // Disks.
+    std::vector<std::string> disk_srs;
+    for (int d = 0; d < v.disks_size(); ++d) {
+      const Disk& disk = v.disks(d);
+      const std::string dwhere = absl::StrCat(where, ": disks[", d, "]");
+      const std::string userdevice =
+          disk.userdevice().empty() ? absl::StrCat(d) : disk.userdevice();
+      const bool cd = disk.type() == "CD";
+      if (!cd && !disk.type().empty() && disk.type() != "Disk") {
+        return bad(dwhere, ": type must be Disk or CD");
+      }
+      Object* vbd = CreateLocked("VBD");
+      vbd->at("VM") = SimValue::Str(vm->ref);
+      vbd->at("userdevice") = SimValue::Str(userdevice);
+      int dev_index = 0;
+      for (char c : userdevice)
+        dev_index = dev_index * 10 + (absl::ascii_isdigit(c) ? c - '0' : 0);
+      vbd->at("device") = SimValue::Str(
+          !disk.device().empty()
+              ? disk.device()
+              : absl::StrCat("xvd", std::string(1, static_cast<char>(
+                                                       'a' + dev_index % 26))));
+      vbd->at("type") = SimValue::Str(cd ? "CD" : "Disk");
+      vbd->at("mode") = SimValue::Str(cd ? "RO" : "RW");
+      vbd->at("bootable") = SimValue::Bool(
+          disk.has_bootable() ? disk.bootable() : (userdevice == "0" && !cd));
+      vbd->at("currently_attached") = SimValue::Bool(running);
+      vbd->at("empty") = SimValue::Bool(cd);
+      vbd->at("unpluggable") = SimValue::Bool(cd);
+      vbd->at("allowed_operations") = SimValue::StrSet({"attach"});
+      vm->at("VBDs").items.push_back(SimValue::Str(vbd->ref));
+      if (cd) continue;
+      auto sr_it = srs.find(disk.sr());
+      if (sr_it == srs.end())
+        return bad(dwhere, ": unknown SR \"", disk.sr(), "\"");
+      if (disk.size() == 0 || disk.size() % 512 != 0) {
+        return bad(dwhere, ": size must be a positive multiple of 512 bytes");
+      }
+      Object* sr = sr_it->second;
+      Object* vdi = CreateLocked("VDI");
+      if (!disk.vdi_uuid().empty())
+        vdi->at("uuid") = SimValue::Str(disk.vdi_uuid());
+      vdi->at("name_label") =
+          SimValue::Str(!disk.name_label().empty()
+                            ? disk.name_label()
+                            : absl::StrCat(v.name_label(), " ", userdevice));
+      vdi->at("SR") = SimValue::Str(sr->ref);
+      vdi->at("VBDs").items.push_back(SimValue::Str(vbd->ref));
+      vdi->at("virtual_size") =
+          SimValue::Int(static_cast<int64_t>(disk.size()));
+      const bool thick = IsThick(sr->str("type"));
+      vdi->at("physical_utilisation") = SimValue::Int(
+          static_cast<int64_t>(thick ? disk.size() : disk.size() / 2));
+      vdi->at("type") = SimValue::Str(userdevice == "0" ? "system" : "user");
+      vdi->at("location") = SimValue::Str(vdi->str("uuid"));
+      vdi->at("allowed_operations") =
+          SimValue::StrSet({"clone", "snapshot", "copy", "resize", "destroy"});
+      sr->at("VDIs").items.push_back(SimValue::Str(vdi->ref));
+      sr->at("physical_utilisation").i += vdi->at("physical_utilisation").i;
+      sr->at("virtual_allocation").i += static_cast<int64_t>(disk.size());
+      vbd->at("VDI") = SimValue::Str(vdi->ref);
+      VdiData data;
+      data.seed = disk.content_seed() != 0
+                      ? disk.content_seed()
+                      : GeneratedDisk::SeedFor(vm_uuid, userdevice);
+      data.image = std::make_shared<GeneratedDisk>(data.seed, disk.size());
+      data.chain_length = disk.chain_length() != 0 ? disk.chain_length() : 1;
+      vdi_data_[vdi->ref] = std::move(data);
+      disk_srs.push_back(sr->ref);
+    }
+
+    // Where it runs.
+    if (running) {
+      Object* host = nullptr;
+      if (!v.resident_on().empty()) {
+        host = HostByNameLocked(v.resident_on());
+        if (host == nullptr) {
+          return bad(where, ": resident_on names unknown host \"",
+                     v.resident_on(), "\"");
+        }
+      } else {
+        for (Object* h : hosts) {
+          bool sees = true;
+          for (const std::string& sr : disk_srs)
+            sees = sees && HostSeesSrLocked(*h, sr);
+          if (sees) {
+            host = h;
+            break;
+          }
+        }
+        if (host == nullptr) return bad(where, ": no host sees all its SRs");
+      }
+      for (const std::string& sr : disk_srs) {
+        if (!HostSeesSrLocked(*host, sr)) {
+          return bad(where, ": runs on \"", host->str("name_label"),
+                     "\" which cannot see one of its SRs");
+        }
+      }
+      vm->at("resident_on") = SimValue::Str(host->ref);
+      vm->at("domid") = SimValue::Int(next_domid++);
+      host->at("resident_VMs").items.push_back(SimValue::Str(vm->ref));
+      Object* gm = CreateLocked("VM_guest_metrics");
+      vm->at("guest_metrics") = SimValue::Str(gm->ref);
+      for (const SimValue& vbd_ref : vm->at("VBDs").items) {
+        Object* vbd = GetLocked("VBD", vbd_ref.s);
+        if (vbd->str("VDI") == "OpaqueRef:NULL") continue;
+        Object* vdi = GetLocked("VDI", vbd->str("VDI"));
+        vdi->at("sm_config")
+            .Put(absl::StrCat("host_", host->ref), SimValue::Str("RW"));
+      }
+    }
+
+    // VIFs.
+    for (int n = 0; n < v.vifs_size(); ++n) {
+      const Vif& f = v.vifs(n);
+      Object* network = networks.begin()->second;
+      if (!f.network().empty()) {
+        auto it = networks.find(f.network());
+        if (it == networks.end()) {
+          return bad(where, ": vifs[", n, "]: unknown network \"", f.network(),
+                     "\"");
+        }
+        network = it->second;
+      }
+      Object* vif = CreateLocked("VIF");
+      vif->at("device") =
+          SimValue::Str(f.device().empty() ? absl::StrCat(n) : f.device());
+      vif->at("network") = SimValue::Str(network->ref);
+      vif->at("VM") = SimValue::Str(vm->ref);
+      const uint64_t r = rng_();
+      vif->at("MAC") = SimValue::Str(
+          !f.mac().empty()
+              ? f.mac()
+              : absl::StrFormat("ce:%02x:%02x:%02x:%02x:%02x", r & 0xff,
+                                (r >> 8) & 0xff, (r >> 16) & 0xff,
+                                (r >> 24) & 0xff, (r >> 32) & 0xff));
+      vif->at("MTU") = SimValue::Int(1500);
+      vif->at("currently_attached") = SimValue::Bool(running);
+      vm->at("VIFs").items.push_back(SimValue::Str(vif->ref));
+      network->at("VIFs").items.push_back(SimValue::Str(vif->ref));
+    }
+
+    // Existing user snapshots.
+    for (const Snapshot& s : v.snapshots()) {
+      SimCall call;
+      call.method = "VM.snapshot";
+      call.params = {SimValue::Str(""), SimValue::Str(vm->ref),
+                     SimValue::Str(s.name_label())};
+      RpcResult result = SnapshotVmLocked(call);
+      if (!result.error.empty()) {
+        return bad(where, ": snapshot \"", s.name_label(),
+                   "\": ", absl::StrJoin(result.error, " "));
+      }
+      Object* snap = GetLocked("VM", result.value.s);
+      if (!s.snapshot_time().empty())
+        snap->at("snapshot_time") = SimValue::Time(s.snapshot_time());
+      if (!s.uuid().empty()) snap->at("uuid") = SimValue::Str(s.uuid());
+    }
+  }
+
+  for (const Fault& f : fx.faults()) {
+    faults_.push_back(f);
+    fault_fired_.push_back(0);
+  }
+  return absl::OkStatus();
+}
+
+// ---- helpers ----------------------------------------------------------------
+
+Object* SimPool::HostByNameLocked(absl::string_view name) {
+  for (Object* h : AllLocked("host")) {
+    if (h->str("name_label") == name) return h;
+  }
+  return nullptr;
+}
+
+std::string SimPool::MasterAddressLocked() {
+  return GetLocked("host", master_ref_)->str("address");
+}
+
+bool SimPool::HostLiveLocked(const Object& host) {
+  for (const Fault& f : faults_) {
+    if (f.kind() == Fault::HOST_DOWN &&
+        (f.host().empty() || f.host() == host.str("name_label"))) {
+      return false;
+    }
+  }
+  Object* metrics = GetLocked("host_metrics", host.str("metrics"));
+  return metrics != nullptr && metrics->at("live").b;
+}
+
+bool SimPool::HostSeesSrLocked(const Object& host, const std::string& sr_ref) {
+  for (const SimValue& pbd_ref : host.at("PBDs").items) {
+    Object* pbd = GetLocked("PBD", pbd_ref.s);
+    if (pbd != nullptr && pbd->str("SR") == sr_ref &&
+        pbd->at("currently_attached").b)
+      return true;
+  }
+  return false;
+}
+
+std::vector<HostInfo> SimPool::hosts() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<HostInfo> out;
+  auto* self = const_cast<SimPool*>(this);
+  for (Object* h : self->AllLocked("host")) {
+    out.push_back(HostInfo{h->str("name_label"), h->str("address"),
+                           h->str("uuid"), h->ref == master_ref_});
+  }
+  return out;
+}
+
+void SimPool::SetEndpoint(const std::string& scheme, int port) {
+  absl::MutexLock lock(&mu_);
+  scheme_ = scheme;
+  port_ = port;
+}
+
+std::vector<std::string> SimPool::VmIdentitiesLocked(const Object& vm) {
+  std::vector<std::string> ids = {vm.str("name_label"), vm.str("uuid")};
+  Object* parent = GetLocked("VM", vm.str("snapshot_of"));
+  if (parent != nullptr) {
+    ids.push_back(parent->str("name_label"));
+    ids.push_back(parent->str("uuid"));
+  }
+  return ids;
+}
+
+std::vector<std::string> SimPool::VdiVmIdentitiesLocked(const Object& vdi) {
+  std::vector<std::string> ids;
+  std::vector<const Object*> vdis = {&vdi};
+  if (Object* src = GetLocked("VDI", vdi.str("snapshot_of")))
+    vdis.push_back(src);
+  for (const Object* v : vdis) {
+    for (const SimValue& vbd_ref : v->at("VBDs").items) {
+      Object* vbd = GetLocked("VBD", vbd_ref.s);
+      if (vbd == nullptr) continue;
+      Object* vm = GetLocked("VM", vbd->str("VM"));
+      if (vm == nullptr) continue;
+      for (std::string& id : VmIdentitiesLocked(*vm))
+        ids.push_back(std::move(id));
+    }
+  }
+  return ids;
+}
+
+// ---- faults -----------------------------------------------------------------
+
+const Fault* SimPool::MatchFaultLocked(Fault::Kind kind,
+                                       const std::string& host,
+                                       const std::string& call,
+                                       const std::vector<std::string>& vm_ids) {
+  for (size_t i = 0; i < faults_.size(); ++i) {
+    const Fault& f = faults_[i];
+    if (f.kind() != kind) continue;
+    if (f.times() != 0 && fault_fired_[i] >= f.times()) continue;
+    if (!f.host().empty() && f.host() != host) continue;
+    if (!f.call().empty() && f.call() != call) continue;
+    if (!f.vm().empty() &&
+        std::find(vm_ids.begin(), vm_ids.end(), f.vm()) == vm_ids.end()) {
+      continue;
+    }
+    ++fault_fired_[i];
+    return &f;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> SimPool::FaultErrorLocked(const Fault& f,
+                                                   const std::string& subject) {
+  std::vector<std::string> error(f.error().begin(), f.error().end());
+  if (error.empty()) error.push_back("INTERNAL_ERROR");
+  if (error.size() > 1) return error;
+  // Only a code was given: add the parameters XAPI sends with it.
+  const std::string& code = error[0];
+  if (code == "SR_BACKEND_FAILURE_44")
+    return {code, "", "There is insufficient space", ""};
+  if (code == "SR_BACKEND_FAILURE_109")
+    return {code, "", "The snapshot chain is too long", ""};
+  if (code == "SR_BACKEND_FAILURE_46") {
+    return {code, "",
+            absl::StrCat("The VDI is not available [opterr=VDI ", subject,
+                         " not detached cleanly]"),
+            ""};
+  }
+  if (code == "SR_FULL") return {code, "0", "0"};
+  if (code == "OTHER_OPERATION_IN_PROGRESS")
+    return {code, "VM", subject, "snapshot", ""};
+  if (code == "VDI_IO_ERROR") return {code, "Device I/O errors"};
+  if (code == "VDI_IN_USE") return {code, subject, "destroy"};
+  if (code == "LICENCE_RESTRICTION") return {code, "Snapshot"};
+  if (code == "INTERNAL_ERROR") return {code, "simulated failure"};
+  return error;
+}
+
+absl::Status SimPool::AddFault(const Fault& fault) {
+  if (fault.kind() == Fault::KIND_UNSPECIFIED) {
+    return absl::InvalidArgumentError("fault: kind is required");
+  }
+  absl::MutexLock lock(&mu_);
+  faults_.push_back(fault);
+  fault_fired_.push_back(0);
+  return absl::OkStatus();
+}
+
+void SimPool::ClearFaults() {
+  absl::MutexLock lock(&mu_);
+  faults_.clear();
+  fault_fired_.clear();
+  session_invalid_seen_.clear();
+}
+
+FaultList SimPool::Faults() {
+  absl::MutexLock lock(&mu_);
+  return FaultsLocked();
+}
+
+FaultList SimPool::FaultsLocked() {
+  FaultList list;
+  for (const Fault& f : faults_) *list.add_faults() = f;
+  return list;
+}
+
+// ---- state for tests
+// ----------------------------------------------------------
+
+absl::StatusOr<VdiInfo> SimPool::DescribeVdi(const std::string& uuid) {
+  std::shared_ptr<DiskImage> image;
+  VdiInfo info;
+  {
+    absl::MutexLock lock(&mu_);
+    Object* vdi = ByUuidLocked("VDI", uuid);
+    if (vdi == nullptr)
+      return absl::NotFoundError(absl::StrCat("no VDI ", uuid));
+    auto it = vdi_data_.find(vdi->ref);
+    if (it == vdi_data_.end() || it->second.image == nullptr) {
+      return absl::NotFoundError(absl::StrCat("VDI ", uuid, " has no data"));
+    }
+    image = it->second.image;
+    info.set_uuid(uuid);
+    info.set_virtual_size(image->size());
+    info.set_content_seed(it->second.seed);
+    for (const SimValue& vbd_ref : vdi->at("VBDs").items) {
+      Object* vbd = GetLocked("VBD", vbd_ref.s);
+      if (vbd == nullptr) continue;
+      Object* vm = GetLocked("VM", vbd->str("VM"));
+      if (vm != nullptr) info.set_vm_uuid(vm->str("uuid"));
+      info.set_userdevice(vbd->str("userdevice"));
+    }
+  }
+  info.set_sha256(DiskSha256(*image));
+  return info;
+}
+
+SimState SimPool::State() {
+  absl::MutexLock lock(&mu_);
+  return StateLocked();
+}
+
+SimState SimPool::StateLocked() {
+  SimState state;
+  state.set_sessions(static_cast<uint32_t>(sessions_.size()));
+  for (Object* vm : AllLocked("VM")) {
+    state.set_vms(state.vms() + 1);
+    if (vm->at("is_a_snapshot").b) {
+      state.set_snapshots(state.snapshots() + 1);
+      state.add_snapshot_names(vm->str("name_label"));
+    }
+  }
+  for (Object* vdi : AllLocked("VDI")) {
+    state.set_vdis(state.vdis() + 1);
+    if (vdi->at("is_a_snapshot").b)
+      state.set_snapshot_vdis(state.snapshot_vdis() + 1);
+  }
+  for (Object* task : AllLocked("task")) {
+    state.set_tasks(state.tasks() + 1);
+    if (task->str("status") == "pending")
+      state.set_pending_tasks(state.pending_tasks() + 1);
+  }
+  state.set_api_calls(api_calls_);
+  return state;
+}
+
+RequestLog SimPool::Requests(const std::string& host) {
+  absl::MutexLock lock(&mu_);
+  return RequestsLocked(host);
+}
+
+RequestLog SimPool::RequestsLocked(const std::string& host) {
+  RequestLog log;
+  for (const RequestLogEntry& e : request_log_) {
+    if (host.empty() || e.host() == host) *log.add_requests() = e;
+  }
+  return log;
+}
+
+int SimPool::LogRequestLocked(const HttpRequest& r) {
+  RequestLogEntry e;
+  e.set_host(r.host);
+  e.set_method(r.method);
+  std::string query;
+  for (absl::string_view part : absl::StrSplit(r.raw_query, '&')) {
+    if (part.empty()) continue;
+    if (!query.empty()) query += "&";
+    if (absl::StartsWith(part, "session_id=")) {
+      query += "session_id=REDACTED";
+    } else {
+      absl::StrAppend(&query, part);
+    }
+  }
+  e.set_path(query.empty() ? r.path : absl::StrCat(r.path, "?", query));
+  e.set_session_cookie(r.cookies.count("session_id") != 0);
+  e.set_session_in_query(r.query.count("session_id") != 0);
+  e.set_basic_auth(absl::StartsWith(r.authorization, "Basic "));
+  auto task = r.query.find("task_id");
+  if (task != r.query.end()) e.set_task_id(task->second);
+  e.set_started(absl::ToDoubleSeconds(absl::Now() - started_));
+  request_log_.push_back(std::move(e));
+  return static_cast<int>(request_log_.size()) - 1;
+}
+
+void SimPool::Shutdown() { shutdown_.store(true); }
+
+}  // namespace vmb::sim

@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The simulated pool: the object database, sessions, tasks, faults and the
+// logic of XAPI's XML-RPC calls and HTTP data handlers. The HTTP server
+// (sim_server.h) only moves bytes; every decision is made here.
+//
+// Thread-safe: one mutex guards all state; streams run without it and take it
+// briefly to update their task.
+
+#include <stdint.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+#include "tests/xapi_sim/disk_image.h"
+#include "tests/xapi_sim/fixture.pb.h"
+#include "tests/xapi_sim/schema.h"
+#include "tests/xapi_sim/sim_value.h"
+#include "tests/xapi_sim/streams.h"
+
+namespace vmb::sim {
+
+// One row of the database.
+struct Object {
+  const ClassSchema* schema = nullptr;
+  std::string ref;
+  std::vector<SimValue> fields;
+
+  SimValue& at(absl::string_view field);
+  const SimValue& at(absl::string_view field) const;
+  const std::string& str(absl::string_view field) const { return at(field).s; }
+};
+
+// An HTTP request as the server hands it over.
+struct HttpRequest {
+  std::string host;  // name_label of the host whose address received it
+  std::string method;
+  std::string path;  // without the query
+  std::string raw_query;
+  std::map<std::string, std::string> query;
+  std::map<std::string, std::string> cookies;
+  std::string authorization;
+  bool chunked = false;
+  std::string scheme = "http";
+  int port = 0;
+  int socket_fd = -1;     // for stall faults: to see the client leave
+  std::string body_path;  // PUT bodies are spooled to this file
+  uint64_t body_size = 0;
+};
+
+class SimPool;
+
+// The body of a streaming response. Read() is called from the connection's
+// thread; Finish() once, when the connection ends.
+class ResponseStream {
+ public:
+  virtual ~ResponseStream() = default;
+  // Returns bytes written, 0 at the end, or an error to cut the connection.
+  virtual absl::StatusOr<size_t> Read(char* buf, size_t max) = 0;
+  // `completed` is true when every byte reached the client.
+  virtual void Finish(bool completed) = 0;
+};
+
+struct HttpResponse {
+  int status = 200;
+  bool http10 = false;  // "HTTP/1.0" status line (as /export)
+  bool close = true;    // Connection: close
+  bool content_length = true;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::unique_ptr<ResponseStream>
+      stream;                    // set: body comes from here, no length
+  bool drop_connection = false;  // write nothing at all, just close
+  int log_index = -1;            // this request's entry in the request log
+};
+
+// A host's listening endpoint.
+struct HostInfo {
+  std::string name;
+  std::string address;
+  std::string uuid;
+  bool master = false;
+};
+
+class SimPool {
+ public:
+  // Builds the pool from a fixture. Errors: INVALID_ARGUMENT naming the bad
+  // fixture entry.
+  static absl::StatusOr<std::unique_ptr<SimPool>> Create(
+      const Fixture& fixture);
+  ~SimPool();
+
+  std::vector<HostInfo> hosts() const;
+  const Credentials& credentials() const { return credentials_; }
+  // The scheme and port every host's URL uses, for redirects.
+  void SetEndpoint(const std::string& scheme, int port);
+
+  // XML-RPC: returns the body and sets *status (200, or 500 for a request
+  // that is not XML-RPC at all).
+  std::string HandleXmlRpc(const std::string& host, absl::string_view body,
+                           int* status);
+
+  // GET/PUT data handlers and the /sim/ control endpoint.
+  HttpResponse HandleHttp(HttpRequest& request);
+
+  // Test support: SHA-256 and size of a VDI's bytes.
+  absl::StatusOr<VdiInfo> DescribeVdi(const std::string& uuid);
+  SimState State();
+  RequestLog Requests(const std::string& host);
+  absl::Status AddFault(const Fault& fault);
+  void ClearFaults();
+  FaultList Faults();
+
+  // Stops streams that wait (stalls, throttles) so the server can shut down.
+  void Shutdown();
+  bool shutting_down() const { return shutdown_.load(); }
+
+  // Internal, for streams.
+  void StreamProgress(const std::string& task, uint64_t done, uint64_t total);
+  void StreamFinished(const std::string& task, int log_index, uint64_t bytes,
+                      const std::vector<std::string>& error,
+                      const std::string& outcome,
+                      const std::vector<std::string>& exported_vdis);
+  bool TaskCancelling(const std::string& task);
+  // Blocks to keep `host`'s outgoing rate under its BANDWIDTH fault.
+  void Throttle(const std::string& host, size_t bytes);
+
+ private:
+  SimPool() = default;
+  struct Session {
+    std::string user;
+    std::string originator;
+    absl::Time created;
+    uint64_t seq;
+  };
+  struct VdiData {
+    uint64_t seed = 0;
+    std::shared_ptr<DiskImage> image;
+    uint32_t chain_length = 1;
+    uint32_t in_use_after_export = 0;  // pending VDI_IN_USE refusals
+  };
+  struct RpcResult {
+    SimValue value;
+    std::vector<std::string> error;  // non-empty: a failure
+  };
+  struct Table {
+    std::vector<std::string> order;
+    absl::flat_hash_map<std::string, std::unique_ptr<Object>> rows;
+  };
+  struct StreamPlan;
+
+  // Database.
+  Object* CreateLocked(absl::string_view cls)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Object* GetLocked(absl::string_view cls, absl::string_view ref)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Object* ByUuidLocked(absl::string_view cls, absl::string_view uuid)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<Object*> AllLocked(absl::string_view cls)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DestroyLocked(absl::string_view cls, absl::string_view ref)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string NewUuidLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string NewRefLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string NowLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Status LoadFixtureLocked(const Fixture& fixture)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // XML-RPC.
+  RpcResult DispatchLocked(const std::string& host, const SimCall& call)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  RpcResult GenericLocked(const std::string& cls, const std::string& message,
+                          const SimCall& call, bool* handled)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  SimValue RecordLocked(const Object& o) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  RpcResult LoginLocked(const std::string& host, const SimCall& call)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  RpcResult SnapshotVmLocked(const SimCall& call)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  RpcResult DestroyVmLocked(const SimCall& call)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  RpcResult SnapshotVdiLocked(const SimCall& call)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  RpcResult DestroyVdiLocked(const SimCall& call)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Object* CopyVdiAsSnapshotLocked(Object* vdi, std::string* error_code)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string MasterAddressLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Object* HostByNameLocked(absl::string_view name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool HostLiveLocked(const Object& host) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool HostSeesSrLocked(const Object& host, const std::string& sr_ref)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<std::string> VmIdentitiesLocked(const Object& vm)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<std::string> VdiVmIdentitiesLocked(const Object& vdi)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Faults: the first matching armed fault of `kind`, consumed if limited.
+  const Fault* MatchFaultLocked(Fault::Kind kind, const std::string& host,
+                                const std::string& call,
+                                const std::vector<std::string>& vm_ids)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<std::string> FaultErrorLocked(const Fault& f,
+                                            const std::string& subject)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // HTTP.
+  HttpResponse ExportLocked(HttpRequest& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  HttpResponse ExportRawVdiLocked(HttpRequest& r)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  HttpResponse ExportMetadataLocked(HttpRequest& r)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  HttpResponse DbDumpLocked(HttpRequest& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  HttpResponse ImportLocked(HttpRequest& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  HttpResponse ControlLocked(HttpRequest& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Authenticates a data-handler request. On failure fills *denied.
+  bool AuthenticateHttpLocked(HttpRequest& r, const std::string& task,
+                              HttpResponse* denied)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string TaskForRequestLocked(HttpRequest& r, const std::string& label)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FailTaskLocked(const std::string& task,
+                      const std::vector<std::string>& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  HttpResponse ErrorPageLocked(int status,
+                               const std::vector<std::string>& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Redirect rule of XAPI: if this host cannot see every SR in `srs` (or is
+  // not live), a 302 to a random live host that can; if none can, the task
+  // fails NO_HOSTS_AVAILABLE and nothing is written. Returns true when the
+  // request must not be served here (and fills *out).
+  bool RedirectLocked(HttpRequest& r, const std::vector<std::string>& srs,
+                      const std::string& task, HttpResponse* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string OvaXmlLocked(const Object& vm, bool metadata_only,
+                           std::vector<XvaDisk>* disks,
+                           std::vector<std::string>* vdi_refs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string DbDumpXmlLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string SexprRecordLocked(const Object& o)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::unique_ptr<ResponseStream> MakeStreamLocked(
+      HttpRequest& r, std::unique_ptr<ByteSource> src, const std::string& task,
+      const std::vector<std::string>& vm_ids,
+      const std::vector<std::string>& vdis, int log_index)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int LogRequestLocked(const HttpRequest& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  SimState StateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  RequestLog RequestsLocked(const std::string& host)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  FaultList FaultsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::string> ImportXvaLocked(const std::string& path,
+                                              const std::string& sr_ref,
+                                              bool force)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, Table, std::less<>> tables_ ABSL_GUARDED_BY(mu_);
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  uint64_t session_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<std::string, VdiData> vdi_data_
+      ABSL_GUARDED_BY(mu_);  // by VDI ref
+  absl::flat_hash_map<std::string, bool> task_streaming_ ABSL_GUARDED_BY(mu_);
+  std::vector<Fault> faults_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint32_t> fault_fired_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<size_t, uint32_t> session_invalid_seen_
+      ABSL_GUARDED_BY(mu_);
+  std::vector<RequestLogEntry> request_log_ ABSL_GUARDED_BY(mu_);
+  uint64_t api_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<std::string, absl::Time> throttle_next_
+      ABSL_GUARDED_BY(mu_);
+  std::string scheme_ ABSL_GUARDED_BY(mu_) = "http";
+  int port_ ABSL_GUARDED_BY(mu_) = 80;
+  std::string pool_ref_;
+  std::string master_ref_;
+  Credentials credentials_;
+  Settings settings_;
+  std::string state_dir_;
+  bool own_state_dir_ = false;
+  absl::Time started_ = absl::Now();
+  std::atomic<bool> shutdown_{false};
+};
+
+}  // namespace vmb::sim

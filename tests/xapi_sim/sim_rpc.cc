@@ -1,0 +1,716 @@
+// SPDX-License-Identifier: Apache-2.0
+// XAPI's XML-RPC calls, as the simulator answers them.
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+#include "tests/xapi_sim/sim_pool.h"
+
+namespace vmb::sim {
+namespace {
+
+std::vector<std::string> Err(std::initializer_list<std::string> parts) {
+  return parts;
+}
+
+const std::string& StrParam(const SimCall& call, size_t i) {
+  static const std::string kEmpty;
+  return i < call.params.size() &&
+                 call.params[i].kind == SimValue::Kind::kString
+             ? call.params[i].s
+             : kEmpty;
+}
+
+bool BoolParam(const SimCall& call, size_t i) {
+  if (i >= call.params.size()) return false;
+  const SimValue& v = call.params[i];
+  if (v.kind == SimValue::Kind::kBool) return v.b;
+  return v.kind == SimValue::Kind::kString && (v.s == "true" || v.s == "1");
+}
+
+bool IsThickType(absl::string_view t) {
+  return t == "lvm" || t == "lvmoiscsi" || t == "lvmohba" || t == "lvmofcoe";
+}
+
+struct Arity {
+  size_t min;
+  size_t max;
+};
+
+}  // namespace
+
+std::string SimPool::HandleXmlRpc(const std::string& host,
+                                  absl::string_view body, int* status) {
+  *status = 200;
+  absl::StatusOr<SimCall> call = ParseSimCall(body);
+  if (!call.ok()) {
+    absl::MutexLock lock(&mu_);
+    HttpResponse page = ErrorPageLocked(
+        500, {"INTERNAL_ERROR", std::string(call.status().message())});
+    *status = 500;
+    return page.body;
+  }
+  // A SLOW_CALL fault delays the call before it runs, without the lock.
+  absl::Duration delay;
+  {
+    absl::MutexLock lock(&mu_);
+    std::vector<std::string> ids;
+    if (call->params.size() > 1 && absl::StartsWith(call->method, "VM.")) {
+      if (Object* vm = GetLocked("VM", StrParam(*call, 1)))
+        ids = VmIdentitiesLocked(*vm);
+    }
+    if (const Fault* f =
+            MatchFaultLocked(Fault::SLOW_CALL, host, call->method, ids)) {
+      delay = absl::Milliseconds(f->delay_ms());
+    }
+  }
+  if (delay > absl::ZeroDuration()) absl::SleepFor(delay);
+  RpcResult result;
+  {
+    absl::MutexLock lock(&mu_);
+    ++api_calls_;
+    result = DispatchLocked(host, *call);
+  }
+  if (!result.error.empty() &&
+      result.error[0] == "SESSION_AUTHENTICATION_FAILED" &&
+      settings_.auth_failure_delay_ms() > 0) {
+    absl::SleepFor(absl::Milliseconds(settings_.auth_failure_delay_ms()));
+  }
+  return result.error.empty() ? XapiSuccess(result.value)
+                              : XapiFailure(result.error);
+}
+
+SimPool::RpcResult SimPool::DispatchLocked(const std::string& host,
+                                           const SimCall& call) {
+  const std::string& method = call.method;
+  const size_t dot = method.find('.');
+  const std::string cls = dot == std::string::npos ? "" : method.substr(0, dot);
+  const std::string message =
+      dot == std::string::npos ? "" : method.substr(dot + 1);
+  const bool on_master = [&] {
+    Object* h = HostByNameLocked(host);
+    return h == nullptr || h->ref == master_ref_;
+  }();
+
+  // SESSION_INVALID faults: after `after_calls` calls, every session goes,
+  // as when the toolstack restarts.
+  for (size_t i = 0; i < faults_.size(); ++i) {
+    const Fault& f = faults_[i];
+    if (f.kind() != Fault::SESSION_INVALID) continue;
+    if (f.times() != 0 && fault_fired_[i] >= f.times()) continue;
+    if (method == "session.login_with_password") continue;
+    uint32_t& seen = session_invalid_seen_[i];
+    if (++seen > f.after_calls()) {
+      seen = 0;
+      ++fault_fired_[i];
+      for (const auto& [ref, unused_session] : sessions_)
+        DestroyLocked("session", ref);
+      sessions_.clear();
+    }
+  }
+
+  if (method == "session.login_with_password") {
+    if (call.params.size() < 2 || call.params.size() > 4) {
+      return {SimValue(), Err({"MESSAGE_PARAMETER_COUNT_MISMATCH", method, "4",
+                               absl::StrCat(call.params.size())})};
+    }
+    if (!on_master)
+      return {SimValue(), Err({"HOST_IS_SLAVE", MasterAddressLocked()})};
+    return LoginLocked(host, call);
+  }
+
+  // Which messages exist, and their arity (the session included).
+  const ClassSchema* schema = FindClass(cls);
+  Arity arity{0, 0};
+  bool known = true;
+  if (method == "session.logout") {
+    arity = {1, 1};
+  } else if (method == "session.get_this_host") {
+    arity = {2, 2};
+  } else if (method == "VM.snapshot") {
+    arity = settings_.old_host_snapshot_arity() ? Arity{3, 3} : Arity{3, 4};
+  } else if (method == "VM.destroy" || method == "VDI.destroy" ||
+             method == "task.cancel" || method == "task.destroy") {
+    arity = {2, 2};
+  } else if (method == "VM.set_is_a_template" || method == "VM.set_affinity") {
+    arity = {3, 3};
+  } else if (method == "VDI.snapshot") {
+    arity = {2, 3};
+  } else if (method == "task.create") {
+    arity = {3, 3};
+  } else if (schema != nullptr) {
+    if (message == "get_all" || message == "get_all_records") {
+      arity = {1, 1};
+    } else if (message == "get_record" || message == "get_by_uuid") {
+      arity = {2, 2};
+    } else if (message == "get_by_name_label" &&
+               schema->Find("name_label") >= 0) {
+      arity = {2, 2};
+    } else if (absl::StartsWith(message, "get_") &&
+               schema->Find(message.substr(4)) >= 0) {
+      arity = {2, 2};
+    } else if ((message == "set_name_label" ||
+                message == "set_name_description") &&
+               schema->Find("name_label") >= 0) {
+      arity = {3, 3};
+    } else if (message == "set_other_config" &&
+               schema->Find("other_config") >= 0) {
+      arity = {3, 3};
+    } else if (message == "add_to_other_config" &&
+               schema->Find("other_config") >= 0) {
+      arity = {4, 4};
+    } else if (message == "remove_from_other_config" &&
+               schema->Find("other_config") >= 0) {
+      arity = {3, 3};
+    } else if ((message == "add_tags" || message == "remove_tags" ||
+                message == "set_tags") &&
+               schema->Find("tags") >= 0) {
+      arity = {3, 3};
+    } else {
+      known = false;
+    }
+  } else {
+    known = false;
+  }
+  if (!known) return {SimValue(), Err({"MESSAGE_METHOD_UNKNOWN", method})};
+  if (call.params.size() < arity.min || call.params.size() > arity.max) {
+    return {SimValue(),
+            Err({"MESSAGE_PARAMETER_COUNT_MISMATCH", method,
+                 absl::StrCat(arity.max), absl::StrCat(call.params.size())})};
+  }
+  if (!on_master)
+    return {SimValue(), Err({"HOST_IS_SLAVE", MasterAddressLocked()})};
+  const std::string& session = StrParam(call, 0);
+  if (sessions_.find(session) == sessions_.end()) {
+    return {SimValue(), Err({"SESSION_INVALID", session})};
+  }
+
+  // CALL_ERROR faults.
+  std::vector<std::string> ids;
+  if (cls == "VM") {
+    if (Object* vm = GetLocked("VM", StrParam(call, 1)))
+      ids = VmIdentitiesLocked(*vm);
+  } else if (cls == "VDI") {
+    if (Object* vdi = GetLocked("VDI", StrParam(call, 1)))
+      ids = VdiVmIdentitiesLocked(*vdi);
+  }
+  if (const Fault* f = MatchFaultLocked(Fault::CALL_ERROR, host, method, ids)) {
+    return {SimValue(), FaultErrorLocked(*f, StrParam(call, 1))};
+  }
+
+  if (method == "session.logout") {
+    sessions_.erase(session);
+    DestroyLocked("session", session);
+    return {SimValue::Str(""), {}};
+  }
+  if (method == "session.get_this_host") {
+    return {SimValue::Str(master_ref_), {}};
+  }
+  if (method == "VM.snapshot") return SnapshotVmLocked(call);
+  if (method == "VM.destroy") return DestroyVmLocked(call);
+  if (method == "VDI.snapshot") return SnapshotVdiLocked(call);
+  if (method == "VDI.destroy") return DestroyVdiLocked(call);
+  if (method == "VM.set_is_a_template") {
+    Object* vm = GetLocked("VM", StrParam(call, 1));
+    if (vm == nullptr)
+      return {SimValue(), Err({"HANDLE_INVALID", "VM", StrParam(call, 1)})};
+    const bool value = BoolParam(call, 2);
+    if (value && vm->str("power_state") != "Halted") {
+      return {SimValue(), Err({"VM_BAD_POWER_STATE", vm->ref, "halted",
+                               absl::AsciiStrToLower(vm->str("power_state"))})};
+    }
+    vm->at("is_a_template") = SimValue::Bool(value);
+    return {SimValue::Str(""), {}};
+  }
+  if (method == "VM.set_affinity") {
+    Object* vm = GetLocked("VM", StrParam(call, 1));
+    if (vm == nullptr)
+      return {SimValue(), Err({"HANDLE_INVALID", "VM", StrParam(call, 1)})};
+    const std::string& host_ref = StrParam(call, 2);
+    if (host_ref != "OpaqueRef:NULL" &&
+        GetLocked("host", host_ref) == nullptr) {
+      return {SimValue(), Err({"HANDLE_INVALID", "host", host_ref})};
+    }
+    vm->at("affinity") = SimValue::Str(host_ref);
+    return {SimValue::Str(""), {}};
+  }
+  if (method == "task.create") {
+    Object* task = CreateLocked("task");
+    task->at("name_label") = SimValue::Str(StrParam(call, 1));
+    task->at("name_description") = SimValue::Str(StrParam(call, 2));
+    task->at("created") = SimValue::Time(NowLocked());
+    task->at("status") = SimValue::Str("pending");
+    task->at("resident_on") = SimValue::Str(master_ref_);
+    task->at("progress") = SimValue::Float(0);
+    task->at("type") = SimValue::Str("<none/>");
+    task->at("allowed_operations") = SimValue::StrSet({"cancel"});
+    return {SimValue::Str(task->ref), {}};
+  }
+  if (method == "task.cancel") {
+    Object* task = GetLocked("task", StrParam(call, 1));
+    if (task == nullptr)
+      return {SimValue(), Err({"HANDLE_INVALID", "task", StrParam(call, 1)})};
+    if (task->str("status") != "pending") {
+      return {SimValue(),
+              Err({"OPERATION_NOT_ALLOWED", "task is not pending"})};
+    }
+    if (task_streaming_.count(task->ref) != 0) {
+      task->at("status") = SimValue::Str("cancelling");
+    } else {
+      task->at("status") = SimValue::Str("cancelled");
+      task->at("finished") = SimValue::Time(NowLocked());
+      task->at("error_info") = SimValue::StrSet({"TASK_CANCELLED", task->ref});
+    }
+    return {SimValue::Str(""), {}};
+  }
+  if (method == "task.destroy") {
+    Object* task = GetLocked("task", StrParam(call, 1));
+    if (task == nullptr)
+      return {SimValue(), Err({"HANDLE_INVALID", "task", StrParam(call, 1)})};
+    DestroyLocked("task", task->ref);
+    return {SimValue::Str(""), {}};
+  }
+  bool handled = false;
+  RpcResult r = GenericLocked(cls, message, call, &handled);
+  if (handled) return r;
+  return {SimValue(), Err({"MESSAGE_METHOD_UNKNOWN", method})};
+}
+
+SimValue SimPool::RecordLocked(const Object& o) {
+  SimValue record = SimValue::Map();
+  record.map.reserve(o.fields.size());
+  for (size_t i = 0; i < o.fields.size(); ++i) {
+    record.map.emplace_back(o.schema->fields[i].name, o.fields[i]);
+  }
+  return record;
+}
+
+SimPool::RpcResult SimPool::GenericLocked(const std::string& cls,
+                                          const std::string& message,
+                                          const SimCall& call, bool* handled) {
+  *handled = true;
+  const ClassSchema* schema = FindClass(cls);
+  if (message == "get_all") {
+    SimValue refs = SimValue::Set();
+    for (Object* o : AllLocked(cls))
+      refs.items.push_back(SimValue::Str(o->ref));
+    return {refs, {}};
+  }
+  if (message == "get_all_records") {
+    SimValue records = SimValue::Map();
+    for (Object* o : AllLocked(cls))
+      records.map.emplace_back(o->ref, RecordLocked(*o));
+    return {records, {}};
+  }
+  if (message == "get_by_uuid") {
+    Object* o = ByUuidLocked(cls, StrParam(call, 1));
+    if (o == nullptr)
+      return {SimValue(), Err({"UUID_INVALID", cls, StrParam(call, 1)})};
+    return {SimValue::Str(o->ref), {}};
+  }
+  if (message == "get_by_name_label") {
+    // Like XAPI: templates and snapshots are returned too.
+    SimValue refs = SimValue::Set();
+    for (Object* o : AllLocked(cls)) {
+      if (o->str("name_label") == StrParam(call, 1))
+        refs.items.push_back(SimValue::Str(o->ref));
+    }
+    return {refs, {}};
+  }
+  Object* o = GetLocked(cls, StrParam(call, 1));
+  if (o == nullptr)
+    return {SimValue(), Err({"HANDLE_INVALID", cls, StrParam(call, 1)})};
+  if (message == "get_record") return {RecordLocked(*o), {}};
+  if (message == "set_name_label" || message == "set_name_description") {
+    o->at(message.substr(4)) = SimValue::Str(StrParam(call, 2));
+    return {SimValue::Str(""), {}};
+  }
+  if (message == "set_other_config" || message == "set_tags") {
+    const SimValue& v = call.params[2];
+    if (v.kind !=
+        (message == "set_tags" ? SimValue::Kind::kSet : SimValue::Kind::kMap)) {
+      return {SimValue(), Err({"FIELD_TYPE_ERROR", "value"})};
+    }
+    o->at(message.substr(4)) = v;
+    return {SimValue::Str(""), {}};
+  }
+  if (message == "add_to_other_config") {
+    SimValue& oc = o->at("other_config");
+    if (oc.Get(StrParam(call, 2)) != nullptr) {
+      return {SimValue(), Err({"MAP_DUPLICATE_KEY", cls, "other_config", o->ref,
+                               StrParam(call, 2)})};
+    }
+    oc.Put(StrParam(call, 2), SimValue::Str(StrParam(call, 3)));
+    return {SimValue::Str(""), {}};
+  }
+  if (message == "remove_from_other_config") {
+    o->at("other_config").Erase(StrParam(call, 2));
+    return {SimValue::Str(""), {}};
+  }
+  if (message == "add_tags" || message == "remove_tags") {
+    SimValue& tags = o->at("tags");
+    const std::string& tag = StrParam(call, 2);
+    auto it = std::find_if(tags.items.begin(), tags.items.end(),
+                           [&](const SimValue& t) { return t.s == tag; });
+    if (message == "add_tags" && it == tags.items.end())
+      tags.items.push_back(SimValue::Str(tag));
+    if (message == "remove_tags" && it != tags.items.end())
+      tags.items.erase(it);
+    return {SimValue::Str(""), {}};
+  }
+  if (absl::StartsWith(message, "get_") &&
+      schema->Find(message.substr(4)) >= 0) {
+    return {o->at(message.substr(4)), {}};
+  }
+  *handled = false;
+  return {};
+}
+
+SimPool::RpcResult SimPool::LoginLocked(const std::string& host,
+                                        const SimCall& call) {
+  (void)host;
+  const std::string& user = StrParam(call, 0);
+  if (user != credentials_.username() ||
+      StrParam(call, 1) != credentials_.password()) {
+    return {SimValue(), Err({"SESSION_AUTHENTICATION_FAILED", user,
+                             "Authentication failure"})};
+  }
+  const std::string originator = StrParam(call, 3);
+  // XAPI keeps at most N sessions per originator (or per user name when there
+  // is none) and destroys the oldest beyond that.
+  std::vector<std::pair<uint64_t, std::string>> same;
+  for (const auto& [ref, s] : sessions_) {
+    if (originator.empty() ? s.originator.empty() && s.user == user
+                           : s.originator == originator) {
+      same.emplace_back(s.seq, ref);
+    }
+  }
+  std::sort(same.begin(), same.end());
+  while (same.size() + 1 > settings_.max_sessions_per_originator()) {
+    sessions_.erase(same.front().second);
+    DestroyLocked("session", same.front().second);
+    same.erase(same.begin());
+  }
+  Object* session = CreateLocked("session");
+  session->at("this_host") = SimValue::Str(master_ref_);
+  session->at("last_active") = SimValue::Time(NowLocked());
+  session->at("originator") = SimValue::Str(originator);
+  session->at("auth_user_name") = SimValue::Str(user);
+  session->at("is_local_superuser") = SimValue::Bool(true);
+  sessions_[session->ref] =
+      Session{user, originator, absl::Now(), ++session_seq_};
+  return {SimValue::Str(session->ref), {}};
+}
+
+Object* SimPool::CopyVdiAsSnapshotLocked(Object* vdi, std::string* error_code) {
+  Object* sr = GetLocked("SR", vdi->str("SR"));
+  VdiData& data = vdi_data_[vdi->ref];
+  const int64_t size = vdi->at("virtual_size").i;
+  // A snapshot on a thick (LVM) SR needs room for the whole disk; on a thin SR
+  // only a small VHD.
+  const bool thick = IsThickType(sr->str("type"));
+  const int64_t needed = thick ? size : 8 * 1024 * 1024;
+  const int64_t free =
+      sr->at("physical_size").i - sr->at("physical_utilisation").i;
+  if (needed > free) {
+    *error_code = "SR_BACKEND_FAILURE_44";
+    return nullptr;
+  }
+  const auto& limit =
+      sr->at("other_config").Get("vmbackup-sim:max_chain_length");
+  if (limit != nullptr && data.chain_length + 1 > std::stoul(limit->s)) {
+    *error_code = "SR_BACKEND_FAILURE_109";
+    return nullptr;
+  }
+  // On VHD SRs the first snapshot turns the disk's data into a hidden,
+  // unmanaged "base copy" that both the disk and the snapshot point at.
+  SimValue& sm = vdi->at("sm_config");
+  if (sm.Get("vhd-parent") == nullptr) {
+    Object* base = CreateLocked("VDI");
+    base->at("name_label") = SimValue::Str("base copy");
+    base->at("SR") = SimValue::Str(sr->ref);
+    base->at("virtual_size") = SimValue::Int(size);
+    base->at("physical_utilisation") = vdi->at("physical_utilisation");
+    base->at("type") = SimValue::Str("user");
+    base->at("managed") = SimValue::Bool(false);
+    base->at("read_only") = SimValue::Bool(true);
+    base->at("location") = SimValue::Str(base->str("uuid"));
+    SimValue base_sm = SimValue::Map();
+    base_sm.Put("vdi_type", SimValue::Str("vhd"));
+    base_sm.Put(
+        "vhd-blocks",
+        SimValue::Str("eJztwTEBAAAAwqD1T20ND6AAAAAAAAAAAAAA4N8AKXAAAQ=="));
+    base->at("sm_config") = base_sm;
+    sr->at("VDIs").items.push_back(SimValue::Str(base->ref));
+    sm.Put("vhd-parent", SimValue::Str(base->str("uuid")));
+    vdi->at("physical_utilisation") =
+        SimValue::Int(thick ? size : 8 * 1024 * 1024);
+    data.chain_length += 1;
+  }
+  Object* snap = CreateLocked("VDI");
+  const std::string uuid = snap->str("uuid");
+  snap->fields = vdi->fields;
+  snap->at("uuid") = SimValue::Str(uuid);
+  snap->at("location") = SimValue::Str(uuid);
+  snap->at("VBDs") = SimValue::Set();
+  snap->at("snapshots") = SimValue::Set();
+  snap->at("is_a_snapshot") = SimValue::Bool(true);
+  snap->at("snapshot_of") = SimValue::Str(vdi->ref);
+  snap->at("snapshot_time") = SimValue::Time(NowLocked());
+  snap->at("physical_utilisation") = SimValue::Int(thick ? size : 46592);
+  snap->at("current_operations") = SimValue::Map();
+  SimValue snap_sm = SimValue::Map();
+  snap_sm.Put("vdi_type", SimValue::Str("vhd"));
+  snap_sm.Put("vhd-parent", *sm.Get("vhd-parent"));
+  snap->at("sm_config") = snap_sm;
+  sr->at("VDIs").items.push_back(SimValue::Str(snap->ref));
+  sr->at("physical_utilisation").i += snap->at("physical_utilisation").i;
+  sr->at("virtual_allocation").i += size;
+  vdi->at("snapshots").items.push_back(SimValue::Str(snap->ref));
+  VdiData snap_data;
+  snap_data.seed = data.seed;
+  snap_data.image =
+      data.image;  // a snapshot reads the disk's bytes at snapshot time
+  snap_data.chain_length = data.chain_length;
+  vdi_data_[snap->ref] = std::move(snap_data);
+  return snap;
+}
+
+SimPool::RpcResult SimPool::SnapshotVmLocked(const SimCall& call) {
+  Object* vm = GetLocked("VM", StrParam(call, 1));
+  if (vm == nullptr)
+    return {SimValue(), Err({"HANDLE_INVALID", "VM", StrParam(call, 1)})};
+  if (vm->at("is_control_domain").b) {
+    return {SimValue(),
+            Err({"OPERATION_NOT_ALLOWED", "Cannot snapshot a control domain"})};
+  }
+  if (vm->at("is_a_template").b)
+    return {SimValue(), Err({"VM_IS_TEMPLATE", vm->ref})};
+  std::vector<std::string> ignore;
+  if (call.params.size() > 3) {
+    for (const SimValue& v : call.params[3].items) ignore.push_back(v.s);
+  }
+  // Check space for every disk first: a failed snapshot leaves nothing behind.
+  std::vector<Object*> disk_vbds;
+  for (const SimValue& vbd_ref : vm->at("VBDs").items) {
+    Object* vbd = GetLocked("VBD", vbd_ref.s);
+    if (vbd == nullptr || vbd->at("empty").b || vbd->str("type") != "Disk")
+      continue;
+    if (std::find(ignore.begin(), ignore.end(), vbd->str("VDI")) !=
+        ignore.end())
+      continue;
+    Object* vdi = GetLocked("VDI", vbd->str("VDI"));
+    if (vdi == nullptr) continue;
+    Object* sr = GetLocked("SR", vdi->str("SR"));
+    const int64_t needed =
+        IsThickType(sr->str("type")) ? vdi->at("virtual_size").i : 8 << 20;
+    if (needed > sr->at("physical_size").i - sr->at("physical_utilisation").i) {
+      return {SimValue(), Err({"SR_BACKEND_FAILURE_44", "",
+                               "There is insufficient space", ""})};
+    }
+    auto limit = sr->at("other_config").Get("vmbackup-sim:max_chain_length");
+    if (limit != nullptr &&
+        vdi_data_[vdi->ref].chain_length + 1 > std::stoul(limit->s)) {
+      return {SimValue(), Err({"SR_BACKEND_FAILURE_109", "",
+                               "The snapshot chain is too long", ""})};
+    }
+    disk_vbds.push_back(vbd);
+  }
+  const std::string source_metadata = SexprRecordLocked(*vm);
+  Object* snap = CreateLocked("VM");
+  const std::string uuid = snap->str("uuid");
+  snap->fields = vm->fields;
+  snap->at("uuid") = SimValue::Str(uuid);
+  snap->at("name_label") = SimValue::Str(StrParam(call, 2));
+  snap->at("is_a_snapshot") = SimValue::Bool(true);
+  snap->at("is_a_template") = SimValue::Bool(true);
+  snap->at("snapshot_of") = SimValue::Str(vm->ref);
+  snap->at("snapshot_time") = SimValue::Time(NowLocked());
+  snap->at("snapshots") = SimValue::Set();
+  snap->at("children") = SimValue::Set();
+  snap->at("parent") = vm->at("parent");
+  snap->at("resident_on") = SimValue::Str("OpaqueRef:NULL");
+  snap->at("power_state") = SimValue::Str("Halted");
+  snap->at("domid") = SimValue::Int(-1);
+  snap->at("guest_metrics") = SimValue::Str("OpaqueRef:NULL");
+  snap->at("current_operations") = SimValue::Map();
+  snap->at("allowed_operations") =
+      SimValue::StrSet({"revert", "clone", "copy", "export", "destroy",
+                        "changing_static_range"});
+  SimValue info = SimValue::Map();
+  info.Put("disk-snapshot-type", SimValue::Str("crash_consistent"));
+  info.Put("power-state-at-snapshot", SimValue::Str(vm->str("power_state")));
+  snap->at("snapshot_info") = info;
+  snap->at("snapshot_metadata") = SimValue::Str(source_metadata);
+  Object* metrics = CreateLocked("VM_metrics");
+  snap->at("metrics") = SimValue::Str(metrics->ref);
+  snap->at("VBDs") = SimValue::Set();
+  snap->at("VIFs") = SimValue::Set();
+  for (const SimValue& vbd_ref : vm->at("VBDs").items) {
+    Object* vbd = GetLocked("VBD", vbd_ref.s);
+    if (vbd == nullptr) continue;
+    const bool is_disk =
+        std::find(disk_vbds.begin(), disk_vbds.end(), vbd) != disk_vbds.end();
+    if (!is_disk && vbd->str("type") == "Disk") continue;  // an ignored disk
+    Object* copy = CreateLocked("VBD");
+    const std::string vbd_uuid = copy->str("uuid");
+    copy->fields = vbd->fields;
+    copy->at("uuid") = SimValue::Str(vbd_uuid);
+    copy->at("VM") = SimValue::Str(snap->ref);
+    copy->at("currently_attached") = SimValue::Bool(false);
+    copy->at("current_operations") = SimValue::Map();
+    if (is_disk) {
+      std::string code;
+      Object* vdi =
+          CopyVdiAsSnapshotLocked(GetLocked("VDI", vbd->str("VDI")), &code);
+      if (vdi == nullptr) {
+        // Checked above; a race is impossible under the lock.
+        return {SimValue(), Err({code})};
+      }
+      vdi->at("VBDs").items.push_back(SimValue::Str(copy->ref));
+      copy->at("VDI") = SimValue::Str(vdi->ref);
+    } else {
+      copy->at("VDI") = SimValue::Str("OpaqueRef:NULL");
+      copy->at("empty") = SimValue::Bool(true);
+    }
+    snap->at("VBDs").items.push_back(SimValue::Str(copy->ref));
+  }
+  for (const SimValue& vif_ref : vm->at("VIFs").items) {
+    Object* vif = GetLocked("VIF", vif_ref.s);
+    if (vif == nullptr) continue;
+    Object* copy = CreateLocked("VIF");
+    const std::string vif_uuid = copy->str("uuid");
+    copy->fields = vif->fields;
+    copy->at("uuid") = SimValue::Str(vif_uuid);
+    copy->at("VM") = SimValue::Str(snap->ref);
+    copy->at("currently_attached") = SimValue::Bool(false);
+    snap->at("VIFs").items.push_back(SimValue::Str(copy->ref));
+    if (Object* net = GetLocked("network", vif->str("network"))) {
+      net->at("VIFs").items.push_back(SimValue::Str(copy->ref));
+    }
+  }
+  vm->at("snapshots").items.push_back(SimValue::Str(snap->ref));
+  vm->at("parent") = SimValue::Str(snap->ref);
+  if (Object* previous = GetLocked("VM", snap->str("parent"))) {
+    previous->at("children").items.push_back(SimValue::Str(snap->ref));
+  }
+  return {SimValue::Str(snap->ref), {}};
+}
+
+SimPool::RpcResult SimPool::DestroyVmLocked(const SimCall& call) {
+  Object* vm = GetLocked("VM", StrParam(call, 1));
+  if (vm == nullptr)
+    return {SimValue(), Err({"HANDLE_INVALID", "VM", StrParam(call, 1)})};
+  if (vm->at("is_control_domain").b) {
+    return {SimValue(),
+            Err({"OPERATION_NOT_ALLOWED", "Cannot destroy a control domain"})};
+  }
+  const std::string& state = vm->str("power_state");
+  if (state != "Halted" && !vm->at("is_a_snapshot").b) {
+    return {SimValue(), Err({"VM_BAD_POWER_STATE", vm->ref, "halted",
+                             absl::AsciiStrToLower(state)})};
+  }
+  // VBDs and VIFs go with the VM; its VDIs stay (callers destroy them).
+  for (const SimValue& vbd_ref : vm->at("VBDs").items) {
+    Object* vbd = GetLocked("VBD", vbd_ref.s);
+    if (vbd == nullptr) continue;
+    if (Object* vdi = GetLocked("VDI", vbd->str("VDI"))) {
+      auto& refs = vdi->at("VBDs").items;
+      refs.erase(std::remove(refs.begin(), refs.end(), SimValue::Str(vbd->ref)),
+                 refs.end());
+    }
+    DestroyLocked("VBD", vbd->ref);
+  }
+  for (const SimValue& vif_ref : vm->at("VIFs").items) {
+    Object* vif = GetLocked("VIF", vif_ref.s);
+    if (vif == nullptr) continue;
+    if (Object* net = GetLocked("network", vif->str("network"))) {
+      auto& refs = net->at("VIFs").items;
+      refs.erase(std::remove(refs.begin(), refs.end(), SimValue::Str(vif->ref)),
+                 refs.end());
+    }
+    DestroyLocked("VIF", vif->ref);
+  }
+  if (Object* parent = GetLocked("VM", vm->str("snapshot_of"))) {
+    auto& refs = parent->at("snapshots").items;
+    refs.erase(std::remove(refs.begin(), refs.end(), SimValue::Str(vm->ref)),
+               refs.end());
+    if (parent->str("parent") == vm->ref)
+      parent->at("parent") = vm->at("parent");
+  }
+  for (Object* other : AllLocked("VM")) {
+    auto& children = other->at("children").items;
+    children.erase(
+        std::remove(children.begin(), children.end(), SimValue::Str(vm->ref)),
+        children.end());
+  }
+  DestroyLocked("VM_metrics", vm->str("metrics"));
+  DestroyLocked("VM", vm->ref);
+  return {SimValue::Str(""), {}};
+}
+
+SimPool::RpcResult SimPool::SnapshotVdiLocked(const SimCall& call) {
+  Object* vdi = GetLocked("VDI", StrParam(call, 1));
+  if (vdi == nullptr)
+    return {SimValue(), Err({"HANDLE_INVALID", "VDI", StrParam(call, 1)})};
+  if (!vdi->at("managed").b) {
+    return {SimValue(), Err({"OPERATION_NOT_ALLOWED", "VDI is not managed"})};
+  }
+  std::string code;
+  Object* snap = CopyVdiAsSnapshotLocked(vdi, &code);
+  if (snap == nullptr) {
+    Fault f;
+    f.add_error(code);
+    return {SimValue(), FaultErrorLocked(f, vdi->ref)};
+  }
+  return {SimValue::Str(snap->ref), {}};
+}
+
+SimPool::RpcResult SimPool::DestroyVdiLocked(const SimCall& call) {
+  Object* vdi = GetLocked("VDI", StrParam(call, 1));
+  if (vdi == nullptr)
+    return {SimValue(), Err({"HANDLE_INVALID", "VDI", StrParam(call, 1)})};
+  for (const SimValue& vbd_ref : vdi->at("VBDs").items) {
+    Object* vbd = GetLocked("VBD", vbd_ref.s);
+    if (vbd != nullptr && vbd->at("currently_attached").b) {
+      return {SimValue(), Err({"VDI_IN_USE", vdi->ref, "destroy"})};
+    }
+  }
+  VdiData& data = vdi_data_[vdi->ref];
+  // Right after an export, the VDI may still be attached to dom0 (xen-api
+  // issue 4339): the first destroy attempts are refused.
+  if (data.in_use_after_export > 0) {
+    --data.in_use_after_export;
+    return {SimValue(), Err({"VDI_IN_USE", vdi->ref, "destroy"})};
+  }
+  for (const SimValue& vbd_ref : vdi->at("VBDs").items) {
+    Object* vbd = GetLocked("VBD", vbd_ref.s);
+    if (vbd == nullptr) continue;
+    if (Object* vm = GetLocked("VM", vbd->str("VM"))) {
+      auto& refs = vm->at("VBDs").items;
+      refs.erase(std::remove(refs.begin(), refs.end(), SimValue::Str(vbd->ref)),
+                 refs.end());
+    }
+    DestroyLocked("VBD", vbd->ref);
+  }
+  if (Object* source = GetLocked("VDI", vdi->str("snapshot_of"))) {
+    auto& refs = source->at("snapshots").items;
+    refs.erase(std::remove(refs.begin(), refs.end(), SimValue::Str(vdi->ref)),
+               refs.end());
+  }
+  if (Object* sr = GetLocked("SR", vdi->str("SR"))) {
+    auto& refs = sr->at("VDIs").items;
+    refs.erase(std::remove(refs.begin(), refs.end(), SimValue::Str(vdi->ref)),
+               refs.end());
+    sr->at("physical_utilisation").i -= vdi->at("physical_utilisation").i;
+    sr->at("virtual_allocation").i -= vdi->at("virtual_size").i;
+  }
+  vdi_data_.erase(vdi->ref);
+  DestroyLocked("VDI", vdi->ref);
+  return {SimValue::Str(""), {}};
+}
+
+}  // namespace vmb::sim
