@@ -86,7 +86,9 @@ std::vector<Object*> SimPool::AllLocked(absl::string_view cls) {
   return out;
 }
 
-void SimPool::DestroyLocked(absl::string_view cls, absl::string_view ref) {
+void SimPool::DestroyLocked(absl::string_view cls, absl::string_view ref_view) {
+  // `ref_view` may point into the object being destroyed.
+  const std::string ref(ref_view);
   auto t = tables_.find(cls);
   if (t == tables_.end()) return;
   t->second.rows.erase(ref);

@@ -169,7 +169,7 @@ class SimPool {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<Object*> AllLocked(absl::string_view cls)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DestroyLocked(absl::string_view cls, absl::string_view ref)
+  void DestroyLocked(absl::string_view cls, absl::string_view ref_view)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewUuidLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewRefLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

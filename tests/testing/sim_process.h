@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+#include "common/xml_rpc_xen_api_client.h"
+#include "tests/xapi_sim/fixture.pb.h"
+
+namespace vmb::testing {
+
+// A running xapi-sim process on loopback, for integration tests: started on a
+// port the OS picks, stopped (SIGTERM, then SIGKILL) on destruction.
+class SimProcess {
+ public:
+  struct Options {
+    std::string fixture_json;  // empty: the built-in demo pool
+    std::string tls_cert_path;
+    std::string tls_key_path;
+  };
+
+  // Errors: INTERNAL when the simulator does not start within 30 s (the
+  // message carries its log).
+  static absl::StatusOr<std::unique_ptr<SimProcess>> Start(
+      const Options& options);
+  static absl::StatusOr<std::unique_ptr<SimProcess>> Start() {
+    return Start(Options());
+  }
+  ~SimProcess();
+
+  const std::string& master_url() const { return ready_.master(); }
+  std::string host_url(const std::string& host_name) const;
+  // host.address of every host (for allowed redirect lists).
+  std::vector<std::string> host_addresses() const;
+  const std::string& username() const { return ready_.username(); }
+  const std::string& password() const { return ready_.password(); }
+  int port() const { return ready_.port(); }
+  pid_t pid() const { return pid_; }
+  std::string log() const;
+
+  // The control endpoint (docs/xapi-sim.md).
+  absl::Status AddFault(const std::string& fault_json);
+  absl::Status ClearFaults();
+  absl::StatusOr<sim::SimState> State();
+  absl::StatusOr<sim::RequestLog> Requests(const std::string& host = "");
+  absl::StatusOr<sim::VdiInfo> Vdi(const std::string& uuid);
+
+  // A client for the pool (the master by default), not yet logged in.
+  std::unique_ptr<XmlRpcXenApiClient> NewClient(
+      const std::string& url = "", const std::string& password = "") const;
+
+ private:
+  SimProcess() = default;
+  absl::StatusOr<std::string> Control(const std::string& method,
+                                      const std::string& path,
+                                      const std::string& body);
+
+  pid_t pid_ = -1;
+  std::string dir_;
+  bool tls_ = false;
+  sim::ReadyFile ready_;
+};
+
+// Minimal HTTP helper for tests: status and body of a request.
+struct HttpReply {
+  long status = 0;
+  std::string body;
+};
+absl::StatusOr<HttpReply> HttpRequestForTest(const std::string& method,
+                                             const std::string& url,
+                                             const std::string& body = "",
+                                             const std::string& cookie = "",
+                                             bool insecure = false);
+
+// Creates a self-signed certificate for 127.0.0.1..127.0.0.9 with the openssl
+// CLI in `dir`; returns {cert path, key path, SHA-256 fingerprint}.
+struct TestCert {
+  std::string cert_path;
+  std::string key_path;
+  std::string sha256;
+};
+absl::StatusOr<TestCert> MakeSelfSignedCert(const std::string& dir,
+                                            const std::string& name);
+
+// Runs a command (no shell) and returns its exit status and output.
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;
+};
+CommandResult RunCommand(const std::vector<std::string>& argv);
+
+}  // namespace vmb::testing
