@@ -2,6 +2,7 @@
 #include "common/xapi_http_stream.h"
 
 #include <chrono>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -66,6 +67,28 @@ size_t OnHeader(char* data, size_t size, size_t n, void* userp) {
   return size * n;
 }
 
+// Holds the transfer back (by not reading from the socket, so TCP pushes
+// back on the host) until `delivered` bytes are due at the configured rate.
+// curl's own CURLOPT_MAX_RECV_SPEED_LARGE is not used: with large receive
+// buffers libcurl 7.88 overshoots it badly.
+bool Throttle(Transfer* t) {
+  const XapiStreamRequest& r = *t->request;
+  if (r.bandwidth_limit == 0) return true;
+  const auto due = t->start + std::chrono::microseconds(static_cast<int64_t>(
+                                  static_cast<double>(t->delivered) * 1e6 /
+                                  static_cast<double>(r.bandwidth_limit)));
+  while (Clock::now() < due) {
+    if (r.cancel != nullptr && r.cancel->HasBeenNotified()) {
+      t->abort = absl::CancelledError("transfer cancelled");
+      return false;
+    }
+    std::this_thread::sleep_for(std::min<Clock::duration>(
+        due - Clock::now(), std::chrono::milliseconds(100)));
+  }
+  t->last_data = Clock::now();
+  return true;
+}
+
 size_t Deliver(Transfer* t, absl::string_view data) {
   absl::Status s = (*t->sink)(data);
   if (!s.ok()) {
@@ -73,7 +96,7 @@ size_t Deliver(Transfer* t, absl::string_view data) {
     return 0;
   }
   t->delivered += data.size();
-  return data.size();
+  return Throttle(t) ? data.size() : 0;
 }
 
 size_t OnBody(char* data, size_t size, size_t n, void* userp) {
@@ -256,10 +279,6 @@ absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
           deadline - Clock::now());
       curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
                        static_cast<long>(std::max<int64_t>(1, left.count())));
-    }
-    if (request.bandwidth_limit > 0) {
-      curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE,
-                       static_cast<curl_off_t>(request.bandwidth_limit));
     }
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &t.status);
