@@ -58,6 +58,13 @@ TEST_F(XenApiClientTest, LogsInAndOut) {
   EXPECT_EQ(state.sessions(), 0u);
 }
 
+TEST_F(XenApiClientTest, DestructionLogsOut) {
+  ASSERT_OK(client_->Login());
+  client_.reset();
+  ASSERT_OK_AND_ASSIGN(auto state, sim_->State());
+  EXPECT_EQ(state.sessions(), 0u);
+}
+
 TEST_F(XenApiClientTest, WrongPasswordIsUnauthenticatedAndNeverEchoed) {
   auto client = sim_->NewClient("", "not-the-password");
   absl::Status s = client->Login();
