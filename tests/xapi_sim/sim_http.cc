@@ -441,9 +441,8 @@ bool SimPool::RedirectLocked(HttpRequest& r,
       absl::StrCat(scheme_, "://", pick->str("address"), ":", port_, r.path,
                    r.raw_query.empty() ? "" : "?", r.raw_query);
   out->headers.emplace_back("Location", location);
-  if (out->log_index >= 0)
-    request_log_[static_cast<size_t>(out->log_index)].set_redirected_to(
-        location);
+  if (r.log_index >= 0)
+    request_log_[static_cast<size_t>(r.log_index)].set_redirected_to(location);
   return true;
 }
 
@@ -555,7 +554,6 @@ std::string SimPool::OvaXmlLocked(const Object& vm, bool metadata_only,
 
 HttpResponse SimPool::ExportLocked(HttpRequest& r) {
   HttpResponse out;
-  out.log_index = LogRequestLocked(r);
   const std::string ref = Param(r, "ref");
   const std::string uuid = Param(r, "uuid");
   Object* vm = !ref.empty() ? GetLocked("VM", ref) : ByUuidLocked("VM", uuid);
@@ -568,7 +566,6 @@ HttpResponse SimPool::ExportLocked(HttpRequest& r) {
                                       ref.empty() ? uuid : ref};
     FailTaskLocked(task, error);
     HttpResponse page = ErrorPageLocked(500, error);
-    page.log_index = out.log_index;
     return page;
   }
   std::vector<std::string> srs;
@@ -592,7 +589,6 @@ HttpResponse SimPool::ExportLocked(HttpRequest& r) {
   if (!error.empty()) {
     FailTaskLocked(task, error);
     HttpResponse page = ErrorPageLocked(500, error);
-    page.log_index = out.log_index;
     return page;
   }
   std::vector<XvaDisk> disks;
@@ -614,14 +610,13 @@ HttpResponse SimPool::ExportLocked(HttpRequest& r) {
   out.headers.emplace_back("Content-Disposition",
                            "attachment; filename=\"export.xva\"");
   out.headers.emplace_back("task-id", task);
-  out.stream = MakeStreamLocked(r, std::move(source), task, ids, vdi_refs,
-                                out.log_index);
+  out.stream =
+      MakeStreamLocked(r, std::move(source), task, ids, vdi_refs, r.log_index);
   return out;
 }
 
 HttpResponse SimPool::ExportRawVdiLocked(HttpRequest& r) {
   HttpResponse out;
-  out.log_index = LogRequestLocked(r);
   const std::string which = Param(r, "vdi");
   Object* vdi = GetLocked("VDI", which);
   if (vdi == nullptr) vdi = ByUuidLocked("VDI", which);
@@ -631,7 +626,6 @@ HttpResponse SimPool::ExportRawVdiLocked(HttpRequest& r) {
   auto fail = [&](const std::vector<std::string>& error) {
     FailTaskLocked(task, error);
     HttpResponse page = ErrorPageLocked(500, error);
-    page.log_index = out.log_index;
     return page;
   };
   if (vdi == nullptr) return fail({"HANDLE_INVALID", "VDI", which});
@@ -681,13 +675,12 @@ HttpResponse SimPool::ExportRawVdiLocked(HttpRequest& r) {
                            absl::StrCat("attachment; filename=\"",
                                         vdi->str("uuid"), ".", format, "\""));
   out.stream = MakeStreamLocked(r, std::move(source), task, ids, {vdi->ref},
-                                out.log_index);
+                                r.log_index);
   return out;
 }
 
 HttpResponse SimPool::ExportMetadataLocked(HttpRequest& r) {
   HttpResponse out;
-  out.log_index = LogRequestLocked(r);
   const std::string ref = Param(r, "ref");
   Object* vm = !ref.empty() ? GetLocked("VM", ref)
                             : ByUuidLocked("VM", Param(r, "uuid"));
@@ -715,9 +708,6 @@ HttpResponse SimPool::ExportMetadataLocked(HttpRequest& r) {
   out.headers.emplace_back("Content-Type", "application/octet-stream");
   out.headers.emplace_back("task-id", task);
   out.body = std::move(tar);
-  request_log_[static_cast<size_t>(out.log_index)].set_bytes_sent(
-      out.body.size());
-  request_log_[static_cast<size_t>(out.log_index)].set_outcome("ok");
   return out;
 }
 
@@ -837,7 +827,6 @@ std::string SimPool::DbDumpXmlLocked() {
 
 HttpResponse SimPool::DbDumpLocked(HttpRequest& r) {
   HttpResponse out;
-  out.log_index = LogRequestLocked(r);
   const std::string task = TaskForRequestLocked(r, "pool database dump");
   if (!AuthenticateHttpLocked(r, task, &out)) return out;
   std::string dump = DbDumpXmlLocked();
@@ -847,7 +836,7 @@ HttpResponse SimPool::DbDumpLocked(HttpRequest& r) {
   out.headers.emplace_back("Content-Type", "application/octet-stream");
   out.stream =
       MakeStreamLocked(r, std::make_unique<StringSource>(std::move(dump)), task,
-                       {}, {}, out.log_index);
+                       {}, {}, r.log_index);
   return out;
 }
 
@@ -1213,14 +1202,12 @@ absl::StatusOr<std::string> SimPool::ImportXvaLocked(const std::string& path,
 
 HttpResponse SimPool::ImportLocked(HttpRequest& r) {
   HttpResponse out;
-  out.log_index = LogRequestLocked(r);
   const std::string task = TaskForRequestLocked(r, "VM import");
   if (r.chunked) {
     // XAPI answers with 403 headers and then its 500 page.
     std::vector<std::string> error = {"IMPORT_ERROR_CANNOT_HANDLE_CHUNKED"};
     FailTaskLocked(task, error);
     HttpResponse page = ErrorPageLocked(403, error);
-    page.log_index = out.log_index;
     return page;
   }
   if (!AuthenticateHttpLocked(r, task, &out)) return out;
@@ -1241,7 +1228,6 @@ HttpResponse SimPool::ImportLocked(HttpRequest& r) {
                                       std::string(vm.status().message())};
     FailTaskLocked(task, error);
     HttpResponse page = ErrorPageLocked(500, error);
-    page.log_index = out.log_index;
     return page;
   }
   if (Object* t = GetLocked("task", task)) {
@@ -1252,7 +1238,6 @@ HttpResponse SimPool::ImportLocked(HttpRequest& r) {
   }
   out.status = 200;
   out.headers.emplace_back("task-id", task);
-  request_log_[static_cast<size_t>(out.log_index)].set_outcome("ok");
   return out;
 }
 
@@ -1280,18 +1265,39 @@ HttpResponse SimPool::HandleHttp(HttpRequest& r) {
   auto is = [&](absl::string_view handler) {
     return r.path == handler || r.path == absl::StrCat(handler, "/");
   };
-  if (r.method == "GET" && is("/export_raw_vdi")) return ExportRawVdiLocked(r);
-  if (r.method == "GET" && is("/export_metadata"))
-    return ExportMetadataLocked(r);
-  if (r.method == "GET" && is("/export")) return ExportLocked(r);
-  if (r.method == "GET" && is("/pool/xmldbdump")) return DbDumpLocked(r);
-  if (r.method == "PUT" && is("/import")) return ImportLocked(r);
+  r.log_index = LogRequestLocked(r);
   HttpResponse out;
-  out.status = 404;
-  out.headers.emplace_back("content-type", "text/html");
-  out.body =
-      "<html><body><h1>HTTP 404 not found</h1>The requested URL was not "
-      "found</body></html>";
+  if (r.method == "GET" && is("/export_raw_vdi")) {
+    out = ExportRawVdiLocked(r);
+  } else if (r.method == "GET" && is("/export_metadata")) {
+    out = ExportMetadataLocked(r);
+  } else if (r.method == "GET" && is("/export")) {
+    out = ExportLocked(r);
+  } else if (r.method == "GET" && is("/pool/xmldbdump")) {
+    out = DbDumpLocked(r);
+  } else if (r.method == "PUT" && is("/import")) {
+    out = ImportLocked(r);
+  } else {
+    out.status = 404;
+    out.headers.emplace_back("content-type", "text/html");
+    out.body =
+        "<html><body><h1>HTTP 404 not found</h1>The requested URL was not "
+        "found</body></html>";
+  }
+  out.log_index = r.log_index;
+  RequestLogEntry& e = request_log_[static_cast<size_t>(r.log_index)];
+  if (out.drop_connection) {
+    e.set_outcome("connection closed without a response");
+    e.set_finished(absl::ToDoubleSeconds(absl::Now() - started_));
+  } else {
+    e.set_status(out.status);
+    if (out.stream == nullptr) {
+      e.set_bytes_sent(out.body.size());
+      e.set_outcome(out.status < 300 ? "ok"
+                                     : absl::StrCat("HTTP ", out.status));
+      e.set_finished(absl::ToDoubleSeconds(absl::Now() - started_));
+    }
+  }
   return out;
 }
 

@@ -57,6 +57,8 @@ struct HttpRequest {
   int socket_fd = -1;     // for stall faults: to see the client leave
   std::string body_path;  // PUT bodies are spooled to this file
   uint64_t body_size = 0;
+  int log_index =
+      -1;  // set by SimPool: this request's entry in the request log
 };
 
 class SimPool;

@@ -448,8 +448,10 @@ Object* SimPool::CopyVdiAsSnapshotLocked(Object* vdi, std::string* error_code) {
     sm.Put("vhd-parent", SimValue::Str(base->str("uuid")));
     vdi->at("physical_utilisation") =
         SimValue::Int(thick ? size : 8 * 1024 * 1024);
-    data.chain_length += 1;
   }
+  // Every snapshot adds a level to the disk's VHD chain until the SR
+  // coalesces it (here: when the snapshot is destroyed).
+  data.chain_length += 1;
   Object* snap = CreateLocked("VDI");
   const std::string uuid = snap->str("uuid");
   snap->fields = vdi->fields;
@@ -700,6 +702,11 @@ SimPool::RpcResult SimPool::DestroyVdiLocked(const SimCall& call) {
     auto& refs = source->at("snapshots").items;
     refs.erase(std::remove(refs.begin(), refs.end(), SimValue::Str(vdi->ref)),
                refs.end());
+    auto source_data = vdi_data_.find(source->ref);
+    if (source_data != vdi_data_.end() &&
+        source_data->second.chain_length > 1) {
+      --source_data->second.chain_length;
+    }
   }
   if (Object* sr = GetLocked("SR", vdi->str("SR"))) {
     auto& refs = sr->at("VDIs").items;
