@@ -16,7 +16,7 @@ launcher=()
 command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 CC=clang CXX=clang++ cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DVMB_FUZZ=ON -DVMB_SANITIZE=address,undefined "${launcher[@]}" >/dev/null
-cmake --build "$BUILD_DIR" -j"${JOBS:-2}" --target xmlrpc_fuzz
+cmake --build "$BUILD_DIR" -j"${JOBS:-2}" --target xmlrpc_fuzz 2>&1 | tail -1
 
 for target in xmlrpc; do
   corpus="$BUILD_DIR/fuzz/corpus-$target"
@@ -24,6 +24,12 @@ for target in xmlrpc; do
   cp -n tests/fuzz/corpus/$target/* "$corpus/" 2>/dev/null || true
   cp -n tests/testdata/real-xapi/xs620-rpc/*.xml "$corpus/" 2>/dev/null || true
   echo "run_fuzz: $target for ${FUZZ_SECONDS}s"
-  (cd "$BUILD_DIR/fuzz" && ./${target}_fuzz -max_total_time="$FUZZ_SECONDS" -timeout=10 \
-      -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 "corpus-$target")
+  log="$BUILD_DIR/fuzz/$target.log"
+  if ! (cd "$BUILD_DIR/fuzz" && ./${target}_fuzz -max_total_time="$FUZZ_SECONDS" -timeout=10 \
+      -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 "corpus-$target") >"$log" 2>&1; then
+    cat "$log"
+    echo "run_fuzz: $target FAILED; reproducer in $BUILD_DIR/fuzz" >&2
+    exit 1
+  fi
+  grep -E '^(Done|stat::)' "$log"
 done

@@ -417,6 +417,7 @@ bool SimPool::RedirectLocked(HttpRequest& r,
                              const std::vector<std::string>& srs,
                              const std::string& task, HttpResponse* out) {
   auto can_serve = [&](const Object& h) {
+    mu_.AssertHeld();
     if (!HostLiveLocked(h)) return false;
     for (const std::string& sr : srs) {
       if (!HostSeesSrLocked(h, sr)) return false;
@@ -489,6 +490,7 @@ std::string SimPool::OvaXmlLocked(const Object& vm, bool metadata_only,
   number(vm.str("affinity"));
 
   auto rewrite = [&](const Object& o) {
+    mu_.AssertHeld();
     SimValue rec = RecordLocked(o);
     for (size_t i = 0; i < o.fields.size(); ++i) {
       const FieldSchema& f = o.schema->fields[i];
@@ -624,6 +626,7 @@ HttpResponse SimPool::ExportRawVdiLocked(HttpRequest& r) {
       TaskForRequestLocked(r, absl::StrCat("export_raw_vdi ", which));
   if (!AuthenticateHttpLocked(r, task, &out)) return out;
   auto fail = [&](const std::vector<std::string>& error) {
+    mu_.AssertHeld();
     FailTaskLocked(task, error);
     HttpResponse page = ErrorPageLocked(500, error);
     return page;

@@ -172,6 +172,7 @@ absl::Status SimPool::LoadFixtureLocked(const Fixture& fx) {
   std::map<std::string, Object*> networks;
   auto add_network = [&](const std::string& name, const std::string& bridge,
                          const std::string& uuid) {
+    mu_.AssertHeld();
     Object* n = CreateLocked("network");
     if (!uuid.empty()) n->at("uuid") = SimValue::Str(uuid);
     n->at("name_label") = SimValue::Str(name);
@@ -595,11 +596,10 @@ bool SimPool::HostSeesSrLocked(const Object& host, const std::string& sr_ref) {
   return false;
 }
 
-std::vector<HostInfo> SimPool::hosts() const {
+std::vector<HostInfo> SimPool::hosts() {
   absl::MutexLock lock(&mu_);
   std::vector<HostInfo> out;
-  auto* self = const_cast<SimPool*>(this);
-  for (Object* h : self->AllLocked("host")) {
+  for (Object* h : AllLocked("host")) {
     out.push_back(HostInfo{h->str("name_label"), h->str("address"),
                            h->str("uuid"), h->ref == master_ref_});
   }

@@ -103,7 +103,7 @@ class SimPool {
       const Fixture& fixture);
   ~SimPool();
 
-  std::vector<HostInfo> hosts() const;
+  std::vector<HostInfo> hosts();
   const Credentials& credentials() const { return credentials_; }
   // The scheme and port every host's URL uses, for redirects.
   void SetEndpoint(const std::string& scheme, int port);

@@ -90,10 +90,9 @@ SimPool::RpcResult SimPool::DispatchLocked(const std::string& host,
   const std::string cls = dot == std::string::npos ? "" : method.substr(0, dot);
   const std::string message =
       dot == std::string::npos ? "" : method.substr(dot + 1);
-  const bool on_master = [&] {
-    Object* h = HostByNameLocked(host);
-    return h == nullptr || h->ref == master_ref_;
-  }();
+  Object* receiving_host = HostByNameLocked(host);
+  const bool on_master =
+      receiving_host == nullptr || receiving_host->ref == master_ref_;
 
   // SESSION_INVALID faults: after `after_calls` calls, every session goes,
   // as when the toolstack restarts.
