@@ -26,6 +26,11 @@ inline uint64_t Word(uint64_t seed, uint64_t index) {
   return Mix(seed + (index + 1) * 0x9e3779b97f4a7c15ULL);
 }
 
+// Disk bytes are the words in little-endian order on every machine.
+inline void StoreLe64(char* out, uint64_t w) {
+  for (int b = 0; b < 8; ++b) out[b] = static_cast<char>(w >> (8 * b));
+}
+
 }  // namespace
 
 uint64_t GeneratedDisk::SeedFor(const std::string& vm_uuid,
@@ -61,10 +66,11 @@ void GeneratedDisk::Read(uint64_t offset, char* buf, size_t len) const {
       size_t left = n;
       // Unaligned head.
       if (pos % 8 != 0) {
-        const uint64_t w = Word(seed_, pos / 8);
+        char w[8];
+        StoreLe64(w, Word(seed_, pos / 8));
         const size_t skip = pos % 8;
         const size_t take = std::min<size_t>(8 - skip, left);
-        memcpy(out, reinterpret_cast<const char*>(&w) + skip, take);
+        memcpy(out, w + skip, take);
         pos += take;
         out += take;
         left -= take;
@@ -72,14 +78,14 @@ void GeneratedDisk::Read(uint64_t offset, char* buf, size_t len) const {
       // Aligned body: one splitmix64 per 8 bytes.
       uint64_t index = pos / 8;
       while (left >= 8) {
-        const uint64_t w = Word(seed_, index++);
-        memcpy(out, &w, 8);
+        StoreLe64(out, Word(seed_, index++));
         out += 8;
         left -= 8;
       }
       if (left > 0) {
-        const uint64_t w = Word(seed_, index);
-        memcpy(out, &w, left);
+        char w[8];
+        StoreLe64(w, Word(seed_, index));
+        memcpy(out, w, left);
       }
     }
     offset += n;

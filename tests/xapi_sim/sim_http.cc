@@ -117,10 +117,13 @@ class ExportStream final : public ResponseStream {
     std::vector<std::string> task_error;  // TASK_FAIL
   };
 
+  // `images` keeps the disks the source reads alive for the whole stream.
   ExportStream(SimPool* pool, std::unique_ptr<ByteSource> source,
                std::string task, std::string host, int fd, int log_index,
-               std::vector<std::string> vdis, Faults faults)
+               std::vector<std::string> vdis,
+               std::vector<std::shared_ptr<DiskImage>> images, Faults faults)
       : pool_(pool),
+        images_(std::move(images)),
         source_(std::move(source)),
         task_(std::move(task)),
         host_(std::move(host)),
@@ -218,6 +221,8 @@ class ExportStream final : public ResponseStream {
 
  private:
   SimPool* pool_;
+  std::vector<std::shared_ptr<DiskImage>>
+      images_;  // before source_: outlives it
   std::unique_ptr<ByteSource> source_;
   std::string task_;
   std::string host_;
@@ -256,7 +261,9 @@ std::unique_ptr<ResponseStream> SimPool::MakeStreamLocked(
     f.embedded_at = x->after_bytes();
     Fault copy = *x;
     if (copy.error().empty()) copy.add_error("SR_BACKEND_FAILURE_46");
-    f.embedded_error = FaultErrorLocked(copy, vdis.empty() ? "" : vdis[0]);
+    Object* vdi = vdis.empty() ? nullptr : GetLocked("VDI", vdis[0]);
+    f.embedded_error =
+        FaultErrorLocked(copy, vdi != nullptr ? vdi->str("uuid") : "");
   }
   if (const Fault* x =
           MatchFaultLocked(Fault::CORRUPT, r.host, r.path, vm_ids)) {
@@ -270,11 +277,17 @@ std::unique_ptr<ResponseStream> SimPool::MakeStreamLocked(
     f.task_error = FaultErrorLocked(copy, "");
   }
   task_streaming_[task] = true;
-  std::vector<std::string> vdi_uuids;
-  for (const std::string& ref : vdis) vdi_uuids.push_back(ref);
+  std::vector<std::shared_ptr<DiskImage>> images;
+  for (const std::string& ref : vdis) {
+    auto it = vdi_data_.find(ref);
+    if (it == vdi_data_.end()) continue;
+    images.push_back(it->second.image);
+    // Attached to dom0 while it is read: VDI.destroy says VDI_IN_USE.
+    ++it->second.exporting;
+  }
   return std::make_unique<ExportStream>(this, std::move(src), task, r.host,
-                                        r.socket_fd, log_index, vdi_uuids,
-                                        std::move(f));
+                                        r.socket_fd, log_index, vdis,
+                                        std::move(images), std::move(f));
 }
 
 void SimPool::StreamProgress(const std::string& task, uint64_t done,
@@ -289,7 +302,8 @@ void SimPool::StreamProgress(const std::string& task, uint64_t done,
 bool SimPool::TaskCancelling(const std::string& task) {
   absl::MutexLock lock(&mu_);
   Object* t = GetLocked("task", task);
-  return t != nullptr && t->str("status") == "cancelling";
+  return t != nullptr &&
+         (t->str("status") == "cancelling" || t->str("status") == "cancelled");
 }
 
 void SimPool::StreamFinished(const std::string& task, int log_index,
@@ -312,8 +326,9 @@ void SimPool::StreamFinished(const std::string& task, int log_index,
   }
   for (const std::string& vdi : exported_vdis) {
     auto it = vdi_data_.find(vdi);
-    if (it != vdi_data_.end())
-      it->second.in_use_after_export = settings_.vdi_in_use_after_export();
+    if (it == vdi_data_.end()) continue;
+    if (it->second.exporting > 0) --it->second.exporting;
+    it->second.in_use_after_export = settings_.vdi_in_use_after_export();
   }
   if (log_index >= 0 && static_cast<size_t>(log_index) < request_log_.size()) {
     RequestLogEntry& e = request_log_[static_cast<size_t>(log_index)];
@@ -442,16 +457,22 @@ bool SimPool::RedirectLocked(HttpRequest& r,
       absl::StrCat(scheme_, "://", pick->str("address"), ":", port_, r.path,
                    r.raw_query.empty() ? "" : "?", r.raw_query);
   out->headers.emplace_back("Location", location);
-  if (r.log_index >= 0)
-    request_log_[static_cast<size_t>(r.log_index)].set_redirected_to(location);
+  if (r.log_index >= 0) {
+    request_log_[static_cast<size_t>(r.log_index)].set_redirected_to(
+        absl::StrCat(scheme_, "://", pick->str("address"), ":", port_, r.path,
+                     r.raw_query.empty() ? "" : "?",
+                     RedactSessionInQuery(r.raw_query)));
+  }
   return true;
 }
 
 std::string SimPool::OvaXmlLocked(const Object& vm, bool metadata_only,
                                   std::vector<XvaDisk>* disks,
                                   std::vector<std::string>* vdi_refs) {
-  // Ids are numbered as XAPI numbers them: not from 0, not contiguous, and
-  // hosts referenced by the VM get ids with no object behind them.
+  // Ids are numbered as XAPI numbers them: from Ref:12, in traversal order
+  // (VM, each VIF and its network, each VBD with its VDI and SR), so the
+  // ids of one class are not contiguous; hosts the VM refers to get ids with
+  // no object behind them.
   int next_id = 12;
   std::map<std::string, std::string> ids;
   auto number = [&](const std::string& ref) {
@@ -1227,8 +1248,9 @@ HttpResponse SimPool::ImportLocked(HttpRequest& r) {
   if (RedirectLocked(r, {sr}, task, &out)) return out;
   auto vm = ImportXvaLocked(r.body_path, sr, Param(r, "force") == "true");
   if (!vm.ok()) {
-    std::vector<std::string> error = {"IMPORT_ERROR",
-                                      std::string(vm.status().message())};
+    absl::string_view message = vm.status().message();
+    absl::ConsumePrefix(&message, "IMPORT_ERROR: ");
+    std::vector<std::string> error = {"IMPORT_ERROR", std::string(message)};
     FailTaskLocked(task, error);
     HttpResponse page = ErrorPageLocked(500, error);
     return page;
@@ -1316,6 +1338,7 @@ HttpResponse SimPool::ControlLocked(HttpRequest& r) {
       faults_.clear();
       fault_fired_.clear();
       session_invalid_seen_.clear();
+      RefreshLivenessLocked();
       return TextResponse(200, "cleared\n");
     }
     if (r.method == "POST" || r.method == "PUT") {
@@ -1331,6 +1354,7 @@ HttpResponse SimPool::ControlLocked(HttpRequest& r) {
         return TextResponse(400, "bad fault: kind is required\n");
       faults_.push_back(f);
       fault_fired_.push_back(0);
+      RefreshLivenessLocked();
       return TextResponse(200, "added\n");
     }
   }

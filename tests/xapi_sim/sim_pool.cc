@@ -45,12 +45,12 @@ const SimValue& Object::at(absl::string_view field) const {
 
 // ---- database ---------------------------------------------------------------
 
-Object* SimPool::CreateLocked(absl::string_view cls) {
+Object* SimPool::CreateLocked(absl::string_view cls, std::string ref) {
   const ClassSchema* schema = FindClass(cls);
   VMB_CHECK(schema != nullptr) << cls;
   auto object = std::make_unique<Object>();
   object->schema = schema;
-  object->ref = NewRefLocked();
+  object->ref = ref.empty() ? NewRefLocked() : std::move(ref);
   for (const FieldSchema& f : schema->fields)
     object->fields.push_back(f.default_value);
   if (schema->Find("uuid") >= 0)
@@ -120,6 +120,7 @@ absl::StatusOr<std::unique_ptr<SimPool>> SimPool::Create(
   std::unique_ptr<SimPool> pool(new SimPool());
   absl::MutexLock lock(&pool->mu_);
   pool->rng_.seed(fixture.seed() != 0 ? fixture.seed() : 1);
+  pool->secret_rng_.seed(std::random_device()());
   absl::Status status = pool->LoadFixtureLocked(fixture);
   if (!status.ok()) return status;
   return pool;
@@ -170,6 +171,7 @@ absl::Status SimPool::LoadFixtureLocked(const Fixture& fx) {
 
   // Networks.
   std::map<std::string, Object*> networks;
+  Object* default_network = nullptr;  // the first one listed
   auto add_network = [&](const std::string& name, const std::string& bridge,
                          const std::string& uuid) {
     mu_.AssertHeld();
@@ -178,6 +180,7 @@ absl::Status SimPool::LoadFixtureLocked(const Fixture& fx) {
     n->at("name_label") = SimValue::Str(name);
     n->at("bridge") = SimValue::Str(bridge);
     networks[name] = n;
+    if (default_network == nullptr) default_network = n;
   };
   for (const Network& n : fx.networks()) {
     if (n.name_label().empty()) return bad("networks: name_label is required");
@@ -190,10 +193,16 @@ absl::Status SimPool::LoadFixtureLocked(const Fixture& fx) {
   // Hosts, their metrics and control domains.
   std::vector<Object*> hosts;
   std::set<std::string> addresses;
-  int master_index = 0;
+  int master_index = -1;
   for (int i = 0; i < fx.hosts_size(); ++i) {
-    if (fx.hosts(i).master()) master_index = i;
+    if (!fx.hosts(i).master()) continue;
+    if (master_index >= 0) {
+      return bad("hosts[", i, "]: only one host can be the master (hosts[",
+                 master_index, "] is already)");
+    }
+    master_index = i;
   }
+  if (master_index < 0) master_index = 0;
   for (int i = 0; i < fx.hosts_size(); ++i) {
     const Host& h = fx.hosts(i);
     if (h.name_label().empty())
@@ -227,7 +236,7 @@ absl::Status SimPool::LoadFixtureLocked(const Fixture& fx) {
     const uint64_t mem = h.memory_total() != 0 ? h.memory_total() : 64 * kGiB;
     metrics->at("memory_total") = SimValue::Int(static_cast<int64_t>(mem));
     metrics->at("memory_free") = SimValue::Int(static_cast<int64_t>(mem / 2));
-    metrics->at("live") = SimValue::Bool(!h.has_live() || h.live());
+    fixture_live_[metrics->ref] = !h.has_live() || h.live();
     metrics->at("last_updated") = SimValue::Time(NowLocked());
     host->at("metrics") = SimValue::Str(metrics->ref);
     Object* dom0 = CreateLocked("VM");
@@ -510,7 +519,7 @@ absl::Status SimPool::LoadFixtureLocked(const Fixture& fx) {
     // VIFs.
     for (int n = 0; n < v.vifs_size(); ++n) {
       const Vif& f = v.vifs(n);
-      Object* network = networks.begin()->second;
+      Object* network = default_network;
       if (!f.network().empty()) {
         auto it = networks.find(f.network());
         if (it == networks.end()) {
@@ -559,6 +568,7 @@ absl::Status SimPool::LoadFixtureLocked(const Fixture& fx) {
     faults_.push_back(f);
     fault_fired_.push_back(0);
   }
+  RefreshLivenessLocked();
   return absl::OkStatus();
 }
 
@@ -576,14 +586,22 @@ std::string SimPool::MasterAddressLocked() {
 }
 
 bool SimPool::HostLiveLocked(const Object& host) {
-  for (const Fault& f : faults_) {
-    if (f.kind() == Fault::HOST_DOWN &&
-        (f.host().empty() || f.host() == host.str("name_label"))) {
-      return false;
-    }
-  }
   Object* metrics = GetLocked("host_metrics", host.str("metrics"));
   return metrics != nullptr && metrics->at("live").b;
+}
+
+void SimPool::RefreshLivenessLocked() {
+  for (Object* host : AllLocked("host")) {
+    bool down = false;
+    for (const Fault& f : faults_) {
+      down =
+          down || (f.kind() == Fault::HOST_DOWN &&
+                   (f.host().empty() || f.host() == host->str("name_label")));
+    }
+    Object* metrics = GetLocked("host_metrics", host->str("metrics"));
+    if (metrics == nullptr) continue;
+    metrics->at("live") = SimValue::Bool(fixture_live_[metrics->ref] && !down);
+  }
 }
 
 bool SimPool::HostSeesSrLocked(const Object& host, const std::string& sr_ref) {
@@ -696,6 +714,7 @@ absl::Status SimPool::AddFault(const Fault& fault) {
   absl::MutexLock lock(&mu_);
   faults_.push_back(fault);
   fault_fired_.push_back(0);
+  RefreshLivenessLocked();
   return absl::OkStatus();
 }
 
@@ -704,6 +723,7 @@ void SimPool::ClearFaults() {
   faults_.clear();
   fault_fired_.clear();
   session_invalid_seen_.clear();
+  RefreshLivenessLocked();
 }
 
 FaultList SimPool::Faults() {
@@ -790,12 +810,9 @@ RequestLog SimPool::RequestsLocked(const std::string& host) {
   return log;
 }
 
-int SimPool::LogRequestLocked(const HttpRequest& r) {
-  RequestLogEntry e;
-  e.set_host(r.host);
-  e.set_method(r.method);
+std::string RedactSessionInQuery(absl::string_view raw_query) {
   std::string query;
-  for (absl::string_view part : absl::StrSplit(r.raw_query, '&')) {
+  for (absl::string_view part : absl::StrSplit(raw_query, '&')) {
     if (part.empty()) continue;
     if (!query.empty()) query += "&";
     if (absl::StartsWith(part, "session_id=")) {
@@ -804,6 +821,14 @@ int SimPool::LogRequestLocked(const HttpRequest& r) {
       absl::StrAppend(&query, part);
     }
   }
+  return query;
+}
+
+int SimPool::LogRequestLocked(const HttpRequest& r) {
+  RequestLogEntry e;
+  e.set_host(r.host);
+  e.set_method(r.method);
+  const std::string query = RedactSessionInQuery(r.raw_query);
   e.set_path(query.empty() ? r.path : absl::StrCat(r.path, "?", query));
   e.set_session_cookie(r.cookies.count("session_id") != 0);
   e.set_session_in_query(r.query.count("session_id") != 0);

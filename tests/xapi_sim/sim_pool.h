@@ -63,6 +63,9 @@ struct HttpRequest {
 
 class SimPool;
 
+// A query string with any session_id value replaced by REDACTED (for logs).
+std::string RedactSessionInQuery(absl::string_view raw_query);
+
 // The body of a streaming response. Read() is called from the connection's
 // thread; Finish() once, when the connection ends.
 class ResponseStream {
@@ -151,6 +154,7 @@ class SimPool {
     std::shared_ptr<DiskImage> image;
     uint32_t chain_length = 1;
     uint32_t in_use_after_export = 0;  // pending VDI_IN_USE refusals
+    uint32_t exporting = 0;            // streams reading it now
   };
   struct RpcResult {
     SimValue value;
@@ -163,7 +167,9 @@ class SimPool {
   struct StreamPlan;
 
   // Database.
-  Object* CreateLocked(absl::string_view cls)
+  // A new row with the class's defaults and a new uuid; `ref` defaults to a
+  // new one from the fixture-seeded generator.
+  Object* CreateLocked(absl::string_view cls, std::string ref = "")
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Object* GetLocked(absl::string_view cls, absl::string_view ref)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -203,6 +209,8 @@ class SimPool {
   Object* HostByNameLocked(absl::string_view name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HostLiveLocked(const Object& host) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets every host_metrics.live from the fixture and the HOST_DOWN faults.
+  void RefreshLivenessLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HostSeesSrLocked(const Object& host, const std::string& sr_ref)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<std::string> VmIdentitiesLocked(const Object& vm)
@@ -285,6 +293,10 @@ class SimPool {
   uint64_t api_calls_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, absl::Time> throttle_next_
       ABSL_GUARDED_BY(mu_);
+  // By host_metrics ref: whether the fixture says the host is live.
+  absl::flat_hash_map<std::string, bool> fixture_live_ ABSL_GUARDED_BY(mu_);
+  std::mt19937_64 secret_rng_
+      ABSL_GUARDED_BY(mu_);  // session refs: unpredictable
   std::string scheme_ ABSL_GUARDED_BY(mu_) = "http";
   int port_ ABSL_GUARDED_BY(mu_) = 80;
   std::string pool_ref_;

@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 
 #include "tests/xapi_sim/sim_pool.h"
@@ -33,6 +34,12 @@ bool BoolParam(const SimCall& call, size_t i) {
 
 bool IsThickType(absl::string_view t) {
   return t == "lvm" || t == "lvmoiscsi" || t == "lvmohba" || t == "lvmofcoe";
+}
+
+// What a snapshot of `vdi` takes from its SR: the whole disk on a thick
+// (LVM) SR, a small VHD on a thin one.
+int64_t SnapshotBytesNeeded(const Object& sr, const Object& vdi) {
+  return IsThickType(sr.str("type")) ? vdi.at("virtual_size").i : 46592;
 }
 
 struct Arity {
@@ -71,6 +78,11 @@ std::string SimPool::HandleXmlRpc(const std::string& host,
   RpcResult result;
   {
     absl::MutexLock lock(&mu_);
+    Object* h = HostByNameLocked(host);
+    if (h != nullptr && !HostLiveLocked(*h)) {
+      *status = -1;  // a host that is down answers nothing
+      return "";
+    }
     ++api_calls_;
     result = DispatchLocked(host, *call);
   }
@@ -393,7 +405,13 @@ SimPool::RpcResult SimPool::LoginLocked(const std::string& host,
     DestroyLocked("session", same.front().second);
     same.erase(same.begin());
   }
-  Object* session = CreateLocked("session");
+  // Session refs are bearer tokens: random, never derived from the fixture.
+  const uint64_t a = secret_rng_(), b = secret_rng_();
+  Object* session = CreateLocked(
+      "session",
+      absl::StrFormat("OpaqueRef:%08x-%04x-4%03x-%04x-%012x", a >> 32,
+                      (a >> 16) & 0xffff, a & 0x0fff,
+                      ((b >> 48) & 0x3fff) | 0x8000, b & 0xffffffffffffULL));
   session->at("this_host") = SimValue::Str(master_ref_);
   session->at("last_active") = SimValue::Time(NowLocked());
   session->at("originator") = SimValue::Str(originator);
@@ -411,7 +429,7 @@ Object* SimPool::CopyVdiAsSnapshotLocked(Object* vdi, std::string* error_code) {
   // A snapshot on a thick (LVM) SR needs room for the whole disk; on a thin SR
   // only a small VHD.
   const bool thick = IsThickType(sr->str("type"));
-  const int64_t needed = thick ? size : 8 * 1024 * 1024;
+  const int64_t needed = SnapshotBytesNeeded(*sr, *vdi);
   const int64_t free =
       sr->at("physical_size").i - sr->at("physical_utilisation").i;
   if (needed > free) {
@@ -461,7 +479,7 @@ Object* SimPool::CopyVdiAsSnapshotLocked(Object* vdi, std::string* error_code) {
   snap->at("is_a_snapshot") = SimValue::Bool(true);
   snap->at("snapshot_of") = SimValue::Str(vdi->ref);
   snap->at("snapshot_time") = SimValue::Time(NowLocked());
-  snap->at("physical_utilisation") = SimValue::Int(thick ? size : 46592);
+  snap->at("physical_utilisation") = SimValue::Int(needed);
   snap->at("current_operations") = SimValue::Map();
   SimValue snap_sm = SimValue::Map();
   snap_sm.Put("vdi_type", SimValue::Str("vhd"));
@@ -494,8 +512,10 @@ SimPool::RpcResult SimPool::SnapshotVmLocked(const SimCall& call) {
   if (call.params.size() > 3) {
     for (const SimValue& v : call.params[3].items) ignore.push_back(v.s);
   }
-  // Check space for every disk first: a failed snapshot leaves nothing behind.
+  // Check space for every disk first, per SR for all its disks together: a
+  // failed snapshot leaves nothing behind.
   std::vector<Object*> disk_vbds;
+  std::map<std::string, int64_t> needed_per_sr;
   for (const SimValue& vbd_ref : vm->at("VBDs").items) {
     Object* vbd = GetLocked("VBD", vbd_ref.s);
     if (vbd == nullptr || vbd->at("empty").b || vbd->str("type") != "Disk")
@@ -506,12 +526,7 @@ SimPool::RpcResult SimPool::SnapshotVmLocked(const SimCall& call) {
     Object* vdi = GetLocked("VDI", vbd->str("VDI"));
     if (vdi == nullptr) continue;
     Object* sr = GetLocked("SR", vdi->str("SR"));
-    const int64_t needed =
-        IsThickType(sr->str("type")) ? vdi->at("virtual_size").i : 8 << 20;
-    if (needed > sr->at("physical_size").i - sr->at("physical_utilisation").i) {
-      return {SimValue(), Err({"SR_BACKEND_FAILURE_44", "",
-                               "There is insufficient space", ""})};
-    }
+    needed_per_sr[sr->ref] += SnapshotBytesNeeded(*sr, *vdi);
     auto limit = sr->at("other_config").Get("vmbackup-sim:max_chain_length");
     if (limit != nullptr &&
         vdi_data_[vdi->ref].chain_length + 1 > std::stoul(limit->s)) {
@@ -519,6 +534,13 @@ SimPool::RpcResult SimPool::SnapshotVmLocked(const SimCall& call) {
                                "The snapshot chain is too long", ""})};
     }
     disk_vbds.push_back(vbd);
+  }
+  for (const auto& [sr_ref, needed] : needed_per_sr) {
+    Object* sr = GetLocked("SR", sr_ref);
+    if (needed > sr->at("physical_size").i - sr->at("physical_utilisation").i) {
+      return {SimValue(), Err({"SR_BACKEND_FAILURE_44", "",
+                               "There is insufficient space", ""})};
+    }
   }
   const std::string source_metadata = SexprRecordLocked(*vm);
   Object* snap = CreateLocked("VM");
@@ -568,8 +590,8 @@ SimPool::RpcResult SimPool::SnapshotVmLocked(const SimCall& call) {
       Object* vdi =
           CopyVdiAsSnapshotLocked(GetLocked("VDI", vbd->str("VDI")), &code);
       if (vdi == nullptr) {
-        // Checked above; a race is impossible under the lock.
-        return {SimValue(), Err({code})};
+        // Space and chain length were checked above for all disks at once.
+        return {SimValue(), Err({"INTERNAL_ERROR", code})};
       }
       vdi->at("VBDs").items.push_back(SimValue::Str(copy->ref));
       copy->at("VDI") = SimValue::Str(vdi->ref);
@@ -649,6 +671,7 @@ SimPool::RpcResult SimPool::DestroyVmLocked(const SimCall& call) {
         children.end());
   }
   DestroyLocked("VM_metrics", vm->str("metrics"));
+  DestroyLocked("VM_guest_metrics", vm->str("guest_metrics"));
   DestroyLocked("VM", vm->ref);
   return {SimValue::Str(""), {}};
 }
@@ -683,6 +706,9 @@ SimPool::RpcResult SimPool::DestroyVdiLocked(const SimCall& call) {
   VdiData& data = vdi_data_[vdi->ref];
   // Right after an export, the VDI may still be attached to dom0 (xen-api
   // issue 4339): the first destroy attempts are refused.
+  if (data.exporting > 0) {
+    return {SimValue(), Err({"VDI_IN_USE", vdi->ref, "destroy"})};
+  }
   if (data.in_use_after_export > 0) {
     --data.in_use_after_export;
     return {SimValue(), Err({"VDI_IN_USE", vdi->ref, "destroy"})};

@@ -174,7 +174,8 @@ MHD_Result OnRequest(void* cls, MHD_Connection* c, const char* url,
       state->spool_fd = mkstemp(templ.data());
       if (state->spool_fd >= 0) state->spool_path = templ;
     }
-    return MHD_YES;
+    // XAPI refuses a chunked upload before reading it; so do we.
+    if (!(state->method == "PUT" && state->chunked)) return MHD_YES;
   }
   if (*upload_size > 0) {
     if (state->method == "PUT" && !state->chunked && state->spool_fd >= 0) {
@@ -193,7 +194,7 @@ MHD_Result OnRequest(void* cls, MHD_Connection* c, const char* url,
       state->too_big = true;
     }
     *upload_size = 0;
-    if (!state->chunked) return MHD_YES;
+    return MHD_YES;
   }
   // The whole request is here (or it is a chunked PUT, refused unread).
   SimPool* pool = listener->pool;
@@ -203,11 +204,12 @@ MHD_Result OnRequest(void* cls, MHD_Connection* c, const char* url,
         state->too_big
             ? ""
             : pool->HandleXmlRpc(listener->host.name, state->body, &status);
+    if (status < 0) return MHD_NO;  // a host that is down answers nothing
     HttpResponse r;
     r.status = state->too_big ? 413 : status;
     r.close = false;
     r.headers = {{"Cache-Control", "no-cache, no-store"},
-                 {"Content-Type", status == 200 ? "text/xml" : "text/html"},
+                 {"Content-Type", r.status == 200 ? "text/xml" : "text/html"},
                  {"Access-Control-Allow-Origin", "*"},
                  {"Access-Control-Allow-Headers", "X-Requested-With"}};
     r.body = std::move(body);

@@ -2,8 +2,10 @@
 // xapi-sim: a simulated XenServer pool on loopback (docs/xapi-sim.md).
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -22,11 +24,33 @@ ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(bool, print_demo_fixture, false,
           "Print the built-in demo fixture and exit");
 
+// absl flags are spelled with underscores; accept the dashed spelling the
+// documentation uses (--ready-file) too.
+std::vector<char*> UnderscoreFlagNames(int argc, char** argv,
+                                       std::vector<std::string>* storage) {
+  storage->reserve(static_cast<size_t>(argc));
+  std::vector<char*> out;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (i > 0 && a.size() > 2 && a.compare(0, 2, "--") == 0) {
+      const size_t end = std::min(a.find('='), a.size());
+      for (size_t j = 2; j < end; ++j) {
+        if (a[j] == '-') a[j] = '_';
+      }
+    }
+    storage->push_back(std::move(a));
+    out.push_back(storage->back().data());
+  }
+  return out;
+}
+
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "xapi-sim [--fixture FILE] [--port N] --ready-file PATH [--tls-cert F "
       "--tls-key F]");
-  absl::ParseCommandLine(argc, argv);
+  std::vector<std::string> storage;
+  std::vector<char*> args = UnderscoreFlagNames(argc, argv, &storage);
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);

@@ -349,6 +349,39 @@ TEST_F(SimPoolTest, ThickSrWithoutRoomRefusesSnapshots) {
   EXPECT_EQ(error.items()[0].text(), "SR_BACKEND_FAILURE_44");
 }
 
+TEST_F(SimPoolTest, SpaceIsCheckedForAllDisksTogether) {
+  // Two thick disks that each fit in the SR's free space, but not both.
+  Fixture f = DemoFixture();
+  Vm* vm = f.add_vms();
+  vm->set_name_label("two-thick");
+  vm->set_resident_on("xcp-host2");
+  for (int i = 0; i < 2; ++i) {
+    Disk* d = vm->add_disks();
+    d->set_size(uint64_t{100} << 30);
+    d->set_sr("Local storage xcp-host2");
+  }
+  f.mutable_srs(2)->set_physical_utilisation(
+      uint64_t{350} << 30);  // 150 GiB free after 200 used
+  auto pool = SimPool::Create(f);
+  ASSERT_OK(pool.status());
+  pool_ = *std::move(pool);
+  session_ =
+      Call("session.login_with_password", {S("root"), S("demo-password")})
+          .text();
+  const std::string ref =
+      Call("VM.get_by_name_label", {S(session_), S("two-thick")})
+          .items()[0]
+          .text();
+  const size_t vdis_before = Call("VDI.get_all", {S(session_)}).size();
+  XmlRpcValue error = Call("VM.snapshot", {S(session_), S(ref), S("s")});
+  ASSERT_TRUE(error.is_array());
+  EXPECT_EQ(error.items()[0].text(), "SR_BACKEND_FAILURE_44");
+  EXPECT_EQ(error.size(), 4u);
+  // Nothing was left behind.
+  EXPECT_EQ(Call("VDI.get_all", {S(session_)}).size(), vdis_before);
+  EXPECT_EQ(Call("VM.get_by_name_label", {S(session_), S("s")}).size(), 0u);
+}
+
 TEST_F(SimPoolTest, ChainLimitRefusesSnapshots) {
   Fixture f = DemoFixture();
   f.mutable_srs(0)->set_max_chain_length(3);
