@@ -11,7 +11,7 @@ packages=(
   # libraries (Debian bookworm versions: gRPC 1.51, protobuf 3.21, Abseil 20220623)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libcurl4-openssl-dev libxml2-dev libsqlite3-dev
-  libgtest-dev libgmock-dev libxxhash-dev libzstd-dev zlib1g-dev libssl-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libxxhash-dev libzstd-dev zlib1g-dev libssl-dev
   libre2-dev libmicrohttpd-dev
   # independent peers and checkers used by the tests and the demo
   python3 curl tar xxhash qemu-utils zstd gzip openssl

@@ -4,7 +4,7 @@
 
 Starts xapi-sim with one halted VM whose disk is 2 GiB, then, in the same run
 and interleaved, downloads each export with `curl -s -o /dev/null` and with
-build/bin/../tests stream_bench (the project's XapiStreamGet), REPEAT times
+build/bench/stream_bench (the project's XapiStreamGet), REPEAT times
 each, and prints a Markdown table of medians: wall time, MiB/s, CPU time
 (user + system) and peak RSS. Nothing here is a pass/fail test; the figures go
 to docs/benchmarks.md.
@@ -82,7 +82,7 @@ def main():
             ("XVA export", "/export", {"ref": vm}),
             ("XVA export, zstd", "/export", {"ref": vm, "use_compression": "zstd"}),
         ]
-        bench = os.path.join(build, "tests", "stream_bench")
+        bench = os.path.join(build, "bench", "stream_bench")
         cookie_file = os.path.join(work, "cookies")
         with open(cookie_file, "w") as f:  # keeps the session out of curl's argv
             f.write("%s\tFALSE\t/\tFALSE\t0\tsession_id\t%s\n" % (ready["master"].split("//")[1].split(":")[0], session))
