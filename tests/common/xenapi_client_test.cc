@@ -318,6 +318,37 @@ TEST_F(XenApiClientTest, DoesNotRepeatASnapshotAfterSessionInvalid) {
   ASSERT_OK(client_->SnapshotVm(vm, "twice", {}).status());
 }
 
+TEST_F(XenApiClientTest, SessionInvalidAfterKCalls) {
+  ASSERT_OK(client_->Login());
+  ASSERT_OK_AND_ASSIGN(std::string first, client_->SessionRef());
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind": "SESSION_INVALID", "after_calls": 3, "times": 1})"));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(client_->GetAllPools().status());
+    ASSERT_OK_AND_ASSIGN(std::string now, client_->SessionRef());
+    EXPECT_EQ(now, first) << "call " << i;
+  }
+  ASSERT_OK(client_->GetAllPools().status());  // the 4th finds its session gone
+  ASSERT_OK_AND_ASSIGN(std::string after, client_->SessionRef());
+  EXPECT_NE(after, first);
+}
+
+TEST_F(XenApiClientTest, SlowCallsHitTheCallTimeout) {
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind": "SLOW_CALL", "call": "host.get_all_records", "delay_ms": 3000})"));
+  XmlRpcXenApiClient::Options o;
+  o.url = sim_->master_url();
+  o.password = sim_->password();
+  CurlXmlRpcTransport::Options t;
+  t.call_timeout = absl::Milliseconds(500);
+  XmlRpcXenApiClient impatient(o, std::make_unique<CurlXmlRpcTransport>(t));
+  EXPECT_THAT(impatient.GetAllHosts().status(),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_OK(impatient.GetAllPools().status());  // other calls are not slowed
+  // Without the short timeout the slow call completes.
+  EXPECT_OK(client_->GetAllHosts().status());
+}
+
 TEST_F(XenApiClientTest, SessionRefNeverAppearsInErrors) {
   ASSERT_OK(client_->Login());
   ASSERT_OK_AND_ASSIGN(std::string session, client_->SessionRef());
