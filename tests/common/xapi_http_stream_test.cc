@@ -73,14 +73,9 @@ class XapiStreamTest : public ::testing::Test {
   }
 
   std::string VmRef(const std::string& name) {
-    auto refs = client_->GetVmsByNameLabel(name);
-    EXPECT_OK(refs.status());
-    for (const std::string& ref : *refs) {
-      auto vm = client_->GetVm(ref);
-      if (vm.ok() && !vm->is_a_template) return ref;
-    }
-    ADD_FAILURE() << "no VM " << name;
-    return "";
+    auto ref = vmb::testing::VmRefByName(*client_, name);
+    EXPECT_OK(ref.status());
+    return ref.ok() ? *ref : "";
   }
 
   // The first disk VDI of a VM record.
@@ -134,15 +129,9 @@ class XapiStreamTest : public ::testing::Test {
 
   // Waits (bounded) for the task to leave "pending".
   TaskRecord FinalTask(const std::string& task) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(30);
-    while (true) {
-      auto t = client_->GetTask(task);
-      EXPECT_OK(t.status());
-      if (!t.ok() || t->status != TaskStatus::kPending ||
-          absl::Now() > deadline)
-        return *t;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
+    auto t = vmb::testing::WaitForTask(*client_, task);
+    EXPECT_OK(t.status());
+    return t.ok() ? *t : TaskRecord();
   }
 
   std::unique_ptr<SimProcess> sim_;

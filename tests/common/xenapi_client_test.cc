@@ -33,14 +33,9 @@ class XenApiClientTest : public ::testing::Test {
 
   // The ref of the (non-template) VM called `name`.
   std::string VmRef(const std::string& name) {
-    auto refs = client_->GetVmsByNameLabel(name);
-    EXPECT_OK(refs.status());
-    for (const std::string& ref : *refs) {
-      auto vm = client_->GetVm(ref);
-      if (vm.ok() && !vm->is_a_template) return ref;
-    }
-    ADD_FAILURE() << "no VM " << name;
-    return "";
+    auto ref = vmb::testing::VmRefByName(*client_, name);
+    EXPECT_OK(ref.status());
+    return ref.ok() ? *ref : "";
   }
 
   std::unique_ptr<SimProcess> sim_;

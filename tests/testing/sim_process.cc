@@ -254,6 +254,29 @@ std::unique_ptr<XmlRpcXenApiClient> SimProcess::NewClient(
       o, std::make_unique<CurlXmlRpcTransport>(t));
 }
 
+absl::StatusOr<std::string> VmRefByName(XenApiClient& client,
+                                        const std::string& name) {
+  absl::StatusOr<std::vector<std::string>> refs =
+      client.GetVmsByNameLabel(name);
+  if (!refs.ok()) return refs.status();
+  for (const std::string& ref : *refs) {
+    absl::StatusOr<VmRecord> vm = client.GetVm(ref);
+    if (vm.ok() && !vm->is_a_template) return ref;
+  }
+  return absl::NotFoundError(absl::StrCat("no VM called ", name));
+}
+
+absl::StatusOr<TaskRecord> WaitForTask(XenApiClient& client,
+                                       const std::string& task) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (true) {
+    absl::StatusOr<TaskRecord> t = client.GetTask(task);
+    if (!t.ok() || t->status != TaskStatus::kPending || absl::Now() > deadline)
+      return t;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
 absl::StatusOr<TestCert> MakeSelfSignedCert(const std::string& dir,
                                             const std::string& name) {
   TestCert cert;

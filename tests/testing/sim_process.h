@@ -66,6 +66,15 @@ class SimProcess {
   sim::ReadyFile ready_;
 };
 
+// The ref of the VM called `name` that is not a template or snapshot.
+// Errors: NOT_FOUND.
+absl::StatusOr<std::string> VmRefByName(XenApiClient& client,
+                                        const std::string& name);
+
+// Polls (bounded: 30 s) until the task leaves "pending"; returns its record.
+absl::StatusOr<TaskRecord> WaitForTask(XenApiClient& client,
+                                       const std::string& task);
+
 // Minimal HTTP helper for tests: status and body of a request.
 struct HttpReply {
   long status = 0;

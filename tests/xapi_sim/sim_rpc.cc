@@ -641,9 +641,7 @@ SimPool::RpcResult SimPool::DestroyVmLocked(const SimCall& call) {
     Object* vbd = GetLocked("VBD", vbd_ref.s);
     if (vbd == nullptr) continue;
     if (Object* vdi = GetLocked("VDI", vbd->str("VDI"))) {
-      auto& refs = vdi->at("VBDs").items;
-      refs.erase(std::remove(refs.begin(), refs.end(), SimValue::Str(vbd->ref)),
-                 refs.end());
+      vdi->at("VBDs").RemoveItem(vbd->ref);
     }
     DestroyLocked("VBD", vbd->ref);
   }
@@ -651,25 +649,17 @@ SimPool::RpcResult SimPool::DestroyVmLocked(const SimCall& call) {
     Object* vif = GetLocked("VIF", vif_ref.s);
     if (vif == nullptr) continue;
     if (Object* net = GetLocked("network", vif->str("network"))) {
-      auto& refs = net->at("VIFs").items;
-      refs.erase(std::remove(refs.begin(), refs.end(), SimValue::Str(vif->ref)),
-                 refs.end());
+      net->at("VIFs").RemoveItem(vif->ref);
     }
     DestroyLocked("VIF", vif->ref);
   }
   if (Object* parent = GetLocked("VM", vm->str("snapshot_of"))) {
-    auto& refs = parent->at("snapshots").items;
-    refs.erase(std::remove(refs.begin(), refs.end(), SimValue::Str(vm->ref)),
-               refs.end());
+    parent->at("snapshots").RemoveItem(vm->ref);
     if (parent->str("parent") == vm->ref)
       parent->at("parent") = vm->at("parent");
   }
-  for (Object* other : AllLocked("VM")) {
-    auto& children = other->at("children").items;
-    children.erase(
-        std::remove(children.begin(), children.end(), SimValue::Str(vm->ref)),
-        children.end());
-  }
+  for (Object* other : AllLocked("VM"))
+    other->at("children").RemoveItem(vm->ref);
   DestroyLocked("VM_metrics", vm->str("metrics"));
   DestroyLocked("VM_guest_metrics", vm->str("guest_metrics"));
   DestroyLocked("VM", vm->ref);
@@ -717,16 +707,12 @@ SimPool::RpcResult SimPool::DestroyVdiLocked(const SimCall& call) {
     Object* vbd = GetLocked("VBD", vbd_ref.s);
     if (vbd == nullptr) continue;
     if (Object* vm = GetLocked("VM", vbd->str("VM"))) {
-      auto& refs = vm->at("VBDs").items;
-      refs.erase(std::remove(refs.begin(), refs.end(), SimValue::Str(vbd->ref)),
-                 refs.end());
+      vm->at("VBDs").RemoveItem(vbd->ref);
     }
     DestroyLocked("VBD", vbd->ref);
   }
   if (Object* source = GetLocked("VDI", vdi->str("snapshot_of"))) {
-    auto& refs = source->at("snapshots").items;
-    refs.erase(std::remove(refs.begin(), refs.end(), SimValue::Str(vdi->ref)),
-               refs.end());
+    source->at("snapshots").RemoveItem(vdi->ref);
     auto source_data = vdi_data_.find(source->ref);
     if (source_data != vdi_data_.end() &&
         source_data->second.chain_length > 1) {
@@ -734,9 +720,7 @@ SimPool::RpcResult SimPool::DestroyVdiLocked(const SimCall& call) {
     }
   }
   if (Object* sr = GetLocked("SR", vdi->str("SR"))) {
-    auto& refs = sr->at("VDIs").items;
-    refs.erase(std::remove(refs.begin(), refs.end(), SimValue::Str(vdi->ref)),
-               refs.end());
+    sr->at("VDIs").RemoveItem(vdi->ref);
     sr->at("physical_utilisation").i -= vdi->at("physical_utilisation").i;
     sr->at("virtual_allocation").i -= vdi->at("virtual_size").i;
   }

@@ -3,6 +3,8 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -17,6 +19,13 @@ SimValue SimValue::StrSet(const std::vector<std::string>& v) {
   SimValue x = Set();
   for (const std::string& s : v) x.items.push_back(Str(s));
   return x;
+}
+
+void SimValue::RemoveItem(absl::string_view value) {
+  items.erase(
+      std::remove_if(items.begin(), items.end(),
+                     [&](const SimValue& item) { return item.s == value; }),
+      items.end());
 }
 
 const SimValue* SimValue::Get(absl::string_view key) const {

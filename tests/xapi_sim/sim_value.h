@@ -71,6 +71,9 @@ struct SimValue {
   }
   static SimValue StrSet(const std::vector<std::string>& v);
 
+  // Removes every item equal to the string `value` (kSet only).
+  void RemoveItem(absl::string_view value);
+
   // Map helpers (kMap only).
   const SimValue* Get(absl::string_view key) const;
   void Put(absl::string_view key, SimValue value);  // replaces an existing key

@@ -63,6 +63,20 @@ std::string TarHeader(absl::string_view name, uint64_t size) {
   return h;
 }
 
+absl::StatusOr<size_t> BufferedSource::Read(char* buf, size_t max) {
+  size_t written = 0;
+  while (written < max) {
+    if (pending_pos_ == pending_.size()) {
+      pending_.clear();
+      pending_pos_ = 0;
+      Refill();
+      if (pending_.empty()) break;
+    }
+    written += Drain(&pending_, &pending_pos_, buf + written, max - written);
+  }
+  return written;
+}
+
 absl::StatusOr<size_t> StringSource::Read(char* buf, size_t max) {
   return Drain(&data_, &pos_, buf, max);
 }
@@ -81,8 +95,6 @@ XvaSource::XvaSource(std::string ova_xml, std::vector<XvaDisk> disks,
 }
 
 void XvaSource::Refill() {
-  pending_.clear();
-  pending_pos_ = 0;
   while (disk_ < disks_.size()) {
     const XvaDisk& d = disks_[disk_];
     const uint64_t size = d.image->size();
@@ -125,18 +137,6 @@ void XvaSource::Refill() {
     finished_ = true;
     pending_.assign(1024, '\0');
   }
-}
-
-absl::StatusOr<size_t> XvaSource::Read(char* buf, size_t max) {
-  size_t written = 0;
-  while (written < max) {
-    if (pending_pos_ == pending_.size()) {
-      Refill();
-      if (pending_.empty()) break;
-    }
-    written += Drain(&pending_, &pending_pos_, buf + written, max - written);
-  }
-  return written;
 }
 
 absl::StatusOr<size_t> RawSource::Read(char* buf, size_t max) {
@@ -235,8 +235,6 @@ VhdSource::VhdSource(const DiskImage* image, const std::string& uuid16,
 }
 
 void VhdSource::Refill() {
-  pending_.clear();
-  pending_pos_ = 0;
   if (stage_ == 0) stage_ = 1;
   if (stage_ == 1) {
     if (next_block_ < blocks_.size()) {
@@ -256,18 +254,6 @@ void VhdSource::Refill() {
     done_ = image_->size();
     stage_ = 3;
   }
-}
-
-absl::StatusOr<size_t> VhdSource::Read(char* buf, size_t max) {
-  size_t written = 0;
-  while (written < max) {
-    if (pending_pos_ == pending_.size()) {
-      Refill();
-      if (pending_.empty()) break;
-    }
-    written += Drain(&pending_, &pending_pos_, buf + written, max - written);
-  }
-  return written;
 }
 
 namespace {

@@ -35,6 +35,18 @@ class ByteSource {
 // ustar magic.
 std::string TarHeader(absl::string_view name, uint64_t size);
 
+// A source that produces its stream in pieces: Refill() fills pending_ with
+// the next piece (leaving it empty at the end) and Read() drains it.
+class BufferedSource : public ByteSource {
+ public:
+  absl::StatusOr<size_t> Read(char* buf, size_t max) final;
+
+ protected:
+  virtual void Refill() = 0;
+  std::string pending_;
+  size_t pending_pos_ = 0;
+};
+
 // Serves a fixed string.
 class StringSource final : public ByteSource {
  public:
@@ -59,24 +71,21 @@ enum class XvaChecksum { kXxHash, kSha1 };
 // followed by `.xxhash` (16 upper-case hex digits of XXH64) or `.checksum`
 // (SHA-1 hex); zero chunks are skipped except the first and the last; the
 // stream ends with two 512-byte zero blocks.
-class XvaSource final : public ByteSource {
+class XvaSource final : public BufferedSource {
  public:
   XvaSource(std::string ova_xml, std::vector<XvaDisk> disks,
             XvaChecksum checksum = XvaChecksum::kXxHash);
-  absl::StatusOr<size_t> Read(char* buf, size_t max) override;
   uint64_t progress_done() const override { return done_; }
   uint64_t progress_total() const override { return total_; }
 
  private:
-  void Refill();
+  void Refill() override;
 
   std::vector<XvaDisk> disks_;
   XvaChecksum checksum_;
   size_t disk_ = 0;
   uint64_t chunk_ = 0;
   bool finished_ = false;
-  std::string pending_;
-  size_t pending_pos_ = 0;
   uint64_t done_ = 0;
   uint64_t total_ = 0;
 };
@@ -98,26 +107,23 @@ class RawSource final : public ByteSource {
 // 0, dynamic header at 512, BAT at 2048, then every allocated 2 MiB block in
 // ascending order (a sector bitmap of 0xFF followed by the data), then the
 // footer. A block is allocated when any of its bytes is non-zero.
-class VhdSource final : public ByteSource {
+class VhdSource final : public BufferedSource {
  public:
   static constexpr uint64_t kBlock = 2 * 1024 * 1024;
   // `uuid` is the 16 bytes of the disk's identity; `timestamp` is seconds
   // since 2000-01-01 UTC.
   VhdSource(const DiskImage* image, const std::string& uuid16,
             uint32_t timestamp);
-  absl::StatusOr<size_t> Read(char* buf, size_t max) override;
   uint64_t progress_done() const override { return done_; }
   uint64_t progress_total() const override { return image_->size(); }
 
  private:
-  void Refill();
+  void Refill() override;
   const DiskImage* image_;
   std::string footer_;
   std::vector<uint64_t> blocks_;  // allocated block numbers, ascending
   size_t next_block_ = 0;
   int stage_ = 0;  // 0 header, 1 blocks, 2 footer, 3 done
-  std::string pending_;
-  size_t pending_pos_ = 0;
   uint64_t done_ = 0;
 };
 

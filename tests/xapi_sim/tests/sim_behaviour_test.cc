@@ -43,13 +43,9 @@ class SimBehaviourTest : public ::testing::Test {
   }
 
   std::string VmRef(const std::string& name) {
-    auto refs = client_->GetVmsByNameLabel(name);
-    EXPECT_OK(refs.status());
-    for (const std::string& ref : *refs) {
-      auto vm = client_->GetVm(ref);
-      if (vm.ok() && !vm->is_a_template) return ref;
-    }
-    return "";
+    auto ref = vmb::testing::VmRefByName(*client_, name);
+    EXPECT_OK(ref.status());
+    return ref.ok() ? *ref : "";
   }
 
   // Downloads `path?query` from the master into a file; returns its path.

@@ -255,13 +255,17 @@ class SimPoolTest : public ::testing::Test {
  protected:
   void SetUp() override {
     InitXmlRpcCodec();
-    auto pool = SimPool::Create(DemoFixture());
+    ASSERT_NO_FATAL_FAILURE(Reset(DemoFixture()));
+  }
+
+  // A fresh pool from `f`, logged in.
+  void Reset(const Fixture& f) {
+    auto pool = SimPool::Create(f);
     ASSERT_OK(pool.status());
     pool_ = *std::move(pool);
-    session_ = Call("session.login_with_password",
-                    {XmlRpcValue::String("root"),
-                     XmlRpcValue::String("demo-password")})
-                   .text();
+    session_ =
+        Call("session.login_with_password", {S("root"), S("demo-password")})
+            .text();
   }
 
   XmlRpcValue Call(const std::string& method, std::vector<XmlRpcValue> params,
@@ -336,12 +340,7 @@ TEST_F(SimPoolTest, ThickSrWithoutRoomRefusesSnapshots) {
   Disk* d = vm->add_disks();
   d->set_size(uint64_t{600} << 30);  // more than the SR has free
   d->set_sr("Local storage xcp-host2");
-  auto pool = SimPool::Create(f);
-  ASSERT_OK(pool.status());
-  pool_ = *std::move(pool);
-  session_ =
-      Call("session.login_with_password", {S("root"), S("demo-password")})
-          .text();
+  ASSERT_NO_FATAL_FAILURE(Reset(f));
   const std::string ref =
       Call("VM.get_by_name_label", {S(session_), S("thick")}).items()[0].text();
   XmlRpcValue error = Call("VM.snapshot", {S(session_), S(ref), S("s")});
@@ -362,12 +361,7 @@ TEST_F(SimPoolTest, SpaceIsCheckedForAllDisksTogether) {
   }
   f.mutable_srs(2)->set_physical_utilisation(
       uint64_t{350} << 30);  // 150 GiB free after 200 used
-  auto pool = SimPool::Create(f);
-  ASSERT_OK(pool.status());
-  pool_ = *std::move(pool);
-  session_ =
-      Call("session.login_with_password", {S("root"), S("demo-password")})
-          .text();
+  ASSERT_NO_FATAL_FAILURE(Reset(f));
   const std::string ref =
       Call("VM.get_by_name_label", {S(session_), S("two-thick")})
           .items()[0]
@@ -385,12 +379,7 @@ TEST_F(SimPoolTest, SpaceIsCheckedForAllDisksTogether) {
 TEST_F(SimPoolTest, ChainLimitRefusesSnapshots) {
   Fixture f = DemoFixture();
   f.mutable_srs(0)->set_max_chain_length(3);
-  auto pool = SimPool::Create(f);
-  ASSERT_OK(pool.status());
-  pool_ = *std::move(pool);
-  session_ =
-      Call("session.login_with_password", {S("root"), S("demo-password")})
-          .text();
+  ASSERT_NO_FATAL_FAILURE(Reset(f));
   const std::string ref =
       Call("VM.get_by_name_label", {S(session_), S("DEV-RH6")})
           .items()[0]
@@ -406,12 +395,7 @@ TEST_F(SimPoolTest, ChainLimitRefusesSnapshots) {
 TEST_F(SimPoolTest, OldHostsRejectTheIgnoreVdisParameter) {
   Fixture f = DemoFixture();
   f.mutable_settings()->set_old_host_snapshot_arity(true);
-  auto pool = SimPool::Create(f);
-  ASSERT_OK(pool.status());
-  pool_ = *std::move(pool);
-  session_ =
-      Call("session.login_with_password", {S("root"), S("demo-password")})
-          .text();
+  ASSERT_NO_FATAL_FAILURE(Reset(f));
   const std::string ref =
       Call("VM.get_by_name_label", {S(session_), S("DEV-RH6")})
           .items()[0]
