@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "common/password_file.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -9,11 +12,15 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+#include "common/status_util.h"
 
 namespace vmb {
 
 absl::StatusOr<PasswordSource> ResolvePasswordArgument(
-    absl::string_view argument, absl::string_view stdin_text) {
+    absl::string_view argument, absl::string_view stdin_text,
+    bool allow_insecure_file) {
   PasswordSource out;
   if (argument == "-") {
     absl::string_view line = stdin_text.substr(0, stdin_text.find('\n'));
@@ -27,6 +34,13 @@ absl::StatusOr<PasswordSource> ResolvePasswordArgument(
   const std::string path(argument);
   struct stat st;
   if (!path.empty() && stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+    if ((st.st_mode & 077) != 0 && !allow_insecure_file) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("password file %s is readable by group or others "
+                          "(mode %04o): run chmod 600 %s, or "
+                          "pass --allow-insecure-password-file",
+                          path, st.st_mode & 07777, path));
+    }
     std::ifstream in(path, std::ios::binary);
     if (!in)
       return absl::InvalidArgumentError(
@@ -54,6 +68,41 @@ absl::StatusOr<PasswordSource> ResolvePasswordArgument(
 
 std::string EncodePasswordFile(absl::string_view password) {
   return absl::Base64Escape(password);
+}
+
+absl::Status WritePasswordFile(const std::string& path,
+                               absl::string_view password) {
+  const int fd =
+      open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+           0600);
+  if (fd < 0)
+    return ErrnoToStatus(errno,
+                         absl::StrCat("cannot write password file ", path));
+  absl::Status status;
+  if (fchmod(fd, 0600) != 0) {
+    status =
+        ErrnoToStatus(errno, absl::StrCat("cannot chmod password file ", path));
+  }
+  const std::string content = EncodePasswordFile(password);
+  for (size_t done = 0; status.ok() && done < content.size();) {
+    ssize_t n = write(fd, content.data() + done, content.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      status = ErrnoToStatus(errno,
+                             absl::StrCat("cannot write password file ", path));
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (status.ok() && fsync(fd) != 0) {
+    status =
+        ErrnoToStatus(errno, absl::StrCat("cannot sync password file ", path));
+  }
+  if (close(fd) != 0 && status.ok()) {
+    status =
+        ErrnoToStatus(errno, absl::StrCat("cannot close password file ", path));
+  }
+  return status;
 }
 
 }  // namespace vmb

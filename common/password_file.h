@@ -22,9 +22,17 @@ struct PasswordSource {
 // password base64-encoded, surrounding whitespace ignored; obscured, not
 // encrypted); anything else is the password itself.
 // Errors: INVALID_ARGUMENT naming the file when it is empty, unreadable or
-// not base64.
+// not base64. A password file readable by group or others is refused
+// (INVALID_ARGUMENT naming the file and its mode) unless `allow_insecure_file`.
 absl::StatusOr<PasswordSource> ResolvePasswordArgument(
-    absl::string_view argument, absl::string_view stdin_text);
+    absl::string_view argument, absl::string_view stdin_text,
+    bool allow_insecure_file = false);
+
+// Writes a VmBackup password file: base64(password), no newline, mode 0600
+// (also when the file existed). Refuses to follow a symbolic link.
+// Errors: the errno of the failing step, naming the file.
+absl::Status WritePasswordFile(const std::string& path,
+                               absl::string_view password);
 
 // The content of a VmBackup password file for `password`: base64, no newline.
 std::string EncodePasswordFile(absl::string_view password);

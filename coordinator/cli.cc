@@ -1,27 +1,44 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "coordinator/cli.h"
 
+#include <sys/stat.h>
+
+#include <fstream>
 #include <iterator>
 #include <memory>
+#include <optional>
+#include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include <google/protobuf/util/json_util.h>
 
+#include "common/backup_policy.h"
 #include "common/curl_xml_rpc_transport.h"
 #include "common/password_file.h"
 #include "common/xml_rpc_xen_api_client.h"
 #include "coordinator/pool_inventory.h"
+#include "coordinator/preview.h"
 
 namespace vmb::coordinator {
 namespace {
 
 constexpr int kExitOk = 0;
 constexpr int kExitError = 2;
+constexpr size_t kMaxConfigBytes = 1 << 20;
 
-struct GlobalFlags {
+// Words that name the coordinator's commands; a password equal to one of
+// them is written after "--" (or kept in a password file).
+constexpr const char* kReservedCommands[] = {"run", "status", "runs", "agents",
+                                             "cancel"};
+
+struct Flags {
   std::string xapi_url = "http://localhost";
   std::string user = "root";
   TlsOptions tls;
+  bool json = false;
+  bool allow_insecure_password_file = false;
 };
 
 int Fail(const CliStreams& io, const std::string& message) {
@@ -29,77 +46,26 @@ int Fail(const CliStreams& io, const std::string& message) {
   return kExitError;
 }
 
-int Inventory(const GlobalFlags& flags, const std::vector<std::string>& args,
-              const CliStreams& io) {
-  if (args.size() != 1) {
-    return Fail(io,
-                "usage: vmbackup [FLAGS] inventory <password|password-file|->");
-  }
-  std::string stdin_text;
-  if (args[0] == "-") {
-    stdin_text.assign(std::istreambuf_iterator<char>(*io.in),
-                      std::istreambuf_iterator<char>());
-  }
-  absl::StatusOr<PasswordSource> password =
-      ResolvePasswordArgument(args[0], stdin_text);
-  if (!password.ok()) return Fail(io, std::string(password.status().message()));
-  if (password->from_command_line) {
-    *io.err << "vmbackup: warning: a password on the command line is visible "
-               "in the process "
-               "list; use a password file (vmbackup <password> "
-               "create-password-file=FILE) or "
-               "'-' to read it from standard input\n";
-  }
-  XmlRpcXenApiClient::Options options;
-  options.url = flags.xapi_url;
-  options.username = flags.user;
-  options.password = password->password;
-  CurlXmlRpcTransport::Options transport;
-  transport.tls = flags.tls;
-  XmlRpcXenApiClient client(options,
-                            std::make_unique<CurlXmlRpcTransport>(transport));
-  if (absl::Status s = client.Login(); !s.ok()) {
-    return Fail(io, absl::StrCat(s.message(), " (password from ",
-                                 password->origin, ")"));
-  }
-  absl::StatusOr<PoolInventory> inventory = LoadPoolInventory(client);
-  if (!inventory.ok())
-    return Fail(io, std::string(inventory.status().message()));
-  *io.out << FormatInventory(*inventory);
-  return kExitOk;
+std::string ShortUsage() {
+  return "usage: vmbackup [FLAGS] <password|password-file|-> "
+         "<config-file|vm-selector> "
+         "[preview] [compress=True|False] [ignore_extra_keys=True|False] "
+         "[pre_clean=True|False]\n       vmbackup help (more), vmbackup config "
+         "(config keys), "
+         "vmbackup example (a config file)\n";
 }
 
-}  // namespace
-
-std::string CliUsage() {
-  return R"(usage:
-  vmbackup [FLAGS] inventory <password|password-file|->
-      Log in to the pool and list its hosts, storage and VMs.
-  vmbackup help
-      This text.
-
-<password|password-file|->:
-  the path of an existing VmBackup password file (the password base64-encoded:
-  obscured, not encrypted), or '-' to read the password from standard input,
-  or the password itself (visible in the process list: avoid).
-
-FLAGS (before the command):
-  --xapi-url URL          pool master (or any member: vmbackup follows
-                          HOST_IS_SLAVE to the master); default http://localhost
-  --user NAME             XenAPI user name; default root
-  --tls-ca FILE           for https: trust the certificate(s) in FILE
-  --tls-fingerprint HEX   for https: accept exactly the certificate whose
-                          SHA-256 fingerprint is HEX (colons allowed)
-  --tls-insecure          for https: accept any certificate (tests only)
-
-Exit codes: 0 success, 2 error or could not run.
-)";
-}
-
-int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
-  GlobalFlags flags;
+// Parses the flags before the positional arguments. Returns the index of
+// the first positional argument, or an exit code (negative: none).
+int ParseFlags(const std::vector<std::string>& args, Flags* flags, size_t* next,
+               bool* literal, const CliStreams& io) {
   size_t i = 0;
   for (; i < args.size() && absl::StartsWith(args[i], "--"); ++i) {
+    if (args[i] == "--") {
+      *literal = true;
+      ++i;
+      break;
+    }
     std::string name = args[i];
     std::string value;
     bool has_value = false;
@@ -118,9 +84,13 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
       *io.out << CliUsage();
       return kExitOk;
     }
-    if (name == "--tls-insecure") {
-      if (has_value) return Fail(io, "--tls-insecure takes no value");
-      flags.tls.insecure = true;
+    if (name == "--tls-insecure" || name == "--json" ||
+        name == "--allow-insecure-password-file") {
+      if (has_value) return Fail(io, absl::StrCat(name, " takes no value"));
+      if (name == "--tls-insecure") flags->tls.insecure = true;
+      if (name == "--json") flags->json = true;
+      if (name == "--allow-insecure-password-file")
+        flags->allow_insecure_password_file = true;
       continue;
     }
     if (name != "--xapi-url" && name != "--user" && name != "--tls-ca" &&
@@ -138,34 +108,324 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
                         "--xapi-url must start with http:// or https://, not '",
                         value, "'"));
       }
-      flags.xapi_url = value;
+      flags->xapi_url = value;
     } else if (name == "--user") {
-      flags.user = value;
+      flags->user = value;
     } else if (name == "--tls-ca") {
-      flags.tls.ca_file = value;
+      flags->tls.ca_file = value;
     } else {
       std::string normalised;
       if (absl::Status s = NormaliseSha256Fingerprint(value, &normalised);
           !s.ok()) {
         return Fail(io, absl::StrCat("--tls-fingerprint: ", s.message()));
       }
-      flags.tls.pinned_sha256 = value;
+      flags->tls.pinned_sha256 = value;
     }
   }
-  if (i >= args.size()) {
-    *io.err << CliUsage();
+  *next = i;
+  return -1;
+}
+
+std::string ReadAll(std::istream& in) {
+  return std::string(std::istreambuf_iterator<char>(in),
+                     std::istreambuf_iterator<char>());
+}
+
+absl::StatusOr<PasswordSource> Password(const std::string& arg,
+                                        const Flags& flags,
+                                        const CliStreams& io) {
+  const std::string stdin_text = arg == "-" ? ReadAll(*io.in) : "";
+  absl::StatusOr<PasswordSource> password = ResolvePasswordArgument(
+      arg, stdin_text, flags.allow_insecure_password_file);
+  if (password.ok() && password->from_command_line) {
+    *io.err << "vmbackup: warning: a password on the command line is visible "
+               "in the process "
+               "list; use a password file (vmbackup <password> "
+               "create-password-file=FILE) or "
+               "'-' to read it from standard input\n";
+  }
+  return password;
+}
+
+std::unique_ptr<XmlRpcXenApiClient> MakeClient(const Flags& flags,
+                                               const std::string& password) {
+  XmlRpcXenApiClient::Options options;
+  options.url = flags.xapi_url;
+  options.username = flags.user;
+  options.password = password;
+  CurlXmlRpcTransport::Options transport;
+  transport.tls = flags.tls;
+  return std::make_unique<XmlRpcXenApiClient>(
+      options, std::make_unique<CurlXmlRpcTransport>(transport));
+}
+
+int Inventory(const Flags& flags, const std::vector<std::string>& args,
+              const CliStreams& io) {
+  if (args.size() != 1) {
+    return Fail(io,
+                "usage: vmbackup [FLAGS] inventory <password|password-file|->");
+  }
+  absl::StatusOr<PasswordSource> password = Password(args[0], flags, io);
+  if (!password.ok()) return Fail(io, std::string(password.status().message()));
+  std::unique_ptr<XmlRpcXenApiClient> client =
+      MakeClient(flags, password->password);
+  if (absl::Status s = client->Login(); !s.ok()) {
+    return Fail(io, absl::StrCat(s.message(), " (password from ",
+                                 password->origin, ")"));
+  }
+  absl::StatusOr<PoolInventory> inventory = LoadPoolInventory(*client);
+  if (!inventory.ok())
+    return Fail(io, std::string(inventory.status().message()));
+  *io.out << FormatInventory(*inventory);
+  return kExitOk;
+}
+
+int CreatePasswordFile(const Flags& flags, const std::vector<std::string>& p,
+                       const CliStreams& io) {
+  const std::string& target = p[1];
+  const size_t eq = target.find('=');
+  const std::string path = eq == std::string::npos ? "" : target.substr(eq + 1);
+  if (absl::AsciiStrToLower(target.substr(0, eq)) != "create-password-file" ||
+      path.empty()) {
+    return Fail(io, "usage: vmbackup <password|-> create-password-file=FILE");
+  }
+  if (p.size() > 2) {
+    return Fail(
+        io,
+        absl::StrCat("create-password-file takes no further arguments, not '",
+                     p[2], "'"));
+  }
+  absl::StatusOr<PasswordSource> password = Password(p[0], flags, io);
+  if (!password.ok()) return Fail(io, std::string(password.status().message()));
+  if (absl::Status s = WritePasswordFile(path, password->password); !s.ok()) {
+    return Fail(io, std::string(s.message()));
+  }
+  *io.out << "password file saved to: " << path << "\n";
+  return kExitOk;
+}
+
+struct OptionalArgs {
+  bool preview = false;
+  PolicyOverrides overrides;
+};
+
+// The seed's optional arguments: keys case-insensitive, values true or false.
+absl::StatusOr<OptionalArgs> ParseOptional(
+    const std::vector<std::string>& args) {
+  OptionalArgs out;
+  for (const std::string& arg : args) {
+    const size_t eq = arg.find('=');
+    const std::string key = absl::AsciiStrToLower(arg.substr(0, eq));
+    const std::string value = eq == std::string::npos
+                                  ? ""
+                                  : absl::AsciiStrToLower(arg.substr(eq + 1));
+    auto boolean = [&]() -> absl::StatusOr<bool> {
+      if (value == "true") return true;
+      if (value == "false") return false;
+      return absl::InvalidArgumentError(absl::StrCat(
+          "argument '", arg, "': the value must be True or False"));
+    };
+    if (key == "preview") {
+      if (eq == std::string::npos) {
+        out.preview = true;
+        continue;
+      }
+      absl::StatusOr<bool> b = boolean();
+      if (!b.ok()) return b.status();
+      out.preview = *b;
+    } else if (key == "compress") {
+      if (value == "gzip" || value == "zstd" || value == "none") {
+        out.overrides.compress = value == "gzip"   ? Compression::kGzip
+                                 : value == "zstd" ? Compression::kZstd
+                                                   : Compression::kNone;
+        continue;
+      }
+      absl::StatusOr<bool> b = boolean();
+      if (!b.ok()) return b.status();
+      out.overrides.compress = *b ? Compression::kGzip : Compression::kNone;
+    } else if (key == "ignore_extra_keys" || key == "pre_clean") {
+      absl::StatusOr<bool> b = boolean();
+      if (!b.ok()) return b.status();
+      (key == "pre_clean" ? out.overrides.pre_clean
+                          : out.overrides.ignore_extra_keys) = *b;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown argument '", arg,
+                       "' (optional arguments: preview, compress=, "
+                       "ignore_extra_keys=, pre_clean=)"));
+    }
+  }
+  return out;
+}
+
+// A config file (an existing path) or a vm-selector.
+absl::StatusOr<BackupPolicy> LoadPolicy(const std::string& target,
+                                        const PolicyOverrides& o,
+                                        bool* from_file) {
+  struct stat st;
+  *from_file = false;
+  if (stat(target.c_str(), &st) == 0) {
+    if (!S_ISREG(st.st_mode)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config file ", target, " is not a file"));
+    }
+    if (static_cast<size_t>(st.st_size) > kMaxConfigBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config file ", target,
+                       " is larger than 1 MiB; is it a config file?"));
+    }
+    std::ifstream in(target, std::ios::binary);
+    if (!in)
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot read config file ", target));
+    *from_file = true;
+    return ParseBackupPolicy(ReadAll(in), target, o);
+  }
+  // A missing file would otherwise become a regex selector that matches
+  // nothing.
+  if (absl::StrContains(target, "/") || absl::EndsWith(target, ".cfg") ||
+      absl::EndsWith(target, ".conf")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config file ", target,
+        " does not exist (to select VMs by a name like this, write "
+        "vm-export=",
+        target, ")"));
+  }
+  return PolicyForSelector(target, o);
+}
+
+int Backup(const Flags& flags, const std::vector<std::string>& p,
+           const CliStreams& io) {
+  absl::StatusOr<OptionalArgs> optional =
+      ParseOptional(std::vector<std::string>(p.begin() + 2, p.end()));
+  if (!optional.ok()) return Fail(io, std::string(optional.status().message()));
+  bool from_file = false;
+  absl::StatusOr<BackupPolicy> policy =
+      LoadPolicy(p[1], optional->overrides, &from_file);
+  if (!policy.ok()) return Fail(io, std::string(policy.status().message()));
+  if (!optional->preview) {
+    return Fail(io, absl::StrCat("this version of vmbackup can only preview a "
+                                 "backup; add 'preview' (",
+                                 "vmbackup <password> ", p[1], " preview)"));
+  }
+  absl::StatusOr<PasswordSource> password = Password(p[0], flags, io);
+  if (!password.ok()) return Fail(io, std::string(password.status().message()));
+  std::unique_ptr<XmlRpcXenApiClient> client =
+      MakeClient(flags, password->password);
+  v1::PreviewReport report = BuildPreview(*policy, *client, {from_file});
+  if (!report.valid() &&
+      absl::StrContains(report.error(), "login_with_password")) {
+    report.set_error(absl::StrCat(report.error(), " (password from ",
+                                  password->origin, ")"));
+  }
+  if (flags.json) {
+    std::string json;
+    google::protobuf::util::JsonPrintOptions o;
+    o.add_whitespace = true;
+    o.preserve_proto_field_names = true;
+    o.always_print_primitive_fields = true;
+    (void)google::protobuf::util::MessageToJsonString(report, &json, o);
+    *io.out << json;
+  } else {
+    *io.out << FormatPreview(report);
+  }
+  return PreviewExitCode(report);
+}
+
+}  // namespace
+
+std::string CliUsage() {
+  return R"(usage:
+  vmbackup [FLAGS] <password|password-file|-> <config-file|vm-selector> preview
+           [compress=True|False] [ignore_extra_keys=True|False] [pre_clean=True|False]
+      Check a config file (or a vm-selector) against the pool and show the plan:
+      settings, the VMs, the host that exports each one and why, sizes and
+      warnings. Writes nothing. (Running backups arrives next.)
+  vmbackup [FLAGS] <password|-> create-password-file=FILE
+      Write FILE (mode 0600) holding the password base64-encoded, the
+      VmBackup.py format. Base64 obscures the password; it does not encrypt it.
+  vmbackup [FLAGS] inventory <password|password-file|->
+      Log in to the pool and list its hosts, storage and VMs.
+  vmbackup help | config | example
+      This text, the config keys, or an example config file.
+
+<password|password-file|->:
+  the path of an existing password file (it must not be readable by group or
+  others), '-' to read the password from standard input, or the password
+  itself (visible in the process list: avoid).
+<config-file|vm-selector>:
+  an existing config file, or a selector: NAME, REGEX, vm-export=SEL or
+  vdi-export=SEL, each with an optional :N (keep N backups). A NAME (letters,
+  digits, space, '-', '_') matches exactly; anything else is a regular
+  expression matched at the start of the VM name.
+
+FLAGS (before the positional arguments):
+  --xapi-url URL          pool master (or any member: vmbackup follows
+                          HOST_IS_SLAVE to the master); default http://localhost
+  --user NAME             XenAPI user name; default root
+  --tls-ca FILE           for https: trust the certificate(s) in FILE
+  --tls-fingerprint HEX   for https: accept exactly the certificate whose
+                          SHA-256 fingerprint is HEX (colons allowed)
+  --tls-insecure          for https: accept any certificate (tests only)
+  --json                  preview: print the report as JSON
+  --allow-insecure-password-file
+                          accept a password file readable by group or others
+  --                      end of flags: what follows is positional, even a
+                          password spelled like a command (run, status, runs,
+                          agents, cancel, inventory) or help/config/example
+
+Exit codes: 0 success, 1 warnings, 2 errors or could not run.
+Preview: 0 valid, 1 valid with warnings, 2 invalid.
+)";
+}
+
+int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
+  Flags flags;
+  size_t first = 0;
+  bool literal = false;
+  if (int code = ParseFlags(args, &flags, &first, &literal, io); code >= 0)
+    return code;
+  const std::vector<std::string> p(args.begin() + static_cast<long>(first),
+                                   args.end());
+  if (!literal) {
+    // VmBackup.py: any argument that is one of these words prints its text.
+    for (const std::string& a : p) {
+      if (a == "help") {
+        *io.out << CliUsage();
+        return kExitOk;
+      }
+      if (a == "config") {
+        *io.out << ConfigKeysHelp();
+        return kExitOk;
+      }
+      if (a == "example") {
+        *io.out << ExampleConfig();
+        return kExitOk;
+      }
+    }
+    if (!p.empty() && p[0] == "inventory") {
+      return Inventory(flags, std::vector<std::string>(p.begin() + 1, p.end()),
+                       io);
+    }
+    for (const char* reserved : kReservedCommands) {
+      if (!p.empty() && p[0] == reserved) {
+        return Fail(
+            io, absl::StrCat(
+                    "'", reserved,
+                    "' is a coordinator command, which this version does "
+                    "not have yet; if it is your password, write: vmbackup -- ",
+                    reserved, " ... (or use a password file)"));
+      }
+    }
+  }
+  if (p.size() < 2) {
+    *io.err << ShortUsage();
     return kExitError;
   }
-  const std::string command = args[i];
-  const std::vector<std::string> rest(args.begin() + static_cast<long>(i) + 1,
-                                      args.end());
-  if (command == "help") {
-    *io.out << CliUsage();
-    return kExitOk;
+  if (absl::StartsWith(absl::AsciiStrToLower(p[1]), "create-password-file")) {
+    return CreatePasswordFile(flags, p, io);
   }
-  if (command == "inventory") return Inventory(flags, rest, io);
-  return Fail(io, absl::StrCat("unknown command '", command,
-                               "'; this version knows: inventory, help"));
+  return Backup(flags, p, io);
 }
 
 }  // namespace vmb::coordinator

@@ -1,20 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
-// The `vmbackup` command line. This version knows:
+// The `vmbackup` command line (docs/cli.md):
 //
+//   vmbackup [FLAGS] <password|password-file|-> <config-file|vm-selector>
+//            [preview] [compress=True|False] [ignore_extra_keys=True|False]
+//            [pre_clean=True|False]
+//   vmbackup [FLAGS] <password|-> create-password-file=FILE
 //   vmbackup [FLAGS] inventory <password|password-file|->
-//   vmbackup help
+//   vmbackup help | config | example
 //
-// FLAGS (before the command):
-//   --xapi-url URL          pool master (or any member); default
-//   http://localhost
-//   --user NAME             XenAPI user; default root
-//   --tls-ca FILE           trust the pool's certificate(s) in FILE (https)
-//   --tls-fingerprint HEX   accept exactly the certificate with this SHA-256
-//   --tls-insecure          accept any certificate (test set-ups only)
-//
-// Exit codes: 0 success, 2 error or could not run.
+// Exit codes: 0 success, 1 warnings, 2 errors or could not run; for
+// preview: 0 valid, 1 valid with warnings, 2 invalid.
 
 #include <istream>
 #include <ostream>
@@ -33,7 +30,7 @@ struct CliStreams {
 // process exit code.
 int RunCli(const std::vector<std::string>& args, const CliStreams& io);
 
-// The usage text.
+// The usage text (`vmbackup help`).
 std::string CliUsage();
 
 }  // namespace vmb::coordinator

@@ -122,7 +122,7 @@ TEST_F(XenApiClientTest, ParsesEveryRecordClass) {
   EXPECT_EQ(dom0, 3);
   EXPECT_EQ(snapshots, 1);
   EXPECT_EQ(templates, 1);
-  EXPECT_EQ(normal, 11);
+  EXPECT_EQ(normal, 14);
 
   ASSERT_OK_AND_ASSIGN(auto vbds, client_->GetAllVbds());
   ASSERT_OK_AND_ASSIGN(auto vdis, client_->GetAllVdis());

@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "coordinator/planner.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
+namespace vmb::coordinator {
+namespace {
+
+const InventoryVm* FindVm(const PoolInventory& inv, const std::string& uuid) {
+  for (const InventoryVm& vm : inv.vms) {
+    if (vm.record.uuid == uuid) return &vm;
+  }
+  return nullptr;
+}
+
+bool HostSees(const PoolInventory& inv, const std::string& host_ref,
+              const std::string& sr_ref) {
+  for (const InventorySr& sr : inv.srs) {
+    if (sr.ref != sr_ref) continue;
+    return std::find(sr.attached_hosts.begin(), sr.attached_hosts.end(),
+                     host_ref) != sr.attached_hosts.end();
+  }
+  return false;
+}
+
+std::string Where(const BackupPolicy& policy, int line) {
+  return line == 0 ? "vm-selector" : absl::StrCat(policy.source, ":", line);
+}
+
+}  // namespace
+
+std::vector<const InventoryDisk*> ExportedDisks(const InventoryVm& vm,
+                                                bool vdi_export,
+                                                VdiExportDisks which) {
+  std::vector<const InventoryDisk*> disks;
+  for (const InventoryDisk& d : vm.disks) {
+    if (d.vbd.type == "Disk" && d.has_vdi) disks.push_back(&d);
+  }
+  if (!vdi_export || which == VdiExportDisks::kAll) return disks;
+  for (const InventoryDisk* d : disks) {
+    if (d->vbd.userdevice == "0") return {d};
+  }
+  for (const InventoryDisk* d : disks) {
+    if (d->vbd.bootable) return {d};
+  }
+  return {};
+}
+
+std::vector<v1::PlannedVm> PlanBackup(const BackupPolicy& policy,
+                                      const Selection& selection,
+                                      const PoolInventory& inventory) {
+  std::vector<v1::PlannedVm> plan;
+  std::map<std::string, int> load;  // host ref -> VMs planned on it
+  std::vector<std::pair<size_t, const InventoryVm*>> halted;
+
+  auto plan_one = [&](const SelectedVm& s) {
+    v1::PlannedVm p;
+    p.set_uuid(s.uuid);
+    p.set_name(s.name);
+    p.set_kind(s.vdi_export ? v1::EXPORT_KIND_VDI : v1::EXPORT_KIND_VM);
+    p.set_max_backups(static_cast<uint32_t>(s.max_backups));
+    p.set_max_backups_from_rule(s.max_backups_from_rule);
+    p.set_rule(s.rule);
+    p.set_where(Where(policy, s.line));
+    p.set_shares_name(s.shares_name);
+    const InventoryVm* vm = FindVm(inventory, s.uuid);
+    if (vm == nullptr) {
+      p.add_warnings("the VM disappeared while the plan was made");
+      plan.push_back(std::move(p));
+      return;
+    }
+    p.set_power_state(vm->record.power_state);
+    const std::vector<const InventoryDisk*> disks =
+        ExportedDisks(*vm, s.vdi_export, policy.vdi_export_disks);
+    uint64_t bytes = 0;
+    for (const InventoryDisk* d : disks) {
+      bytes += static_cast<uint64_t>(d->vdi.virtual_size);
+      p.add_disks(d->vbd.device.empty()
+                      ? absl::StrCat("userdevice ", d->vbd.userdevice)
+                      : d->vbd.device);
+    }
+    p.set_estimated_bytes(bytes);
+    if (disks.empty()) {
+      p.add_warnings(
+          s.vdi_export
+              ? "vdi-export: the VM has no boot disk (no disk with "
+                "userdevice 0 and none bootable)"
+              : "the VM has no disks: the export holds only its metadata");
+    }
+    const std::string& state = vm->record.power_state;
+    if (state == "Running" || state == "Paused") {
+      const InventoryHost* host = inventory.FindHost(vm->record.resident_on);
+      if (host != nullptr) {
+        p.set_host_name(host->record.name_label);
+        p.set_host_uuid(host->record.uuid);
+        p.set_host_reason("it runs there (resident_on)");
+        ++load[host->ref];
+        if (!host->live)
+          p.add_warnings(absl::StrCat("its host ", host->record.name_label,
+                                      " is not live"));
+      } else {
+        p.add_warnings("it is running but XAPI names no host for it");
+      }
+      plan.push_back(std::move(p));
+      return;
+    }
+    halted.emplace_back(plan.size(), vm);
+    plan.push_back(std::move(p));
+  };
+  for (const SelectedVm& s : selection.vdi_exports) plan_one(s);
+  for (const SelectedVm& s : selection.vm_exports) plan_one(s);
+
+  // Halted and suspended VMs, after the running ones have loaded their hosts.
+  for (const auto& [index, vm] : halted) {
+    v1::PlannedVm& p = plan[index];
+    std::set<std::string> srs;
+    for (const InventoryDisk* d : ExportedDisks(
+             *vm, p.kind() == v1::EXPORT_KIND_VDI, policy.vdi_export_disks)) {
+      srs.insert(d->vdi.sr);
+    }
+    const InventoryHost* best = nullptr;
+    for (const InventoryHost& h : inventory.hosts) {
+      if (!h.live) continue;
+      bool sees_all = true;
+      for (const std::string& sr : srs)
+        sees_all = sees_all && HostSees(inventory, h.ref, sr);
+      if (!sees_all) continue;
+      auto better = [&](const InventoryHost& a, const InventoryHost& b) {
+        if (load[a.ref] != load[b.ref]) return load[a.ref] < load[b.ref];
+        const bool a_aff = a.ref == vm->record.affinity,
+                   b_aff = b.ref == vm->record.affinity;
+        if (a_aff != b_aff) return a_aff;
+        return a.record.name_label < b.record.name_label;
+      };
+      if (best == nullptr || better(h, *best)) best = &h;
+    }
+    if (best == nullptr) {
+      p.add_warnings(
+          "no live host has all its storage attached: it cannot be exported");
+      continue;
+    }
+    p.set_host_name(best->record.name_label);
+    p.set_host_uuid(best->record.uuid);
+    p.set_host_reason(absl::StrCat(
+        absl::AsciiStrToLower(vm->record.power_state), ": ",
+        srs.empty() ? "any live host"
+                    : "the least-loaded live host with its storage attached",
+        best->ref == vm->record.affinity ? " (its affinity host)" : ""));
+    ++load[best->ref];
+  }
+  return plan;
+}
+
+}  // namespace vmb::coordinator

@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// `preview`: everything a run would decide, without writing anything to the
+// backup share or the pool: the settings, which VMs, which host exports each
+// one and why, the estimated size, and every warning.
+
+#include <map>
+#include <string>
+
+#include "common/backup_policy.h"
+#include "common/xenapi_client.h"
+#include "proto/coordinator.pb.h"
+
+namespace vmb::coordinator {
+
+struct PreviewOptions {
+  // The policy came from a config file (not a command-line selector): the
+  // status log's folder must exist.
+  bool from_config_file = true;
+};
+
+// Checks the policy's paths (read-only), logs in through `client`, reads the
+// pool once, selects and plans. Never fails: problems land in report.error
+// (invalid) or in warnings.
+v1::PreviewReport BuildPreview(const BackupPolicy& policy, XenApiClient& client,
+                               const PreviewOptions& options);
+
+// The seed's settings block, the plan, the warnings and the verdict.
+std::string FormatPreview(const v1::PreviewReport& report);
+
+// 0 valid, 1 valid with warnings, 2 invalid.
+int PreviewExitCode(const v1::PreviewReport& report);
+
+// Every policy key with its effective value, as the config file spells it.
+std::map<std::string, std::string> PolicySettings(const BackupPolicy& policy);
+
+}  // namespace vmb::coordinator
