@@ -16,13 +16,15 @@ launcher=()
 command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 CC=clang CXX=clang++ cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DVMB_FUZZ=ON -DVMB_SANITIZE=address,undefined "${launcher[@]}" >/dev/null
-cmake --build "$BUILD_DIR" -j"${JOBS:-2}" --target xmlrpc_fuzz 2>&1 | tail -1
+cmake --build "$BUILD_DIR" -j"${JOBS:-2}" --target xmlrpc_fuzz policy_fuzz 2>&1 | tail -1
 
-for target in xmlrpc; do
+for target in xmlrpc policy; do
   corpus="$BUILD_DIR/fuzz/corpus-$target"
   mkdir -p "$corpus"
   cp -n tests/fuzz/corpus/$target/* "$corpus/" 2>/dev/null || true
-  cp -n tests/testdata/real-xapi/xs620-rpc/*.xml "$corpus/" 2>/dev/null || true
+  if [ "$target" = xmlrpc ]; then
+    cp -n tests/testdata/real-xapi/xs620-rpc/*.xml "$corpus/" 2>/dev/null || true
+  fi
   echo "run_fuzz: $target for ${FUZZ_SECONDS}s"
   log="$BUILD_DIR/fuzz/$target.log"
   if ! (cd "$BUILD_DIR/fuzz" && ./${target}_fuzz -max_total_time="$FUZZ_SECONDS" -timeout=10 \
