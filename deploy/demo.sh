@@ -59,6 +59,28 @@ echo "== vmbackup --xapi-url $master inventory demo-run/VmBackup.pass"
 echo
 "$BUILD_DIR/bin/vmbackup" --xapi-url "$master" inventory "$run_dir/VmBackup.pass"
 
+# A config file in VmBackup.py's format, previewed against the pool.
+mkdir -p "$root/demo-backups"
+cat >"$run_dir/weekend.cfg" <<CFG
+# Weekend VMs (the README's weekend.cfg, on the demo pool)
+backup_dir=$root/demo-backups
+status_log=$run_dir/status.log
+max_backups=3
+exclude=PROD-ubuntu12-benchmark
+vdi-export=PROD-CentOS7-large-user-disks
+vm-export=PROD-ubuntu14
+vm-export=DEV-RH.*:2
+vm-export=PROD-WinSvr
+vm-export=TEST-.*
+CFG
+echo
+echo "== vmbackup --xapi-url $master demo-run/VmBackup.pass demo-run/weekend.cfg preview"
+echo
+code=0
+"$BUILD_DIR/bin/vmbackup" --xapi-url "$master" "$run_dir/VmBackup.pass" "$run_dir/weekend.cfg" \
+  preview || code=$?
+echo "(preview exit code $code: 0 valid, 1 valid with warnings, 2 invalid)"
+
 cat <<TXT
 
 The simulated pool's password is in demo-run/ready.json. Run the demo with

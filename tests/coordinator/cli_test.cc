@@ -224,6 +224,25 @@ TEST_F(CliSimTest, WeekendCfgWithTheReadmesTyposIsExplained) {
   EXPECT_THAT(r.out, HasSubstr("vdi-export: PROD-CentOS7-large-user-disks"));
 }
 
+TEST_F(CliSimTest, PreviewWritesNothing) {
+  ASSERT_OK_AND_ASSIGN(sim::SimState before, sim_->State());
+  CliRun r = Preview("vm-export=.*\n");
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  ASSERT_OK_AND_ASSIGN(sim::SimState after, sim_->State());
+  EXPECT_EQ(after.snapshots(), before.snapshots());
+  EXPECT_EQ(after.vdis(), before.vdis());
+  EXPECT_EQ(after.tasks(), 0u);
+  EXPECT_EQ(after.sessions(), 0u) << "the preview logs out";
+  ASSERT_OK_AND_ASSIGN(sim::RequestLog http, sim_->Requests());
+  EXPECT_EQ(http.requests_size(), 0) << "no data handler was called";
+  // Nothing in the backup folder, and no status log.
+  EXPECT_EQ(
+      vmb::testing::RunCommand({"find", backups_, "-mindepth", "1"}).output,
+      "");
+  struct stat st;
+  EXPECT_NE(stat((dir_ + "/status.log").c_str(), &st), 0);
+}
+
 TEST_F(CliSimTest, CleanPreviewExitsZero) {
   CliRun r = Preview("vm-export=DEV-RH6\nvdi-export=PROD-ubuntu14:2\n");
   EXPECT_EQ(r.code, 0) << r.out << r.err;
