@@ -14,7 +14,7 @@ namespace vmb::sim {
 absl::StatusOr<Fixture> ParseFixture(const std::string& json);
 
 // The built-in demo pool (demo_pool.json): 3 hosts, a shared NFS SR, a local
-// SR per host, a dozen VMs named after the seed README's examples.
+// SR per host, 15 VMs named after the seed README's examples.
 const std::string& DemoFixtureJson();
 Fixture DemoFixture();
 
