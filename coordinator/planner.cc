@@ -116,7 +116,9 @@ std::vector<v1::PlannedVm> PlanBackup(const BackupPolicy& policy,
   for (const SelectedVm& s : selection.vm_exports) plan_one(s);
 
   // Halted and suspended VMs, after the running ones have loaded their hosts.
-  for (const auto& [index, vm] : halted) {
+  for (const auto& entry : halted) {
+    const size_t index = entry.first;
+    const InventoryVm* vm = entry.second;
     v1::PlannedVm& p = plan[index];
     std::set<std::string> srs;
     for (const InventoryDisk* d : ExportedDisks(
