@@ -6,19 +6,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
+#include "common/human_format.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
 namespace vmb::coordinator {
-namespace {
-
-std::string Size(uint64_t bytes) {
-  if (bytes >= (uint64_t{1} << 30))
-    return absl::StrFormat("%.1f GiB", bytes / 1073741824.0);
-  return absl::StrFormat("%.0f MiB", bytes / 1048576.0);
-}
-
-}  // namespace
+namespace {}  // namespace
 
 const InventoryHost* PoolInventory::FindHost(const std::string& ref) const {
   for (const InventoryHost& h : hosts) {
@@ -125,11 +118,12 @@ std::string FormatInventory(const PoolInventory& inv) {
       if (h != nullptr) where = absl::StrCat("local to ", h->record.name_label);
     }
     absl::StrAppend(
-        &out, absl::StrFormat(
-                  "  %-32s %-8s %-20s %s used of %s\n", s.record.name_label,
-                  s.record.type, where,
-                  Size(static_cast<uint64_t>(s.record.physical_utilisation)),
-                  Size(static_cast<uint64_t>(s.record.physical_size))));
+        &out,
+        absl::StrFormat(
+            "  %-32s %-8s %-20s %s used of %s\n", s.record.name_label,
+            s.record.type, where,
+            FormatBytes(static_cast<uint64_t>(s.record.physical_utilisation)),
+            FormatBytes(static_cast<uint64_t>(s.record.physical_size))));
   }
   int templates = 0, snapshots = 0, control = 0, listed = 0;
   std::string rows;
@@ -152,7 +146,8 @@ std::string FormatInventory(const PoolInventory& inv) {
           absl::StrFormat(
               "  %-32s %-9s %-12s %-13s %s\n", EscapeForLog(r.name_label),
               r.power_state, host != nullptr ? host->record.name_label : "-",
-              absl::StrCat(disks, " (", Size(vm.disk_bytes), ")"), r.uuid));
+              absl::StrCat(disks, " (", FormatBytes(vm.disk_bytes), ")"),
+              r.uuid));
     }
   }
   absl::StrAppend(&out, "\nVMs (", listed, "; not listed: ", templates,

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 
+#include "common/human_format.h"
 #include "common/logging.h"
 #include "common/vm_selection.h"
 #include "coordinator/planner.h"
@@ -19,12 +20,6 @@
 
 namespace vmb::coordinator {
 namespace {
-
-std::string Size(uint64_t bytes) {
-  if (bytes >= (uint64_t{1} << 30))
-    return absl::StrFormat("%.1f GiB", bytes / 1073741824.0);
-  return absl::StrFormat("%.0f MiB", bytes / 1048576.0);
-}
 
 std::string Duration(absl::Duration d) {
   if (d == absl::ZeroDuration()) return "0";
@@ -193,7 +188,7 @@ std::string FormatPreview(const v1::PreviewReport& r) {
   out += "\n";
   if (r.vms_size() > 0) {
     absl::StrAppend(&out, "\nPlan: ", r.vms_size(), " VMs on ", r.hosts(),
-                    " hosts, about ", Size(r.estimated_bytes()),
+                    " hosts, about ", FormatBytes(r.estimated_bytes()),
                     " of disks (an upper bound)\n");
     absl::StrAppend(
         &out, absl::StrFormat("  %-3s %-32s %-14s %-5s %-9s %-12s %-9s %s\n",
@@ -211,7 +206,7 @@ std::string FormatPreview(const v1::PreviewReport& r) {
                           EscapeForLog(p.name()), kind, p.max_backups(),
                           p.power_state(),
                           p.host_name().empty() ? "(none)" : p.host_name(),
-                          Size(p.estimated_bytes()), p.uuid()));
+                          FormatBytes(p.estimated_bytes()), p.uuid()));
       absl::StrAppend(
           &out, "      selected by ", p.where(), " (", EscapeForLog(p.rule()),
           "); ", p.host_reason().empty() ? "no host" : p.host_reason(), "\n");

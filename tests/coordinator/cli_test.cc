@@ -16,6 +16,7 @@
 
 #include "common/password_file.h"
 #include "proto/coordinator.pb.h"
+#include "tests/testing/readme_regex_examples.h"
 #include "tests/testing/sim_process.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_paths.h"
@@ -298,13 +299,7 @@ TEST_F(CliSimTest, HostAssignment) {
 // Every example of the README's regex section, against a pool that has the
 // names it talks about.
 TEST_F(CliSimTest, ReadmeRegexExamples) {
-  const std::vector<std::string> names = {
-      "PRD-a",        "PRD-a2",         "PRD-ab",          "PRD-b",
-      "PRD-A-web",    "DEV-V1-TEMP",    "DEV-Vx-TEMPLATE", "DEV-web3",
-      "DEV-web30",    "DEV-app-TEST-1", "DEV-app-test",    "DEV-app-Test",
-      "DEVTEST",      "my-SAVE",        "SAVE-me",         "PRD-x-print4",
-      "PRD-x-print5", "PRD-x-print45",  "PRD-x-print6",    "PRD-x-print8",
-      "PRD-x-print9", "PRD-x-print12"};
+  const std::vector<std::string>& names = vmb::testing::ReadmeVmNames();
   std::string vms;
   for (const std::string& n : names) {
     absl::StrAppend(&vms, vms.empty() ? "" : ",", R"({"name_label": ")", n,
@@ -314,38 +309,7 @@ TEST_F(CliSimTest, ReadmeRegexExamples) {
       R"({"credentials": {"password": "pw"}, "hosts": [{"name_label": "h1"}],
     "srs": [{"name_label": "nfs", "shared": true}], "vms": [)",
       vms, "]}"));
-  struct Case {
-    std::string config;
-    std::vector<std::string> vdi;
-    std::vector<std::string> vm;
-  };
-  const std::vector<Case> cases = {
-      {"exclude=PRD-b\nvm-export=PRD-[ab].*",
-       {},
-       {"PRD-a", "PRD-a2", "PRD-ab"}},
-      {"exclude=PRD-a$\nvm-export=PRD-a.*", {}, {"PRD-a2", "PRD-ab"}},
-      {"exclude=PRD-a.*\nvm-export=PRD-[aAb].*", {}, {"PRD-A-web", "PRD-b"}},
-      {"exclude=DEV-V.*TEMP$\nvm-export=DEV-V.*", {}, {"DEV-Vx-TEMPLATE"}},
-      {"vdi-export=DEV-web3", {"DEV-web3"}, {}},
-      {"vdi-export=DEV-web3:7", {"DEV-web3:7"}, {}},
-      {"vdi-export=DEV.*(TEST|test).*",
-       {"DEV-app-TEST-1", "DEV-app-test", "DEVTEST"},
-       {}},
-      {"vdi-export=DEV.*[Tt]est.*", {"DEV-app-Test", "DEV-app-test"}, {}},
-      {"vm-export=.*SAVE$:5", {}, {"my-SAVE:5"}},
-      {"vm-export=PRD-.*print[45]$:5",
-       {},
-       {"PRD-x-print4:5", "PRD-x-print5:5"}},
-      {"vm-export=PRD-.*print[6-8]$:10",
-       {},
-       {"PRD-x-print6:10", "PRD-x-print8:10"}},
-      {"vm-export=PRD-.*print[0-9]+$:8",
-       {},
-       {"PRD-x-print12:8", "PRD-x-print45:8", "PRD-x-print4:8",
-        "PRD-x-print5:8", "PRD-x-print6:8", "PRD-x-print8:8",
-        "PRD-x-print9:8"}},
-  };
-  for (const Case& c : cases) {
+  for (const auto& c : vmb::testing::ReadmeRegexExamples()) {
     SCOPED_TRACE(c.config);
     v1::PreviewReport r = PreviewJson(c.config);
     ASSERT_TRUE(r.valid()) << r.error();

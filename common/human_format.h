@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <stdint.h>
+
+#include <string>
+
+namespace vmb {
+
+// "512 MiB", "1.5 GiB": sizes for people (powers of 1024).
+std::string FormatBytes(uint64_t bytes);
+
+}  // namespace vmb
