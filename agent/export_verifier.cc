@@ -1,0 +1,823 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/export_verifier.h"
+
+#include <string.h>
+
+#include <algorithm>
+#include <map>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include <openssl/evp.h>
+#include <xxhash.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "common/xenapi_records.h"
+#include "common/xmlrpc_codec.h"
+
+namespace vmb::agent {
+namespace {
+
+constexpr uint64_t kChunk = 1024 * 1024;
+constexpr size_t kMaxOvaXml = 64u << 20;
+
+absl::Status Bad(uint64_t offset, absl::string_view what) {
+  return absl::DataLossError(
+      absl::StrCat("export stream broken at byte ", offset, ": ", what));
+}
+
+uint64_t Octal(absl::string_view field, bool* ok) {
+  uint64_t v = 0;
+  size_t i = 0;
+  while (i < field.size() && field[i] == ' ') ++i;
+  size_t digits = 0;
+  for (; i < field.size() && field[i] >= '0' && field[i] <= '7';
+       ++i, ++digits) {
+    v = v * 8 + static_cast<uint64_t>(field[i] - '0');
+  }
+  for (; i < field.size(); ++i) {
+    if (field[i] != '\0' && field[i] != ' ') {
+      *ok = false;
+      return 0;
+    }
+  }
+  *ok = digits > 0;
+  return v;
+}
+
+// ---- XVA: the tar stream
+// ------------------------------------------------------
+
+class XvaTarVerifier final : public ExportVerifier {
+ public:
+  XvaTarVerifier() : sha1_(EVP_MD_CTX_new()), xxh_(XXH64_createState()) {}
+  ~XvaTarVerifier() override {
+    EVP_MD_CTX_free(sha1_);
+    XXH64_freeState(xxh_);
+  }
+
+  absl::Status Update(absl::string_view data) override {
+    while (!data.empty()) {
+      if (!status_.ok()) return status_;
+      switch (state_) {
+        case State::kHeader: {
+          const size_t n = std::min(data.size(), 512 - header_.size());
+          header_.append(data.data(), n);
+          data.remove_prefix(n);
+          offset_ += n;
+          if (header_.size() == 512) status_ = OnHeader();
+          break;
+        }
+        case State::kData: {
+          const size_t n =
+              static_cast<size_t>(std::min<uint64_t>(data.size(), remaining_));
+          status_ = OnData(data.substr(0, n));
+          data.remove_prefix(n);
+          offset_ += n;
+          remaining_ -= n;
+          if (status_.ok() && remaining_ == 0) status_ = OnMemberEnd();
+          break;
+        }
+        case State::kPadding: {
+          const size_t n =
+              static_cast<size_t>(std::min<uint64_t>(data.size(), remaining_));
+          for (size_t i = 0; i < n; ++i) {
+            if (data[i] != '\0')
+              return status_ = Bad(offset_ + i, "non-zero tar padding");
+          }
+          data.remove_prefix(n);
+          offset_ += n;
+          remaining_ -= n;
+          if (remaining_ == 0) state_ = State::kHeader;
+          break;
+        }
+        case State::kTrailer: {
+          // After the two zero blocks only zeros may follow (some writers pad
+          // to a 10 KiB record; XAPI does not).
+          for (char c : data) {
+            if (c != '\0')
+              return status_ =
+                         Bad(offset_, "data after the end of the archive");
+            ++offset_;
+          }
+          data = {};
+          break;
+        }
+      }
+    }
+    return status_;
+  }
+
+  absl::Status Finish() override {
+    if (!status_.ok()) return status_;
+    if (state_ == State::kHeader && absl::StartsWith(header_, "HTTP/")) {
+      return status_ = Bad(offset_ - header_.size(),
+                           "XAPI wrote an HTTP response into the export");
+    }
+    if (state_ != State::kTrailer || zero_blocks_ < 2) {
+      return status_ =
+                 Bad(offset_,
+                     saw_ova_ ? "the stream ended before the end of the archive"
+                              : "the stream ended before ova.xml");
+    }
+    for (const auto& [id, disk] : disks_) {
+      if (disk.next_offset != disk.size) {
+        return status_ = Bad(offset_, absl::StrCat("disk ", id, " covers ",
+                                                   disk.next_offset, " of its ",
+                                                   disk.size, " bytes"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  uint64_t covered() const override {
+    uint64_t c = 0;
+    for (const auto& [id, disk] : disks_) c += disk.next_offset;
+    return c;
+  }
+  uint64_t total() const override { return total_; }
+
+ private:
+  enum class State { kHeader, kData, kPadding, kTrailer };
+  enum class Member { kOva, kChunk, kChecksum };
+  struct Disk {
+    uint64_t size = 0;
+    bool seen = false;
+    int64_t last_number = -1;
+    uint64_t next_offset = 0;  // end of the data covered so far
+  };
+
+  absl::Status OnHeader() {
+    const uint64_t header_at = offset_ - 512;
+    if (std::all_of(header_.begin(), header_.end(),
+                    [](char c) { return c == '\0'; })) {
+      header_.clear();
+      if (!saw_ova_) return Bad(header_at, "an empty archive (no ova.xml)");
+      if (expect_checksum_)
+        return Bad(header_at, "the archive ended before a chunk's checksum");
+      if (++zero_blocks_ == 2) state_ = State::kTrailer;
+      return absl::OkStatus();
+    }
+    if (zero_blocks_ > 0)
+      return Bad(header_at, "a member after an end-of-archive block");
+    // Header checksum: the sum of the bytes with the checksum field as spaces.
+    bool ok = false;
+    const uint64_t stored =
+        Octal(absl::string_view(header_).substr(148, 8), &ok);
+    unsigned sum = 0;
+    for (size_t i = 0; i < 512; ++i) {
+      sum +=
+          (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(header_[i]);
+    }
+    if (!ok || stored != sum) {
+      return Bad(
+          header_at,
+          absl::StrCat("bad tar header checksum (not a tar member here",
+                       absl::StartsWith(header_, "HTTP/")
+                           ? ": XAPI wrote an HTTP response into the export"
+                           : "",
+                       ")"));
+    }
+    std::string name(header_.data(), strnlen(header_.data(), 100));
+    if (header_.compare(257, 5, "ustar") == 0) {
+      std::string prefix(header_.data() + 345,
+                         strnlen(header_.data() + 345, 155));
+      if (!prefix.empty()) name = prefix + "/" + name;
+    }
+    const char type = header_[156];
+    if (type != '\0' && type != '0') {
+      return Bad(header_at, absl::StrCat("member ", absl::CHexEscape(name),
+                                         " is not a regular file (type '",
+                                         std::string(1, type), "')"));
+    }
+    if (static_cast<unsigned char>(header_[124]) & 0x80) {
+      return Bad(header_at,
+                 "a member size in base-256 (larger than a chunk can be)");
+    }
+    const uint64_t size =
+        Octal(absl::string_view(header_).substr(124, 12), &ok);
+    if (!ok)
+      return Bad(header_at,
+                 absl::StrCat("bad size field for ", absl::CHexEscape(name)));
+    header_.clear();
+    absl::Status s = OnMemberStart(name, size, header_at);
+    if (!s.ok()) return s;
+    remaining_ = size;
+    padding_ = (512 - size % 512) % 512;
+    state_ = size > 0 ? State::kData : State::kHeader;
+    if (size == 0) return OnMemberEnd();
+    return absl::OkStatus();
+  }
+
+  absl::Status OnMemberStart(const std::string& name, uint64_t size,
+                             uint64_t at) {
+    if (!saw_ova_) {
+      if (name != "ova.xml") {
+        return Bad(at, absl::StrCat("the first member is ",
+                                    absl::CHexEscape(name), ", not ova.xml"));
+      }
+      if (size > kMaxOvaXml) return Bad(at, "ova.xml is larger than 64 MiB");
+      member_ = Member::kOva;
+      ova_.reserve(size);
+      return absl::OkStatus();
+    }
+    const size_t slash = name.find('/');
+    if (slash == std::string::npos) {
+      return Bad(at,
+                 absl::StrCat("unexpected member ", absl::CHexEscape(name)));
+    }
+    const std::string id = name.substr(0, slash);
+    absl::string_view rest = absl::string_view(name).substr(slash + 1);
+    const bool is_xxhash = absl::ConsumeSuffix(&rest, ".xxhash");
+    const bool is_sha1 = !is_xxhash && absl::ConsumeSuffix(&rest, ".checksum");
+    if (is_xxhash || is_sha1) {
+      if (!expect_checksum_ || absl::StrCat(id, "/", rest) != chunk_name_) {
+        return Bad(at, absl::StrCat("checksum member ", absl::CHexEscape(name),
+                                    " does not follow its chunk"));
+      }
+      if (size != (is_xxhash ? 16u : 40u)) {
+        return Bad(
+            at, absl::StrCat(absl::CHexEscape(name), " has ", size, " bytes"));
+      }
+      member_ = Member::kChecksum;
+      checksum_is_xxhash_ = is_xxhash;
+      checksum_text_.clear();
+      return absl::OkStatus();
+    }
+    if (expect_checksum_) {
+      return Bad(
+          at, absl::StrCat("chunk ", chunk_name_, " has no checksum member"));
+    }
+    int64_t number;
+    if (rest.size() != 8 ||
+        !std::all_of(rest.begin(), rest.end(),
+                     [](char c) {
+                       return absl::ascii_isdigit(
+                           static_cast<unsigned char>(c));
+                     }) ||
+        !absl::SimpleAtoi(rest, &number)) {
+      return Bad(at,
+                 absl::StrCat("unexpected member ", absl::CHexEscape(name)));
+    }
+    auto it = disks_.find(id);
+    if (it == disks_.end()) {
+      return Bad(at, absl::StrCat("chunk ", absl::CHexEscape(name),
+                                  " belongs to no disk of ova.xml"));
+    }
+    Disk& disk = it->second;
+    if (size > kChunk)
+      return Bad(at, absl::StrCat("chunk ", name, " is larger than 1 MiB"));
+    // Offsets as XAPI's importer computes them: keep-alive chunks (0 bytes)
+    // shift the numbering.
+    uint64_t offset;
+    if (!disk.seen) {
+      if (number != 0)
+        return Bad(at,
+                   absl::StrCat("disk ", id, " does not start with chunk 0"));
+      offset = 0;
+    } else {
+      if (number <= disk.last_number) {
+        return Bad(at, absl::StrCat("chunk ", name, " is out of order"));
+      }
+      offset = disk.next_offset +
+               static_cast<uint64_t>(number - disk.last_number - 1) * kChunk;
+    }
+    if (offset + size > disk.size) {
+      return Bad(at, absl::StrCat("chunk ", name, " lies beyond the disk's ",
+                                  disk.size, " bytes"));
+    }
+    disk.seen = true;
+    disk.last_number = number;
+    disk.next_offset = offset + size;
+    chunk_name_ = name;
+    member_ = Member::kChunk;
+    XXH64_reset(xxh_, 0);
+    // SHA-1 is needed only by archives with .checksum members (XAPI before
+    // 8.1): computed for the first chunk, and then only if that was the kind.
+    hash_sha1_ = !saw_checksum_ || !checksum_is_xxhash_;
+    if (hash_sha1_) EVP_DigestInit_ex(sha1_, EVP_sha1(), nullptr);
+    return absl::OkStatus();
+  }
+
+  absl::Status OnData(absl::string_view data) {
+    switch (member_) {
+      case Member::kOva:
+        ova_.append(data.data(), data.size());
+        break;
+      case Member::kChunk:
+        XXH64_update(xxh_, data.data(), data.size());
+        if (hash_sha1_) EVP_DigestUpdate(sha1_, data.data(), data.size());
+        break;
+      case Member::kChecksum:
+        checksum_text_.append(data.data(), data.size());
+        break;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status OnMemberEnd() {
+    state_ = padding_ > 0 ? State::kPadding : State::kHeader;
+    remaining_ = padding_;
+    switch (member_) {
+      case Member::kOva:
+        saw_ova_ = true;
+        return ParseOva();
+      case Member::kChunk: {
+        expect_checksum_ = true;
+        chunk_xxh_ = absl::StrFormat("%016X", XXH64_digest(xxh_));
+        if (hash_sha1_) {
+          unsigned char md[EVP_MAX_MD_SIZE];
+          unsigned int n = 0;
+          EVP_DigestFinal_ex(sha1_, md, &n);
+          chunk_sha1_ = absl::BytesToHexString(
+              absl::string_view(reinterpret_cast<char*>(md), n));
+        }
+        return absl::OkStatus();
+      }
+      case Member::kChecksum: {
+        expect_checksum_ = false;
+        saw_checksum_ = true;
+        const std::string& expected =
+            checksum_is_xxhash_ ? chunk_xxh_ : chunk_sha1_;
+        if (!checksum_is_xxhash_ && !hash_sha1_) {
+          return Bad(offset_,
+                     "the archive mixes .xxhash and .checksum members");
+        }
+        if (!absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(checksum_text_),
+                                    expected)) {
+          return Bad(offset_,
+                     absl::StrCat("chunk ", chunk_name_, " has checksum ",
+                                  expected, " but the archive says ",
+                                  absl::CHexEscape(checksum_text_)));
+        }
+        return absl::OkStatus();
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ParseOva() {
+    absl::StatusOr<XmlRpcValue> ova = DecodeXmlRpcValue(ova_);
+    ova_.clear();
+    ova_.shrink_to_fit();
+    if (!ova.ok())
+      return Bad(offset_, absl::StrCat("ova.xml: ", ova.status().message()));
+    const XmlRpcValue* objects = ova->Find("objects");
+    if (ova->Find("version") == nullptr || objects == nullptr ||
+        !objects->is_array()) {
+      return Bad(offset_, "ova.xml has no version or objects");
+    }
+    for (const XmlRpcValue& o : objects->items()) {
+      const XmlRpcValue* cls = o.Find("class");
+      const XmlRpcValue* id = o.Find("id");
+      const XmlRpcValue* snap = o.Find("snapshot");
+      if (cls == nullptr || id == nullptr || snap == nullptr ||
+          !cls->is_string() || !id->is_string()) {
+        return Bad(offset_,
+                   "ova.xml has an object without class, id or snapshot");
+      }
+      if (cls->text() != "VDI") continue;
+      int64_t size = -1;
+      if (const XmlRpcValue* v = snap->Find("virtual_size")) {
+        if (v->is_int()) size = v->int_value();
+        if (v->is_string()) (void)absl::SimpleAtoi(v->text(), &size);
+      }
+      if (size < 0)
+        return Bad(offset_,
+                   absl::StrCat("ova.xml: VDI ", id->text(), " has no size"));
+      disks_[id->text()].size = static_cast<uint64_t>(size);
+    }
+    // Disks XAPI sends no data for (CD images on ISO SRs) are not in the
+    // archive's data; only disks with chunks must be covered, checked at the
+    // end. A disk of ova.xml with no chunk at all is a CD/ISO VDI.
+    total_ = 0;
+    for (const auto& [id, d] : disks_) total_ += d.size;
+    return absl::OkStatus();
+  }
+
+  // At Finish, disks that never received a chunk are dropped from the check
+  // (XAPI exports no data for VDIs on ISO SRs).
+ public:
+  void DropDisksWithoutData() {
+    for (auto it = disks_.begin(); it != disks_.end();) {
+      if (!it->second.seen) {
+        total_ -= it->second.size;
+        it = disks_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+ private:
+  EVP_MD_CTX* sha1_;
+  XXH64_state_t* xxh_;
+  State state_ = State::kHeader;
+  Member member_ = Member::kOva;
+  std::string header_;
+  uint64_t offset_ = 0;
+  uint64_t remaining_ = 0;
+  uint64_t padding_ = 0;
+  int zero_blocks_ = 0;
+  bool saw_ova_ = false;
+  std::string ova_;
+  std::map<std::string, Disk> disks_;
+  uint64_t total_ = 0;
+  bool expect_checksum_ = false;
+  bool saw_checksum_ = false;
+  bool checksum_is_xxhash_ = true;
+  bool hash_sha1_ = true;
+  std::string chunk_name_;
+  std::string chunk_xxh_;
+  std::string chunk_sha1_;
+  std::string checksum_text_;
+  absl::Status status_;
+};
+
+// Wraps the tar verifier: drops ova.xml disks that got no data before the
+// final coverage check.
+class XvaVerifier final : public ExportVerifier {
+ public:
+  absl::Status Update(absl::string_view data) override {
+    return tar_.Update(data);
+  }
+  absl::Status Finish() override {
+    tar_.DropDisksWithoutData();
+    return tar_.Finish();
+  }
+  uint64_t covered() const override { return tar_.covered(); }
+  uint64_t total() const override { return tar_.total(); }
+
+ private:
+  XvaTarVerifier tar_;
+};
+
+// ---- decompression in front of a verifier
+// --------------------------------------
+
+class GzipVerifier final : public ExportVerifier {
+ public:
+  explicit GzipVerifier(std::unique_ptr<ExportVerifier> inner)
+      : inner_(std::move(inner)) {
+    memset(&z_, 0, sizeof(z_));
+    inflateInit2(&z_, 15 + 16);
+    out_.resize(256 * 1024);
+  }
+  ~GzipVerifier() override { inflateEnd(&z_); }
+
+  absl::Status Update(absl::string_view data) override {
+    if (!status_.ok()) return status_;
+    if (ended_) {
+      if (!data.empty())
+        status_ = Bad(in_, "data after the end of the gzip stream");
+      return status_;
+    }
+    z_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+    z_.avail_in = static_cast<uInt>(data.size());
+    while (z_.avail_in > 0 && !ended_) {
+      z_.next_out = reinterpret_cast<Bytef*>(out_.data());
+      z_.avail_out = static_cast<uInt>(out_.size());
+      const int rc = inflate(&z_, Z_NO_FLUSH);
+      if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
+        return status_ = Bad(
+                   in_ + (data.size() - z_.avail_in),
+                   absl::StrCat("gzip: ",
+                                z_.msg != nullptr ? z_.msg : "corrupt data"));
+      }
+      status_ = inner_->Update(
+          absl::string_view(out_.data(), out_.size() - z_.avail_out));
+      if (!status_.ok()) return status_;
+      if (rc == Z_STREAM_END) ended_ = true;
+    }
+    if (ended_ && z_.avail_in > 0)
+      status_ = Bad(in_, "data after the end of the gzip stream");
+    in_ += data.size();
+    return status_;
+  }
+
+  absl::Status Finish() override {
+    if (!status_.ok()) return status_;
+    if (!ended_) return status_ = Bad(in_, "the gzip stream ended early");
+    return inner_->Finish();
+  }
+  uint64_t covered() const override { return inner_->covered(); }
+  uint64_t total() const override { return inner_->total(); }
+
+ private:
+  std::unique_ptr<ExportVerifier> inner_;
+  z_stream z_;
+  std::string out_;
+  bool ended_ = false;
+  uint64_t in_ = 0;
+  absl::Status status_;
+};
+
+class ZstdVerifier final : public ExportVerifier {
+ public:
+  explicit ZstdVerifier(std::unique_ptr<ExportVerifier> inner)
+      : inner_(std::move(inner)), dctx_(ZSTD_createDCtx()) {
+    out_.resize(ZSTD_DStreamOutSize());
+  }
+  ~ZstdVerifier() override { ZSTD_freeDCtx(dctx_); }
+
+  absl::Status Update(absl::string_view data) override {
+    if (!status_.ok()) return status_;
+    ZSTD_inBuffer in{data.data(), data.size(), 0};
+    while (in.pos < in.size) {
+      ZSTD_outBuffer out{out_.data(), out_.size(), 0};
+      const size_t rc = ZSTD_decompressStream(dctx_, &out, &in);
+      if (ZSTD_isError(rc)) {
+        return status_ = Bad(in_ + in.pos,
+                             absl::StrCat("zstd: ", ZSTD_getErrorName(rc)));
+      }
+      status_ = inner_->Update(absl::string_view(out_.data(), out.pos));
+      if (!status_.ok()) return status_;
+      frame_done_ = rc == 0;
+    }
+    in_ += data.size();
+    return status_;
+  }
+
+  absl::Status Finish() override {
+    if (!status_.ok()) return status_;
+    if (!frame_done_)
+      return status_ = Bad(in_, "the zstd stream ended inside a frame");
+    return inner_->Finish();
+  }
+  uint64_t covered() const override { return inner_->covered(); }
+  uint64_t total() const override { return inner_->total(); }
+
+ private:
+  std::unique_ptr<ExportVerifier> inner_;
+  ZSTD_DCtx* dctx_;
+  std::string out_;
+  bool frame_done_ = false;
+  uint64_t in_ = 0;
+  absl::Status status_;
+};
+
+// ---- raw
+// ----------------------------------------------------------------------
+
+class RawVerifier final : public ExportVerifier {
+ public:
+  explicit RawVerifier(uint64_t size) : size_(size) {}
+  absl::Status Update(absl::string_view data) override {
+    // XAPI writing an error response instead of the disk (xen-api #4603) is
+    // only detectable by its start; the size check catches the rest.
+    if (seen_ == 0 && absl::StartsWith(data, "HTTP/1.")) {
+      return Bad(0, "XAPI wrote an HTTP response instead of the disk");
+    }
+    seen_ += data.size();
+    if (seen_ > size_) {
+      return Bad(size_, absl::StrCat("more bytes than the disk's ", size_));
+    }
+    return absl::OkStatus();
+  }
+  absl::Status Finish() override {
+    if (seen_ != size_) {
+      return Bad(seen_, absl::StrCat("the disk has ", size_,
+                                     " bytes, the stream ", seen_));
+    }
+    return absl::OkStatus();
+  }
+  uint64_t covered() const override { return seen_; }
+  uint64_t total() const override { return size_; }
+
+ private:
+  uint64_t size_;
+  uint64_t seen_ = 0;
+};
+
+// ---- VHD
+// ------------------------------------------------------------------------
+
+uint32_t Be32(const std::string& s, size_t at) {
+  return (uint32_t{static_cast<unsigned char>(s[at])} << 24) |
+         (uint32_t{static_cast<unsigned char>(s[at + 1])} << 16) |
+         (uint32_t{static_cast<unsigned char>(s[at + 2])} << 8) |
+         uint32_t{static_cast<unsigned char>(s[at + 3])};
+}
+
+uint64_t Be64(const std::string& s, size_t at) {
+  return (uint64_t{Be32(s, at)} << 32) | Be32(s, at + 4);
+}
+
+bool ChecksumOk(const std::string& s, size_t checksum_at) {
+  uint32_t sum = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i >= checksum_at && i < checksum_at + 4) continue;
+    sum += static_cast<unsigned char>(s[i]);
+  }
+  return ~sum == Be32(s, checksum_at);
+}
+
+class VhdVerifier final : public ExportVerifier {
+ public:
+  explicit VhdVerifier(uint64_t size) : size_(size) {}
+
+  absl::Status Update(absl::string_view data) override {
+    while (!data.empty() && status_.ok()) {
+      size_t n = 0;
+      switch (stage_) {
+        case Stage::kFooter:
+          n = Fill(data, 512);
+          if (buf_.size() == 512) status_ = OnFooter();
+          break;
+        case Stage::kHeader:
+          n = SkipThenFill(data, header_at_, 1024);
+          if (buf_.size() == 1024) status_ = OnHeader();
+          break;
+        case Stage::kBat:
+          n = SkipThenFill(data, bat_at_, bat_bytes_);
+          if (buf_.size() == bat_bytes_) status_ = OnBat();
+          break;
+        case Stage::kBlocks: {
+          if (next_ == blocks_.size()) {
+            stage_ = Stage::kClosingFooter;
+            break;
+          }
+          // Bytes before a block's start are padding; then bitmap and data.
+          const uint64_t end = blocks_[next_] + bitmap_ + block_;
+          n = static_cast<size_t>(std::min<uint64_t>(data.size(), end - pos_));
+          pos_ += n;
+          if (pos_ == end) {
+            ++next_;
+            covered_ = std::min<uint64_t>(size_, covered_ + block_);
+          }
+          break;
+        }
+        case Stage::kClosingFooter:
+          n = Fill(data, 512);
+          if (buf_.size() == 512) {
+            if (buf_ != footer_)
+              status_ = Bad(pos_ - 512,
+                            "the closing VHD footer differs from the first");
+            stage_ = Stage::kDone;
+            covered_ = size_;
+          }
+          break;
+        case Stage::kDone:
+          status_ = Bad(pos_, "data after the closing VHD footer");
+          break;
+      }
+      data.remove_prefix(n);
+    }
+    return status_;
+  }
+
+  absl::Status Finish() override {
+    if (!status_.ok()) return status_;
+    if (stage_ != Stage::kDone) {
+      return status_ =
+                 Bad(pos_, "the VHD stream ended before its closing footer");
+    }
+    return absl::OkStatus();
+  }
+  uint64_t covered() const override { return covered_; }
+  uint64_t total() const override { return size_; }
+
+ private:
+  enum class Stage { kFooter, kHeader, kBat, kBlocks, kClosingFooter, kDone };
+
+  // Appends to buf_ until it holds `want` bytes; returns bytes consumed.
+  size_t Fill(absl::string_view data, size_t want) {
+    const size_t n = std::min(data.size(), want - buf_.size());
+    buf_.append(data.data(), n);
+    pos_ += n;
+    return n;
+  }
+
+  // Skips up to stream position `at`, then fills `want` bytes.
+  size_t SkipThenFill(absl::string_view data, uint64_t at, size_t want) {
+    if (pos_ < at) {
+      const size_t n =
+          static_cast<size_t>(std::min<uint64_t>(data.size(), at - pos_));
+      pos_ += n;
+      return n;
+    }
+    return Fill(data, want);
+  }
+
+  absl::Status OnFooter() {
+    footer_ = buf_;
+    buf_.clear();
+    if (footer_.compare(0, 8, "conectix") != 0) {
+      return Bad(0, absl::StartsWith(footer_, "HTTP/")
+                        ? "XAPI wrote an HTTP response instead of the VHD"
+                        : "no VHD footer (cookie conectix) at the start");
+    }
+    if (!ChecksumOk(footer_, 64)) return Bad(0, "bad VHD footer checksum");
+    if (Be32(footer_, 60) != 3) {
+      return Bad(60, absl::StrCat("VHD disk type ", Be32(footer_, 60),
+                                  ", not dynamic (3)"));
+    }
+    if (Be64(footer_, 48) != size_) {
+      return Bad(48, absl::StrCat("the VHD's size is ", Be64(footer_, 48),
+                                  ", the disk has ", size_));
+    }
+    header_at_ = Be64(footer_, 16);
+    if (header_at_ < 512 || header_at_ % 512 != 0 || header_at_ > (1u << 20)) {
+      return Bad(16, "bad VHD header offset");
+    }
+    stage_ = Stage::kHeader;
+    return absl::OkStatus();
+  }
+
+  absl::Status OnHeader() {
+    const std::string header = std::move(buf_);
+    buf_.clear();
+    if (header.compare(0, 8, "cxsparse") != 0)
+      return Bad(header_at_, "no VHD dynamic header");
+    if (!ChecksumOk(header, 36))
+      return Bad(header_at_, "bad VHD header checksum");
+    bat_at_ = Be64(header, 16);
+    entries_ = Be32(header, 28);
+    block_ = Be32(header, 32);
+    if (block_ < 4096 || (block_ & (block_ - 1)) != 0 ||
+        block_ > (256u << 20)) {
+      return Bad(header_at_ + 32, absl::StrCat("bad VHD block size ", block_));
+    }
+    if (entries_ != (size_ + block_ - 1) / block_) {
+      return Bad(header_at_ + 28,
+                 absl::StrCat("the VHD has ", entries_, " blocks, ",
+                              (size_ + block_ - 1) / block_, " expected"));
+    }
+    if (bat_at_ < header_at_ + 1024 || bat_at_ % 512 != 0 ||
+        bat_at_ > (16u << 20)) {
+      return Bad(header_at_ + 16, "bad VHD BAT offset");
+    }
+    bitmap_ = ((block_ / 512 / 8) + 511) / 512 * 512;
+    bat_bytes_ =
+        static_cast<size_t>((uint64_t{entries_} * 4 + 511) / 512 * 512);
+    if (bat_bytes_ > (64u << 20))
+      return Bad(header_at_ + 28, "VHD BAT larger than 64 MiB");
+    stage_ = Stage::kBat;
+    return absl::OkStatus();
+  }
+
+  absl::Status OnBat() {
+    for (uint32_t b = 0; b < entries_; ++b) {
+      const uint32_t sector = Be32(buf_, b * 4);
+      if (sector != 0xffffffffu) blocks_.push_back(uint64_t{sector} * 512);
+    }
+    buf_.clear();
+    std::sort(blocks_.begin(), blocks_.end());
+    for (size_t i = 0; i < blocks_.size(); ++i) {
+      if (blocks_[i] < pos_ ||
+          (i > 0 && blocks_[i] < blocks_[i - 1] + bitmap_ + block_)) {
+        return Bad(bat_at_, "the VHD BAT has overlapping or misplaced blocks");
+      }
+    }
+    stage_ = Stage::kBlocks;
+    return absl::OkStatus();
+  }
+
+  const uint64_t size_;
+  Stage stage_ = Stage::kFooter;
+  std::string buf_;
+  uint64_t pos_ = 0;
+  std::string footer_;
+  uint64_t header_at_ = 0;
+  uint64_t bat_at_ = 0;
+  size_t bat_bytes_ = 0;
+  uint32_t entries_ = 0;
+  uint32_t block_ = 0;
+  uint64_t bitmap_ = 0;
+  std::vector<uint64_t> blocks_;
+  size_t next_ = 0;
+  uint64_t covered_ = 0;
+  absl::Status status_;
+};
+
+}  // namespace
+
+std::unique_ptr<ExportVerifier> NewXvaVerifier(Compression compression) {
+  std::unique_ptr<ExportVerifier> tar = std::make_unique<XvaVerifier>();
+  switch (compression) {
+    case Compression::kNone:
+      return tar;
+    case Compression::kGzip:
+      return std::make_unique<GzipVerifier>(std::move(tar));
+    case Compression::kZstd:
+      return std::make_unique<ZstdVerifier>(std::move(tar));
+  }
+  return tar;
+}
+
+std::unique_ptr<ExportVerifier> NewRawVerifier(uint64_t virtual_size) {
+  return std::make_unique<RawVerifier>(virtual_size);
+}
+
+std::unique_ptr<ExportVerifier> NewVhdVerifier(uint64_t virtual_size) {
+  return std::make_unique<VhdVerifier>(virtual_size);
+}
+
+}  // namespace vmb::agent

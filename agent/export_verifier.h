@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// Verification of an export stream as it is written: the end of an HTTP body
+// is not success, so every byte XAPI sends is checked on the way to the file,
+// holding only a few KiB (plus ova.xml) whatever the VM's size.
+//
+//   XVA (/export): tar framing and header checksums, ova.xml first and
+//   parseable, every chunk's inline checksum (.xxhash = XXH64, or the older
+//   .checksum = SHA-1), chunk numbering per disk covering each disk's
+//   virtual_size exactly (tolerating XAPI's keep-alive chunks), the two zero
+//   blocks at the end, nothing after them. gzip and zstd streams are
+//   decompressed on the fly and the tar inside is checked.
+//   Raw (/export_raw_vdi?format=raw): exactly virtual_size bytes.
+//   VHD (format=vhd): footer, dynamic header and BAT checksums, sizes, the
+//   allocated blocks in BAT order, and the closing footer.
+//
+// Not thread-safe: one verifier per stream.
+
+#include <stdint.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+#include "common/backup_policy.h"
+
+namespace vmb::agent {
+
+class ExportVerifier {
+ public:
+  virtual ~ExportVerifier() = default;
+
+  // Feeds the next bytes of the stream, as received. Errors: DATA_LOSS as
+  // soon as the stream is known to be bad, naming the stream offset and what
+  // is wrong (for a compressed stream, the offset in the decompressed tar).
+  virtual absl::Status Update(absl::string_view data) = 0;
+
+  // The stream ended. Errors: DATA_LOSS when it is incomplete.
+  virtual absl::Status Finish() = 0;
+
+  // Disk bytes the stream has covered so far, and in all (0 until known):
+  // for progress against the total virtual size.
+  virtual uint64_t covered() const = 0;
+  virtual uint64_t total() const = 0;
+};
+
+// `compression` is what the stream was asked for (use_compression).
+std::unique_ptr<ExportVerifier> NewXvaVerifier(Compression compression);
+std::unique_ptr<ExportVerifier> NewRawVerifier(uint64_t virtual_size);
+std::unique_ptr<ExportVerifier> NewVhdVerifier(uint64_t virtual_size);
+
+}  // namespace vmb::agent

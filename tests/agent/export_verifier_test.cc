@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: Apache-2.0
+// The stream verifiers against streams written by the simulator's own
+// writers (and a real XenServer XVA), whole, in odd pieces, and damaged.
+#include "agent/export_verifier.h"
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include <zlib.h>
+
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_paths.h"
+#include "tests/xapi_sim/disk_image.h"
+#include "tests/xapi_sim/streams.h"
+
+namespace vmb::agent {
+namespace {
+
+using ::testing::HasSubstr;
+using ::vmb::testing::StatusIs;
+
+std::string Drain(sim::ByteSource& source) {
+  std::string out;
+  std::string buf(64 * 1024, '\0');
+  while (true) {
+    auto n = source.Read(buf.data(), buf.size());
+    if (!n.ok() || *n == 0) return out;
+    out.append(buf.data(), *n);
+  }
+}
+
+std::string OvaXml(const std::vector<std::pair<std::string, uint64_t>>& disks) {
+  std::string objects;
+  for (const auto& [id, size] : disks) {
+    absl::StrAppend(
+        &objects,
+        "<value><struct><member><name>class</name><value>VDI</value>"
+        "</member><member><name>id</name><value>",
+        id,
+        "</value></member><member><name>snapshot</name><value><struct><member>"
+        "<name>virtual_size</name><value>",
+        size, "</value></member></struct></value></member></struct></value>");
+  }
+  return absl::StrCat(
+      "<value><struct><member><name>version</name><value><struct><member><name>"
+      "export_vsn</name><value>2</value></member></struct></value></member>"
+      "<member><name>objects</name><value><array><data>",
+      objects, "</data></array></value></member></struct></value>");
+}
+
+// Feeds `stream` in pieces of random sizes (seeded) and finishes.
+absl::Status Verify(ExportVerifier& v, const std::string& stream,
+                    uint32_t seed = 1) {
+  std::mt19937 rng(seed);
+  size_t at = 0;
+  while (at < stream.size()) {
+    const size_t n = std::min<size_t>(stream.size() - at, 1 + rng() % 70000);
+    absl::Status s = v.Update(absl::string_view(stream).substr(at, n));
+    if (!s.ok()) return s;
+    at += n;
+  }
+  return v.Finish();
+}
+
+class XvaVerifierTest : public ::testing::Test {
+ protected:
+  XvaVerifierTest()
+      : a_(11, (3 << 20) + 512 * 7),  // not a whole number of chunks
+        b_(12, 6 << 20),
+        ova_(OvaXml(
+            {{"Ref:12", a_.size()}, {"Ref:9", b_.size()}, {"Ref:30", 0}})) {}
+
+  std::string Xva() {
+    sim::XvaSource source(ova_, {{"Ref:12", &a_}, {"Ref:9", &b_}});
+    return Drain(source);
+  }
+
+  sim::GeneratedDisk a_, b_;
+  std::string ova_;
+};
+
+TEST_F(XvaVerifierTest, AWholeXvaVerifiesInAnyPieces) {
+  const std::string xva = Xva();
+  for (uint32_t seed : {1u, 2u, 3u}) {
+    auto v = NewXvaVerifier(Compression::kNone);
+    ASSERT_OK(Verify(*v, xva, seed));
+    EXPECT_EQ(v->total(), a_.size() + b_.size());
+    EXPECT_EQ(v->covered(), v->total());
+  }
+  // One byte at a time, for the first part.
+  auto v = NewXvaVerifier(Compression::kNone);
+  for (size_t i = 0; i < 40000; ++i) ASSERT_OK(v->Update(xva.substr(i, 1)));
+  ASSERT_OK(v->Update(xva.substr(40000)));
+  ASSERT_OK(v->Finish());
+}
+
+TEST_F(XvaVerifierTest, ReportsProgressAgainstTheVirtualSize) {
+  const std::string xva = Xva();
+  auto v = NewXvaVerifier(Compression::kNone);
+  ASSERT_OK(v->Update(xva.substr(0, xva.size() / 2)));
+  EXPECT_GT(v->covered(), 0u);
+  EXPECT_LT(v->covered(), v->total());
+}
+
+TEST_F(XvaVerifierTest, CompressedStreamsVerify) {
+  for (Compression c : {Compression::kGzip, Compression::kZstd}) {
+    auto inner = std::make_unique<sim::XvaSource>(
+        ova_, std::vector<sim::XvaDisk>{{"Ref:12", &a_}, {"Ref:9", &b_}});
+    auto source = c == Compression::kGzip ? sim::GzipSource(std::move(inner))
+                                          : sim::ZstdSource(std::move(inner));
+    const std::string stream = Drain(*source);
+    auto v = NewXvaVerifier(c);
+    EXPECT_OK(Verify(*v, stream)) << CompressionName(c);
+    // The plain verifier refuses a compressed stream, and the other way round.
+    EXPECT_FALSE(Verify(*NewXvaVerifier(Compression::kNone), stream).ok());
+    // Truncated compressed streams fail.
+    EXPECT_FALSE(
+        Verify(*NewXvaVerifier(c), stream.substr(0, stream.size() - 7)).ok());
+  }
+  EXPECT_FALSE(Verify(*NewXvaVerifier(Compression::kGzip), Xva()).ok());
+  EXPECT_FALSE(Verify(*NewXvaVerifier(Compression::kZstd), Xva()).ok());
+}
+
+TEST_F(XvaVerifierTest, ARealXenServerXvaWithSha1ChecksumsVerifies) {
+  ASSERT_OK_AND_ASSIGN(
+      std::string gz,
+      vmb::testing::ReadTestData("real-xapi/xs56-xva/vmexport.xva.gz"));
+  auto v = NewXvaVerifier(Compression::kGzip);
+  ASSERT_OK(Verify(*v, gz));
+  EXPECT_EQ(v->total(), 2u << 20);
+}
+
+TEST_F(XvaVerifierTest, EveryFlippedByteOutsideOvaXmlIsCaught) {
+  const std::string xva = Xva();
+  const size_t ova_end = 512 + (ova_.size() + 511) / 512 * 512;
+  // Headers (and their padding), chunk data, checksum members, the trailer.
+  std::vector<size_t> positions;
+  for (size_t at = 0; at < 512; at += 37) positions.push_back(at);
+  for (size_t at = ova_.size() + 512; at < ova_end; at += 11)
+    positions.push_back(at);
+  for (size_t at = ova_end; at < xva.size(); at += 50021)
+    positions.push_back(at);
+  for (size_t at = xva.size() - 1024; at < xva.size(); at += 101)
+    positions.push_back(at);
+  for (size_t at : positions) {
+    std::string damaged = xva;
+    damaged[at] ^= 0x20;
+    EXPECT_THAT(Verify(*NewXvaVerifier(Compression::kNone), damaged),
+                StatusIs(absl::StatusCode::kDataLoss))
+        << "flip at " << at;
+  }
+}
+
+TEST_F(XvaVerifierTest, EveryTruncationIsCaught) {
+  const std::string xva = Xva();
+  for (size_t cut = 0; cut < xva.size(); cut += 40009) {
+    EXPECT_THAT(Verify(*NewXvaVerifier(Compression::kNone), xva.substr(0, cut)),
+                StatusIs(absl::StatusCode::kDataLoss))
+        << "cut at " << cut;
+  }
+  // Losing only the final zero block.
+  EXPECT_FALSE(Verify(*NewXvaVerifier(Compression::kNone),
+                      xva.substr(0, xva.size() - 512))
+                   .ok());
+}
+
+TEST_F(XvaVerifierTest, AnHttpErrorInsideTheStreamIsCaught) {
+  const std::string xva = Xva();
+  const std::string page =
+      "HTTP/1.1 500 Internal Error\r\ncontent-length: "
+      "10\r\n\r\n<html>...</html>";
+  for (size_t at : {size_t{0}, size_t{2048 + 512}, xva.size() / 2}) {
+    const size_t aligned = at / 512 * 512;
+    absl::Status s = Verify(*NewXvaVerifier(Compression::kNone),
+                            xva.substr(0, aligned) + page);
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kDataLoss)) << at;
+  }
+  absl::Status s = Verify(*NewXvaVerifier(Compression::kNone), page);
+  EXPECT_THAT(
+      s, StatusIs(absl::StatusCode::kDataLoss, HasSubstr("HTTP response")));
+}
+
+TEST_F(XvaVerifierTest, StructuralErrorsAreNamed) {
+  // Data after the end of the archive.
+  EXPECT_THAT(
+      Verify(*NewXvaVerifier(Compression::kNone), Xva() + "x"),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("data after the end")));
+  // Zero padding after the trailer is tolerated (a 10 KiB record).
+  EXPECT_OK(Verify(*NewXvaVerifier(Compression::kNone),
+                   Xva() + std::string(8192, '\0')));
+  // The first member must be ova.xml.
+  std::string wrong =
+      sim::TarHeader("other.xml", 3) + "abc" + std::string(509, '\0');
+  EXPECT_THAT(Verify(*NewXvaVerifier(Compression::kNone), wrong),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("not ova.xml")));
+  // A chunk for a disk ova.xml does not have.
+  sim::XvaSource stranger(OvaXml({{"Ref:1", 1 << 20}}), {{"Ref:2", &a_}});
+  EXPECT_THAT(
+      Verify(*NewXvaVerifier(Compression::kNone), Drain(stranger)),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("belongs to no disk")));
+  // A disk that is smaller in ova.xml than in the data.
+  sim::XvaSource smaller(OvaXml({{"Ref:1", 1 << 20}}), {{"Ref:1", &a_}});
+  EXPECT_THAT(
+      Verify(*NewXvaVerifier(Compression::kNone), Drain(smaller)),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("beyond the disk")));
+  // A disk that is larger in ova.xml than its data covers.
+  sim::XvaSource larger(OvaXml({{"Ref:1", a_.size() + (1 << 20)}}),
+                        {{"Ref:1", &a_}});
+  EXPECT_THAT(Verify(*NewXvaVerifier(Compression::kNone), Drain(larger)),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       HasSubstr("covers 3149312 of its 4197888")));
+}
+
+TEST(RawVerifierTest, SizeMustMatch) {
+  EXPECT_OK(Verify(*NewRawVerifier(10), std::string(10, 'x')));
+  EXPECT_THAT(Verify(*NewRawVerifier(10), std::string(9, 'x')),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       HasSubstr("the disk has 10 bytes, the stream 9")));
+  EXPECT_THAT(
+      Verify(*NewRawVerifier(10), std::string(11, 'x')),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("more bytes than")));
+  EXPECT_THAT(
+      Verify(*NewRawVerifier(100), "HTTP/1.1 500 Internal Error\r\n\r\n"),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("HTTP response")));
+}
+
+class VhdVerifierTest : public ::testing::Test {
+ protected:
+  VhdVerifierTest() : disk_(5, 9 << 20) {}
+  std::string Vhd() {
+    sim::VhdSource source(&disk_, std::string(16, 'u'), 12345);
+    return Drain(source);
+  }
+  sim::GeneratedDisk disk_;
+};
+
+TEST_F(VhdVerifierTest, AWholeVhdVerifies) {
+  const std::string vhd = Vhd();
+  for (uint32_t seed : {1u, 7u}) {
+    auto v = NewVhdVerifier(disk_.size());
+    ASSERT_OK(Verify(*v, vhd, seed));
+    EXPECT_EQ(v->covered(), disk_.size());
+  }
+}
+
+TEST_F(VhdVerifierTest, StructureDamageIsCaught) {
+  const std::string vhd = Vhd();
+  // Footer, header, BAT, closing footer: every byte matters.
+  std::vector<size_t> positions;
+  for (size_t at = 0; at < 512; at += 7) positions.push_back(at);
+  for (size_t at = 512; at < 1536; at += 13) positions.push_back(at);
+  for (size_t at = vhd.size() - 512; at < vhd.size(); at += 7)
+    positions.push_back(at);
+  for (size_t at : positions) {
+    std::string damaged = vhd;
+    damaged[at] ^= 0x01;
+    // Reserved bytes of the footer/header are in the checksum; so is the rest.
+    EXPECT_FALSE(Verify(*NewVhdVerifier(disk_.size()), damaged).ok())
+        << "flip at " << at;
+  }
+  for (size_t cut :
+       {size_t{0}, size_t{511}, size_t{1600}, vhd.size() / 2, vhd.size() - 1}) {
+    EXPECT_THAT(Verify(*NewVhdVerifier(disk_.size()), vhd.substr(0, cut)),
+                StatusIs(absl::StatusCode::kDataLoss))
+        << cut;
+  }
+  EXPECT_THAT(Verify(*NewVhdVerifier(disk_.size() + 512), vhd),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("the disk has")));
+  EXPECT_THAT(
+      Verify(*NewVhdVerifier(disk_.size()), vhd + "x"),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("after the closing")));
+  EXPECT_THAT(
+      Verify(*NewVhdVerifier(disk_.size()),
+             "HTTP/1.1 500 Internal Error\r\n" + std::string(600, ' ')),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("HTTP response")));
+}
+
+}  // namespace
+}  // namespace vmb::agent
