@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/snapshot_janitor.h"
+
+#include <algorithm>
+#include <functional>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+#include "agent/vm_backup_job.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "common/status_util.h"
+#include "common/xenapi_error.h"
+
+namespace vmb::agent {
+namespace {
+
+std::string Get(const StringMap& m, absl::string_view key) {
+  auto it = m.find(std::string(key));
+  return it == m.end() ? "" : it->second;
+}
+
+// The run a snapshot of ours belongs to, or nullopt when it is not ours.
+std::optional<std::string> OurRun(const StringMap& other_config,
+                                  const std::string& name_label,
+                                  const std::string& share_id) {
+  if (share_id.empty()) return std::nullopt;
+  if (Get(other_config, kTagShare) == share_id) {
+    return Get(other_config, kTagRun);
+  }
+  const std::string prefix = SnapshotName(share_id, "");
+  if (absl::StartsWith(name_label, prefix) &&
+      Get(other_config, kTagShare).empty()) {
+    return name_label.substr(prefix.size());
+  }
+  return std::nullopt;
+}
+
+absl::Status DestroyWithRetry(const std::function<absl::Status()>& destroy,
+                              const JanitorOptions& options) {
+  const absl::Time until = absl::Now() + options.destroy_retry;
+  absl::Duration pause = options.destroy_backoff;
+  while (true) {
+    absl::Status s = destroy();
+    if (s.ok() || IsXenApiError(s, "HANDLE_INVALID")) return absl::OkStatus();
+    const bool transient = IsXenApiError(s, "VDI_IN_USE") ||
+                           IsXenApiError(s, "OTHER_OPERATION_IN_PROGRESS") ||
+                           absl::IsUnavailable(s);
+    if (!transient || absl::Now() + pause > until) return s;
+    absl::SleepFor(pause);
+    pause = std::min(pause * 2, absl::Seconds(5));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<JanitorReport> CleanUpLeftoverSnapshots(
+    XenApiClient& xapi, const JanitorOptions& options) {
+  VMB_ASSIGN_OR_RETURN(RecordMap<VmRecord> vms, xapi.GetAllVms());
+  VMB_ASSIGN_OR_RETURN(RecordMap<VbdRecord> vbds, xapi.GetAllVbds());
+  VMB_ASSIGN_OR_RETURN(RecordMap<VdiRecord> vdis, xapi.GetAllVdis());
+  JanitorReport report;
+  std::set<std::string> handled_vdis;
+
+  const auto vm_uuid_of = [&](const std::string& ref) -> std::string {
+    auto it = vms.find(ref);
+    return it == vms.end() ? "(gone)" : it->second.uuid;
+  };
+
+  for (const auto& [ref, vm] : vms) {
+    if (!vm.is_a_snapshot) continue;
+    std::optional<std::string> run =
+        OurRun(vm.other_config, vm.name_label, options.share_id);
+    if (!run || options.active_runs.count(*run) > 0) continue;
+    const std::string what = absl::StrCat("snapshot ", vm.uuid, " of VM ",
+                                          Get(vm.other_config, kTagVm).empty()
+                                              ? vm_uuid_of(vm.snapshot_of)
+                                              : Get(vm.other_config, kTagVm),
+                                          " (run ", *run, ")");
+    // Its disks: only VDIs that are snapshots themselves.
+    std::vector<std::string> disks;
+    for (const std::string& vbd_ref : vm.vbds) {
+      auto vbd = vbds.find(vbd_ref);
+      if (vbd == vbds.end()) continue;
+      auto vdi = vdis.find(vbd->second.vdi);
+      if (vdi == vdis.end() || !vdi->second.is_a_snapshot) continue;
+      disks.push_back(vdi->first);
+    }
+    absl::Status s =
+        DestroyWithRetry([&] { return xapi.DestroyVm(ref); }, options);
+    for (const std::string& vdi : disks) {
+      handled_vdis.insert(vdi);
+      if (!s.ok()) break;
+      s = DestroyWithRetry([&] { return xapi.DestroyVdi(vdi); }, options);
+    }
+    if (s.ok()) {
+      report.removed.push_back(what);
+    } else {
+      report.problems.push_back(absl::StrCat(what, ": ", s.message()));
+    }
+  }
+  // VDI snapshots of vdi-exports.
+  for (const auto& [ref, vdi] : vdis) {
+    if (!vdi.is_a_snapshot || handled_vdis.count(ref) > 0) continue;
+    std::optional<std::string> run =
+        OurRun(vdi.other_config, vdi.name_label, options.share_id);
+    if (!run || options.active_runs.count(*run) > 0) continue;
+    const std::string what =
+        absl::StrCat("disk snapshot ", vdi.uuid, " of VM ",
+                     Get(vdi.other_config, kTagVm), " (run ", *run, ")");
+    absl::Status s =
+        DestroyWithRetry([&] { return xapi.DestroyVdi(ref); }, options);
+    if (s.ok()) {
+      report.removed.push_back(what);
+    } else {
+      report.problems.push_back(absl::StrCat(what, ": ", s.message()));
+    }
+  }
+  return report;
+}
+
+}  // namespace vmb::agent

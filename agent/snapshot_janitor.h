@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// Removes the snapshots that crashed or killed runs left in the pool.
+//
+// A snapshot is ours only when it is a snapshot (is_a_snapshot) and either
+// carries vmbackup:share=<share id> in other_config, or (a crash between
+// VM.snapshot and the tagging call) is named SnapshotName(<share id>, ...).
+// Of those, the ones whose run is still active are kept. Nothing else is
+// ever destroyed: not another share's snapshots, not a user's snapshots,
+// never a VM (VmBackup.py destroyed a real VM by name: its issue #96).
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+#include "common/xenapi_client.h"
+
+namespace vmb::agent {
+
+struct JanitorReport {
+  // "<snapshot name> of VM <uuid> (run <run>)" for each snapshot destroyed.
+  std::vector<std::string> removed;
+  // What could not be destroyed, and why.
+  std::vector<std::string> problems;
+};
+
+struct JanitorOptions {
+  std::string share_id;
+  std::set<std::string> active_runs;  // runs whose snapshots must stay
+  absl::Duration destroy_retry = absl::Seconds(30);  // VDI_IN_USE retries
+  absl::Duration destroy_backoff = absl::Milliseconds(500);
+};
+
+// Errors: those of reading the pool (the records); a snapshot that cannot be
+// destroyed is a problem in the report, not an error.
+absl::StatusOr<JanitorReport> CleanUpLeftoverSnapshots(
+    XenApiClient& xapi, const JanitorOptions& options);
+
+}  // namespace vmb::agent

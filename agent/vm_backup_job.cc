@@ -1,0 +1,917 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/vm_backup_job.h"
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <set>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include <openssl/evp.h>
+
+#include "agent/backup_metadata.h"
+#include "agent/export_verifier.h"
+#include "common/backup_layout.h"
+#include "common/backup_manifest.h"
+#include "common/human_format.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "common/status_util.h"
+#include "common/xenapi_error.h"
+
+namespace vmb::agent {
+namespace {
+
+using v1::JobPhase;
+
+// SR types whose snapshots are allocated in full (LVM-based).
+bool IsThickSr(const SrRecord& sr) {
+  static const std::set<std::string> kThick = {"lvm", "lvmoiscsi", "lvmohba",
+                                               "lvmofcoe"};
+  auto it = sr.sm_config.find("allocation");
+  if (it != sr.sm_config.end()) return it->second == "thick";
+  return kThick.count(sr.type) > 0;
+}
+
+uint64_t ToUnixMs(absl::Time t) {
+  return static_cast<uint64_t>(std::max<int64_t>(0, absl::ToUnixMillis(t)));
+}
+
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new()) {
+    EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr);
+  }
+  ~Sha256() { EVP_MD_CTX_free(ctx_); }
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void Update(absl::string_view d) {
+    EVP_DigestUpdate(ctx_, d.data(), d.size());
+  }
+  std::string HexDigest() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(ctx_, md, &n);
+    return absl::BytesToHexString(
+        absl::string_view(reinterpret_cast<const char*>(md), n));
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+struct Disk {
+  VbdRecord vbd;
+  VdiRecord vdi;
+  std::string vdi_ref;
+  SrRecord sr;
+};
+
+// A step failed: which one, the seed's status token, and why.
+struct Failure {
+  std::string step;
+  std::string token;
+  absl::Status status;
+};
+
+class Job {
+ public:
+  Job(const JobContext& context, const v1::JobSpec& spec, const JobHooks& hooks)
+      : c_(context), spec_(spec), hooks_(hooks) {
+    vdi_export_ = spec.kind() == v1::EXPORT_KIND_VDI;
+    kind_name_ = vdi_export_ ? "vdi-export" : "vm-export";
+    status_.set_job_id(spec.job_id());
+    status_.set_attempt(spec.attempt());
+    status_.set_fencing_token(spec.fencing_token());
+  }
+
+  v1::JobStatus Run();
+
+ private:
+  void SetPhase(JobPhase phase) {
+    status_.set_phase(phase);
+    Report();
+  }
+  void Report() {
+    if (hooks_.progress) hooks_.progress(status_);
+  }
+  void Warn(const std::string& warning) {
+    VMB_LOG(WARNING) << "job " << spec_.job_id() << " VM " << spec_.vm_uuid()
+                     << ": " << warning;
+    status_.add_warnings(warning);
+  }
+  bool Cancelled() const {
+    return hooks_.cancel != nullptr && hooks_.cancel->HasBeenNotified();
+  }
+  // CANCELLED or DEADLINE_EXCEEDED when the job must stop now.
+  absl::Status CheckStop() const {
+    if (Cancelled()) return absl::CancelledError("the job was cancelled");
+    if (c_.clock->Now() >= deadline_) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "vm_timeout (", absl::FormatDuration(vm_timeout_), ") expired"));
+    }
+    return absl::OkStatus();
+  }
+  Failure Fail(std::string step, std::string token, absl::Status status) {
+    return Failure{std::move(step), std::move(token), std::move(status)};
+  }
+
+  std::optional<Failure> LoadVm();
+  std::optional<Failure> Preflight();
+  std::optional<Failure> PrepareFolder();
+  std::optional<Failure> TakeSnapshot();
+  std::optional<Failure> Export();
+  absl::Status StreamToFile(const std::string& path,
+                            std::vector<std::pair<std::string, std::string>> q,
+                            const std::string& file_name,
+                            std::unique_ptr<ExportVerifier> verifier,
+                            bool compressed);
+  absl::StatusOr<TaskRecord> WaitForTask(const std::string& task,
+                                         absl::Duration limit);
+  absl::Status WriteMetadata();
+  absl::Status Commit();
+  void ApplyRetention();
+  void CleanUpSnapshot();
+  void FinishTask();
+  void RemoveNewFolder();
+  absl::Status RetryInUse(const std::function<absl::Status()>& destroy,
+                          const std::string& what);
+
+  std::string VmDir() const {
+    return JoinPath(spec_.backup_dir(), spec_.vm_folder());
+  }
+  std::string BackupPath() const { return JoinPath(VmDir(), folder_); }
+  std::string FileBase() const { return SanitizeVmName(vm_.name_label); }
+
+  const JobContext& c_;
+  const v1::JobSpec& spec_;
+  const JobHooks& hooks_;
+  bool vdi_export_ = false;
+  std::string kind_name_;
+  v1::JobStatus status_;
+  absl::Time started_;
+  absl::Time deadline_ = absl::InfiniteFuture();
+  absl::Duration vm_timeout_ = absl::InfiniteDuration();
+
+  std::string vm_ref_;
+  VmRecord vm_;
+  std::vector<Disk> disks_;      // every Disk VBD with a VDI, in VBD order
+  std::vector<Disk*> exported_;  // the disks this job exports
+  uint64_t estimate_ = 0;
+
+  std::string folder_;  // the new backup-… folder, once created
+  bool folder_created_ = false;
+
+  std::string snapshot_ref_;                // vm-export
+  std::vector<std::string> snapshot_vdis_;  // every VDI of our snapshot(s)
+  std::string task_ref_;
+  bool task_finished_ = false;
+
+  v1::BackupManifest manifest_;
+  std::vector<std::string> data_files_;
+  absl::Time last_report_ = absl::InfinitePast();
+};
+
+std::optional<Failure> Job::LoadVm() {
+  absl::StatusOr<std::string> ref = c_.xapi->GetVmByUuid(spec_.vm_uuid());
+  if (!ref.ok()) {
+    return Fail("find VM", "ERROR vm-uuid not found",
+                Annotate(ref.status(), "VM ", spec_.vm_uuid()));
+  }
+  vm_ref_ = *ref;
+  absl::StatusOr<VmRecord> vm = c_.xapi->GetVm(vm_ref_);
+  if (!vm.ok()) return Fail("find VM", "ERROR vm-uuid not found", vm.status());
+  vm_ = *std::move(vm);
+  if (vm_.is_a_template || vm_.is_a_snapshot || vm_.is_control_domain) {
+    return Fail("find VM", "ERROR vm-uuid not found",
+                absl::FailedPreconditionError(absl::StrCat(
+                    "VM ", spec_.vm_uuid(),
+                    " is a template, a snapshot or a control domain")));
+  }
+  for (const std::string& vbd_ref : vm_.vbds) {
+    absl::StatusOr<VbdRecord> vbd = c_.xapi->GetVbd(vbd_ref);
+    if (!vbd.ok())
+      return Fail("find VM", "ERROR vm-uuid not found", vbd.status());
+    if (absl::AsciiStrToLower(vbd->type) != "disk" || vbd->vdi == kNullRef ||
+        vbd->vdi.empty()) {
+      continue;
+    }
+    Disk disk;
+    disk.vbd = *std::move(vbd);
+    disk.vdi_ref = disk.vbd.vdi;
+    absl::StatusOr<VdiRecord> vdi = c_.xapi->GetVdi(disk.vdi_ref);
+    if (!vdi.ok())
+      return Fail("find VM", "ERROR vm-uuid not found", vdi.status());
+    disk.vdi = *std::move(vdi);
+    absl::StatusOr<SrRecord> sr = c_.xapi->GetSr(disk.vdi.sr);
+    if (!sr.ok())
+      return Fail("find VM", "ERROR vm-uuid not found", sr.status());
+    disk.sr = *std::move(sr);
+    disks_.push_back(std::move(disk));
+  }
+  if (!vdi_export_) {
+    for (Disk& d : disks_) exported_.push_back(&d);
+  } else if (spec_.vdi_export_all_disks()) {
+    for (Disk& d : disks_) exported_.push_back(&d);
+  } else {
+    // The seed's xvda rule, extended: userdevice 0, else the first bootable
+    // disk, so that HVM guests (hda) work.
+    Disk* boot = nullptr;
+    for (Disk& d : disks_) {
+      if (d.vbd.userdevice == "0") boot = &d;
+    }
+    for (Disk& d : disks_) {
+      if (boot == nullptr && d.vbd.bootable) boot = &d;
+    }
+    if (boot != nullptr) exported_.push_back(boot);
+  }
+  if (vdi_export_ && exported_.empty()) {
+    return Fail("find VM", "ERROR xvda-uuid not found",
+                absl::FailedPreconditionError(
+                    "vdi-export: the VM has no boot disk (no disk with "
+                    "userdevice 0 and none bootable)"));
+  }
+  for (const Disk* d : exported_) {
+    const uint64_t size =
+        static_cast<uint64_t>(std::max<int64_t>(0, d->vdi.virtual_size));
+    // A thin SR's physical utilisation is closer to what the export holds;
+    // XVA skips empty chunks, raw does not.
+    const uint64_t used = static_cast<uint64_t>(
+        std::max<int64_t>(0, d->vdi.physical_utilisation));
+    const bool raw = vdi_export_ && spec_.vdi_format() != v1::VDI_FORMAT_VHD;
+    estimate_ += raw || used == 0 ? size : std::min(size, used);
+  }
+  status_.set_bytes_total(0);
+  for (const Disk* d : exported_) {
+    status_.set_bytes_total(
+        status_.bytes_total() +
+        static_cast<uint64_t>(std::max<int64_t>(0, d->vdi.virtual_size)));
+  }
+  return std::nullopt;
+}
+
+std::optional<Failure> Job::Preflight() {
+  const std::string& dir = spec_.backup_dir();
+  absl::StatusOr<FileInfo> info = c_.fs->Stat(dir);
+  if (!info.ok() || !info->is_dir) {
+    return Fail(
+        "pre-flight", "PREFLIGHT-FAIL",
+        absl::FailedPreconditionError(absl::StrCat(
+            "backup_dir ", dir, " is not a folder",
+            info.ok() ? ""
+                      : absl::StrCat(" (", info.status().message(), ")"))));
+  }
+  if (spec_.require_mount()) {
+    absl::StatusOr<MountInfo> mount = c_.fs->Mount(dir);
+    if (!mount.ok())
+      return Fail("pre-flight", "PREFLIGHT-FAIL", mount.status());
+    if (!mount->is_mount_point || mount->mount_point == "/") {
+      return Fail("pre-flight", "PREFLIGHT-FAIL",
+                  absl::FailedPreconditionError(absl::StrCat(
+                      "require_mount: backup_dir ", dir,
+                      " is not a mount point (it is on ", mount->mount_point,
+                      ", ", mount->fs_type, "); is the share mounted?")));
+    }
+  }
+  absl::StatusOr<SpaceInfo> space = c_.fs->Space(dir);
+  if (!space.ok()) return Fail("pre-flight", "PREFLIGHT-FAIL", space.status());
+  if (space->free_bytes < spec_.min_free_space() ||
+      space->free_bytes - spec_.min_free_space() < estimate_) {
+    return Fail("pre-flight", "PREFLIGHT-FAIL",
+                absl::ResourceExhaustedError(absl::StrCat(
+                    "backup_dir ", dir, " has ", FormatBytes(space->free_bytes),
+                    " free; the export needs up to ", FormatBytes(estimate_),
+                    spec_.min_free_space() > 0
+                        ? absl::StrCat(" and min_free_space keeps ",
+                                       FormatBytes(spec_.min_free_space()))
+                        : "")));
+  }
+  // Thick (LVM) SRs allocate a snapshot's full size at once.
+  std::map<std::string, std::pair<SrRecord, uint64_t>> need;
+  const std::vector<Disk*>& snapped = exported_;
+  for (const Disk* d : snapped) {
+    if (!IsThickSr(d->sr)) continue;
+    auto& entry = need[d->sr.uuid];
+    entry.first = d->sr;
+    entry.second +=
+        static_cast<uint64_t>(std::max<int64_t>(0, d->vdi.virtual_size));
+  }
+  for (const auto& [uuid, entry] : need) {
+    const SrRecord& sr = entry.first;
+    const int64_t free = sr.physical_size - sr.physical_utilisation;
+    if (free < 0 || static_cast<uint64_t>(free) < entry.second) {
+      return Fail(
+          "pre-flight", "PREFLIGHT-FAIL",
+          absl::ResourceExhaustedError(absl::StrCat(
+              "SR \"", sr.name_label, "\" (", sr.type, ", thick) has ",
+              FormatBytes(static_cast<uint64_t>(std::max<int64_t>(0, free))),
+              " free; the snapshot needs ", FormatBytes(entry.second))));
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<Failure> Job::PrepareFolder() {
+  const std::string vm_dir = VmDir();
+  absl::Status s = c_.fs->CreateDir(vm_dir);
+  if (!s.ok() && !absl::IsAlreadyExists(s)) {
+    return Fail("backup folder", "BACKUP-DIR-FAIL", s);
+  }
+  absl::StatusOr<FileInfo> info = c_.fs->Stat(vm_dir);
+  if (!info.ok() || !info->is_dir || info->is_symlink) {
+    return Fail("backup folder", "BACKUP-DIR-FAIL",
+                absl::FailedPreconditionError(
+                    absl::StrCat(vm_dir, " is not a folder")));
+  }
+  absl::StatusOr<std::vector<BackupEntry>> backups =
+      ListBackups(*c_.fs, vm_dir);
+  if (!backups.ok())
+    return Fail("backup folder", "BACKUP-DIR-FAIL", backups.status());
+  // Folders without a marker are what failed or interrupted runs left.
+  for (const std::string& name : UncommittedBackups(*backups)) {
+    VMB_LOG(INFO) << "job " << spec_.job_id() << ": removing unfinished backup "
+                  << EscapeForLog(JoinPath(vm_dir, name));
+    s = RemoveBackup(*c_.fs, vm_dir, name);
+    if (!s.ok()) return Fail("backup folder", "BACKUP-DIR-FAIL", s);
+  }
+  if (spec_.pre_clean()) {
+    for (const std::string& name :
+         PlanPreClean(*backups, static_cast<int>(spec_.max_backups()))) {
+      VMB_LOG(INFO) << "job " << spec_.job_id() << ": pre_clean removes "
+                    << EscapeForLog(JoinPath(vm_dir, name));
+      s = RemoveBackup(*c_.fs, vm_dir, name);
+      if (!s.ok()) return Fail("backup folder", "BACKUP-DIR-FAIL", s);
+    }
+  }
+  // The folder is named after the local start time; a name already taken
+  // (two backups of one VM in one second) moves on a second.
+  absl::CivilSecond t = absl::ToCivilSecond(c_.clock->Now(), c_.time_zone);
+  const std::string format = spec_.backup_dir_format().empty()
+                                 ? "backup-YYYY-MM-DD-(HH:MM:SS)"
+                                 : spec_.backup_dir_format();
+  for (int attempt = 0; attempt < 120; ++attempt, t += 1) {
+    folder_ = FormatBackupFolderName(format, t);
+    s = c_.fs->CreateDir(BackupPath());
+    if (s.ok()) {
+      folder_created_ = true;
+      status_.set_backup_folder(BackupPath());
+      return std::nullopt;
+    }
+    if (!absl::IsAlreadyExists(s))
+      return Fail("backup folder", "BACKUP-DIR-FAIL", s);
+  }
+  return Fail("backup folder", "BACKUP-DIR-FAIL",
+              absl::AlreadyExistsError(
+                  absl::StrCat("no free backup folder name in ", vm_dir)));
+}
+
+std::optional<Failure> Job::TakeSnapshot() {
+  const std::string name = SnapshotName(spec_.share_id(), spec_.run_id());
+  const std::vector<std::pair<absl::string_view, std::string>> tags = {
+      {kTagRun, spec_.run_id()},
+      {kTagJob, spec_.job_id()},
+      {kTagVm, spec_.vm_uuid()},
+      {kTagShare, spec_.share_id()}};
+  if (!vdi_export_) {
+    absl::StatusOr<std::string> snap = c_.xapi->SnapshotVm(vm_ref_, name, {});
+    if (!snap.ok()) return Fail("snapshot", "SNAPSHOT-FAIL", snap.status());
+    snapshot_ref_ = *snap;
+    for (const auto& [key, value] : tags) {
+      absl::Status s = c_.xapi->AddToOtherConfig("VM", snapshot_ref_,
+                                                 std::string(key), value);
+      if (!s.ok()) return Fail("tag snapshot", "TEMPLATE-PARAM-SET-FAIL", s);
+    }
+    absl::StatusOr<VmRecord> record = c_.xapi->GetVm(snapshot_ref_);
+    if (!record.ok()) return Fail("snapshot", "SNAPSHOT-FAIL", record.status());
+    status_.set_snapshot_uuid(record->uuid);
+    for (const std::string& vbd_ref : record->vbds) {
+      absl::StatusOr<VbdRecord> vbd = c_.xapi->GetVbd(vbd_ref);
+      if (!vbd.ok()) return Fail("snapshot", "SNAPSHOT-FAIL", vbd.status());
+      if (vbd->vdi != kNullRef && !vbd->vdi.empty() &&
+          absl::AsciiStrToLower(vbd->type) == "disk") {
+        snapshot_vdis_.push_back(vbd->vdi);
+      }
+    }
+    // As the seed's template-param-set: export the snapshot as a VM.
+    absl::Status s = c_.xapi->SetVmIsATemplate(snapshot_ref_, false);
+    if (!s.ok() && !IsXenApiError(s, "LICENCE_RESTRICTION") &&
+        !IsXenApiError(s, "LICENSE_RESTRICTION")) {
+      return Fail("snapshot", "TEMPLATE-PARAM-SET-FAIL", s);
+    }
+    return std::nullopt;
+  }
+  for (Disk* d : exported_) {
+    absl::StatusOr<std::string> snap = c_.xapi->SnapshotVdi(d->vdi_ref);
+    if (!snap.ok()) return Fail("snapshot", "VDI-SNAPSHOT-FAIL", snap.status());
+    snapshot_vdis_.push_back(*snap);
+    for (const auto& [key, value] : tags) {
+      absl::Status s =
+          c_.xapi->AddToOtherConfig("VDI", *snap, std::string(key), value);
+      if (!s.ok()) return Fail("tag snapshot", "VDI-PARAM-SET-FAIL", s);
+    }
+    absl::StatusOr<XmlRpcValue> renamed =
+        c_.xapi->Call("VDI.set_name_label",
+                      {XmlRpcValue::String(*snap), XmlRpcValue::String(name)},
+                      CallKind::kIdempotent);
+    if (!renamed.ok())
+      return Fail("tag snapshot", "VDI-PARAM-SET-FAIL", renamed.status());
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<TaskRecord> Job::WaitForTask(const std::string& task,
+                                            absl::Duration limit) {
+  const absl::Time until = c_.clock->Now() + limit;
+  absl::Duration pause = absl::Milliseconds(20);
+  while (true) {
+    VMB_ASSIGN_OR_RETURN(TaskRecord record, c_.xapi->GetTask(task));
+    if (record.status != TaskStatus::kPending &&
+        record.status != TaskStatus::kCancelling) {
+      return record;
+    }
+    if (c_.clock->Now() >= until) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "the export task was still ", TaskStatusName(record.status),
+          " after ", absl::FormatDuration(limit)));
+    }
+    absl::SleepFor(pause);
+    pause = std::min(pause * 2, absl::Seconds(1));
+  }
+}
+
+absl::Status Job::StreamToFile(
+    const std::string& path, std::vector<std::pair<std::string, std::string>> q,
+    const std::string& file_name, std::unique_ptr<ExportVerifier> verifier,
+    bool compressed) {
+  VMB_RETURN_IF_ERROR(CheckStop());
+  VMB_ASSIGN_OR_RETURN(std::string session, c_.xapi->SessionRef());
+  VMB_ASSIGN_OR_RETURN(
+      task_ref_, c_.xapi->CreateTask(absl::StrCat("vmbackup ", kind_name_),
+                                     absl::StrCat("job ", spec_.job_id())));
+  task_finished_ = false;
+
+  const std::string file_path = JoinPath(BackupPath(), file_name);
+  VMB_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
+                       c_.fs->NewWritableFile(file_path));
+  data_files_.push_back(file_name);
+
+  XapiStreamRequest req;
+  req.base_url = c_.data_url;
+  req.path = path;
+  req.query = std::move(q);
+  req.session_id = session;
+  req.task_id = task_ref_;
+  req.allowed_redirect_hosts = c_.redirect_hosts;
+  req.timeouts.connect = c_.connect_timeout;
+  req.timeouts.first_byte =
+      compressed ? c_.first_byte_timeout_compressed : c_.first_byte_timeout;
+  if (spec_.stall_timeout_ms() > 0) {
+    req.timeouts.inactivity = absl::Milliseconds(spec_.stall_timeout_ms());
+  }
+  req.timeouts.total = deadline_ - c_.clock->Now();
+  req.bandwidth_limit = spec_.bandwidth_limit_bytes_per_sec();
+  req.cancel = hooks_.cancel;
+  req.tls = c_.tls;
+
+  Sha256 sha;
+  uint64_t written = 0;
+  const uint64_t done_before = status_.bytes_done();
+  const uint64_t written_before = status_.bytes_written();
+  absl::StatusOr<XapiStreamResult> result =
+      XapiStreamGet(req, [&](absl::string_view data) -> absl::Status {
+        VMB_RETURN_IF_ERROR(verifier->Update(data));
+        sha.Update(data);
+        VMB_RETURN_IF_ERROR(file->Append(data));
+        written += data.size();
+        const absl::Time now = c_.clock->Now();
+        if (now - last_report_ >= absl::Seconds(1)) {
+          last_report_ = now;
+          status_.set_bytes_done(done_before + verifier->covered());
+          status_.set_bytes_written(written_before + written);
+          Report();
+        }
+        return absl::OkStatus();
+      });
+  absl::Status stream_status = result.status();
+  if (stream_status.ok()) stream_status = verifier->Finish();
+  if (!stream_status.ok()) {
+    // The task often knows better why the stream broke (VDI_IO_ERROR).
+    absl::StatusOr<TaskRecord> task = WaitForTask(task_ref_, absl::Seconds(3));
+    if (task.ok()) {
+      task_finished_ = true;
+      if (task->status == TaskStatus::kFailure && !task->error_info.empty() &&
+          !GetXenApiError(stream_status).has_value()) {
+        absl::Status xapi = XenApiFailureToStatus(task->error_info);
+        return Annotate(xapi, stream_status.message(),
+                        "; the export task failed");
+      }
+    }
+    return stream_status;
+  }
+  // All three: the body ended, it verified, and the task succeeded.
+  absl::StatusOr<TaskRecord> task = WaitForTask(task_ref_, c_.task_wait);
+  if (!task.ok()) return task.status();
+  task_finished_ = true;
+  if (task->status != TaskStatus::kSuccess) {
+    absl::Status xapi = task->error_info.empty()
+                            ? absl::AbortedError("no error given")
+                            : XenApiFailureToStatus(task->error_info);
+    return Annotate(xapi, "the export task ended ",
+                    TaskStatusName(task->status),
+                    " after a complete, verified body");
+  }
+  VMB_RETURN_IF_ERROR(file->Sync());
+  VMB_RETURN_IF_ERROR(file->Close());
+  status_.set_bytes_done(done_before + verifier->covered());
+  status_.set_bytes_written(written_before + written);
+  status_.set_backup_bytes(status_.backup_bytes() + written);
+  v1::ManifestFile* mf = manifest_.add_files();
+  mf->set_name(file_name);
+  mf->set_size(written);
+  mf->set_sha256(sha.HexDigest());
+  VMB_LOG(INFO) << "job " << spec_.job_id() << " VM " << spec_.vm_uuid()
+                << ": exported " << written << " bytes into "
+                << EscapeForLog(file_path);
+  return absl::OkStatus();
+}
+
+std::optional<Failure> Job::Export() {
+  const std::string token = vdi_export_ ? "VDI-EXPORT-FAIL" : "VM-EXPORT-FAIL";
+  if (!vdi_export_) {
+    Compression compression = Compression::kNone;
+    std::string ext = ".xva";
+    std::vector<std::pair<std::string, std::string>> q = {
+        {"ref", snapshot_ref_}};
+    if (spec_.compression() == v1::COMPRESSION_GZIP) {
+      compression = Compression::kGzip;
+      ext = ".xva.gz";
+      q.emplace_back("use_compression", "true");
+    } else if (spec_.compression() == v1::COMPRESSION_ZSTD) {
+      compression = Compression::kZstd;
+      ext = ".xva.zst";
+      q.emplace_back("use_compression", "zstd");
+    }
+    absl::Status s = StreamToFile("/export", std::move(q), FileBase() + ext,
+                                  NewXvaVerifier(compression),
+                                  compression != Compression::kNone);
+    if (!s.ok()) return Fail("export", token, s);
+    return std::nullopt;
+  }
+  const bool vhd = spec_.vdi_format() == v1::VDI_FORMAT_VHD;
+  const std::string fmt = vhd ? "vhd" : "raw";
+  for (size_t i = 0; i < exported_.size(); ++i) {
+    const Disk& d = *exported_[i];
+    const uint64_t size =
+        static_cast<uint64_t>(std::max<int64_t>(0, d.vdi.virtual_size));
+    std::string name = FileBase();
+    if (spec_.vdi_export_all_disks()) {
+      absl::StrAppend(&name, "-",
+                      SanitizeVmName(d.vbd.device.empty() ? d.vbd.userdevice
+                                                          : d.vbd.device));
+    }
+    absl::StrAppend(&name, ".", fmt);
+    absl::Status s = StreamToFile(
+        "/export_raw_vdi", {{"vdi", snapshot_vdis_[i]}, {"format", fmt}}, name,
+        vhd ? NewVhdVerifier(size) : NewRawVerifier(size), false);
+    if (!s.ok())
+      return Fail("export", token, Annotate(s, "disk ", d.vbd.device));
+    FinishTask();
+  }
+  return std::nullopt;
+}
+
+absl::Status Job::WriteMetadata() {
+  const std::string dir = BackupPath();
+  // vm-metadata.xml: the live VM's metadata, as the seed took it.
+  {
+    VMB_ASSIGN_OR_RETURN(std::string session, c_.xapi->SessionRef());
+    VMB_ASSIGN_OR_RETURN(
+        std::string task,
+        c_.xapi->CreateTask("vmbackup export_metadata",
+                            absl::StrCat("job ", spec_.job_id())));
+    XapiStreamRequest req;
+    req.base_url = c_.data_url;
+    req.path = "/export_metadata";
+    req.query = {{"uuid", vm_.uuid}};
+    req.session_id = session;
+    req.task_id = task;
+    req.allowed_redirect_hosts = c_.redirect_hosts;
+    req.timeouts.connect = c_.connect_timeout;
+    req.timeouts.first_byte = c_.first_byte_timeout;
+    req.timeouts.inactivity = c_.first_byte_timeout;
+    req.cancel = hooks_.cancel;
+    req.tls = c_.tls;
+    std::string tar;
+    absl::StatusOr<XapiStreamResult> r =
+        XapiStreamGet(req, [&](absl::string_view data) -> absl::Status {
+          if (tar.size() + data.size() > (64u << 20)) {
+            return absl::DataLossError("the metadata export is over 64 MiB");
+          }
+          tar.append(data.data(), data.size());
+          return absl::OkStatus();
+        });
+    const absl::Status destroyed = c_.xapi->DestroyTask(task);
+    if (!destroyed.ok()) {
+      VMB_LOG(WARNING) << "cannot destroy task: " << destroyed;  // best effort
+    }
+    VMB_RETURN_IF_ERROR(Annotate(r.status(), "metadata export"));
+    VMB_ASSIGN_OR_RETURN(std::string ova, ExtractOvaXml(tar));
+    VMB_ASSIGN_OR_RETURN(std::string pretty, PrettyPrintXml(ova));
+    VMB_RETURN_IF_ERROR(
+        WriteNewFile(*c_.fs, JoinPath(dir, "vm-metadata.xml"), pretty));
+  }
+  // DISK-<dev>/vbd.cfg and vdi.cfg for every disk, as the seed wrote them.
+  int blank = 0;
+  std::set<std::string> made;
+  for (const Disk& d : disks_) {
+    std::string sub = DiskFolderName(d.vbd, &blank);
+    if (!made.insert(sub).second)
+      sub = absl::StrCat(sub, "-", d.vbd.userdevice);
+    if (d.vbd.device.empty()) {
+      Warn(absl::StrCat("disk ", d.vbd.userdevice,
+                        " has no device name (XAPI sets it when the VM "
+                        "starts); its metadata is in ",
+                        sub));
+    }
+    const std::string disk_dir = JoinPath(dir, sub);
+    VMB_RETURN_IF_ERROR(c_.fs->CreateDir(disk_dir));
+    VMB_RETURN_IF_ERROR(WriteNewFile(*c_.fs, JoinPath(disk_dir, "vbd.cfg"),
+                                     FormatVbdCfg(d.vbd)));
+    VMB_RETURN_IF_ERROR(WriteNewFile(*c_.fs, JoinPath(disk_dir, "vdi.cfg"),
+                                     FormatVdiCfg(d.vdi, d.sr.uuid)));
+    VMB_RETURN_IF_ERROR(c_.fs->SyncDir(disk_dir));
+  }
+  // VIFs/vif-<device>.cfg, the folder only when the VM has VIFs.
+  if (!vm_.vifs.empty()) {
+    const std::string vif_dir = JoinPath(dir, "VIFs");
+    VMB_RETURN_IF_ERROR(c_.fs->CreateDir(vif_dir));
+    std::set<std::string> names;
+    for (const std::string& vif_ref : vm_.vifs) {
+      absl::StatusOr<XmlRpcValue> raw =
+          c_.xapi->Call("VIF.get_record", {XmlRpcValue::String(vif_ref)},
+                        CallKind::kIdempotent);
+      if (!raw.ok()) return raw.status();
+      VMB_ASSIGN_OR_RETURN(VifRecord vif, ParseVifRecord(*raw, vif_ref));
+      std::string network_name;
+      absl::StatusOr<XmlRpcValue> net = c_.xapi->Call(
+          "network.get_name_label", {XmlRpcValue::String(vif.network)},
+          CallKind::kIdempotent);
+      if (net.ok()) {
+        VMB_ASSIGN_OR_RETURN(network_name, ValueAsString(*net, "network name"));
+      } else {
+        return net.status();
+      }
+      std::string name =
+          absl::StrCat("vif-", SanitizeVmName(vif.device), ".cfg");
+      if (!names.insert(name).second)
+        name = absl::StrCat("vif-", vif.uuid, ".cfg");
+      VMB_RETURN_IF_ERROR(WriteNewFile(*c_.fs, JoinPath(vif_dir, name),
+                                       FormatVifCfg(vif, network_name)));
+    }
+    VMB_RETURN_IF_ERROR(c_.fs->SyncDir(vif_dir));
+  }
+  // manifest.json.
+  manifest_.set_format(std::string(kManifestFormat));
+  manifest_.set_vmbackup_version(c_.version);
+  manifest_.set_run_id(spec_.run_id());
+  manifest_.set_job_id(spec_.job_id());
+  manifest_.set_vm_uuid(vm_.uuid);
+  manifest_.set_vm_name(vm_.name_label);
+  manifest_.set_kind(kind_name_);
+  manifest_.set_source_host(c_.host.name_label);
+  manifest_.set_source_host_uuid(c_.host.uuid);
+  manifest_.set_xapi_version(
+      absl::StrCat(c_.host.api_version_major, ".", c_.host.api_version_minor));
+  manifest_.set_started(
+      absl::FormatTime(absl::RFC3339_sec, started_, absl::UTCTimeZone()));
+  manifest_.set_finished(absl::FormatTime(absl::RFC3339_sec, c_.clock->Now(),
+                                          absl::UTCTimeZone()));
+  manifest_.set_compression(
+      vdi_export_                                   ? "none"
+      : spec_.compression() == v1::COMPRESSION_GZIP ? "gzip"
+      : spec_.compression() == v1::COMPRESSION_ZSTD ? "zstd"
+                                                    : "none");
+  if (vdi_export_) {
+    manifest_.set_vdi_format(spec_.vdi_format() == v1::VDI_FORMAT_VHD ? "vhd"
+                                                                      : "raw");
+  }
+  manifest_.set_snapshot_uuid(status_.snapshot_uuid());
+  for (size_t i = 0; i < exported_.size(); ++i) {
+    const Disk& d = *exported_[i];
+    v1::ManifestDisk* md = manifest_.add_disks();
+    md->set_device(d.vbd.device);
+    md->set_userdevice(d.vbd.userdevice);
+    md->set_vdi_uuid(d.vdi.uuid);
+    md->set_name_label(d.vdi.name_label);
+    md->set_virtual_size(
+        static_cast<uint64_t>(std::max<int64_t>(0, d.vdi.virtual_size)));
+    if (vdi_export_ && i < data_files_.size()) md->set_file(data_files_[i]);
+  }
+  VMB_RETURN_IF_ERROR(
+      WriteNewFile(*c_.fs, JoinPath(dir, std::string(kManifestFileName)),
+                   FormatManifest(manifest_)));
+  return c_.fs->SyncDir(dir);
+}
+
+absl::Status Job::RetryInUse(const std::function<absl::Status()>& destroy,
+                             const std::string& what) {
+  const absl::Time until = c_.clock->Now() + c_.destroy_retry;
+  absl::Duration pause = c_.destroy_backoff;
+  while (true) {
+    absl::Status s = destroy();
+    if (s.ok() || IsXenApiError(s, "HANDLE_INVALID")) return absl::OkStatus();
+    const bool transient = IsXenApiError(s, "VDI_IN_USE") ||
+                           IsXenApiError(s, "OTHER_OPERATION_IN_PROGRESS") ||
+                           absl::IsUnavailable(s);
+    if (!transient || c_.clock->Now() + pause > until) {
+      return Annotate(s, "cannot destroy ", what);
+    }
+    absl::SleepFor(pause);
+    pause = std::min(pause * 2, absl::Seconds(10));
+  }
+}
+
+void Job::FinishTask() {
+  if (task_ref_.empty()) return;
+  if (!task_finished_) {
+    // Cancel first: XAPI's VM.destroy waits for a running export.
+    absl::Status s = c_.xapi->CancelTask(task_ref_);
+    if (!s.ok() && !IsXenApiError(s, "HANDLE_INVALID")) {
+      VMB_LOG(WARNING) << "job " << spec_.job_id()
+                       << ": cannot cancel the export task: " << s;
+    }
+    absl::StatusOr<TaskRecord> t = WaitForTask(task_ref_, absl::Seconds(30));
+    if (!t.ok()) {
+      VMB_LOG(WARNING) << "job " << spec_.job_id() << ": " << t.status();
+    }
+  }
+  absl::Status s = c_.xapi->DestroyTask(task_ref_);
+  if (!s.ok() && !IsXenApiError(s, "HANDLE_INVALID")) {
+    VMB_LOG(WARNING) << "job " << spec_.job_id()
+                     << ": cannot destroy the export task: " << s;
+  }
+  task_ref_.clear();
+  task_finished_ = false;
+}
+
+void Job::CleanUpSnapshot() {
+  FinishTask();
+  std::vector<std::string> problems;
+  if (!snapshot_ref_.empty()) {
+    absl::Status s =
+        RetryInUse([&] { return c_.xapi->DestroyVm(snapshot_ref_); },
+                   "the snapshot VM record");
+    if (!s.ok()) problems.push_back(std::string(s.message()));
+  }
+  for (const std::string& vdi : snapshot_vdis_) {
+    absl::Status s =
+        RetryInUse([&] { return c_.xapi->DestroyVdi(vdi); }, "a snapshot disk");
+    if (!s.ok()) problems.push_back(std::string(s.message()));
+  }
+  if (!problems.empty()) {
+    status_.set_snapshot_left(true);
+    Warn(
+        absl::StrCat("the snapshot is left in the pool (the next run's "
+                     "janitor removes it): ",
+                     absl::StrJoin(problems, "; ")));
+  }
+  snapshot_ref_.clear();
+  snapshot_vdis_.clear();
+}
+
+void Job::RemoveNewFolder() {
+  if (!folder_created_) return;
+  absl::Status s = c_.fs->RemoveTree(BackupPath());
+  if (!s.ok()) {
+    // The next backup of this VM removes a folder without a marker.
+    VMB_LOG(WARNING) << "job " << spec_.job_id() << ": cannot remove "
+                     << EscapeForLog(BackupPath()) << ": " << s;
+  }
+  folder_created_ = false;
+}
+
+absl::Status Job::Commit() {
+  VMB_RETURN_IF_ERROR(CheckStop());
+  const std::string dir = BackupPath();
+  VMB_RETURN_IF_ERROR(c_.fs->SyncDir(dir));
+  VMB_RETURN_IF_ERROR(
+      WriteNewFile(*c_.fs, JoinPath(dir, std::string(kSuccessMarker)), ""));
+  VMB_RETURN_IF_ERROR(c_.fs->SyncDir(dir));
+  return c_.fs->SyncDir(VmDir());
+}
+
+void Job::ApplyRetention() {
+  absl::StatusOr<std::vector<BackupEntry>> backups =
+      ListBackups(*c_.fs, VmDir());
+  if (!backups.ok()) {
+    Warn(absl::StrCat("retention skipped: ", backups.status().message()));
+    return;
+  }
+  for (const std::string& name : PlanRetention(
+           *backups, static_cast<int>(spec_.max_backups()), folder_)) {
+    VMB_LOG(INFO) << "job " << spec_.job_id() << ": deleting oldest backup "
+                  << EscapeForLog(JoinPath(VmDir(), name));
+    absl::Status s = RemoveBackup(*c_.fs, VmDir(), name);
+    if (!s.ok()) {
+      Warn(absl::StrCat("retention: ", s.message()));
+      return;
+    }
+  }
+}
+
+v1::JobStatus Job::Run() {
+  started_ = c_.clock->Now();
+  status_.set_started_unix_ms(ToUnixMs(started_));
+  if (spec_.vm_timeout_ms() > 0) {
+    vm_timeout_ = absl::Milliseconds(spec_.vm_timeout_ms());
+    deadline_ = started_ + vm_timeout_;
+  }
+  VMB_LOG(INFO) << "job " << spec_.job_id() << " VM " << spec_.vm_uuid() << ": "
+                << kind_name_ << " begins";
+  SetPhase(v1::JOB_PHASE_PREFLIGHT);
+
+  std::optional<Failure> failure = LoadVm();
+  if (!failure) failure = Preflight();
+  if (!failure) {
+    if (absl::Status s = CheckStop(); !s.ok())
+      failure = Fail("pre-flight", "CANCELLED", s);
+  }
+  if (!failure) failure = PrepareFolder();
+  if (!failure) {
+    SetPhase(v1::JOB_PHASE_SNAPSHOT);
+    failure = TakeSnapshot();
+  }
+  if (!failure) {
+    SetPhase(v1::JOB_PHASE_EXPORT);
+    failure = Export();
+  }
+  if (!failure) {
+    FinishTask();
+    SetPhase(v1::JOB_PHASE_METADATA);
+    absl::Status s = WriteMetadata();
+    if (!s.ok()) failure = Fail("metadata", "METADATA-FAIL", s);
+  }
+  if (!failure) {
+    SetPhase(v1::JOB_PHASE_CLEANUP);
+    CleanUpSnapshot();
+    if (hooks_.commit_gate) {
+      SetPhase(v1::JOB_PHASE_AWAITING_COMMIT);
+      absl::Status s = hooks_.commit_gate(status_);
+      if (!s.ok()) failure = Fail("commit", "COMMIT-FAIL", s);
+    }
+  }
+  if (!failure) {
+    SetPhase(v1::JOB_PHASE_COMMIT);
+    absl::Status s = Commit();
+    if (!s.ok()) failure = Fail("commit", "COMMIT-FAIL", s);
+  }
+  if (!failure) {
+    folder_created_ = false;  // committed: never removed by this job again
+    ApplyRetention();
+    status_.set_finished_unix_ms(ToUnixMs(c_.clock->Now()));
+    status_.set_phase(v1::JOB_PHASE_SUCCEEDED);
+    VMB_LOG(INFO) << "job " << spec_.job_id() << " VM " << spec_.vm_uuid()
+                  << ": committed " << EscapeForLog(BackupPath());
+    Report();
+    return status_;
+  }
+
+  // Every failure path: cancel the task, destroy our snapshot, drop the new
+  // folder; the earlier backups are untouched.
+  CleanUpSnapshot();
+  RemoveNewFolder();
+  const bool cancelled = absl::IsCancelled(failure->status) && Cancelled();
+  status_.set_phase(cancelled ? v1::JOB_PHASE_CANCELLED : v1::JOB_PHASE_FAILED);
+  status_.set_error_step(failure->step);
+  status_.set_status_token(cancelled ? "CANCELLED" : failure->token);
+  status_.set_error_message(std::string(failure->status.message()));
+  if (std::optional<XenApiError> e = GetXenApiError(failure->status)) {
+    status_.mutable_xenapi_error()->set_code(e->code);
+    for (const std::string& p : e->params)
+      status_.mutable_xenapi_error()->add_params(p);
+  }
+  status_.set_finished_unix_ms(ToUnixMs(c_.clock->Now()));
+  VMB_LOG(WARNING) << "job " << spec_.job_id() << " VM " << spec_.vm_uuid()
+                   << " failed at " << failure->step << ": "
+                   << EscapeForLog(failure->status.message());
+  Report();
+  return status_;
+}
+
+}  // namespace
+
+std::string SnapshotName(absl::string_view share_id, absl::string_view run_id) {
+  return absl::StrCat("vmbackup-", share_id, "-", run_id);
+}
+
+v1::JobStatus RunVmBackupJob(const JobContext& context, const v1::JobSpec& spec,
+                             const JobHooks& hooks) {
+  Job job(context, spec, hooks);
+  return job.Run();
+}
+
+}  // namespace vmb::agent

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The work done for one VM: pre-flight, backup folder, snapshot, verified
+// streaming export, metadata, snapshot cleanup, commit and retention. The
+// agent daemon runs it for the coordinator's jobs; the standalone run calls
+// it in-process.
+//
+//   JobContext context;            // the process's XenAPI client, share, host
+//   context.xapi = &client; ...
+//   JobHooks hooks;                // progress, cancellation, commit grant
+//   v1::JobStatus result = RunVmBackupJob(context, spec, hooks);
+//
+// A job either commits (the success marker is written last, after every file
+// is verified and durable) or fails leaving no marker, no folder of its own,
+// no snapshot of its own in the pool, and the earlier backups untouched.
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+
+#include "common/clock.h"
+#include "common/curl_util.h"
+#include "common/filesystem.h"
+#include "common/xapi_http_stream.h"
+#include "common/xenapi_client.h"
+#include "proto/common.pb.h"
+
+namespace vmb::agent {
+
+// Snapshot tags (other_config keys) that make a snapshot provably ours.
+inline constexpr absl::string_view kTagRun = "vmbackup:run";
+inline constexpr absl::string_view kTagJob = "vmbackup:job";
+inline constexpr absl::string_view kTagVm = "vmbackup:vm";
+inline constexpr absl::string_view kTagShare = "vmbackup:share";
+
+// The name_label of a snapshot vmbackup takes: "vmbackup-<share>-<run>", so
+// that one left untagged by a crash between VM.snapshot and the tagging
+// call is still recognised as ours.
+std::string SnapshotName(absl::string_view share_id, absl::string_view run_id);
+
+// What jobs share in a process. Pointers are not owned and must outlive every
+// job that uses the context.
+struct JobContext {
+  XenApiClient* xapi = nullptr;  // logged in on the pool master
+  Filesystem* fs = nullptr;
+  Clock* clock = nullptr;
+  absl::TimeZone time_zone = absl::LocalTimeZone();  // backup folder names
+  // The host the HTTP data handlers are asked on (this agent's own host) and
+  // its record; "scheme://address[:port]".
+  std::string data_url;
+  std::string host_ref;
+  HostRecord host;
+  // Addresses of the pool's hosts: a 302 may lead only there.
+  std::vector<std::string> redirect_hosts;
+  TlsOptions tls;
+  absl::Duration connect_timeout = absl::Seconds(30);
+  absl::Duration first_byte_timeout = absl::Minutes(5);
+  // With compression XAPI compresses long runs of zeros before the first
+  // byte leaves; XO users saw minutes.
+  absl::Duration first_byte_timeout_compressed = absl::Minutes(20);
+  // After the body ended, how long the export task may take to finish.
+  absl::Duration task_wait = absl::Minutes(2);
+  // How long VDI_IN_USE on destroy is retried, and the first backoff.
+  absl::Duration destroy_retry = absl::Minutes(2);
+  absl::Duration destroy_backoff = absl::Milliseconds(500);
+  std::string version = "vmbackup";
+};
+
+struct JobHooks {
+  // Called on every phase change and about once a second while exporting,
+  // with the job's whole state. Runs on the job's thread; must not block.
+  std::function<void(const v1::JobStatus&)> progress;
+  // Called with the verified, durable job just before the success marker is
+  // written; an error fails the job (the coordinator's commit grant). None:
+  // commit at once.
+  std::function<absl::Status(const v1::JobStatus&)> commit_gate;
+  // Notified from another thread to cancel the job. Not owned.
+  const absl::Notification* cancel = nullptr;
+};
+
+// Runs the job to a terminal phase (SUCCEEDED, FAILED or CANCELLED) and
+// returns its final state. On FAILED: error_step, error_message, the XenAPI
+// error if there was one, and the seed's status token ("VM-EXPORT-FAIL");
+// on SUCCEEDED with problems that did not spoil the backup (a snapshot that
+// could not be destroyed, retention that failed): warnings.
+v1::JobStatus RunVmBackupJob(const JobContext& context, const v1::JobSpec& spec,
+                             const JobHooks& hooks);
+
+}  // namespace vmb::agent
