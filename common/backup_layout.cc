@@ -18,15 +18,12 @@
 namespace vmb {
 namespace {
 
-// The length of the UTF-8 sequence at the start of `s` if it is a character
-// that is safe in a folder name, else 0 (C1 control characters are not).
-size_t SafeCharLength(absl::string_view s) {
-  const size_t n = Utf8SequenceLength(s);
-  if (n == 2 && static_cast<unsigned char>(s[0]) == 0xC2 &&
-      static_cast<unsigned char>(s[1]) < 0xA0) {
-    return 0;
-  }
-  return n;
+// Whether the character (of `n` bytes) at the start of `s` may stand in a
+// folder name: not '/', not a C0 or C1 control character, not DEL.
+bool IsSafeChar(absl::string_view s, size_t n) {
+  const unsigned char c = static_cast<unsigned char>(s[0]);
+  if (n == 1) return c >= 0x20 && c != 0x7f && c != '/';
+  return !(n == 2 && c == 0xC2 && static_cast<unsigned char>(s[1]) < 0xA0);
 }
 
 // Parses exactly `width` decimal digits at `s[*pos]`.
@@ -161,9 +158,9 @@ std::string SanitizeVmName(absl::string_view name) {
   std::string out;
   bool leading = true;
   while (!name.empty()) {
-    const size_t n = SafeCharLength(name);
+    const size_t n = Utf8SequenceLength(name);
     const unsigned char c = static_cast<unsigned char>(name[0]);
-    if (n == 0 || c < 0x20 || c == 0x7f || c == '/') {
+    if (n == 0 || !IsSafeChar(name, n)) {
       out.push_back('_');
       name.remove_prefix(n == 0 ? 1 : n);
     } else if (leading && c == '.') {

@@ -390,11 +390,6 @@ std::string JoinPath(absl::string_view a, absl::string_view b) {
   return absl::StrCat(a, "/", b);
 }
 
-std::string JoinPath(absl::string_view a, absl::string_view b,
-                     absl::string_view c) {
-  return JoinPath(JoinPath(a, b), c);
-}
-
 absl::Status WriteNewFile(Filesystem& fs, const std::string& path,
                           absl::string_view content) {
   VMB_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,

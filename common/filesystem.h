@@ -133,8 +133,11 @@ class PosixFilesystem final : public Filesystem {
 
 // Joins path components with '/'.
 std::string JoinPath(absl::string_view a, absl::string_view b);
+template <typename... Rest>
 std::string JoinPath(absl::string_view a, absl::string_view b,
-                     absl::string_view c);
+                     absl::string_view c, const Rest&... rest) {
+  return JoinPath(JoinPath(a, b), c, rest...);
+}
 
 // Writes `content` to a new file, fsyncs and closes it.
 absl::Status WriteNewFile(Filesystem& fs, const std::string& path,
