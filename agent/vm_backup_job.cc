@@ -347,9 +347,17 @@ std::optional<Failure> Job::PrepareFolder() {
       if (!s.ok()) return Fail("backup folder", "BACKUP-DIR-FAIL", s);
     }
   }
-  // The folder is named after the local start time; a name already taken
-  // (two backups of one VM in one second) moves on a second.
+  // The folder is named after the local start time, but always sorts after
+  // the VM's other backups (a clock set back, two backups in one second), so
+  // that "newest" means the same by name and by time.
   absl::CivilSecond t = absl::ToCivilSecond(c_.clock->Now(), c_.time_zone);
+  backups = ListBackups(*c_.fs, vm_dir);
+  if (!backups.ok()) {
+    return Fail("backup folder", "BACKUP-DIR-FAIL", backups.status());
+  }
+  if (!backups->empty() && backups->back().time >= t) {
+    t = backups->back().time + 1;
+  }
   const std::string format = spec_.backup_dir_format().empty()
                                  ? "backup-YYYY-MM-DD-(HH:MM:SS)"
                                  : spec_.backup_dir_format();
@@ -394,6 +402,15 @@ std::optional<Failure> Job::TakeSnapshot() {
       if (vbd->vdi != kNullRef && !vbd->vdi.empty() &&
           absl::AsciiStrToLower(vbd->type) == "disk") {
         snapshot_vdis_.push_back(vbd->vdi);
+      }
+    }
+    // The disks too: if the VM record goes and a disk stays (VDI_IN_USE),
+    // the janitor must still know it is ours.
+    for (const std::string& vdi : snapshot_vdis_) {
+      for (const auto& [key, value] : tags) {
+        absl::Status s =
+            c_.xapi->AddToOtherConfig("VDI", vdi, std::string(key), value);
+        if (!s.ok()) return Fail("tag snapshot", "TEMPLATE-PARAM-SET-FAIL", s);
       }
     }
     // As the seed's template-param-set: export the snapshot as a VM.

@@ -1,0 +1,595 @@
+// SPDX-License-Identifier: Apache-2.0
+// The backup of one VM against xapi-sim, end to end: what lands on the share,
+// what is left in the pool, and every failure path.
+#include "agent/vm_backup_job.h"
+
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+#include "agent/snapshot_janitor.h"
+#include "common/backup_layout.h"
+#include "common/backup_manifest.h"
+#include "common/xml_rpc_xen_api_client.h"
+#include "tests/testing/backup_check.h"
+#include "tests/testing/sim_process.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_paths.h"
+
+namespace vmb::agent {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAreArray;
+using ::vmb::testing::SimProcess;
+
+class VmBackupJobTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    absl::StatusOr<std::unique_ptr<SimProcess>> sim = SimProcess::Start();
+    ASSERT_TRUE(sim.ok()) << sim.status();
+    sim_ = sim->release();
+  }
+  static void TearDownTestSuite() {
+    delete sim_;
+    sim_ = nullptr;
+  }
+
+  void SetUp() override {
+    ASSERT_NE(sim_, nullptr);
+    ASSERT_OK(sim_->ClearFaults());
+    client_ = sim_->NewClient();
+    ASSERT_OK(client_->Login());
+    share_ = testing::MakeTempDir("share");
+    ASSERT_OK_AND_ASSIGN(hosts_, client_->GetAllHosts());
+    ASSERT_OK_AND_ASSIGN(sim::SimState state, sim_->State());
+    snapshots_before_ = state.snapshots();
+    snapshot_vdis_before_ = state.snapshot_vdis();
+  }
+
+  JobContext ContextFor(const std::string& host_name) {
+    JobContext c;
+    c.xapi = client_.get();
+    c.fs = &fs_;
+    c.clock = SystemClock::Get();
+    for (const auto& [ref, host] : hosts_) {
+      if (host.name_label == host_name) {
+        c.host_ref = ref;
+        c.host = host;
+      }
+    }
+    c.data_url = sim_->host_url(host_name);
+    c.redirect_hosts = sim_->host_addresses();
+    c.destroy_backoff = absl::Milliseconds(20);
+    c.destroy_retry = absl::Seconds(5);
+    c.version = "test";
+    return c;
+  }
+
+  v1::JobSpec Spec(const std::string& vm_name,
+                   v1::ExportKind kind = v1::EXPORT_KIND_VM) {
+    v1::JobSpec spec;
+    absl::StatusOr<std::string> ref = testing::VmRefByName(*client_, vm_name);
+    EXPECT_TRUE(ref.ok()) << ref.status();
+    absl::StatusOr<VmRecord> vm = client_->GetVm(ref.value_or(""));
+    EXPECT_TRUE(vm.ok());
+    spec.set_job_id(absl::StrCat("run1/", vm_name));
+    spec.set_run_id("run1");
+    spec.set_vm_uuid(vm.ok() ? vm->uuid : "");
+    spec.set_vm_name(vm_name);
+    spec.set_kind(kind);
+    spec.set_vdi_format(v1::VDI_FORMAT_RAW);
+    spec.set_backup_dir(share_);
+    spec.set_vm_folder(SanitizeVmName(vm_name));
+    spec.set_max_backups(4);
+    spec.set_stall_timeout_ms(30000);
+    spec.set_share_id("share1");
+    return spec;
+  }
+
+  // Expected SHA-256 of each disk of a VM, by its userdevice.
+  std::map<std::string, std::string> ExpectedDisks(const std::string& vm_name) {
+    std::map<std::string, std::string> out;
+    absl::StatusOr<std::string> ref = testing::VmRefByName(*client_, vm_name);
+    absl::StatusOr<VmRecord> vm = client_->GetVm(*ref);
+    for (const std::string& vbd_ref : vm->vbds) {
+      absl::StatusOr<VbdRecord> vbd = client_->GetVbd(vbd_ref);
+      if (vbd->type != "Disk") continue;
+      absl::StatusOr<VdiRecord> vdi = client_->GetVdi(vbd->vdi);
+      absl::StatusOr<sim::VdiInfo> info = sim_->Vdi(vdi->uuid);
+      EXPECT_TRUE(info.ok()) << info.status();
+      out[vbd->userdevice] = info->sha256();
+    }
+    return out;
+  }
+
+  void ExpectNothingLeftInThePool() {
+    ASSERT_OK_AND_ASSIGN(sim::SimState state, sim_->State());
+    EXPECT_EQ(state.snapshots(), snapshots_before_);
+    EXPECT_EQ(state.snapshot_vdis(), snapshot_vdis_before_);
+    EXPECT_EQ(state.pending_tasks(), 0u);
+  }
+
+  std::vector<BackupEntry> Backups(const v1::JobSpec& spec) {
+    absl::StatusOr<std::vector<BackupEntry>> b =
+        ListBackups(fs_, JoinPath(share_, spec.vm_folder()));
+    EXPECT_TRUE(b.ok()) << b.status();
+    return b.value_or(std::vector<BackupEntry>{});
+  }
+
+  // A failed job: its step, token, no marker, no folder of its own, nothing
+  // left in the pool, earlier backups untouched.
+  void ExpectCleanFailure(const v1::JobStatus& st, const v1::JobSpec& spec,
+                          const std::map<std::string, std::string>& before,
+                          absl::string_view token) {
+    EXPECT_EQ(st.phase(), v1::JOB_PHASE_FAILED) << st.DebugString();
+    EXPECT_EQ(st.status_token(), token);
+    EXPECT_FALSE(st.error_message().empty());
+    ExpectNothingLeftInThePool();
+    absl::StatusOr<std::map<std::string, std::string>> after =
+        testing::TreeDigest(share_);
+    ASSERT_TRUE(after.ok()) << after.status();
+    // The VM folder itself may have been created; nothing else changed.
+    std::map<std::string, std::string> trimmed = *after;
+    if (before.count(spec.vm_folder() + "/") == 0) {
+      trimmed.erase(spec.vm_folder() + "/");
+    }
+    EXPECT_EQ(trimmed, before);
+  }
+
+  static SimProcess* sim_;
+  PosixFilesystem fs_;
+  std::unique_ptr<XmlRpcXenApiClient> client_;
+  RecordMap<HostRecord> hosts_;
+  std::string share_;
+  uint32_t snapshots_before_ = 0;
+  uint32_t snapshot_vdis_before_ = 0;
+};
+
+SimProcess* VmBackupJobTest::sim_ = nullptr;
+
+TEST_F(VmBackupJobTest, VmExportCommitsAVerifiedBackupInTheSeedsLayout) {
+  const v1::JobSpec spec = Spec("PROD-ubuntu14");
+  std::vector<v1::JobPhase> phases;
+  JobHooks hooks;
+  hooks.progress = [&](const v1::JobStatus& s) {
+    if (phases.empty() || phases.back() != s.phase())
+      phases.push_back(s.phase());
+  };
+  const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host1"), spec, hooks);
+  ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+  EXPECT_THAT(phases,
+              ElementsAre(v1::JOB_PHASE_PREFLIGHT, v1::JOB_PHASE_SNAPSHOT,
+                          v1::JOB_PHASE_EXPORT, v1::JOB_PHASE_METADATA,
+                          v1::JOB_PHASE_CLEANUP, v1::JOB_PHASE_COMMIT,
+                          v1::JOB_PHASE_SUCCEEDED));
+  EXPECT_THAT(st.warnings(), IsEmpty());
+  EXPECT_EQ(st.bytes_total(), 33554432u + 16777216u);
+  EXPECT_EQ(st.bytes_done(), st.bytes_total());
+  ExpectNothingLeftInThePool();
+
+  const std::vector<BackupEntry> backups = Backups(spec);
+  ASSERT_EQ(backups.size(), 1u);
+  EXPECT_TRUE(backups[0].committed);
+  const std::string dir = JoinPath(share_, "PROD-ubuntu14", backups[0].name);
+  EXPECT_EQ(st.backup_folder(), dir);
+  ASSERT_OK_AND_ASSIGN(auto tree, testing::TreeDigest(dir));
+  std::vector<std::string> names;
+  for (const auto& [name, digest] : tree) names.push_back(name);
+  EXPECT_THAT(
+      names, ElementsAre("DISK-xvda/", "DISK-xvda/vbd.cfg", "DISK-xvda/vdi.cfg",
+                         "DISK-xvdb/", "DISK-xvdb/vbd.cfg", "DISK-xvdb/vdi.cfg",
+                         "PROD-ubuntu14.xva", "VIFs/", "VIFs/vif-0.cfg",
+                         "manifest.json", "success", "vm-metadata.xml"));
+
+  // The data: the disks, reassembled independently, are the pool's bytes.
+  ASSERT_OK_AND_ASSIGN(
+      auto disks, testing::XvaDiskSha256s(JoinPath(dir, "PROD-ubuntu14.xva")));
+  std::vector<std::string> got, want;
+  for (const auto& [ref, sha] : disks) got.push_back(sha);
+  for (const auto& [dev, sha] : ExpectedDisks("PROD-ubuntu14"))
+    want.push_back(sha);
+  EXPECT_THAT(got, UnorderedElementsAreArray(want));
+
+  // The manifest: every data file with its size and SHA-256.
+  ASSERT_OK_AND_ASSIGN(std::string text,
+                       fs_.ReadFile(JoinPath(dir, "manifest.json"), 1 << 20));
+  ASSERT_OK_AND_ASSIGN(v1::BackupManifest m, ParseManifest(text));
+  EXPECT_EQ(m.vm_uuid(), spec.vm_uuid());
+  EXPECT_EQ(m.vm_name(), "PROD-ubuntu14");
+  EXPECT_EQ(m.source_host(), "xcp-host1");
+  EXPECT_EQ(m.kind(), "vm-export");
+  EXPECT_EQ(m.compression(), "none");
+  EXPECT_EQ(m.run_id(), "run1");
+  EXPECT_EQ(m.disks_size(), 2);
+  ASSERT_EQ(m.files_size(), 1);
+  EXPECT_EQ(m.files(0).name(), "PROD-ubuntu14.xva");
+  EXPECT_EQ(m.files(0).sha256(), tree["PROD-ubuntu14.xva"]);
+  ASSERT_OK_AND_ASSIGN(FileInfo info,
+                       fs_.Stat(JoinPath(dir, "PROD-ubuntu14.xva")));
+  EXPECT_EQ(m.files(0).size(), info.size);
+  EXPECT_EQ(st.backup_bytes(), info.size);
+
+  // The seed's metadata files, field for field.
+  ASSERT_OK_AND_ASSIGN(std::string vbd,
+                       fs_.ReadFile(JoinPath(dir, "DISK-xvda/vbd.cfg"), 4096));
+  std::vector<std::string> keys;
+  for (absl::string_view line : absl::StrSplit(vbd, '\n', absl::SkipEmpty())) {
+    keys.push_back(std::string(line.substr(0, line.find('='))));
+  }
+  EXPECT_THAT(keys, ElementsAre("userdevice", "bootable", "mode", "type",
+                                "unpluggable", "empty", "orig_uuid"));
+  EXPECT_THAT(vbd,
+              HasSubstr("userdevice=0\nbootable=True\nmode=RW\ntype=Disk\n"));
+  ASSERT_OK_AND_ASSIGN(std::string vdi,
+                       fs_.ReadFile(JoinPath(dir, "DISK-xvdb/vdi.cfg"), 4096));
+  EXPECT_THAT(vdi, HasSubstr("virtual_size=16777216\n"));
+  EXPECT_THAT(vdi, HasSubstr("\nsharable=False\nread_only=False\norig_uuid="));
+  ASSERT_OK_AND_ASSIGN(std::string vif,
+                       fs_.ReadFile(JoinPath(dir, "VIFs/vif-0.cfg"), 4096));
+  EXPECT_THAT(vif, HasSubstr("device=0\nnetwork_name_label=Pool-wide network "
+                             "associated with eth0\nMTU=1500\nMAC="));
+  EXPECT_THAT(vif, HasSubstr("\nother_config={}\norig_uuid="));
+  ASSERT_OK_AND_ASSIGN(std::string xml,
+                       fs_.ReadFile(JoinPath(dir, "vm-metadata.xml"), 1 << 20));
+  EXPECT_TRUE(
+      absl::StartsWith(xml, "<?xml version=\"1.0\"?>\n<value>\n  <struct>\n"))
+      << xml.substr(0, 200);
+  EXPECT_THAT(xml, HasSubstr("PROD-ubuntu14"));
+}
+
+TEST_F(VmBackupJobTest, CompressedExportsAreVerifiedAndNamedByCompression) {
+  for (auto [compression, ext] :
+       {std::pair{v1::COMPRESSION_GZIP, ".xva.gz"},
+        std::pair{v1::COMPRESSION_ZSTD, ".xva.zst"}}) {
+    v1::JobSpec spec = Spec("DEV-RH6");
+    spec.set_compression(compression);
+    spec.set_job_id(absl::StrCat("run1/", ext));
+    const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host3"), spec, {});
+    ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+    const std::string file =
+        JoinPath(st.backup_folder(), std::string("DEV-RH6") + ext);
+    ASSERT_OK_AND_ASSIGN(auto disks, testing::XvaDiskSha256s(file));
+    ASSERT_EQ(disks.size(), 1u);
+    EXPECT_EQ(disks.begin()->second, ExpectedDisks("DEV-RH6")["0"]);
+  }
+  ExpectNothingLeftInThePool();
+}
+
+TEST_F(VmBackupJobTest, VdiExportRawAndVhdEqualThePoolsBytes) {
+  // PROD-win2012 is an HVM guest: its boot disk is hda, which the seed's
+  // xvda rule missed.
+  v1::JobSpec spec = Spec("PROD-win2012", v1::EXPORT_KIND_VDI);
+  v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host2"), spec, {});
+  ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+  const std::string expected = ExpectedDisks("PROD-win2012")["0"];
+  ASSERT_OK_AND_ASSIGN(
+      std::string raw_sha,
+      testing::FileSha256(JoinPath(st.backup_folder(), "PROD-win2012.raw")));
+  EXPECT_EQ(raw_sha, expected);
+  // Metadata for every disk, as the seed wrote it even for vdi-export.
+  EXPECT_OK(
+      fs_.Stat(JoinPath(st.backup_folder(), "DISK-hdb", "vdi.cfg")).status());
+
+  spec.set_vdi_format(v1::VDI_FORMAT_VHD);
+  spec.set_job_id("run1/vhd");
+  st = RunVmBackupJob(ContextFor("xcp-host2"), spec, {});
+  ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+  const std::string vhd = JoinPath(st.backup_folder(), "PROD-win2012.vhd");
+  // 63: qemu's vpc driver has no check, which is not an error of the image.
+  testing::CommandResult check =
+      testing::RunCommand({"qemu-img", "check", "-f", "vpc", vhd});
+  EXPECT_TRUE(check.exit_code == 0 ||
+              (check.exit_code == 63 &&
+               absl::StrContains(check.output, "does not support checks")))
+      << check.output;
+  const std::string raw = JoinPath(testing::MakeTempDir("conv"), "disk.raw");
+  // qemu sizes a VHD by its CHS geometry unless told to trust current_size.
+  testing::CommandResult conv = testing::RunCommand(
+      {"qemu-img", "convert", "--image-opts",
+       "driver=vpc,force_size_calc=current_size,file.filename=" + vhd, "-O",
+       "raw", raw});
+  ASSERT_EQ(conv.exit_code, 0) << conv.output;
+  ASSERT_OK_AND_ASSIGN(std::string converted, testing::FileSha256(raw));
+  EXPECT_EQ(converted, expected);
+
+  // Every disk, one file each.
+  spec.set_vdi_format(v1::VDI_FORMAT_RAW);
+  spec.set_vdi_export_all_disks(true);
+  spec.set_job_id("run1/all");
+  st = RunVmBackupJob(ContextFor("xcp-host2"), spec, {});
+  ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+  ASSERT_OK_AND_ASSIGN(std::string hdb,
+                       testing::FileSha256(JoinPath(st.backup_folder(),
+                                                    "PROD-win2012-hdb.raw")));
+  EXPECT_EQ(hdb, ExpectedDisks("PROD-win2012")["1"]);
+  ExpectNothingLeftInThePool();
+}
+
+TEST_F(VmBackupJobTest, RetentionKeepsMaxBackupsAndUnfinishedFoldersGo) {
+  v1::JobSpec spec = Spec("DEV-RH6");
+  spec.set_max_backups(2);
+  // What a crashed run left: a folder without a marker.
+  const std::string vm_dir = JoinPath(share_, "DEV-RH6");
+  ASSERT_OK(fs_.CreateDir(vm_dir));
+  ASSERT_OK(fs_.CreateDir(JoinPath(vm_dir, "backup-2020-01-01-(00:00:00)")));
+  for (int i = 0; i < 3; ++i) {
+    spec.set_job_id(absl::StrCat("run1/", i));
+    const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host3"), spec, {});
+    ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+  }
+  const std::vector<BackupEntry> backups = Backups(spec);
+  ASSERT_EQ(backups.size(), 2u);
+  EXPECT_TRUE(backups[0].committed);
+  EXPECT_TRUE(backups[1].committed);
+  EXPECT_NE(backups[0].name, "backup-2020-01-01-(00:00:00)");
+}
+
+TEST_F(VmBackupJobTest, PreCleanMakesRoomBeforeExporting) {
+  v1::JobSpec spec = Spec("DEV-RH6");
+  spec.set_max_backups(2);
+  for (int i = 0; i < 2; ++i) {
+    spec.set_job_id(absl::StrCat("run1/", i));
+    ASSERT_EQ(RunVmBackupJob(ContextFor("xcp-host3"), spec, {}).phase(),
+              v1::JOB_PHASE_SUCCEEDED);
+  }
+  const std::vector<BackupEntry> before = Backups(spec);
+  ASSERT_EQ(before.size(), 2u);
+  spec.set_pre_clean(true);
+  std::vector<std::string> seen_at_snapshot;
+  JobHooks hooks;
+  hooks.progress = [&](const v1::JobStatus& s) {
+    if (s.phase() == v1::JOB_PHASE_SNAPSHOT && seen_at_snapshot.empty()) {
+      for (const BackupEntry& b : Backups(spec))
+        seen_at_snapshot.push_back(b.name);
+    }
+  };
+  spec.set_job_id("run1/pre");
+  ASSERT_EQ(RunVmBackupJob(ContextFor("xcp-host3"), spec, hooks).phase(),
+            v1::JOB_PHASE_SUCCEEDED);
+  // Before the snapshot, the oldest had gone; the new folder was there.
+  ASSERT_EQ(seen_at_snapshot.size(), 2u);
+  EXPECT_EQ(seen_at_snapshot[0], before[1].name);
+}
+
+TEST_F(VmBackupJobTest, TwoVmsWithOneNameGetTheirOwnFolders) {
+  // The vm_folder comes from ChooseVmFolder; the job writes where it is told.
+  v1::JobSpec a = Spec("DEV mySql");
+  a.set_vm_folder("DEV mySql--" + a.vm_uuid());
+  const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host1"), a, {});
+  ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+  EXPECT_TRUE(absl::StrContains(st.backup_folder(), "DEV mySql--"));
+  ASSERT_OK(fs_.Stat(JoinPath(st.backup_folder(), "DEV mySql.xva")).status());
+}
+
+// ------------------------------------------------------------ failure paths
+
+class VmBackupJobFaultTest : public VmBackupJobTest {
+ protected:
+  // A committed earlier backup of the VM, and the share's digest after it.
+  std::map<std::string, std::string> EarlierBackup(const v1::JobSpec& spec,
+                                                   const std::string& host) {
+    v1::JobSpec first = spec;
+    first.set_job_id(spec.job_id() + "-earlier");
+    first.set_stall_timeout_ms(30000);
+    first.set_vm_timeout_ms(0);
+    const v1::JobStatus st = RunVmBackupJob(ContextFor(host), first, {});
+    EXPECT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+    absl::StatusOr<std::map<std::string, std::string>> d =
+        testing::TreeDigest(share_);
+    EXPECT_TRUE(d.ok());
+    return d.value_or(std::map<std::string, std::string>{});
+  }
+
+  v1::JobStatus RunWithFault(const v1::JobSpec& spec, const std::string& host,
+                             const std::string& fault_json) {
+    EXPECT_OK(sim_->AddFault(fault_json));
+    return RunVmBackupJob(ContextFor(host), spec, {});
+  }
+};
+
+TEST_F(VmBackupJobFaultTest, StreamCutWithVdiIoError) {
+  const v1::JobSpec spec = Spec("DEV-RH6");
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  const v1::JobStatus st = RunWithFault(
+      spec, "xcp-host3",
+      R"({"kind":"CUT","call":"/export","vm":"DEV-RH6","after_bytes":"3000000","times":1})");
+  ExpectCleanFailure(st, spec, before, "VM-EXPORT-FAIL");
+  EXPECT_EQ(st.error_step(), "export");
+  EXPECT_EQ(st.xenapi_error().code(), "VDI_IO_ERROR");
+  EXPECT_THAT(st.error_message(), HasSubstr("stream"));
+}
+
+TEST_F(VmBackupJobFaultTest, EmbeddedHttp500) {
+  const v1::JobSpec spec = Spec("DEV-RH6");
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  const v1::JobStatus st = RunWithFault(
+      spec, "xcp-host3",
+      R"({"kind":"EMBEDDED_500","call":"/export","vm":"DEV-RH6","after_bytes":"2097152","times":1})");
+  ExpectCleanFailure(st, spec, before, "VM-EXPORT-FAIL");
+  EXPECT_EQ(st.xenapi_error().code(), "SR_BACKEND_FAILURE_46");
+}
+
+TEST_F(VmBackupJobFaultTest, CorruptedChunk) {
+  const v1::JobSpec spec = Spec("DEV-RH6");
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  const v1::JobStatus st = RunWithFault(
+      spec, "xcp-host3",
+      R"({"kind":"CORRUPT","call":"/export","vm":"DEV-RH6","after_bytes":"1600000","times":1})");
+  ExpectCleanFailure(st, spec, before, "VM-EXPORT-FAIL");
+  EXPECT_THAT(st.error_message(), HasSubstr("checksum"));
+}
+
+TEST_F(VmBackupJobFaultTest, TaskFailsAfterACompleteBody) {
+  const v1::JobSpec spec = Spec("DEV-RH6");
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  const v1::JobStatus st = RunWithFault(
+      spec, "xcp-host3",
+      R"({"kind":"TASK_FAIL","call":"/export","vm":"DEV-RH6","times":1})");
+  ExpectCleanFailure(st, spec, before, "VM-EXPORT-FAIL");
+  EXPECT_EQ(st.xenapi_error().code(), "VDI_IO_ERROR");
+  EXPECT_THAT(st.error_message(), HasSubstr("complete, verified body"));
+}
+
+TEST_F(VmBackupJobFaultTest, StallBeyondStallTimeout) {
+  v1::JobSpec spec = Spec("DEV-RH6");
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  spec.set_stall_timeout_ms(1000);
+  const absl::Time start = absl::Now();
+  const v1::JobStatus st = RunWithFault(
+      spec, "xcp-host3",
+      R"({"kind":"STALL","call":"/export","vm":"DEV-RH6","after_bytes":"1048576","delay_ms":0,"times":1})");
+  ExpectCleanFailure(st, spec, before, "VM-EXPORT-FAIL");
+  EXPECT_THAT(st.error_message(), HasSubstr("stalled: no data for 1s"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(60));
+}
+
+TEST_F(VmBackupJobFaultTest, VmTimeout) {
+  v1::JobSpec spec = Spec("DEV-RH6");
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  spec.set_vm_timeout_ms(1500);
+  const v1::JobStatus st = RunWithFault(
+      spec, "xcp-host3",
+      R"({"kind":"STALL","call":"/export","vm":"DEV-RH6","after_bytes":"1048576","delay_ms":0,"times":1})");
+  ExpectCleanFailure(st, spec, before, "VM-EXPORT-FAIL");
+}
+
+TEST_F(VmBackupJobFaultTest, SnapshotErrorsTakeNothing) {
+  const v1::JobSpec spec = Spec("DEV-RH6");
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  for (const char* code :
+       {"SR_BACKEND_FAILURE_44", "SR_FULL", "OTHER_OPERATION_IN_PROGRESS"}) {
+    const v1::JobStatus st = RunWithFault(
+        spec, "xcp-host3",
+        absl::StrCat(
+            R"({"kind":"CALL_ERROR","call":"VM.snapshot","vm":"DEV-RH6","times":1,"error":[")",
+            code, R"("]})"));
+    ExpectCleanFailure(st, spec, before, "SNAPSHOT-FAIL");
+    EXPECT_EQ(st.error_step(), "snapshot");
+    EXPECT_EQ(st.xenapi_error().code(), code);
+  }
+}
+
+TEST_F(VmBackupJobFaultTest, VdiSnapshotErrors) {
+  const v1::JobSpec spec = Spec("DEV-RH6", v1::EXPORT_KIND_VDI);
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  const v1::JobStatus st = RunWithFault(
+      spec, "xcp-host3",
+      R"({"kind":"CALL_ERROR","call":"VDI.snapshot","vm":"DEV-RH6","times":1,"error":["SR_BACKEND_FAILURE_44"]})");
+  ExpectCleanFailure(st, spec, before, "VDI-SNAPSHOT-FAIL");
+}
+
+TEST_F(VmBackupJobFaultTest, VdiExportCutIsCaughtBySize) {
+  const v1::JobSpec spec = Spec("DEV-RH6", v1::EXPORT_KIND_VDI);
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  const v1::JobStatus st = RunWithFault(
+      spec, "xcp-host3",
+      R"({"kind":"CUT","call":"/export_raw_vdi","vm":"DEV-RH6","after_bytes":"5000000","times":1})");
+  ExpectCleanFailure(st, spec, before, "VDI-EXPORT-FAIL");
+}
+
+TEST_F(VmBackupJobFaultTest, VdiInUseOnDestroyIsRetried) {
+  const v1::JobSpec spec = Spec("DEV-RH6");
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind":"CALL_ERROR","call":"VDI.destroy","vm":"DEV-RH6","times":3,"error":["VDI_IN_USE"]})"));
+  const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host3"), spec, {});
+  ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+  EXPECT_THAT(st.warnings(), IsEmpty());
+  EXPECT_FALSE(st.snapshot_left());
+  ExpectNothingLeftInThePool();
+}
+
+TEST_F(VmBackupJobFaultTest,
+       ASnapshotThatWillNotGoIsAWarningAndTheJanitorsJob) {
+  const v1::JobSpec spec = Spec("DEV-RH6");
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind":"CALL_ERROR","call":"VDI.destroy","vm":"DEV-RH6","error":["VDI_IN_USE"]})"));
+  JobContext context = ContextFor("xcp-host3");
+  context.destroy_retry = absl::Milliseconds(300);
+  const v1::JobStatus st = RunVmBackupJob(context, spec, {});
+  // The backup itself is good.
+  ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+  EXPECT_TRUE(st.snapshot_left());
+  ASSERT_EQ(st.warnings_size(), 1);
+  EXPECT_THAT(st.warnings(0), HasSubstr("VDI_IN_USE"));
+  ASSERT_OK(sim_->ClearFaults());
+  // The next run's janitor removes it; another share's is not its business.
+  JanitorOptions other;
+  other.share_id = "another-share";
+  ASSERT_OK_AND_ASSIGN(JanitorReport none,
+                       CleanUpLeftoverSnapshots(*client_, other));
+  EXPECT_THAT(none.removed, IsEmpty());
+  JanitorOptions options;
+  options.share_id = "share1";
+  options.active_runs = {"run2"};
+  ASSERT_OK_AND_ASSIGN(JanitorReport report,
+                       CleanUpLeftoverSnapshots(*client_, options));
+  EXPECT_THAT(report.problems, IsEmpty());
+  EXPECT_FALSE(report.removed.empty());
+  ExpectNothingLeftInThePool();
+}
+
+TEST_F(VmBackupJobFaultTest, NotAMountPointWithRequireMount) {
+  v1::JobSpec spec = Spec("DEV-RH6");
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  spec.set_require_mount(true);
+  ASSERT_OK_AND_ASSIGN(sim::SimState state, sim_->State());
+  const uint64_t calls_before = state.api_calls();
+  const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host3"), spec, {});
+  ExpectCleanFailure(st, spec, before, "PREFLIGHT-FAIL");
+  EXPECT_THAT(st.error_message(), HasSubstr("not a mount point"));
+  // No snapshot was even attempted.
+  ASSERT_OK_AND_ASSIGN(sim::RequestLog log, sim_->Requests());
+  ASSERT_OK_AND_ASSIGN(state, sim_->State());
+  EXPECT_LT(state.api_calls() - calls_before, 20u);
+  EXPECT_EQ(st.snapshot_uuid(), "");
+}
+
+TEST_F(VmBackupJobFaultTest, NotEnoughFreeSpace) {
+  v1::JobSpec spec = Spec("DEV-RH6");
+  spec.set_min_free_space(uint64_t{1} << 60);
+  const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host3"), spec, {});
+  EXPECT_EQ(st.phase(), v1::JOB_PHASE_FAILED);
+  EXPECT_EQ(st.status_token(), "PREFLIGHT-FAIL");
+  EXPECT_THAT(st.error_message(), HasSubstr("min_free_space"));
+  ExpectNothingLeftInThePool();
+}
+
+TEST_F(VmBackupJobFaultTest, CancelledMidStream) {
+  const v1::JobSpec spec = Spec("DEV-RH6");
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind":"STALL","call":"/export","vm":"DEV-RH6","after_bytes":"1048576","delay_ms":0,"times":1})"));
+  absl::Notification cancel;
+  JobHooks hooks;
+  hooks.cancel = &cancel;
+  hooks.progress = [&](const v1::JobStatus& s) {
+    if (s.phase() == v1::JOB_PHASE_EXPORT && !cancel.HasBeenNotified())
+      cancel.Notify();
+  };
+  const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host3"), spec, hooks);
+  EXPECT_EQ(st.phase(), v1::JOB_PHASE_CANCELLED) << st.DebugString();
+  EXPECT_EQ(st.status_token(), "CANCELLED");
+  ExpectNothingLeftInThePool();
+  ASSERT_OK_AND_ASSIGN(auto after, testing::TreeDigest(share_));
+  EXPECT_EQ(after, before);
+}
+
+TEST_F(VmBackupJobFaultTest, AVmThatIsGone) {
+  v1::JobSpec spec = Spec("DEV-RH6");
+  spec.set_vm_uuid("00000000-0000-0000-0000-000000000000");
+  const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host3"), spec, {});
+  EXPECT_EQ(st.phase(), v1::JOB_PHASE_FAILED);
+  EXPECT_EQ(st.status_token(), "ERROR vm-uuid not found");
+  EXPECT_EQ(st.xenapi_error().code(), "UUID_INVALID");
+}
+
+}  // namespace
+}  // namespace vmb::agent
