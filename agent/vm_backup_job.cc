@@ -921,10 +921,6 @@ v1::JobStatus Job::Run() {
 
 }  // namespace
 
-std::string SnapshotName(absl::string_view share_id, absl::string_view run_id) {
-  return absl::StrCat("vmbackup-", share_id, "-", run_id);
-}
-
 v1::JobStatus RunVmBackupJob(const JobContext& context, const v1::JobSpec& spec,
                              const JobHooks& hooks) {
   Job job(context, spec, hooks);

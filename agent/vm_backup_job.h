@@ -25,22 +25,12 @@
 #include "common/clock.h"
 #include "common/curl_util.h"
 #include "common/filesystem.h"
+#include "common/snapshot_janitor.h"
 #include "common/xapi_http_stream.h"
 #include "common/xenapi_client.h"
 #include "proto/common.pb.h"
 
 namespace vmb::agent {
-
-// Snapshot tags (other_config keys) that make a snapshot provably ours.
-inline constexpr absl::string_view kTagRun = "vmbackup:run";
-inline constexpr absl::string_view kTagJob = "vmbackup:job";
-inline constexpr absl::string_view kTagVm = "vmbackup:vm";
-inline constexpr absl::string_view kTagShare = "vmbackup:share";
-
-// The name_label of a snapshot vmbackup takes: "vmbackup-<share>-<run>", so
-// that one left untagged by a crash between VM.snapshot and the tagging
-// call is still recognised as ours.
-std::string SnapshotName(absl::string_view share_id, absl::string_view run_id);
 
 // What jobs share in a process. Pointers are not owned and must outlive every
 // job that uses the context.

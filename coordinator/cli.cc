@@ -2,6 +2,7 @@
 #include "coordinator/cli.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <iterator>
@@ -18,6 +19,8 @@
 #include "common/curl_xml_rpc_transport.h"
 #include "common/password_file.h"
 #include "common/xml_rpc_xen_api_client.h"
+#include "common/filesystem.h"
+#include "coordinator/backup_run.h"
 #include "coordinator/pool_inventory.h"
 #include "coordinator/preview.h"
 
@@ -294,8 +297,16 @@ absl::StatusOr<BackupPolicy> LoadPolicy(const std::string& target,
   return PolicyForSelector(target, o);
 }
 
+// The short host name of this machine, as the seed's status.log has it.
+std::string ShortHostName() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "localhost";
+  std::string s = name;
+  return s.substr(0, s.find('.'));
+}
+
 int Backup(const Flags& flags, const std::vector<std::string>& p,
-           const CliStreams& io) {
+           const CliStreams& io, const CliEnvironment& env) {
   absl::StatusOr<OptionalArgs> optional =
       ParseOptional(std::vector<std::string>(p.begin() + 2, p.end()));
   if (!optional.ok()) return Fail(io, std::string(optional.status().message()));
@@ -303,15 +314,34 @@ int Backup(const Flags& flags, const std::vector<std::string>& p,
   absl::StatusOr<BackupPolicy> policy =
       LoadPolicy(p[1], optional->overrides, &from_file);
   if (!policy.ok()) return Fail(io, std::string(policy.status().message()));
-  if (!optional->preview) {
-    return Fail(io, absl::StrCat("this version of vmbackup can only preview a "
-                                 "backup; add 'preview' (",
-                                 "vmbackup <password> ", p[1], " preview)"));
-  }
   absl::StatusOr<PasswordSource> password = Password(p[0], flags, io);
   if (!password.ok()) return Fail(io, std::string(password.status().message()));
   std::unique_ptr<XmlRpcXenApiClient> client =
       MakeClient(flags, password->password);
+  if (!optional->preview) {
+    if (!env.make_executor) {
+      return Fail(io, "this build of vmbackup cannot run backups");
+    }
+    BackupRunOptions o;
+    o.xapi = client.get();
+    o.fs = PosixFilesystem::Get();
+    o.clock = SystemClock::Get();
+    o.out = io.out;
+    o.cancel = env.cancel;
+    o.make_executor = env.make_executor;
+    o.from_config_file = from_file;
+    o.server_name = ShortHostName();
+    o.tls = flags.tls;
+    const BackupRunResult result = RunBackup(*policy, o);
+    if (!result.fatal.empty() &&
+        absl::StrContains(result.fatal, "login_with_password")) {
+      *io.err << "vmbackup: error: " << result.fatal << " (password from "
+              << password->origin << ")\n";
+    } else if (!result.fatal.empty()) {
+      *io.err << "vmbackup: error: " << result.fatal << "\n";
+    }
+    return result.exit_code;
+  }
   v1::PreviewReport report = BuildPreview(*policy, *client, {from_file});
   if (!report.valid() &&
       absl::StrContains(report.error(), "login_with_password")) {
@@ -379,7 +409,8 @@ Preview: 0 valid, 1 valid with warnings, 2 invalid.
 )";
 }
 
-int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
+int RunCli(const std::vector<std::string>& args, const CliStreams& io,
+           const CliEnvironment& env) {
   Flags flags;
   size_t first = 0;
   bool literal = false;
@@ -425,7 +456,7 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
   if (absl::StartsWith(absl::AsciiStrToLower(p[1]), "create-password-file")) {
     return CreatePasswordFile(flags, p, io);
   }
-  return Backup(flags, p, io);
+  return Backup(flags, p, io, env);
 }
 
 }  // namespace vmb::coordinator

@@ -5,7 +5,7 @@
 //
 //   vmbackup [FLAGS] <password|password-file|-> <config-file|vm-selector>
 //            [preview] [compress=True|False] [ignore_extra_keys=True|False]
-//            [pre_clean=True|False]
+//            [pre_clean=True|False]      (a backup run, or its preview)
 //   vmbackup [FLAGS] <password|-> create-password-file=FILE
 //   vmbackup [FLAGS] inventory <password|password-file|->
 //   vmbackup help | config | example
@@ -18,6 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
+#include "common/executor.h"
+
 namespace vmb::coordinator {
 
 struct CliStreams {
@@ -26,9 +29,21 @@ struct CliStreams {
   std::ostream* err;
 };
 
+// What the command line gets from its main.
+struct CliEnvironment {
+  // Makes the executor of a backup run (the main passes the agent library's
+  // InProcessExecutor). Without one, only preview and the other commands
+  // work.
+  ExecutorFactory make_executor;
+  // Notified on SIGINT/SIGTERM: a run cancels its jobs and cleans up. Not
+  // owned; may be null.
+  const absl::Notification* cancel = nullptr;
+};
+
 // Runs the command line `args` (without the program name) and returns the
 // process exit code.
-int RunCli(const std::vector<std::string>& args, const CliStreams& io);
+int RunCli(const std::vector<std::string>& args, const CliStreams& io,
+           const CliEnvironment& env = {});
 
 // The usage text (`vmbackup help`).
 std::string CliUsage();

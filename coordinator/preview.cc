@@ -78,7 +78,8 @@ std::map<std::string, std::string> PolicySettings(const BackupPolicy& p) {
 }
 
 v1::PreviewReport BuildPreview(const BackupPolicy& policy, XenApiClient& client,
-                               const PreviewOptions& options) {
+                               const PreviewOptions& options,
+                               PoolInventory* inventory_out) {
   v1::PreviewReport r;
   r.set_source(policy.source);
   for (const auto& [k, v] : PolicySettings(policy))
@@ -136,6 +137,7 @@ v1::PreviewReport BuildPreview(const BackupPolicy& policy, XenApiClient& client,
                             : absl::StrCat(policy.source, ":", w.line)),
          w.message);
   }
+  if (inventory_out != nullptr) *inventory_out = *inventory;
   std::set<std::string> hosts;
   uint64_t total = 0;
   for (v1::PlannedVm& vm : PlanBackup(policy, *selection, *inventory)) {
@@ -149,13 +151,15 @@ v1::PreviewReport BuildPreview(const BackupPolicy& policy, XenApiClient& client,
   return finish();
 }
 
-std::string FormatPreview(const v1::PreviewReport& r) {
+std::string FormatPreview(const v1::PreviewReport& r, bool for_run) {
   const auto& s = r.settings();
   auto get = [&](const char* k) {
     auto it = s.find(k);
     return it == s.end() ? std::string() : it->second;
   };
-  std::string out = absl::StrCat("vmbackup preview of ", r.source(), "\n");
+  std::string out =
+      for_run ? absl::StrCat("VmBackup config loaded from: ", r.source(), "\n")
+              : absl::StrCat("vmbackup preview of ", r.source(), "\n");
   out += "running with these settings:\n";
   for (const char* k : {"backup_dir", "status_log", "compress", "max_backups",
                         "vdi_export_format", "pool_db_backup"}) {
@@ -227,7 +231,9 @@ std::string FormatPreview(const v1::PreviewReport& r) {
                     "\nERROR preview found errors\n");
   } else {
     absl::StrAppend(
-        &out, "SUCCESS preview of parameters",
+        &out,
+        for_run ? "SUCCESS check of parameters"
+                : "SUCCESS preview of parameters",
         r.warnings_size() > 0 ? " - WARNINGS found (see above)" : "", "\n");
   }
   return out;

@@ -10,6 +10,7 @@
 
 #include "common/backup_policy.h"
 #include "common/xenapi_client.h"
+#include "coordinator/pool_inventory.h"
 #include "proto/coordinator.pb.h"
 
 namespace vmb::coordinator {
@@ -22,12 +23,17 @@ struct PreviewOptions {
 
 // Checks the policy's paths (read-only), logs in through `client`, reads the
 // pool once, selects and plans. Never fails: problems land in report.error
-// (invalid) or in warnings.
+// (invalid) or in warnings. The pool as read is stored in `inventory` when
+// not null (a run works from the same read).
 v1::PreviewReport BuildPreview(const BackupPolicy& policy, XenApiClient& client,
-                               const PreviewOptions& options);
+                               const PreviewOptions& options,
+                               PoolInventory* inventory = nullptr);
 
-// The seed's settings block, the plan, the warnings and the verdict.
-std::string FormatPreview(const v1::PreviewReport& report);
+// The seed's settings block, the plan, the warnings and the verdict: for a
+// preview "SUCCESS preview of parameters", for a run (`for_run`) the seed's
+// "SUCCESS check of parameters".
+std::string FormatPreview(const v1::PreviewReport& report,
+                          bool for_run = false);
 
 // 0 valid, 1 valid with warnings, 2 invalid.
 int PreviewExitCode(const v1::PreviewReport& report);

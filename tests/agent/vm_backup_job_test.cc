@@ -12,7 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-#include "agent/snapshot_janitor.h"
+#include "common/snapshot_janitor.h"
 #include "common/backup_layout.h"
 #include "common/backup_manifest.h"
 #include "common/xml_rpc_xen_api_client.h"

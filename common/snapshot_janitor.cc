@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/snapshot_janitor.h"
+#include "common/snapshot_janitor.h"
 
 #include <algorithm>
 #include <functional>
@@ -8,13 +8,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
-#include "agent/vm_backup_job.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
 #include "common/xenapi_error.h"
 
-namespace vmb::agent {
+namespace vmb {
 namespace {
 
 std::string Get(const StringMap& m, absl::string_view key) {
@@ -55,6 +54,10 @@ absl::Status DestroyWithRetry(const std::function<absl::Status()>& destroy,
 }
 
 }  // namespace
+
+std::string SnapshotName(absl::string_view share_id, absl::string_view run_id) {
+  return absl::StrCat("vmbackup-", share_id, "-", run_id);
+}
 
 absl::StatusOr<JanitorReport> CleanUpLeftoverSnapshots(
     XenApiClient& xapi, const JanitorOptions& options) {
@@ -121,4 +124,4 @@ absl::StatusOr<JanitorReport> CleanUpLeftoverSnapshots(
   return report;
 }
 
-}  // namespace vmb::agent
+}  // namespace vmb

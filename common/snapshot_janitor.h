@@ -19,7 +19,18 @@
 
 #include "common/xenapi_client.h"
 
-namespace vmb::agent {
+namespace vmb {
+
+// Snapshot tags (other_config keys) that make a snapshot provably ours.
+inline constexpr absl::string_view kTagRun = "vmbackup:run";
+inline constexpr absl::string_view kTagJob = "vmbackup:job";
+inline constexpr absl::string_view kTagVm = "vmbackup:vm";
+inline constexpr absl::string_view kTagShare = "vmbackup:share";
+
+// The name_label of a snapshot vmbackup takes: "vmbackup-<share>-<run>", so
+// that one left untagged by a crash between VM.snapshot and the tagging
+// call is still recognised as ours.
+std::string SnapshotName(absl::string_view share_id, absl::string_view run_id);
 
 struct JanitorReport {
   // "<snapshot name> of VM <uuid> (run <run>)" for each snapshot destroyed.
@@ -40,4 +51,4 @@ struct JanitorOptions {
 absl::StatusOr<JanitorReport> CleanUpLeftoverSnapshots(
     XenApiClient& xapi, const JanitorOptions& options);
 
-}  // namespace vmb::agent
+}  // namespace vmb
