@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+
 #include "common/xml_rpc_xen_api_client.h"
 
 namespace vmb::agent {
@@ -40,9 +41,9 @@ v1::JobStatus InProcessExecutor::RunJob(
     failed.set_phase(v1::JOB_PHASE_FAILED);
     failed.set_error_step("dispatch");
     failed.set_status_token("NO-HOST");
-    failed.set_error_message(
-        absl::StrCat("no pool host with uuid \"", spec.host_uuid(),
-                     "\" and an address to export from"));
+    failed.set_error_message(absl::StrCat("no pool host with uuid \"",
+                                          spec.host_uuid(),
+                                          "\" and an address to export from"));
     if (progress) progress(failed);
     return failed;
   }

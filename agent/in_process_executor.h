@@ -21,9 +21,10 @@ class InProcessExecutor final : public Executor {
   // client, filesystem, clock, host and URLs come from `setup`.
   explicit InProcessExecutor(ExecutorSetup setup, JobContext defaults = {});
 
-  v1::JobStatus RunJob(const v1::JobSpec& spec,
-                       const std::function<void(const v1::JobStatus&)>& progress,
-                       const absl::Notification* cancel) override;
+  v1::JobStatus RunJob(
+      const v1::JobSpec& spec,
+      const std::function<void(const v1::JobStatus&)>& progress,
+      const absl::Notification* cancel) override;
 
  private:
   const ExecutorSetup setup_;

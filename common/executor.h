@@ -13,6 +13,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+
 #include "common/clock.h"
 #include "common/curl_util.h"
 #include "common/filesystem.h"

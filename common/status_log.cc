@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+
 #include "common/status_macros.h"
 #include "common/status_util.h"
 
@@ -39,8 +40,8 @@ StatusLog::StatusLog(Filesystem* fs, Clock* clock, absl::TimeZone zone,
 
 absl::Status StatusLog::Append(absl::string_view fields) {
   if (path_.empty()) return absl::OkStatus();
-  const std::string line = FormatStatusLogLine(
-      absl::ToCivilSecond(clock_->Now(), zone_), fields);
+  const std::string line =
+      FormatStatusLogLine(absl::ToCivilSecond(clock_->Now(), zone_), fields);
   absl::MutexLock lock(&mu_);
   VMB_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
                        fs_->NewAppendableFile(path_));
@@ -54,8 +55,8 @@ absl::Status StatusLog::RunBegin() {
 
 absl::Status StatusLog::RunEnd(absl::string_view result, int succeeded,
                                int warnings, int errors) {
-  return Append(absl::StrCat("vmbackup.py,", server_, ",end,", result, ",S:",
-                             succeeded, " W:", warnings, " E:", errors));
+  return Append(absl::StrCat("vmbackup.py,", server_, ",end,", result,
+                             ",S:", succeeded, " W:", warnings, " E:", errors));
 }
 
 absl::Status StatusLog::JobBegin(absl::string_view kind, absl::string_view host,
@@ -76,7 +77,8 @@ std::string StatusLog::Completed(bool warning, absl::string_view vm_name,
                       " size:", bytes >> 30, "G");
 }
 
-std::string StatusLog::Failed(absl::string_view token, absl::string_view vm_name,
+std::string StatusLog::Failed(absl::string_view token,
+                              absl::string_view vm_name,
                               absl::string_view reason) {
   std::string out = absl::StrCat(token, " ", StatusLogName(vm_name));
   if (!reason.empty()) absl::StrAppend(&out, ",", StatusLogName(reason));

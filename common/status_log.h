@@ -6,9 +6,10 @@
 //
 //   2026/11/26 03:00:01,vmbackup.py,xcp-host1,begin
 //   2026/11/26 03:00:02,vm-export,xcp-host2,begin,PROD-web
-//   2026/11/26 03:04:10,vm-export,xcp-host2,end,SUCCESS PROD-web,elapse:4 size:12G
-//   2026/11/26 03:05:00,vm-export,xcp-host3,end,VM-EXPORT-FAIL DEV-db,VDI_IO_ERROR
-//   2026/11/26 03:05:01,vmbackup.py,xcp-host1,end,ERROR,S:1 W:0 E:1
+//   2026/11/26 03:04:10,vm-export,xcp-host2,end,SUCCESS PROD-web,elapse:4
+//   size:12G 2026/11/26 03:05:00,vm-export,xcp-host3,end,VM-EXPORT-FAIL
+//   DEV-db,VDI_IO_ERROR 2026/11/26 03:05:01,vmbackup.py,xcp-host1,end,ERROR,S:1
+//   W:0 E:1
 //
 // Differences from the seed, all additive: a VM's lines name the host that
 // exported it (the seed's was always the one host it ran on); a failure line
@@ -22,13 +23,15 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+
 #include "common/clock.h"
 #include "common/filesystem.h"
 
 namespace vmb {
 
 // "2026/11/26 03:00:01,<fields joined by ','>".
-std::string FormatStatusLogLine(absl::CivilSecond local, absl::string_view fields);
+std::string FormatStatusLogLine(absl::CivilSecond local,
+                                absl::string_view fields);
 
 // Appends lines, each with one write(2) on a file opened O_APPEND, so that
 // lines from concurrent jobs never interleave. Thread-safe. `fs` and `clock`

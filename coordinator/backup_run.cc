@@ -9,11 +9,13 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+
 #include "common/backup_layout.h"
 #include "common/human_format.h"
 #include "common/logging.h"
@@ -83,7 +85,8 @@ bool LooksLikeUuid(absl::string_view s) {
   if (s.size() != 36) return false;
   for (size_t i = 0; i < s.size(); ++i) {
     const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-' : !absl::ascii_isxdigit(static_cast<unsigned char>(s[i]))) {
+    if (dash ? s[i] != '-'
+             : !absl::ascii_isxdigit(static_cast<unsigned char>(s[i]))) {
       return false;
     }
   }
@@ -92,7 +95,8 @@ bool LooksLikeUuid(absl::string_view s) {
 
 // The share's identity, which tags our snapshots: made once, kept in
 // backup_dir.
-absl::StatusOr<std::string> ShareId(Filesystem& fs, const std::string& backup_dir) {
+absl::StatusOr<std::string> ShareId(Filesystem& fs,
+                                    const std::string& backup_dir) {
   const std::string path = JoinPath(backup_dir, kShareIdFileName);
   for (int attempt = 0; attempt < 2; ++attempt) {
     absl::StatusOr<std::string> text = fs.ReadFile(path, 4096);
@@ -133,7 +137,8 @@ class Run {
         o_(o),
         log_(o.out, o.clock, o.time_zone),
         status_log_(o.fs, o.clock, o.time_zone,
-                    o.from_config_file ? policy.status_log : "", o.server_name) {}
+                    o.from_config_file ? policy.status_log : "",
+                    o.server_name) {}
 
   BackupRunResult Execute();
 
@@ -181,7 +186,8 @@ void Run::DumpPoolDb(const PoolInventory& inventory) {
   d.backup_dir = policy_.backup_dir;
   d.master_name = master != nullptr ? master->record.name_label : "master";
   d.master_url = o_.xapi->master_url();
-  for (const InventoryHost& h : inventory.hosts) d.redirect_hosts.push_back(h.record.address);
+  for (const InventoryHost& h : inventory.hosts)
+    d.redirect_hosts.push_back(h.record.address);
   d.tls = o_.tls;
   d.keep = policy_.max_backups;
   d.time_zone = o_.time_zone;
@@ -217,15 +223,17 @@ void Run::Record(Item& item) {
   outcome.set_host_name(item.plan.host_name());
   *outcome.mutable_status() = st;
   outcome.mutable_status()->clear_warnings();
-  for (const std::string& w : warnings) outcome.mutable_status()->add_warnings(w);
+  for (const std::string& w : warnings)
+    outcome.mutable_status()->add_warnings(w);
 
   std::string status_line;
   if (st.phase() == v1::JOB_PHASE_SUCCEEDED) {
     for (const std::string& w : warnings) {
-      log_.Line(absl::StrCat("WARNING ", EscapeForLog(name), ": ", EscapeForLog(w)));
+      log_.Line(
+          absl::StrCat("WARNING ", EscapeForLog(name), ": ", EscapeForLog(w)));
     }
-    log_.Line(absl::StrCat("*** success: ", EscapeForLog(st.backup_folder()), " : ",
-                           FormatBytes(st.backup_bytes())));
+    log_.Line(absl::StrCat("*** success: ", EscapeForLog(st.backup_folder()),
+                           " : ", FormatBytes(st.backup_bytes())));
     log_.Line(absl::StrCat("VmBackup ", kind, " ", EscapeForLog(name), " - ",
                            warnings.empty() ? "***Success***" : "***WARNING***",
                            " t:", minutes));
@@ -236,8 +244,8 @@ void Run::Record(Item& item) {
                                    ? st.error_message()
                                    : st.xenapi_error().code();
     log_.Line(absl::StrCat("ERROR ", st.status_token(), " ", EscapeForLog(name),
-                           " (", item.plan.uuid(), ") at ", st.error_step(), ": ",
-                           EscapeForLog(st.error_message())));
+                           " (", item.plan.uuid(), ") at ", st.error_step(),
+                           ": ", EscapeForLog(st.error_message())));
     log_.Line(absl::StrCat("VmBackup ", kind, " ", EscapeForLog(name),
                            " - ***ERROR*** t:", minutes));
     status_line = StatusLog::Failed(st.status_token(), name, reason);
@@ -255,12 +263,12 @@ void Run::Record(Item& item) {
 }
 
 void Run::RunItem(Item& item, Executor& executor) {
-  log_.Line(absl::StrCat("*** ", KindName(item.plan), " begin ",
-                         EscapeForLog(item.plan.name()), " (", item.plan.uuid(),
-                         ") from ", item.plan.host_name(), " into ",
-                         EscapeForLog(JoinPath(policy_.backup_dir, item.spec.vm_folder()))));
-  absl::Status s =
-      status_log_.JobBegin(KindName(item.plan), item.plan.host_name(), item.plan.name());
+  log_.Line(absl::StrCat(
+      "*** ", KindName(item.plan), " begin ", EscapeForLog(item.plan.name()),
+      " (", item.plan.uuid(), ") from ", item.plan.host_name(), " into ",
+      EscapeForLog(JoinPath(policy_.backup_dir, item.spec.vm_folder()))));
+  absl::Status s = status_log_.JobBegin(
+      KindName(item.plan), item.plan.host_name(), item.plan.name());
   if (!s.ok()) {
     absl::MutexLock lock(&mu_);
     result_.run_warnings.push_back(std::string(s.message()));
@@ -280,7 +288,8 @@ void Run::Dispatch(std::vector<Item>& items, Executor& executor) {
     if (max_total > 0 && running >= max_total) return -1;
     for (size_t i = 0; i < items.size(); ++i) {
       if (items[i].started) continue;
-      if (running_on[items[i].plan.host_uuid()] < per_host) return static_cast<int>(i);
+      if (running_on[items[i].plan.host_uuid()] < per_host)
+        return static_cast<int>(i);
     }
     return -1;
   };
@@ -306,10 +315,9 @@ void Run::Dispatch(std::vector<Item>& items, Executor& executor) {
         item.status.set_phase(v1::JOB_PHASE_FAILED);
         item.status.set_status_token("NO-HOST");
         item.status.set_error_step("plan");
-        item.status.set_error_message(
-            item.plan.host_reason().empty()
-                ? "no live host can export this VM"
-                : item.plan.host_reason());
+        item.status.set_error_message(item.plan.host_reason().empty()
+                                          ? "no live host can export this VM"
+                                          : item.plan.host_reason());
       } else if (Cancelled()) {
         item.status.set_phase(v1::JOB_PHASE_CANCELLED);
         item.status.set_status_token("CANCELLED");
@@ -327,7 +335,8 @@ void Run::Dispatch(std::vector<Item>& items, Executor& executor) {
   std::set<std::string> hosts;
   for (const Item& item : items) hosts.insert(item.plan.host_uuid());
   size_t workers = static_cast<size_t>(per_host) * hosts.size();
-  if (max_total > 0) workers = std::min(workers, static_cast<size_t>(max_total));
+  if (max_total > 0)
+    workers = std::min(workers, static_cast<size_t>(max_total));
   workers = std::max<size_t>(1, std::min(workers, items.size()));
   std::vector<std::thread> threads;
   for (size_t i = 0; i < workers; ++i) threads.emplace_back(worker);
@@ -341,17 +350,17 @@ BackupRunResult& Run::Finish() {
   }
   const bool errors = result_.errors > 0 || !result_.fatal.empty();
   const bool warnings = result_.warnings > 0 || !result_.run_warnings.empty();
-  const std::string counts = absl::StrCat("S:", result_.succeeded, " W:",
-                                          result_.warnings, " E:", result_.errors);
-  const char* word = errors ? "**ERRORS DETECTED**"
+  const std::string counts = absl::StrCat(
+      "S:", result_.succeeded, " W:", result_.warnings, " E:", result_.errors);
+  const char* word = errors     ? "**ERRORS DETECTED**"
                      : warnings ? "**WARNING(s)**"
                                 : "Success";
   if (began_) {
-    absl::Status s = status_log_.RunEnd(errors     ? "ERROR"
-                                        : warnings ? "WARNING"
-                                                   : "SUCCESS",
-                                        result_.succeeded, result_.warnings,
-                                        result_.errors);
+    absl::Status s =
+        status_log_.RunEnd(errors     ? "ERROR"
+                           : warnings ? "WARNING"
+                                      : "SUCCESS",
+                           result_.succeeded, result_.warnings, result_.errors);
     if (!s.ok()) log_.Line(absl::StrCat("WARNING ", EscapeForLog(s.message())));
   }
   log_.Line(absl::StrCat("VmBackup ended - ", word, " - ", counts));
@@ -368,7 +377,8 @@ BackupRunResult Run::Execute() {
     absl::StatusOr<FileInfo> dir = o_.fs->Stat(Dirname(policy_.status_log));
     if (!dir.ok() || !dir->is_dir) {
       return Fatal(absl::StrCat("status_log ", policy_.status_log, ": folder ",
-                                Dirname(policy_.status_log), " does not exist"));
+                                Dirname(policy_.status_log),
+                                " does not exist"));
     }
   }
   absl::Status s = status_log_.RunBegin();
@@ -406,14 +416,24 @@ BackupRunResult Run::Execute() {
   PoolInventory inventory;
   const v1::PreviewReport plan =
       BuildPreview(policy_, *o_.xapi, {o_.from_config_file}, &inventory);
-  log_.Line(std::string(absl::StripTrailingAsciiWhitespace(FormatPreview(plan, true))));
+  log_.Line(std::string(
+      absl::StripTrailingAsciiWhitespace(FormatPreview(plan, true))));
   if (!plan.valid()) return Fatal(plan.error());
+  // A rule that matches nothing may mean a VM that should be backed up is
+  // not (renamed, deleted): the run ends with a warning.
+  for (const v1::PlanWarning& w : plan.warnings()) {
+    if (absl::EndsWith(w.message(), "matches no VM")) {
+      result_.run_warnings.push_back(
+          absl::StrCat(w.where(), w.where().empty() ? "" : ": ", w.message()));
+    }
+  }
 
   // Snapshots of this share's crashed runs (the lock says none is running).
   JanitorOptions janitor;
   janitor.share_id = *share_id;
   janitor.active_runs = {result_.run_id};
-  absl::StatusOr<JanitorReport> cleaned = CleanUpLeftoverSnapshots(*o_.xapi, janitor);
+  absl::StatusOr<JanitorReport> cleaned =
+      CleanUpLeftoverSnapshots(*o_.xapi, janitor);
   if (!cleaned.ok()) {
     result_.run_warnings.push_back(absl::StrCat(
         "cannot look for leftover snapshots: ", cleaned.status().message()));
@@ -448,21 +468,27 @@ BackupRunResult Run::Execute() {
     spec.set_vm_uuid(p.uuid());
     spec.set_vm_name(p.name());
     spec.set_kind(p.kind());
-    spec.set_compression(p.kind() == v1::EXPORT_KIND_VDI ? v1::COMPRESSION_NONE
-                         : policy_.compress == Compression::kGzip ? v1::COMPRESSION_GZIP
-                         : policy_.compress == Compression::kZstd ? v1::COMPRESSION_ZSTD
-                                                                  : v1::COMPRESSION_NONE);
-    spec.set_vdi_format(policy_.vdi_export_format == VdiFormat::kVhd ? v1::VDI_FORMAT_VHD
-                                                                     : v1::VDI_FORMAT_RAW);
+    spec.set_compression(
+        p.kind() == v1::EXPORT_KIND_VDI          ? v1::COMPRESSION_NONE
+        : policy_.compress == Compression::kGzip ? v1::COMPRESSION_GZIP
+        : policy_.compress == Compression::kZstd ? v1::COMPRESSION_ZSTD
+                                                 : v1::COMPRESSION_NONE);
+    spec.set_vdi_format(policy_.vdi_export_format == VdiFormat::kVhd
+                            ? v1::VDI_FORMAT_VHD
+                            : v1::VDI_FORMAT_RAW);
     spec.set_backup_dir(policy_.backup_dir);
-    spec.set_max_backups(static_cast<uint32_t>(std::max(1, static_cast<int>(p.max_backups()))));
-    spec.set_stall_timeout_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(policy_.stall_timeout)));
-    spec.set_vm_timeout_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(policy_.vm_timeout)));
+    spec.set_max_backups(
+        static_cast<uint32_t>(std::max(1, static_cast<int>(p.max_backups()))));
+    spec.set_stall_timeout_ms(static_cast<uint64_t>(
+        absl::ToInt64Milliseconds(policy_.stall_timeout)));
+    spec.set_vm_timeout_ms(
+        static_cast<uint64_t>(absl::ToInt64Milliseconds(policy_.vm_timeout)));
     spec.set_bandwidth_limit_bytes_per_sec(policy_.bandwidth_limit);
     spec.set_pre_clean(policy_.pre_clean);
     spec.set_require_mount(policy_.require_mount);
     spec.set_min_free_space(policy_.min_free_space);
-    spec.set_vdi_export_all_disks(policy_.vdi_export_disks == VdiExportDisks::kAll);
+    spec.set_vdi_export_all_disks(policy_.vdi_export_disks ==
+                                  VdiExportDisks::kAll);
     spec.set_backup_dir_format(policy_.backup_dir_format);
     spec.set_share_id(*share_id);
     spec.set_host_uuid(p.host_uuid());
@@ -492,8 +518,8 @@ BackupRunResult Run::Execute() {
 }  // namespace
 
 std::string SeedLogPrefix(absl::CivilSecond t) {
-  return absl::StrFormat("%04d-%02d-%02d-(%02d:%02d:%02d) - ", t.year(), t.month(),
-                         t.day(), t.hour(), t.minute(), t.second());
+  return absl::StrFormat("%04d-%02d-%02d-(%02d:%02d:%02d) - ", t.year(),
+                         t.month(), t.day(), t.hour(), t.minute(), t.second());
 }
 
 BackupRunResult RunBackup(const BackupPolicy& policy,

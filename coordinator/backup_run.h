@@ -23,6 +23,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+
 #include "common/backup_policy.h"
 #include "common/clock.h"
 #include "common/executor.h"
@@ -58,7 +59,7 @@ struct BackupRunResult {
   int succeeded = 0;
   int warnings = 0;
   int errors = 0;
-  std::vector<v1::VmOutcome> vms;       // in run order
+  std::vector<v1::VmOutcome> vms;         // in run order
   std::vector<std::string> run_warnings;  // not about one VM
   std::string fatal;  // why the run could not start or stopped, if it did
   int exit_code = 2;

@@ -17,9 +17,9 @@
 
 #include "common/backup_policy.h"
 #include "common/curl_xml_rpc_transport.h"
+#include "common/filesystem.h"
 #include "common/password_file.h"
 #include "common/xml_rpc_xen_api_client.h"
-#include "common/filesystem.h"
 #include "coordinator/backup_run.h"
 #include "coordinator/pool_inventory.h"
 #include "coordinator/preview.h"

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+
 #include "common/executor.h"
 
 namespace vmb::coordinator {

@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+
 #include "common/backup_layout.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
@@ -22,10 +23,10 @@ absl::Status CheckTask(XenApiClient& xapi, const std::string& task) {
     VMB_ASSIGN_OR_RETURN(TaskRecord t, xapi.GetTask(task));
     if (t.status == TaskStatus::kSuccess) return absl::OkStatus();
     if (t.status != TaskStatus::kPending) {
-      return Annotate(t.error_info.empty() ? absl::DataLossError("no error given")
-                                           : XenApiFailureToStatus(t.error_info),
-                      "the pool database dump task ended ",
-                      TaskStatusName(t.status));
+      return Annotate(
+          t.error_info.empty() ? absl::DataLossError("no error given")
+                               : XenApiFailureToStatus(t.error_info),
+          "the pool database dump task ended ", TaskStatusName(t.status));
     }
     if (absl::Now() > until) {
       return absl::DeadlineExceededError(
@@ -41,13 +42,15 @@ absl::Status CheckTask(XenApiClient& xapi, const std::string& task) {
 absl::StatusOr<PoolDbDumpResult> DumpPoolDatabase(XenApiClient& xapi,
                                                   Filesystem& fs, Clock& clock,
                                                   const PoolDbDumpOptions& o) {
-  const std::string dir = JoinPath(o.backup_dir, PoolDbFolderName(o.master_name));
+  const std::string dir =
+      JoinPath(o.backup_dir, PoolDbFolderName(o.master_name));
   absl::Status s = fs.CreateDir(dir);
   if (!s.ok() && !absl::IsAlreadyExists(s)) return s;
   const std::string name =
       PoolDbFileName(absl::ToCivilSecond(clock.Now(), o.time_zone));
   const std::string final_path = JoinPath(dir, name);
-  const std::string partial = JoinPath(dir, absl::StrCat(".", name, ".partial"));
+  const std::string partial =
+      JoinPath(dir, absl::StrCat(".", name, ".partial"));
   absl::Status removed = fs.RemoveFile(partial);  // a crashed run's
   if (!removed.ok() && !absl::IsNotFound(removed)) return removed;
 
@@ -77,7 +80,8 @@ absl::StatusOr<PoolDbDumpResult> DumpPoolDatabase(XenApiClient& xapi,
           return file->Append(data);
         }).status());
     if (!absl::StrContains(head, "<database") ||
-        !absl::EndsWith(absl::StripTrailingAsciiWhitespace(tail), "</database>")) {
+        !absl::EndsWith(absl::StripTrailingAsciiWhitespace(tail),
+                        "</database>")) {
       return absl::DataLossError(absl::StrCat(
           "the pool database dump is incomplete (", result.bytes, " bytes)"));
     }

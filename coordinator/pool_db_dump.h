@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+
 #include "common/clock.h"
 #include "common/curl_util.h"
 #include "common/filesystem.h"

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+
 #include "agent/in_process_executor.h"
 #include "common/curl_util.h"
 #include "common/xmlrpc_codec.h"

@@ -84,6 +84,11 @@ CommandResult RunCommand(const std::vector<std::string>& argv) {
   return result;
 }
 
+pid_t StartCommand(const std::vector<std::string>& argv,
+                   const std::string& log_path) {
+  return Spawn(argv, log_path);
+}
+
 absl::StatusOr<std::unique_ptr<SimProcess>> SimProcess::Start(
     const Options& options) {
   std::unique_ptr<SimProcess> sim(new SimProcess());

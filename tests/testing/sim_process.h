@@ -103,4 +103,9 @@ struct CommandResult {
 };
 CommandResult RunCommand(const std::vector<std::string>& argv);
 
+// Starts a command (no shell) with stdout and stderr into `log_path`, and
+// returns its pid (or -1); the caller waits for it.
+pid_t StartCommand(const std::vector<std::string>& argv,
+                   const std::string& log_path);
+
 }  // namespace vmb::testing

@@ -1,0 +1,545 @@
+// SPDX-License-Identifier: Apache-2.0
+// The standalone run, as cron runs it: the real `vmbackup` binary against a
+// real xapi-sim process on loopback, then everything checked from outside.
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "re2/re2.h"
+
+#include "common/backup_layout.h"
+#include "common/backup_manifest.h"
+#include "common/filesystem.h"
+#include "common/password_file.h"
+#include "tests/testing/backup_check.h"
+#include "tests/testing/sim_process.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_paths.h"
+
+namespace vmb {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using ::vmb::testing::CommandResult;
+using ::vmb::testing::SimProcess;
+
+class StandaloneRunTest : public ::testing::Test {
+ protected:
+  void StartSim(const std::string& fixture_json = "") {
+    SimProcess::Options options;
+    options.fixture_json = fixture_json;
+    absl::StatusOr<std::unique_ptr<SimProcess>> sim =
+        SimProcess::Start(options);
+    ASSERT_TRUE(sim.ok()) << sim.status();
+    sim_ = *std::move(sim);
+    client_ = sim_->NewClient();
+    ASSERT_OK(client_->Login());
+    dir_ = testing::MakeTempDir("run");
+    backups_ = JoinPath(dir_, "backups");
+    ASSERT_OK(fs_.CreateDir(backups_));
+    ASSERT_OK(fs_.CreateDir(JoinPath(dir_, "log")));
+    password_file_ = JoinPath(dir_, "pw");
+    ASSERT_OK(WritePasswordFile(password_file_, sim_->password()));
+    ASSERT_OK_AND_ASSIGN(sim::SimState state, sim_->State());
+    snapshots_before_ = state.snapshots();
+    snapshot_vdis_before_ = state.snapshot_vdis();
+  }
+
+  std::string StatusLogPath() const {
+    return JoinPath(dir_, "log", "status.log");
+  }
+
+  // A config file: the settings every test shares, then `lines`.
+  std::string Config(const std::string& lines,
+                     const std::string& name = "run.cfg") {
+    const std::string path = JoinPath(dir_, name);
+    std::ofstream(path) << "backup_dir=" << backups_ << "\n"
+                        << "status_log=" << StatusLogPath() << "\n"
+                        << lines;
+    return path;
+  }
+
+  std::vector<std::string> Argv(const std::string& config) const {
+    return {testing::BinDir() + "/vmbackup", "--xapi-url", sim_->master_url(),
+            password_file_, config};
+  }
+
+  CommandResult Run(const std::string& config) {
+    CommandResult r = testing::RunCommand(Argv(config));
+    last_output_ = r.output;
+    return r;
+  }
+
+  void ExpectNoSnapshotsLeft() {
+    ASSERT_OK_AND_ASSIGN(sim::SimState state, sim_->State());
+    EXPECT_EQ(state.snapshots(), snapshots_before_) << last_output_;
+    EXPECT_EQ(state.snapshot_vdis(), snapshot_vdis_before_) << last_output_;
+    EXPECT_EQ(state.pending_tasks(), 0u);
+  }
+
+  std::vector<BackupEntry> Backups(const std::string& vm_folder) {
+    absl::StatusOr<std::vector<BackupEntry>> b =
+        ListBackups(fs_, JoinPath(backups_, vm_folder));
+    EXPECT_TRUE(b.ok()) << b.status();
+    return b.value_or(std::vector<BackupEntry>{});
+  }
+
+  std::vector<std::string> StatusLogLines() {
+    absl::StatusOr<std::string> text = fs_.ReadFile(StatusLogPath(), 1 << 20);
+    if (!text.ok()) return {};
+    return absl::StrSplit(*text, '\n', absl::SkipEmpty());
+  }
+
+  // SHA-256 of each disk of a VM, by userdevice.
+  std::map<std::string, std::string> ExpectedDisks(const std::string& vm_name) {
+    std::map<std::string, std::string> out;
+    absl::StatusOr<std::string> ref = testing::VmRefByName(*client_, vm_name);
+    EXPECT_TRUE(ref.ok()) << vm_name;
+    absl::StatusOr<VmRecord> vm = client_->GetVm(ref.value_or(""));
+    if (!vm.ok()) return out;
+    for (const std::string& vbd_ref : vm->vbds) {
+      absl::StatusOr<VbdRecord> vbd = client_->GetVbd(vbd_ref);
+      if (!vbd.ok() || vbd->type != "Disk") continue;
+      absl::StatusOr<VdiRecord> vdi = client_->GetVdi(vbd->vdi);
+      absl::StatusOr<sim::VdiInfo> info = sim_->Vdi(vdi->uuid);
+      if (info.ok()) out[vbd->userdevice] = info->sha256();
+    }
+    return out;
+  }
+
+  // Checks one committed vm-export backup from outside: data equal to the
+  // pool's disks, the seed's metadata files, a correct manifest.
+  void CheckVmExport(const std::string& vm_name, const std::string& folder) {
+    SCOPED_TRACE(vm_name);
+    const std::vector<BackupEntry> backups = Backups(folder);
+    ASSERT_FALSE(backups.empty());
+    ASSERT_TRUE(backups.back().committed);
+    const std::string dir = JoinPath(backups_, folder, backups.back().name);
+    const std::string xva = JoinPath(dir, SanitizeVmName(vm_name) + ".xva");
+    ASSERT_OK_AND_ASSIGN(auto disks, testing::XvaDiskSha256s(xva));
+    std::multiset<std::string> got, want;
+    for (const auto& [ref, sha] : disks) got.insert(sha);
+    for (const auto& [dev, sha] : ExpectedDisks(vm_name)) want.insert(sha);
+    EXPECT_EQ(got, want);
+    ASSERT_OK_AND_ASSIGN(std::string text,
+                         fs_.ReadFile(JoinPath(dir, "manifest.json"), 1 << 20));
+    ASSERT_OK_AND_ASSIGN(v1::BackupManifest m, ParseManifest(text));
+    EXPECT_EQ(m.vm_name(), vm_name);
+    ASSERT_EQ(m.files_size(), 1);
+    ASSERT_OK_AND_ASSIGN(std::string sha, testing::FileSha256(xva));
+    EXPECT_EQ(m.files(0).sha256(), sha);
+    EXPECT_OK(fs_.Stat(JoinPath(dir, "vm-metadata.xml")).status());
+    // DISK-<device>/{vbd.cfg,vdi.cfg} for every disk.
+    ASSERT_OK_AND_ASSIGN(std::vector<DirEntry> entries, fs_.ListDir(dir));
+    size_t disk_folders = 0;
+    for (const DirEntry& e : entries) {
+      if (!absl::StartsWith(e.name, "DISK-")) continue;
+      ++disk_folders;
+      EXPECT_OK(fs_.Stat(JoinPath(dir, e.name, "vbd.cfg")).status());
+      EXPECT_OK(fs_.Stat(JoinPath(dir, e.name, "vdi.cfg")).status());
+    }
+    EXPECT_EQ(disk_folders, want.size());
+  }
+
+  std::unique_ptr<SimProcess> sim_;
+  std::unique_ptr<XmlRpcXenApiClient> client_;
+  PosixFilesystem fs_;
+  std::string dir_;
+  std::string backups_;
+  std::string password_file_;
+  std::string last_output_;
+  uint32_t snapshots_before_ = 0;
+  uint32_t snapshot_vdis_before_ = 0;
+};
+
+TEST_F(StandaloneRunTest, BacksUpTheDemoPool) {
+  StartSim();
+  // Every VM a backup can select: two vdi-exports (one an HVM guest), the
+  // rest vm-exports, two at a time per host, and the pool database.
+  const std::string config = Config(
+      "pool_db_backup=1\nmax_backups=3\nper_host_concurrency=2\n"
+      "vdi-export=PROD-win2012\nvdi-export=DEV-RH6\nvm-export=.*\n");
+  const CommandResult r = Run(config);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("VmBackup ended - Success - S:14 W:0 E:0"));
+  ExpectNoSnapshotsLeft();
+
+  for (const char* vm :
+       {"DEV mySql", "DEV-RH7", "DEV-local-build", "DEV-mySql",
+        "PRD-web:8080,v2", "PROD-CentOS7-large-user-disks", "PROD-WinSvr",
+        "PROD-oracle-db", "PROD-ubuntu12-benchmark", "PROD-ubuntu14",
+        "TEST-debian9", "TEST-halted-local"}) {
+    CheckVmExport(vm, vm);
+  }
+  for (const auto& [vm, dev] :
+       {std::pair<std::string, std::string>{"PROD-win2012", "0"},
+        {"DEV-RH6", "0"}}) {
+    const std::vector<BackupEntry> b = Backups(vm);
+    ASSERT_EQ(b.size(), 1u);
+    ASSERT_TRUE(b[0].committed);
+    ASSERT_OK_AND_ASSIGN(
+        std::string sha,
+        testing::FileSha256(JoinPath(backups_, vm, b[0].name, vm + ".raw")));
+    EXPECT_EQ(sha, ExpectedDisks(vm)[dev]) << vm;
+  }
+  // The pool database.
+  ASSERT_OK_AND_ASSIGN(std::vector<DirEntry> dumps,
+                       fs_.ListDir(JoinPath(backups_, "METADATA_xcp-host1")));
+  ASSERT_EQ(dumps.size(), 1u);
+  EXPECT_TRUE(ParsePoolDbFileName(dumps[0].name).has_value()) << dumps[0].name;
+
+  // status.log in the seed's format: a begin and an end for the run and for
+  // each VM.
+  const std::vector<std::string> lines = StatusLogLines();
+  ASSERT_EQ(lines.size(), 2u + 2u * 14u) << absl::StrJoin(lines, "\n");
+  const RE2 date(R"(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d,)");
+  for (const std::string& line : lines) {
+    EXPECT_TRUE(RE2::PartialMatch(line, "^" + date.pattern())) << line;
+  }
+  EXPECT_TRUE(RE2::FullMatch(lines.front(),
+                             date.pattern() + R"(vmbackup\.py,[^,]+,begin)"))
+      << lines.front();
+  EXPECT_TRUE(RE2::FullMatch(
+      lines.back(),
+      date.pattern() + R"(vmbackup\.py,[^,]+,end,SUCCESS,S:14 W:0 E:0)"))
+      << lines.back();
+  int ends = 0;
+  for (const std::string& line : lines) {
+    if (RE2::FullMatch(
+            line,
+            date.pattern() +
+                R"((vm|vdi)-export,xcp-host\d,end,SUCCESS .+,elapse:\d+ size:\d+G)")) {
+      ++ends;
+    }
+  }
+  EXPECT_EQ(ends, 14);
+  EXPECT_THAT(
+      r.output,
+      HasSubstr("VmBackup vdi-export PROD-win2012 - ***Success*** t:0"));
+
+  // A second run keeps max_backups and removes nothing it should keep.
+  ASSERT_EQ(Run(config).exit_code, 0) << last_output_;
+  EXPECT_EQ(Backups("DEV-RH7").size(), 2u);
+  ExpectNoSnapshotsLeft();
+}
+
+TEST_F(StandaloneRunTest, ARuleThatMatchesNothingEndsWithAWarning) {
+  StartSim();
+  const CommandResult r =
+      Run(Config("vm-export=DEV-RH7\nvm-export=RENAMED-vm\n"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("vm-export=RENAMED-vm matches no VM"));
+  EXPECT_THAT(r.output,
+              HasSubstr("VmBackup ended - **WARNING(s)** - S:1 W:0 E:0"));
+  ASSERT_EQ(Backups("DEV-RH7").size(), 1u);
+}
+
+// Each fault: the VM fails with a clear error, keeps no success marker and
+// no snapshot, its earlier backup stays byte for byte, and the other VM is
+// still backed up.
+struct FaultCase {
+  const char* name;
+  std::string fault;    // armed after the first run
+  std::string config;   // extra settings
+  const char* token;    // status.log token
+  const char* message;  // in the error line
+};
+
+class RunFaultTest : public StandaloneRunTest,
+                     public ::testing::WithParamInterface<FaultCase> {};
+
+TEST_P(RunFaultTest, FailsOneVmCleanlyAndBacksUpTheOthers) {
+  const FaultCase& c = GetParam();
+  StartSim();
+  const std::string config =
+      Config(absl::StrCat(c.config, "vm-export=DEV-RH6\nvm-export=DEV-RH7\n"));
+  ASSERT_EQ(Run(config).exit_code, 0) << last_output_;
+  ASSERT_OK_AND_ASSIGN(auto before,
+                       testing::TreeDigest(JoinPath(backups_, "DEV-RH6")));
+  ASSERT_OK(sim_->AddFault(c.fault));
+  const CommandResult r = Run(config);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output,
+              HasSubstr("VmBackup ended - **ERRORS DETECTED** - S:1 W:0 E:1"));
+  EXPECT_THAT(r.output, HasSubstr(absl::StrCat("ERROR ", c.token, " DEV-RH6")));
+  EXPECT_THAT(r.output, HasSubstr(c.message));
+  ASSERT_OK_AND_ASSIGN(auto after,
+                       testing::TreeDigest(JoinPath(backups_, "DEV-RH6")));
+  EXPECT_EQ(after, before);
+  EXPECT_EQ(Backups("DEV-RH7").size(), 2u);
+  EXPECT_TRUE(Backups("DEV-RH7").back().committed);
+  ExpectNoSnapshotsLeft();
+  const std::vector<std::string> lines = StatusLogLines();
+  bool found = false;
+  for (const std::string& line : lines) {
+    if (absl::StrContains(line, absl::StrCat(",end,", c.token, " DEV-RH6")))
+      found = true;
+  }
+  EXPECT_TRUE(found) << absl::StrJoin(lines, "\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Faults, RunFaultTest,
+    ::testing::Values(
+        FaultCase{
+            "StreamCut",
+            R"({"kind":"CUT","call":"/export","vm":"DEV-RH6","after_bytes":"3000000"})",
+            "", "VM-EXPORT-FAIL", "VDI_IO_ERROR"},
+        FaultCase{
+            "Embedded500",
+            R"({"kind":"EMBEDDED_500","call":"/export","vm":"DEV-RH6","after_bytes":"2097152"})",
+            "", "VM-EXPORT-FAIL", "SR_BACKEND_FAILURE_46"},
+        FaultCase{
+            "Stall",
+            R"({"kind":"STALL","call":"/export","vm":"DEV-RH6","after_bytes":"1048576","delay_ms":0})",
+            "stall_timeout=2s\n", "VM-EXPORT-FAIL", "stalled: no data for 2s"},
+        FaultCase{
+            "CorruptChunk",
+            R"({"kind":"CORRUPT","call":"/export","vm":"DEV-RH6","after_bytes":"1600000"})",
+            "", "VM-EXPORT-FAIL", "checksum"},
+        FaultCase{"TaskFailsAfterBody",
+                  R"({"kind":"TASK_FAIL","call":"/export","vm":"DEV-RH6"})", "",
+                  "VM-EXPORT-FAIL", "after a complete, verified body"},
+        FaultCase{
+            "SnapshotSrBackendFailure44",
+            R"({"kind":"CALL_ERROR","call":"VM.snapshot","vm":"DEV-RH6","error":["SR_BACKEND_FAILURE_44"]})",
+            "", "SNAPSHOT-FAIL", "SR_BACKEND_FAILURE_44"},
+        FaultCase{
+            "SnapshotSrFull",
+            R"({"kind":"CALL_ERROR","call":"VM.snapshot","vm":"DEV-RH6","error":["SR_FULL"]})",
+            "", "SNAPSHOT-FAIL", "SR_FULL"},
+        FaultCase{
+            "SnapshotOtherOperation",
+            R"({"kind":"CALL_ERROR","call":"VM.snapshot","vm":"DEV-RH6","error":["OTHER_OPERATION_IN_PROGRESS"]})",
+            "", "SNAPSHOT-FAIL", "OTHER_OPERATION_IN_PROGRESS"}),
+    [](const ::testing::TestParamInfo<FaultCase>& info) {
+      return info.param.name;
+    });
+
+TEST_F(StandaloneRunTest, NotAMountPointWithRequireMountTakesNoSnapshot) {
+  StartSim();
+  const CommandResult r =
+      Run(Config("require_mount=true\nvm-export=DEV-RH6\nvm-export=DEV-RH7\n"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("ERROR PREFLIGHT-FAIL DEV-RH6"));
+  EXPECT_THAT(r.output, HasSubstr("is not a mount point"));
+  EXPECT_THAT(r.output, HasSubstr("S:0 W:0 E:2"));
+  ASSERT_OK_AND_ASSIGN(sim::SimState state, sim_->State());
+  EXPECT_EQ(state.snapshots(), snapshots_before_);
+  ASSERT_OK_AND_ASSIGN(sim::RequestLog log, sim_->Requests());
+  for (const auto& req : log.requests()) {
+    EXPECT_FALSE(absl::StartsWith(req.path(), "/export")) << req.path();
+  }
+}
+
+TEST_F(StandaloneRunTest, VdiInUseOnDestroyIsRetriedOrLeftToTheJanitor) {
+  StartSim();
+  const std::string config = Config("vm-export=DEV-RH6\n");
+  // Transient: retried, clean.
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind":"CALL_ERROR","call":"VDI.destroy","vm":"DEV-RH6","times":2,"error":["VDI_IN_USE"]})"));
+  EXPECT_EQ(Run(config).exit_code, 0) << last_output_;
+  ExpectNoSnapshotsLeft();
+}
+
+TEST_F(StandaloneRunTest, KilledMidStreamThenTheNextRunCleansUp) {
+  StartSim();
+  const std::string config = Config("vm-export=DEV-RH6\n");
+  ASSERT_EQ(Run(config).exit_code, 0) << last_output_;
+  ASSERT_OK_AND_ASSIGN(auto before,
+                       testing::TreeDigest(JoinPath(backups_, "DEV-RH6")));
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind":"STALL","call":"/export","vm":"DEV-RH6","after_bytes":"2097152","delay_ms":0,"times":1})"));
+  const std::string log = JoinPath(dir_, "killed.log");
+  const pid_t pid = testing::StartCommand(Argv(config), log);
+  ASSERT_GT(pid, 0);
+  // Wait (bounded) until the export is under way: the half-written file is
+  // on the share, up to the stall.
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  bool streaming = false;
+  while (!streaming && absl::Now() < deadline) {
+    for (const BackupEntry& b : Backups("DEV-RH6")) {
+      absl::StatusOr<FileInfo> f =
+          fs_.Stat(JoinPath(backups_, "DEV-RH6", b.name, "DEV-RH6.xva"));
+      if (!b.committed && f.ok() && f->size >= 2097152 - 65536)
+        streaming = true;
+    }
+    if (!streaming) absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(streaming);
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_OK_AND_ASSIGN(sim::SimState state, sim_->State());
+  EXPECT_EQ(state.snapshots(), snapshots_before_ + 1);  // what the crash left
+  ASSERT_EQ(Backups("DEV-RH6").size(), 2u);
+  EXPECT_FALSE(Backups("DEV-RH6").back().committed);
+
+  // The next run: the janitor destroys the snapshot, the half folder goes.
+  const CommandResult r = Run(config);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("removed a leftover snapshot"));
+  ExpectNoSnapshotsLeft();
+  const std::vector<BackupEntry> after = Backups("DEV-RH6");
+  ASSERT_EQ(after.size(), 2u);
+  EXPECT_TRUE(after[0].committed);
+  EXPECT_TRUE(after[1].committed);
+  ASSERT_OK_AND_ASSIGN(auto first, testing::TreeDigest(JoinPath(
+                                       backups_, "DEV-RH6", after[0].name)));
+  std::map<std::string, std::string> first_before;
+  for (const auto& [path, digest] : before) {
+    if (absl::StartsWith(path, after[0].name + "/") &&
+        path != after[0].name + "/") {
+      first_before[path.substr(after[0].name.size() + 1)] = digest;
+    }
+  }
+  EXPECT_EQ(first, first_before);
+}
+
+TEST_F(StandaloneRunTest, ASecondRunOnTheSameShareIsRefused) {
+  StartSim();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<FileLock> held,
+                       fs_.LockFile(JoinPath(backups_, ".vmbackup.lock")));
+  const CommandResult r = Run(Config("vm-export=DEV-RH6\n"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("another vmbackup run is using"));
+  ASSERT_OK_AND_ASSIGN(sim::SimState state, sim_->State());
+  EXPECT_EQ(state.snapshots(), snapshots_before_);
+  // status.log says the run began and ended in error.
+  const std::vector<std::string> lines = StatusLogLines();
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_THAT(lines[1], HasSubstr(",end,ERROR,S:0 W:0 E:0"));
+}
+
+TEST_F(StandaloneRunTest, EnospcOnTheShare) {
+  if (geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
+  StartSim();
+  // A 64 MiB tmpfs: the first backup of "DEV mySql" (37 MiB) fits; the second
+  // passes pre-flight (its thin disks hold 24 MiB) but needs 37 MiB again.
+  const std::string mnt = JoinPath(dir_, "small");
+  ASSERT_OK(fs_.CreateDir(mnt));
+  if (mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=64m") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here: " << strerror(errno);
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  backups_ = mnt;
+  const std::string one =
+      Config("max_concurrency=1\nvm-export=DEV mySql\n", "one.cfg");
+  ASSERT_EQ(Run(one).exit_code, 0) << last_output_;
+  ASSERT_OK_AND_ASSIGN(auto before,
+                       testing::TreeDigest(JoinPath(backups_, "DEV mySql")));
+  const std::string both =
+      Config("max_concurrency=1\nvm-export=DEV mySql\nvm-export=DEV-RH7\n",
+             "both.cfg");
+  const CommandResult r = Run(both);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("ERROR VM-EXPORT-FAIL DEV mySql"));
+  EXPECT_THAT(r.output, HasSubstr("No space left on device"));
+  EXPECT_THAT(r.output, HasSubstr("S:1 W:0 E:1"));
+  ASSERT_OK_AND_ASSIGN(auto after,
+                       testing::TreeDigest(JoinPath(backups_, "DEV mySql")));
+  EXPECT_EQ(after, before);
+  ASSERT_EQ(Backups("DEV-RH7").size(), 1u);
+  EXPECT_TRUE(Backups("DEV-RH7")[0].committed);
+  ExpectNoSnapshotsLeft();
+}
+
+TEST_F(StandaloneRunTest, HostileVmNamesStayInsideTheShare) {
+  // A pool whose VM names are attacks on paths, shells, logs and mail.
+  const std::vector<std::string> names = {"../../etc",
+                                          "/abs",
+                                          "a/b",
+                                          ".",
+                                          "..",
+                                          "",
+                                          std::string(300, 'x'),
+                                          "$(reboot)",
+                                          "`id`",
+                                          "line\r\nBcc: evil@example.com",
+                                          "🙂 emoji",
+                                          "name:with,colon",
+                                          "a_b"};
+  std::string vms;
+  for (size_t i = 0; i < names.size(); ++i) {
+    std::string escaped;
+    for (char ch : names[i]) {
+      if (ch == '"' || ch == '\\') escaped.push_back('\\');
+      if (ch == '\r') {
+        escaped += "\\r";
+        continue;
+      }
+      if (ch == '\n') {
+        escaped += "\\n";
+        continue;
+      }
+      escaped.push_back(ch);
+    }
+    absl::StrAppend(
+        &vms, i == 0 ? "" : ",", R"({"name_label": ")", escaped,
+        R"(", "resident_on": "h1", "disks": [{"size": "1048576", "sr": "nfs"}]})");
+  }
+  StartSim(absl::StrCat(
+      R"({"credentials": {"username": "root", "password": "pw"},
+          "hosts": [{"name_label": "h1", "master": true}],
+          "srs": [{"name_label": "nfs", "type": "nfs", "shared": true}],
+          "vms": [)",
+      vms, "]}"));
+  // A canary beside the share: nothing may be written outside backup_dir.
+  const std::string canary = JoinPath(dir_, "canary");
+  ASSERT_OK(fs_.CreateDir(canary));
+  const std::string config = Config("vm-export=.*\n");
+  ASSERT_OK_AND_ASSIGN(auto dir_before, testing::TreeDigest(dir_));
+  const CommandResult r = Run(config);
+  EXPECT_EQ(r.exit_code, 1) << r.output;  // the unsafe names are warnings
+  // Eight names are not safe folder names (each a warning); five are.
+  EXPECT_THAT(r.output,
+              HasSubstr("VmBackup ended - **WARNING(s)** - S:5 W:8 E:0"));
+  ExpectNoSnapshotsLeft();
+  // Every VM has its own committed folder directly under backup_dir.
+  ASSERT_OK_AND_ASSIGN(std::vector<DirEntry> folders, fs_.ListDir(backups_));
+  int vm_folders = 0;
+  for (const DirEntry& e : folders) {
+    if (!e.is_dir) continue;
+    ++vm_folders;
+    const std::vector<BackupEntry> b = Backups(e.name);
+    ASSERT_EQ(b.size(), 1u) << e.name;
+    EXPECT_TRUE(b[0].committed) << e.name;
+  }
+  EXPECT_EQ(vm_folders, static_cast<int>(names.size()));
+  // Outside backup_dir only the status log changed.
+  ASSERT_OK_AND_ASSIGN(auto dir_after, testing::TreeDigest(dir_));
+  for (const auto& [path, digest] : dir_after) {
+    if (absl::StartsWith(path, "backups/") || path == "log/status.log")
+      continue;
+    auto it = dir_before.find(path);
+    ASSERT_NE(it, dir_before.end()) << "new file outside the share: " << path;
+    EXPECT_EQ(it->second, digest) << path;
+  }
+  // No name forged a status.log line.
+  for (const std::string& line : StatusLogLines()) {
+    EXPECT_TRUE(RE2::PartialMatch(
+        line, R"(^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d,(vmbackup\.py|vm-export),)"))
+        << line;
+  }
+  EXPECT_EQ(StatusLogLines().size(), 2u + 2u * names.size());
+}
+
+}  // namespace
+}  // namespace vmb
