@@ -26,6 +26,7 @@ v1::JobStatus InProcessExecutor::RunJob(
   context.clock = setup_.clock;
   context.time_zone = setup_.time_zone;
   context.tls = setup_.tls;
+  context.destroy_retry = setup_.snapshot_destroy_timeout;
   context.redirect_hosts = addresses_;
   for (const auto& [ref, host] : setup_.hosts) {
     if (host.uuid == spec.host_uuid()) {

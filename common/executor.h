@@ -49,6 +49,8 @@ struct ExecutorSetup {
   std::map<std::string, HostRecord> hosts;  // by ref
   TlsOptions tls;
   absl::TimeZone time_zone = absl::LocalTimeZone();
+  // How long destroying a snapshot is retried while XAPI says VDI_IN_USE.
+  absl::Duration snapshot_destroy_timeout = absl::Minutes(2);
 };
 
 using ExecutorFactory =

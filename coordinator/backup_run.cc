@@ -432,6 +432,7 @@ BackupRunResult Run::Execute() {
   JanitorOptions janitor;
   janitor.share_id = *share_id;
   janitor.active_runs = {result_.run_id};
+  janitor.destroy_retry = o_.snapshot_destroy_timeout;
   absl::StatusOr<JanitorReport> cleaned =
       CleanUpLeftoverSnapshots(*o_.xapi, janitor);
   if (!cleaned.ok()) {
@@ -509,6 +510,7 @@ BackupRunResult Run::Execute() {
   for (const InventoryHost& h : inventory.hosts) setup.hosts[h.ref] = h.record;
   setup.tls = o_.tls;
   setup.time_zone = o_.time_zone;
+  setup.snapshot_destroy_timeout = o_.snapshot_destroy_timeout;
   std::unique_ptr<Executor> executor = o_.make_executor(setup);
   Dispatch(items, *executor);
   for (Item& item : items) result_.vms.push_back(std::move(item.outcome));

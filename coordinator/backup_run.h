@@ -50,6 +50,8 @@ struct BackupRunOptions {
   bool from_config_file = true;   // status.log is written only then (seed)
   std::string server_name;        // this machine's short host name
   TlsOptions tls;
+  // How long destroying a snapshot is retried while XAPI says VDI_IN_USE.
+  absl::Duration snapshot_destroy_timeout = absl::Minutes(2);
   absl::TimeZone time_zone = absl::LocalTimeZone();
   std::string run_id;  // empty: "YYYYMMDD-HHMMSS-<random>"
 };

@@ -42,6 +42,7 @@ struct Flags {
   TlsOptions tls;
   bool json = false;
   bool allow_insecure_password_file = false;
+  absl::Duration snapshot_destroy_timeout = absl::Minutes(2);
 };
 
 int Fail(const CliStreams& io, const std::string& message) {
@@ -97,7 +98,7 @@ int ParseFlags(const std::vector<std::string>& args, Flags* flags, size_t* next,
       continue;
     }
     if (name != "--xapi-url" && name != "--user" && name != "--tls-ca" &&
-        name != "--tls-fingerprint") {
+        name != "--tls-fingerprint" && name != "--snapshot-destroy-timeout") {
       return Fail(io,
                   absl::StrCat("unknown flag ", name, " (see vmbackup help)"));
     }
@@ -116,6 +117,13 @@ int ParseFlags(const std::vector<std::string>& args, Flags* flags, size_t* next,
       flags->user = value;
     } else if (name == "--tls-ca") {
       flags->tls.ca_file = value;
+    } else if (name == "--snapshot-destroy-timeout") {
+      absl::StatusOr<absl::Duration> d = ParseDurationValue(value);
+      if (!d.ok()) {
+        return Fail(io, absl::StrCat("--snapshot-destroy-timeout: ",
+                                     d.status().message()));
+      }
+      flags->snapshot_destroy_timeout = *d;
     } else {
       std::string normalised;
       if (absl::Status s = NormaliseSha256Fingerprint(value, &normalised);
@@ -332,6 +340,7 @@ int Backup(const Flags& flags, const std::vector<std::string>& p,
     o.from_config_file = from_file;
     o.server_name = ShortHostName();
     o.tls = flags.tls;
+    o.snapshot_destroy_timeout = flags.snapshot_destroy_timeout;
     const BackupRunResult result = RunBackup(*policy, o);
     if (!result.fatal.empty() &&
         absl::StrContains(result.fatal, "login_with_password")) {
@@ -366,11 +375,17 @@ int Backup(const Flags& flags, const std::vector<std::string>& p,
 
 std::string CliUsage() {
   return R"(usage:
+  vmbackup [FLAGS] <password|password-file|-> <config-file|vm-selector>
+           [compress=True|False] [ignore_extra_keys=True|False] [pre_clean=True|False]
+      Back up the selected VMs (VmBackup.py's job): snapshot, verified export
+      from the host each VM runs on, the seed's metadata files and folders,
+      retention, status.log, and the summary line. Ctrl-C (SIGINT) or SIGTERM
+      cancels: running exports stop and their snapshots are destroyed.
   vmbackup [FLAGS] <password|password-file|-> <config-file|vm-selector> preview
            [compress=True|False] [ignore_extra_keys=True|False] [pre_clean=True|False]
       Check a config file (or a vm-selector) against the pool and show the plan:
       settings, the VMs, the host that exports each one and why, sizes and
-      warnings. Writes nothing. (Running backups arrives next.)
+      warnings. Writes nothing.
   vmbackup [FLAGS] <password|-> create-password-file=FILE
       Write FILE (mode 0600) holding the password base64-encoded, the
       VmBackup.py format. Base64 obscures the password; it does not encrypt it.
@@ -398,6 +413,10 @@ FLAGS (before the positional arguments):
                           SHA-256 fingerprint is HEX (colons allowed)
   --tls-insecure          for https: accept any certificate (tests only)
   --json                  preview: print the report as JSON
+  --snapshot-destroy-timeout DURATION
+                          how long destroying a snapshot is retried while XAPI
+                          says VDI_IN_USE (default 2m); then it is left for
+                          the next run's janitor, with a warning
   --allow-insecure-password-file
                           accept a password file readable by group or others
   --                      end of flags: what follows is positional, even a

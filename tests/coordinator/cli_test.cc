@@ -484,7 +484,7 @@ TEST(CliTest, MalformedArgumentsAndConfigsExit2WithOneMessage) {
       {{"-", "DEV-RH6", "preview"}, "no password on standard input"},
       {{"inventory"}, "usage: vmbackup [FLAGS] inventory"},
       {{"status"}, "'status' is a coordinator command"},
-      {{"pw", "DEV-RH6"}, "can only preview a backup"},
+      {{"pw", "DEV-RH6"}, "cannot run backups"},
       // config files
       {{pass, cfg("a.cfg", "max_backups"), "preview"},
        "a.cfg:1: expected key=value"},

@@ -74,8 +74,8 @@ class StandaloneRunTest : public ::testing::Test {
   }
 
   std::vector<std::string> Argv(const std::string& config) const {
-    return {testing::BinDir() + "/vmbackup", "--xapi-url", sim_->master_url(),
-            password_file_, config};
+    return {testing::BinDir() + "/vmbackup", "--xapi-url",   sim_->master_url(),
+            "--snapshot-destroy-timeout=5s", password_file_, config};
   }
 
   CommandResult Run(const std::string& config) {
@@ -353,6 +353,25 @@ TEST_F(StandaloneRunTest, VdiInUseOnDestroyIsRetriedOrLeftToTheJanitor) {
   ASSERT_OK(sim_->AddFault(
       R"({"kind":"CALL_ERROR","call":"VDI.destroy","vm":"DEV-RH6","times":2,"error":["VDI_IN_USE"]})"));
   EXPECT_EQ(Run(config).exit_code, 0) << last_output_;
+  ExpectNoSnapshotsLeft();
+  ASSERT_OK(sim_->ClearFaults());
+  // Persistent: the backup is good, the run ends with a warning, and the
+  // next run's janitor removes the disk that would not go.
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind":"CALL_ERROR","call":"VDI.destroy","vm":"DEV-RH6","error":["VDI_IN_USE"]})"));
+  CommandResult r = Run(config);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("the snapshot is left in the pool"));
+  EXPECT_THAT(r.output,
+              HasSubstr("VmBackup ended - **WARNING(s)** - S:0 W:1 E:0"));
+  ASSERT_EQ(Backups("DEV-RH6").size(), 2u);
+  EXPECT_TRUE(Backups("DEV-RH6").back().committed);
+  ASSERT_OK_AND_ASSIGN(sim::SimState state, sim_->State());
+  EXPECT_GT(state.snapshot_vdis(), snapshot_vdis_before_);
+  ASSERT_OK(sim_->ClearFaults());
+  r = Run(config);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("removed a leftover snapshot"));
   ExpectNoSnapshotsLeft();
 }
 
