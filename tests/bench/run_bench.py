@@ -10,6 +10,12 @@ each, and prints a Markdown table of medians: wall time, MiB/s, CPU time
 to docs/benchmarks.md.
 
   tests/bench/run_bench.py [--build build] [--repeat 3] [--size-gib 2]
+
+With --export it runs the vm-export benchmark instead: a whole backup job of
+the same VM with build/bench/export_bench (snapshot, verified export into a
+file, fsync, metadata, cleanup, commit) against `curl -s -o FILE` of the same
+/export URL, both writing to the same filesystem, interleaved, and prints
+wall and CPU time, their ratios to curl's, and export_bench's peak RSS.
 """
 import argparse
 import json
@@ -51,11 +57,59 @@ def timed(argv, stdin_text=None):
     return wall, cpu, after.ru_maxrss, out.stdout
 
 
+def export_benchmark(build, ready, args, work):
+    """The vm-export job against curl -o FILE of the same URL."""
+    import shutil
+    api = xmlrpc.client.ServerProxy(ready["master"])
+    session = api.session.login_with_password("root", "bench")["Value"]
+    vm = api.VM.get_by_name_label(session, "big")["Value"][0]
+    cookie_file = os.path.join(work, "cookies")
+    host = ready["master"].split("//")[1].split(":")[0]
+    with open(cookie_file, "w") as f:  # keeps the session out of curl's argv
+        f.write("%s\tFALSE\t/\tFALSE\t0\tsession_id\t%s\n" % (host, session))
+    url = ready["master"] + "/export?ref=" + vm
+    bench = os.path.join(build, "bench", "export_bench")
+    curl_file = os.path.join(work, "curl.xva")
+    backups = os.path.join(work, "backups")
+    curl_runs, ours = [], []
+    for _ in range(args.repeat):
+        if os.path.exists(curl_file):
+            os.remove(curl_file)
+        curl_runs.append(timed(["curl", "-s", "-b", cookie_file, "-o", curl_file,
+                                "-w", "%{size_download}", url]))
+        os.remove(curl_file)
+        shutil.rmtree(backups, ignore_errors=True)
+        os.makedirs(backups)
+        wall, cpu, _, out = timed([bench, ready["master"], "h1", "big", backups], "bench\n")
+        ours.append((wall, cpu, json.loads(out)))
+        shutil.rmtree(backups, ignore_errors=True)
+    c_wall = statistics.median(r[0] for r in curl_runs)
+    c_cpu = statistics.median(r[1] for r in curl_runs)
+    nbytes = int(curl_runs[0][3])
+    o_wall = statistics.median(r[0] for r in ours)
+    o_cpu = statistics.median(r[1] for r in ours)
+    o_export = statistics.median(r[2]["export_wall"] for r in ours)
+    rss = max(r[2]["maxrss_kib"] for r in ours) / 1024
+    print("| client | bytes | wall s | MiB/s | CPU s | peak RSS |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print("| curl -s -o FILE | %d | %.2f | %.0f | %.2f | - |" % (nbytes, c_wall, nbytes / c_wall / 2**20, c_cpu))
+    print("| vmbackup job (whole) | %d | %.2f | %.0f | %.2f | %.1f MiB |" % (
+        ours[0][2]["bytes"], o_wall, ours[0][2]["bytes"] / o_wall / 2**20, o_cpu, rss))
+    print("| vmbackup job (export phase) | | %.2f | %.0f | | |" % (o_export, ours[0][2]["bytes"] / o_export / 2**20))
+    print("\nwall: %.2fx curl (whole job), %.2fx (export phase); CPU: %.2fx curl; RSS %.1f MiB"
+          % (o_wall / c_wall, o_export / c_wall, o_cpu / c_cpu, rss))
+    print("(medians of %d interleaved runs; CPU is user+system of each process)" % args.repeat)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(os.path.dirname(__file__), "..", "..", "build"))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--size-gib", type=int, default=2)
+    ap.add_argument("--export", action="store_true",
+                    help="the vm-export job benchmark (see above)")
+    ap.add_argument("--workdir", default=None,
+                    help="where the exports are written (default: a temp dir)")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     size = args.size_gib << 30
@@ -71,6 +125,13 @@ def main():
     with open(fixture_path, "w") as f:
         json.dump(fixture, f)
     proc, ready = start_sim(build, fixture_path, work)
+    if args.export:
+        try:
+            export_benchmark(build, ready, args, args.workdir or work)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        return
     try:
         api = xmlrpc.client.ServerProxy(ready["master"])
         session = api.session.login_with_password("root", "bench")["Value"]
