@@ -11,10 +11,10 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include <openssl/evp.h>
 
 #include "agent/backup_metadata.h"
 #include "agent/export_verifier.h"
+#include "common/async_sha256.h"
 #include "common/backup_layout.h"
 #include "common/backup_manifest.h"
 #include "common/human_format.h"
@@ -40,29 +40,6 @@ bool IsThickSr(const SrRecord& sr) {
 uint64_t ToUnixMs(absl::Time t) {
   return static_cast<uint64_t>(std::max<int64_t>(0, absl::ToUnixMillis(t)));
 }
-
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) {
-    EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr);
-  }
-  ~Sha256() { EVP_MD_CTX_free(ctx_); }
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  void Update(absl::string_view d) {
-    EVP_DigestUpdate(ctx_, d.data(), d.size());
-  }
-  std::string HexDigest() {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_DigestFinal_ex(ctx_, md, &n);
-    return absl::BytesToHexString(
-        absl::string_view(reinterpret_cast<const char*>(md), n));
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
 
 struct Disk {
   VbdRecord vbd;
@@ -474,6 +451,7 @@ absl::Status Job::StreamToFile(
   const std::string file_path = JoinPath(BackupPath(), file_name);
   VMB_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
                        c_.fs->NewWritableFile(file_path));
+  file->SetWriteBehind(32 << 20);
   data_files_.push_back(file_name);
 
   XapiStreamRequest req;
@@ -494,7 +472,7 @@ absl::Status Job::StreamToFile(
   req.cancel = hooks_.cancel;
   req.tls = c_.tls;
 
-  Sha256 sha;
+  AsyncSha256 sha;  // on its own thread, overlapping the transfer
   uint64_t written = 0;
   const uint64_t done_before = status_.bytes_done();
   const uint64_t written_before = status_.bytes_written();
@@ -549,7 +527,7 @@ absl::Status Job::StreamToFile(
   v1::ManifestFile* mf = manifest_.add_files();
   mf->set_name(file_name);
   mf->set_size(written);
-  mf->set_sha256(sha.HexDigest());
+  mf->set_sha256(sha.Finish());
   VMB_LOG(INFO) << "job " << spec_.job_id() << " VM " << spec_.vm_uuid()
                 << ": exported " << written << " bytes into "
                 << EscapeForLog(file_path);

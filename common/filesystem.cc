@@ -65,9 +65,13 @@ class PosixWritableFile final : public WritableFile {
         return ErrnoToStatus(errno, absl::StrCat("cannot write ", path_));
       }
       data.remove_prefix(static_cast<size_t>(n));
+      written_ += static_cast<uint64_t>(n);
     }
+    if (window_ > 0 && written_ - started_ >= window_) WriteBehind();
     return absl::OkStatus();
   }
+
+  void SetWriteBehind(uint64_t window) override { window_ = window; }
 
   absl::Status Sync() override {
     if (fsync(fd_) != 0) {
@@ -87,8 +91,32 @@ class PosixWritableFile final : public WritableFile {
   }
 
  private:
+  // Starts writeback of the window just appended, waits for the one before
+  // it (written back meanwhile, so the wait is short) and drops that one
+  // from the page cache. Errors surface at Sync().
+  void WriteBehind() {
+    const uint64_t end = written_;
+    sync_file_range(fd_, static_cast<off64_t>(started_),
+                    static_cast<off64_t>(end - started_),
+                    SYNC_FILE_RANGE_WRITE);
+    if (started_ > 0) {
+      sync_file_range(fd_, static_cast<off64_t>(done_),
+                      static_cast<off64_t>(started_ - done_),
+                      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                          SYNC_FILE_RANGE_WAIT_AFTER);
+      posix_fadvise(fd_, static_cast<off_t>(done_),
+                    static_cast<off_t>(started_ - done_), POSIX_FADV_DONTNEED);
+      done_ = started_;
+    }
+    started_ = end;
+  }
+
   int fd_;
   std::string path_;
+  uint64_t written_ = 0;
+  uint64_t window_ = 0;
+  uint64_t started_ = 0;  // writeback started up to here
+  uint64_t done_ = 0;     // written back and dropped up to here
 };
 
 class PosixFileLock final : public FileLock {

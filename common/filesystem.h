@@ -35,6 +35,12 @@ class WritableFile {
   // fsync(2).
   virtual absl::Status Sync() = 0;
   virtual absl::Status Close() = 0;
+  // For a large file written once, front to back: start writing each
+  // `window` bytes to storage as soon as they are appended, and drop them
+  // from the page cache once they are there, so that the final Sync() has
+  // little left to do and a dom0's small memory is not filled with backup
+  // data. A hint: implementations may ignore it.
+  virtual void SetWriteBehind(uint64_t window) { (void)window; }
 };
 
 // A held lock (flock); released when destroyed.

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+
 #include "agent/vm_backup_job.h"
 #include "common/curl_util.h"
 #include "common/curl_xml_rpc_transport.h"
@@ -44,9 +45,9 @@ int main(int argc, char** argv) {
   vmb::XmlRpcXenApiClient::Options options;
   options.url = argv[1];
   std::getline(std::cin, options.password);
-  vmb::XmlRpcXenApiClient client(
-      options, std::make_unique<vmb::CurlXmlRpcTransport>(
-                   vmb::CurlXmlRpcTransport::Options()));
+  vmb::XmlRpcXenApiClient client(options,
+                                 std::make_unique<vmb::CurlXmlRpcTransport>(
+                                     vmb::CurlXmlRpcTransport::Options()));
   if (absl::Status s = client.Login(); !s.ok()) return Fail(s.ToString());
   auto hosts = client.GetAllHosts();
   if (!hosts.ok()) return Fail(hosts.status().ToString());
@@ -82,13 +83,15 @@ int main(int argc, char** argv) {
   absl::Time export_start, export_end;
   vmb::agent::JobHooks hooks;
   hooks.progress = [&](const vmb::v1::JobStatus& s) {
-    if (s.phase() == vmb::v1::JOB_PHASE_EXPORT && export_start == absl::Time()) {
+    if (s.phase() == vmb::v1::JOB_PHASE_EXPORT &&
+        export_start == absl::Time()) {
       export_start = absl::Now();
     }
     if (s.phase() == vmb::v1::JOB_PHASE_METADATA) export_end = absl::Now();
   };
   const absl::Time start = absl::Now();
-  const vmb::v1::JobStatus st = vmb::agent::RunVmBackupJob(context, spec, hooks);
+  const vmb::v1::JobStatus st =
+      vmb::agent::RunVmBackupJob(context, spec, hooks);
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   if (st.phase() != vmb::v1::JOB_PHASE_SUCCEEDED) {
     return Fail(absl::StrCat("the job failed: ", st.error_message()));
