@@ -91,8 +91,9 @@ absl::StatusOr<JanitorReport> CleanUpLeftoverSnapshots(
       if (vdi == vdis.end() || !vdi->second.is_a_snapshot) continue;
       disks.push_back(vdi->first);
     }
+    const std::string& vm_ref = ref;  // clang 14: no lambda capture of bindings
     absl::Status s =
-        DestroyWithRetry([&] { return xapi.DestroyVm(ref); }, options);
+        DestroyWithRetry([&] { return xapi.DestroyVm(vm_ref); }, options);
     for (const std::string& vdi : disks) {
       handled_vdis.insert(vdi);
       if (!s.ok()) break;
@@ -113,8 +114,9 @@ absl::StatusOr<JanitorReport> CleanUpLeftoverSnapshots(
     const std::string what =
         absl::StrCat("disk snapshot ", vdi.uuid, " of VM ",
                      Get(vdi.other_config, kTagVm), " (run ", *run, ")");
+    const std::string& vdi_ref = ref;
     absl::Status s =
-        DestroyWithRetry([&] { return xapi.DestroyVdi(ref); }, options);
+        DestroyWithRetry([&] { return xapi.DestroyVdi(vdi_ref); }, options);
     if (s.ok()) {
       report.removed.push_back(what);
     } else {

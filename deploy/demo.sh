@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # The demo, on a simulated pool: installs what is missing, builds, starts
-# xapi-sim (a 3-host XenServer pool on 127.0.0.2-4) and shows what vmbackup
-# sees of it. Later versions add the agents and the coordinator and back the
-# pool up into ./demo-backups.
+# xapi-sim (a 3-host XenServer pool on 127.0.0.2-4), shows what vmbackup sees
+# of it, previews a VmBackup.py config and then backs the pool up into
+# ./demo-backups (twice: the second run shows retention), as cron would.
 #
 #   ./deploy/demo.sh            run the demo and stop the simulator at the end
 #   KEEP_RUNNING=1 ./deploy/demo.sh   leave the simulator running (Ctrl-C stops it)
@@ -59,13 +59,18 @@ echo "== vmbackup --xapi-url $master inventory demo-run/VmBackup.pass"
 echo
 "$BUILD_DIR/bin/vmbackup" --xapi-url "$master" inventory "$run_dir/VmBackup.pass"
 
-# A config file in VmBackup.py's format, previewed against the pool.
+# A config file in VmBackup.py's format, previewed against the pool, then
+# run. The demo's share starts empty each time.
+rm -rf "$root/demo-backups"
 mkdir -p "$root/demo-backups"
 cat >"$run_dir/weekend.cfg" <<CFG
 # Weekend VMs (the README's weekend.cfg, on the demo pool)
 backup_dir=$root/demo-backups
 status_log=$run_dir/status.log
 max_backups=3
+pool_db_backup=1
+per_host_concurrency=2
+compress=zstd
 exclude=PROD-ubuntu12-benchmark
 vdi-export=PROD-CentOS7-large-user-disks
 vm-export=PROD-ubuntu14
@@ -81,6 +86,28 @@ code=0
   preview || code=$?
 echo "(preview exit code $code: 0 valid, 1 valid with warnings, 2 invalid)"
 
+for run in 1 2; do
+  echo
+  echo "== run $run: vmbackup --xapi-url $master demo-run/VmBackup.pass demo-run/weekend.cfg"
+  echo
+  code=0
+  "$BUILD_DIR/bin/vmbackup" --xapi-url "$master" "$run_dir/VmBackup.pass" \
+    "$run_dir/weekend.cfg" 2>>"$run_dir/vmbackup-diagnostics.log" || code=$?
+  echo "(run exit code $code: 0 success, 1 warnings, 2 errors)"
+done
+
+echo
+echo "== What is on the share (demo-backups/)"
+(cd "$root/demo-backups" && find . -path ./.vmbackup.lock -prune -o -print | sort | sed 's/^\.\///' | head -60)
+echo
+echo "== status.log (demo-run/status.log)"
+cat "$run_dir/status.log"
+echo
+echo "== Snapshots left in the pool by the runs: $(curl -s "$master/sim/state" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print(sum(1 for n in s.get("snapshot_names", []) if n.startswith("vmbackup-")))')"
+
 cat <<TXT
 
 The simulated pool's password is in demo-run/ready.json. Run the demo with
@@ -88,6 +115,8 @@ KEEP_RUNNING=1 to keep the pool up and talk to it with any XenAPI client, for
 example Python's own:
   python3 -c "import xmlrpc.client as x; print(x.ServerProxy('$master').session.login_with_password('root', '$password'))"
 and look at what it holds: curl $master/sim/state
+Each backup folder holds manifest.json; check a file with sha256sum. The
+run's diagnostics (one line per job step) are in demo-run/vmbackup-diagnostics.log.
 TXT
 
 if [ "${KEEP_RUNNING:-0}" = 1 ]; then
