@@ -682,8 +682,8 @@ absl::Status Job::WriteMetadata() {
   manifest_.set_xapi_version(
       absl::StrCat(c_.host.api_version_major, ".", c_.host.api_version_minor));
   manifest_.set_started(
-      absl::FormatTime(absl::RFC3339_sec, started_, absl::UTCTimeZone()));
-  manifest_.set_finished(absl::FormatTime(absl::RFC3339_sec, c_.clock->Now(),
+      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", started_, absl::UTCTimeZone()));
+  manifest_.set_finished(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", c_.clock->Now(),
                                           absl::UTCTimeZone()));
   manifest_.set_compression(
       vdi_export_                                   ? "none"

@@ -26,6 +26,7 @@
 #include "common/curl_util.h"
 #include "common/filesystem.h"
 #include "common/snapshot_janitor.h"
+#include "common/version.h"
 #include "common/xapi_http_stream.h"
 #include "common/xenapi_client.h"
 #include "proto/common.pb.h"
@@ -57,7 +58,7 @@ struct JobContext {
   // How long VDI_IN_USE on destroy is retried, and the first backoff.
   absl::Duration destroy_retry = absl::Minutes(2);
   absl::Duration destroy_backoff = absl::Milliseconds(500);
-  std::string version = "vmbackup";
+  std::string version = std::string(VersionString());
 };
 
 struct JobHooks {

@@ -19,6 +19,7 @@
 #include "common/curl_xml_rpc_transport.h"
 #include "common/filesystem.h"
 #include "common/password_file.h"
+#include "common/version.h"
 #include "common/xml_rpc_xen_api_client.h"
 #include "coordinator/backup_run.h"
 #include "coordinator/pool_inventory.h"
@@ -86,6 +87,10 @@ int ParseFlags(const std::vector<std::string>& args, Flags* flags, size_t* next,
     };
     if (name == "--help") {
       *io.out << CliUsage();
+      return kExitOk;
+    }
+    if (name == "--version") {
+      *io.out << VersionString() << "\n";
       return kExitOk;
     }
     if (name == "--tls-insecure" || name == "--json" ||
@@ -419,6 +424,7 @@ FLAGS (before the positional arguments):
                           the next run's janitor, with a warning
   --allow-insecure-password-file
                           accept a password file readable by group or others
+  --version               print the version
   --                      end of flags: what follows is positional, even a
                           password spelled like a command (run, status, runs,
                           agents, cancel, inventory) or help/config/example

@@ -97,8 +97,15 @@ for run in 1 2; do
 done
 
 echo
-echo "== What is on the share (demo-backups/)"
-(cd "$root/demo-backups" && find . -path ./.vmbackup.lock -prune -o -print | sort | sed 's/^\.\///' | head -60)
+echo "== What is on the share (demo-backups/): VM folders and their backups"
+(cd "$root/demo-backups" && find . -mindepth 1 -maxdepth 2 | sort | sed 's/^\.\///')
+newest=$(cd "$root/demo-backups" && ls -d PROD-ubuntu14/backup-* | tail -1)
+echo
+echo "== One backup: demo-backups/$newest"
+(cd "$root/demo-backups/$newest" && find . -type f | sort | sed 's/^\.\///' | xargs ls -l)
+echo
+echo "== Its manifest.json"
+cat "$root/demo-backups/$newest/manifest.json"
 echo
 echo "== status.log (demo-run/status.log)"
 cat "$run_dir/status.log"

@@ -421,6 +421,7 @@ TEST(CliTest, HelpWordsAnywherePrintTheirText) {
            {{"pw", "weekly.cfg", "help"}, "usage:"},
            {{"config"}, "backup_dir_format="},
            {{"pw", "example"}, "vm-export=DEV.*:2"},
+           {{"--version"}, "vmbackup 0."},
        }) {
     CliRun r = Cli(args);
     EXPECT_EQ(r.code, 0) << ::testing::PrintToString(args);
