@@ -16,9 +16,9 @@ launcher=()
 command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 CC=clang CXX=clang++ cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DVMB_FUZZ=ON -DVMB_SANITIZE=address,undefined "${launcher[@]}" >/dev/null
-cmake --build "$BUILD_DIR" -j"${JOBS:-2}" --target xmlrpc_fuzz policy_fuzz 2>&1 | tail -1
+cmake --build "$BUILD_DIR" -j"${JOBS:-2}" --target xmlrpc_fuzz policy_fuzz export_verifier_fuzz 2>&1 | tail -1
 
-for target in xmlrpc policy; do
+for target in xmlrpc policy export_verifier; do
   corpus="$BUILD_DIR/fuzz/corpus-$target"
   mkdir -p "$corpus"
   cp -n tests/fuzz/corpus/$target/* "$corpus/" 2>/dev/null || true
