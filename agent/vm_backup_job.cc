@@ -2,6 +2,7 @@
 #include "agent/vm_backup_job.h"
 
 #include <algorithm>
+#include <future>
 #include <memory>
 #include <optional>
 #include <set>
@@ -111,6 +112,8 @@ class Job {
                                          absl::Duration limit);
   absl::Status WriteMetadata();
   absl::Status Commit();
+  // Waits for the data files' background fsync; its first error.
+  absl::Status WaitForDataSync();
   void ApplyRetention();
   void CleanUpSnapshot();
   void FinishTask();
@@ -148,6 +151,7 @@ class Job {
   std::string task_ref_;
   bool task_finished_ = false;
 
+  std::vector<std::future<absl::Status>> syncing_;  // data files' fsync
   v1::BackupManifest manifest_;
   std::vector<std::string> data_files_;
   absl::Time last_report_ = absl::InfinitePast();
@@ -519,8 +523,14 @@ absl::Status Job::StreamToFile(
                     TaskStatusName(task->status),
                     " after a complete, verified body");
   }
-  VMB_RETURN_IF_ERROR(file->Sync());
-  VMB_RETURN_IF_ERROR(file->Close());
+  // fsync in the background while metadata and cleanup go on; Commit()
+  // waits for it (and fails the job if it failed) before the marker.
+  std::shared_ptr<WritableFile> shared(std::move(file));
+  syncing_.push_back(std::async(std::launch::async, [shared]() {
+    absl::Status s = shared->Sync();
+    absl::Status c = shared->Close();
+    return s.ok() ? c : s;
+  }));
   status_.set_bytes_done(done_before + verifier->covered());
   status_.set_bytes_written(written_before + written);
   status_.set_backup_bytes(status_.backup_bytes() + written);
@@ -789,7 +799,18 @@ void Job::RemoveNewFolder() {
   folder_created_ = false;
 }
 
+absl::Status Job::WaitForDataSync() {
+  absl::Status status;
+  for (std::future<absl::Status>& f : syncing_) {
+    absl::Status s = f.get();
+    if (status.ok() && !s.ok()) status = s;
+  }
+  syncing_.clear();
+  return status;
+}
+
 absl::Status Job::Commit() {
+  VMB_RETURN_IF_ERROR(WaitForDataSync());
   VMB_RETURN_IF_ERROR(CheckStop());
   const std::string dir = BackupPath();
   VMB_RETURN_IF_ERROR(c_.fs->SyncDir(dir));
@@ -878,6 +899,7 @@ v1::JobStatus Job::Run() {
   // Every failure path: cancel the task, destroy our snapshot, drop the new
   // folder; the earlier backups are untouched.
   CleanUpSnapshot();
+  (void)WaitForDataSync();  // the folder goes anyway
   RemoveNewFolder();
   const bool cancelled = absl::IsCancelled(failure->status) && Cancelled();
   status_.set_phase(cancelled ? v1::JOB_PHASE_CANCELLED : v1::JOB_PHASE_FAILED);

@@ -57,7 +57,7 @@ struct JobContext {
   absl::Duration task_wait = absl::Minutes(2);
   // How long VDI_IN_USE on destroy is retried, and the first backoff.
   absl::Duration destroy_retry = absl::Minutes(2);
-  absl::Duration destroy_backoff = absl::Milliseconds(500);
+  absl::Duration destroy_backoff = absl::Milliseconds(200);
   std::string version = std::string(VersionString());
 };
 
