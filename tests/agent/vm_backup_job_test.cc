@@ -12,9 +12,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-#include "common/snapshot_janitor.h"
 #include "common/backup_layout.h"
 #include "common/backup_manifest.h"
+#include "common/snapshot_janitor.h"
 #include "common/xml_rpc_xen_api_client.h"
 #include "tests/testing/backup_check.h"
 #include "tests/testing/sim_process.h"
@@ -589,6 +589,50 @@ TEST_F(VmBackupJobFaultTest, AVmThatIsGone) {
   EXPECT_EQ(st.phase(), v1::JOB_PHASE_FAILED);
   EXPECT_EQ(st.status_token(), "ERROR vm-uuid not found");
   EXPECT_EQ(st.xenapi_error().code(), "UUID_INVALID");
+}
+
+// A thick (LVM) SR allocates a snapshot's whole size at once: without room
+// for it, no snapshot is taken.
+TEST(VmBackupJobThickSrTest, NoRoomForTheSnapshotTakesNone) {
+  SimProcess::Options options;
+  options.fixture_json = R"({
+      "credentials": {"username": "root", "password": "pw"},
+      "hosts": [{"name_label": "h1", "master": true}],
+      "srs": [{"name_label": "lvm", "type": "lvm", "host": "h1",
+               "physical_size": "20971520"}],
+      "vms": [{"name_label": "thick", "resident_on": "h1",
+               "disks": [{"size": "16777216", "sr": "lvm"}]}]})";
+  absl::StatusOr<std::unique_ptr<SimProcess>> sim = SimProcess::Start(options);
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  std::unique_ptr<XmlRpcXenApiClient> client = (*sim)->NewClient();
+  ASSERT_OK(client->Login());
+  ASSERT_OK_AND_ASSIGN(auto hosts, client->GetAllHosts());
+  ASSERT_OK_AND_ASSIGN(std::string ref, testing::VmRefByName(*client, "thick"));
+  ASSERT_OK_AND_ASSIGN(VmRecord vm, client->GetVm(ref));
+  PosixFilesystem fs;
+  JobContext c;
+  c.xapi = client.get();
+  c.fs = &fs;
+  c.clock = SystemClock::Get();
+  c.host_ref = hosts.begin()->first;
+  c.host = hosts.begin()->second;
+  c.data_url = (*sim)->host_url("h1");
+  v1::JobSpec spec;
+  spec.set_job_id("r/1");
+  spec.set_run_id("r");
+  spec.set_vm_uuid(vm.uuid);
+  spec.set_kind(v1::EXPORT_KIND_VM);
+  spec.set_backup_dir(testing::MakeTempDir("share"));
+  spec.set_vm_folder("thick");
+  spec.set_max_backups(1);
+  spec.set_share_id("s");
+  const v1::JobStatus st = RunVmBackupJob(c, spec, {});
+  EXPECT_EQ(st.phase(), v1::JOB_PHASE_FAILED);
+  EXPECT_EQ(st.status_token(), "PREFLIGHT-FAIL");
+  EXPECT_THAT(st.error_message(), HasSubstr("thick"));
+  EXPECT_THAT(st.error_message(), HasSubstr("the snapshot needs 16 MiB"));
+  ASSERT_OK_AND_ASSIGN(sim::SimState state, (*sim)->State());
+  EXPECT_EQ(state.snapshots(), 0u);
 }
 
 }  // namespace

@@ -237,6 +237,37 @@ TEST_F(StandaloneRunTest, BacksUpTheDemoPool) {
   ExpectNoSnapshotsLeft();
 }
 
+TEST_F(StandaloneRunTest, VhdExportsConvertToThePoolsBytes) {
+  StartSim();
+  const CommandResult r = Run(Config(
+      "vdi_export_format=vhd\nvdi_export_disks=all\nvdi-export=PROD-win2012\n"
+      "vdi-export=DEV-RH6\n"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ExpectNoSnapshotsLeft();
+  for (const auto& [vm, disks] :
+       std::vector<std::pair<std::string,
+                             std::vector<std::pair<std::string, std::string>>>>{
+           {"PROD-win2012", {{"hda", "0"}, {"hdb", "1"}}},
+           {"DEV-RH6", {{"xvda", "0"}}}}) {
+    const std::vector<BackupEntry> b = Backups(vm);
+    ASSERT_EQ(b.size(), 1u);
+    ASSERT_TRUE(b[0].committed);
+    for (const auto& [device, userdevice] : disks) {
+      SCOPED_TRACE(vm + " " + device);
+      const std::string vhd =
+          JoinPath(backups_, vm, b[0].name, vm + "-" + device + ".vhd");
+      const std::string raw = JoinPath(dir_, vm + "-" + device + ".raw");
+      const CommandResult conv = testing::RunCommand(
+          {"qemu-img", "convert", "--image-opts",
+           "driver=vpc,force_size_calc=current_size,file.filename=" + vhd, "-O",
+           "raw", raw});
+      ASSERT_EQ(conv.exit_code, 0) << conv.output;
+      ASSERT_OK_AND_ASSIGN(std::string sha, testing::FileSha256(raw));
+      EXPECT_EQ(sha, ExpectedDisks(vm)[userdevice]);
+    }
+  }
+}
+
 TEST_F(StandaloneRunTest, ARuleThatMatchesNothingEndsWithAWarning) {
   StartSim();
   const CommandResult r =
