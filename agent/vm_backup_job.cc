@@ -724,20 +724,10 @@ absl::Status Job::WriteMetadata() {
 
 absl::Status Job::RetryInUse(const std::function<absl::Status()>& destroy,
                              const std::string& what) {
-  const absl::Time until = c_.clock->Now() + c_.destroy_retry;
-  absl::Duration pause = c_.destroy_backoff;
-  while (true) {
-    absl::Status s = destroy();
-    if (s.ok() || IsXenApiError(s, "HANDLE_INVALID")) return absl::OkStatus();
-    const bool transient = IsXenApiError(s, "VDI_IN_USE") ||
-                           IsXenApiError(s, "OTHER_OPERATION_IN_PROGRESS") ||
-                           absl::IsUnavailable(s);
-    if (!transient || c_.clock->Now() + pause > until) {
-      return Annotate(s, "cannot destroy ", what);
-    }
-    absl::SleepFor(pause);
-    pause = std::min(pause * 2, absl::Seconds(10));
-  }
+  absl::Status s = DestroyRetryingWhileInUse(destroy, c_.destroy_retry,
+                                             c_.destroy_backoff, *c_.clock);
+  if (!s.ok()) return Annotate(s, "cannot destroy ", what);
+  return s;
 }
 
 void Job::FinishTask() {

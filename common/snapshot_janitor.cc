@@ -37,23 +37,24 @@ std::optional<std::string> OurRun(const StringMap& other_config,
   return std::nullopt;
 }
 
-absl::Status DestroyWithRetry(const std::function<absl::Status()>& destroy,
-                              const JanitorOptions& options) {
-  const absl::Time until = absl::Now() + options.destroy_retry;
-  absl::Duration pause = options.destroy_backoff;
+}  // namespace
+
+absl::Status DestroyRetryingWhileInUse(
+    const std::function<absl::Status()>& destroy, absl::Duration retry_for,
+    absl::Duration first_pause, Clock& clock) {
+  const absl::Time until = clock.Now() + retry_for;
+  absl::Duration pause = first_pause;
   while (true) {
     absl::Status s = destroy();
     if (s.ok() || IsXenApiError(s, "HANDLE_INVALID")) return absl::OkStatus();
     const bool transient = IsXenApiError(s, "VDI_IN_USE") ||
                            IsXenApiError(s, "OTHER_OPERATION_IN_PROGRESS") ||
                            absl::IsUnavailable(s);
-    if (!transient || absl::Now() + pause > until) return s;
+    if (!transient || clock.Now() + pause > until) return s;
     absl::SleepFor(pause);
     pause = std::min(pause * 2, absl::Seconds(5));
   }
 }
-
-}  // namespace
 
 std::string SnapshotName(absl::string_view share_id, absl::string_view run_id) {
   return absl::StrCat("vmbackup-", share_id, "-", run_id);
@@ -66,6 +67,11 @@ absl::StatusOr<JanitorReport> CleanUpLeftoverSnapshots(
   VMB_ASSIGN_OR_RETURN(RecordMap<VdiRecord> vdis, xapi.GetAllVdis());
   JanitorReport report;
   std::set<std::string> handled_vdis;
+  const auto retrying = [&](const std::function<absl::Status()>& destroy) {
+    return DestroyRetryingWhileInUse(destroy, options.destroy_retry,
+                                     options.destroy_backoff,
+                                     *SystemClock::Get());
+  };
 
   const auto vm_uuid_of = [&](const std::string& ref) -> std::string {
     auto it = vms.find(ref);
@@ -92,12 +98,11 @@ absl::StatusOr<JanitorReport> CleanUpLeftoverSnapshots(
       disks.push_back(vdi->first);
     }
     const std::string& vm_ref = ref;  // clang 14: no lambda capture of bindings
-    absl::Status s =
-        DestroyWithRetry([&] { return xapi.DestroyVm(vm_ref); }, options);
+    absl::Status s = retrying([&] { return xapi.DestroyVm(vm_ref); });
     for (const std::string& vdi : disks) {
       handled_vdis.insert(vdi);
       if (!s.ok()) break;
-      s = DestroyWithRetry([&] { return xapi.DestroyVdi(vdi); }, options);
+      s = retrying([&] { return xapi.DestroyVdi(vdi); });
     }
     if (s.ok()) {
       report.removed.push_back(what);
@@ -115,8 +120,7 @@ absl::StatusOr<JanitorReport> CleanUpLeftoverSnapshots(
         absl::StrCat("disk snapshot ", vdi.uuid, " of VM ",
                      Get(vdi.other_config, kTagVm), " (run ", *run, ")");
     const std::string& vdi_ref = ref;
-    absl::Status s =
-        DestroyWithRetry([&] { return xapi.DestroyVdi(vdi_ref); }, options);
+    absl::Status s = retrying([&] { return xapi.DestroyVdi(vdi_ref); });
     if (s.ok()) {
       report.removed.push_back(what);
     } else {

@@ -10,6 +10,7 @@
 // ever destroyed: not another share's snapshots, not a user's snapshots,
 // never a VM (VmBackup.py destroyed a real VM by name: its issue #96).
 
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
+#include "common/clock.h"
 #include "common/xenapi_client.h"
 
 namespace vmb {
@@ -45,6 +47,15 @@ struct JanitorOptions {
   absl::Duration destroy_retry = absl::Seconds(30);  // VDI_IN_USE retries
   absl::Duration destroy_backoff = absl::Milliseconds(500);
 };
+
+// Calls `destroy` until the object is gone: success, or HANDLE_INVALID (it
+// was already destroyed). VDI_IN_USE, OTHER_OPERATION_IN_PROGRESS and
+// UNAVAILABLE (a tapdisk or an export still releasing the disk) are retried
+// for up to `retry_for`, pausing `first_pause`, doubling up to 5 s, with time
+// read from `clock`. Any other error, or the last transient one, is returned.
+absl::Status DestroyRetryingWhileInUse(
+    const std::function<absl::Status()>& destroy, absl::Duration retry_for,
+    absl::Duration first_pause, Clock& clock);
 
 // Errors: those of reading the pool (the records); a snapshot that cannot be
 // destroyed is a problem in the report, not an error.

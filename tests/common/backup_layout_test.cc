@@ -17,6 +17,7 @@
 
 #include "common/backup_manifest.h"
 #include "common/backup_policy.h"
+#include "tests/testing/backup_check.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_paths.h"
 
@@ -354,24 +355,7 @@ TEST_F(BackupShareTest, ChooseVmFolderSeparatesVmsThatWouldShareOne) {
 }
 
 TEST_F(BackupShareTest, HostileNamesStayInsideTheShareAndApart) {
-  const std::vector<std::string> names = {"../../etc",
-                                          "/abs",
-                                          "a/b",
-                                          ".",
-                                          "..",
-                                          "",
-                                          std::string(300, 'n'),
-                                          "$(reboot)",
-                                          "`id`",
-                                          ";rm -rf /",
-                                          "a\r\nBcc: evil@example.com",
-                                          "\xe2\x80\xae"
-                                          "gpj.exe",
-                                          "🙂",
-                                          "name:with,colon",
-                                          "a_b",
-                                          "_",
-                                          "__"};
+  const std::vector<std::string>& names = testing::HostileVmNames();
   char real_root[PATH_MAX];
   ASSERT_NE(realpath(root_.c_str(), real_root), nullptr);
   std::set<std::string> folders;

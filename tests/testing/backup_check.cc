@@ -243,4 +243,27 @@ absl::StatusOr<std::map<std::string, std::string>> TreeDigest(
   return out;
 }
 
+const std::vector<std::string>& HostileVmNames() {
+  static const auto* names =
+      new std::vector<std::string>{"../../etc",
+                                   "/abs",
+                                   "a/b",
+                                   ".",
+                                   "..",
+                                   "",
+                                   std::string(300, 'n'),
+                                   "$(reboot)",
+                                   "`id`",
+                                   ";rm -rf /",
+                                   "line\r\nBcc: evil@example.com",
+                                   "\xe2\x80\xae"
+                                   "gpj.exe",  // RIGHT-TO-LEFT OVERRIDE
+                                   "\xf0\x9f\x99\x82 emoji",
+                                   "name:with,colon",
+                                   "a_b",
+                                   "_",
+                                   "__"};
+  return *names;
+}
+
 }  // namespace vmb::testing

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -25,5 +26,9 @@ absl::StatusOr<std::string> FileSha256(const std::string& path);
 // as "-> target": to show that earlier backups are byte-identical.
 absl::StatusOr<std::map<std::string, std::string>> TreeDigest(
     const std::string& dir);
+
+// VM names that attack paths, shells, logs and mail headers, plus names that
+// a sanitised one could collide with ("a_b", "_", "__").
+const std::vector<std::string>& HostileVmNames();
 
 }  // namespace vmb::testing
