@@ -15,9 +15,9 @@
 
 #include "agent/backup_metadata.h"
 #include "agent/export_verifier.h"
-#include "common/async_sha256.h"
 #include "common/backup_layout.h"
 #include "common/backup_manifest.h"
+#include "common/hashing_writer.h"
 #include "common/human_format.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -476,15 +476,19 @@ absl::Status Job::StreamToFile(
   req.cancel = hooks_.cancel;
   req.tls = c_.tls;
 
-  AsyncSha256 sha;  // on its own thread, overlapping the transfer
+  // Hashes and writes on a thread of its own, overlapping the transfer.
+  auto writer = std::make_unique<HashingWriter>(file.get());
+  absl::Status write_error;  // ours, not the pool's: the task cannot know
   uint64_t written = 0;
   const uint64_t done_before = status_.bytes_done();
   const uint64_t written_before = status_.bytes_written();
   absl::StatusOr<XapiStreamResult> result =
       XapiStreamGet(req, [&](absl::string_view data) -> absl::Status {
         VMB_RETURN_IF_ERROR(verifier->Update(data));
-        sha.Update(data);
-        VMB_RETURN_IF_ERROR(file->Append(data));
+        if (absl::Status s = writer->Append(data); !s.ok()) {
+          write_error = s;
+          return s;
+        }
         written += data.size();
         const absl::Time now = c_.clock->Now();
         if (now - last_report_ >= absl::Seconds(1)) {
@@ -497,6 +501,13 @@ absl::Status Job::StreamToFile(
       });
   absl::Status stream_status = result.status();
   if (stream_status.ok()) stream_status = verifier->Finish();
+  absl::StatusOr<std::string> sha256;
+  if (stream_status.ok()) {
+    sha256 = writer->Finish();  // the last block written, or a write error
+    if (!sha256.ok()) write_error = sha256.status();
+  }
+  writer.reset();  // the file is ours again
+  if (!write_error.ok()) return write_error;
   if (!stream_status.ok()) {
     // The task often knows better why the stream broke (VDI_IO_ERROR).
     absl::StatusOr<TaskRecord> task = WaitForTask(task_ref_, absl::Seconds(3));
@@ -537,7 +548,7 @@ absl::Status Job::StreamToFile(
   v1::ManifestFile* mf = manifest_.add_files();
   mf->set_name(file_name);
   mf->set_size(written);
-  mf->set_sha256(sha.Finish());
+  mf->set_sha256(*sha256);
   VMB_LOG(INFO) << "job " << spec_.job_id() << " VM " << spec_.vm_uuid()
                 << ": exported " << written << " bytes into "
                 << EscapeForLog(file_path);

@@ -92,6 +92,7 @@ def export_benchmark(build, ready, args, work):
     o_wall = statistics.median(r[0] for r in ours)
     o_cpu = statistics.median(r[1] for r in ours)
     o_export = statistics.median(r[2]["export_wall"] for r in ours)
+    o_export_cpu = statistics.median(r[2]["export_cpu"] for r in ours)
     rss = max(r[2]["maxrss_kib"] for r in ours) / 1024
     print("| client | bytes | wall s | MiB/s | CPU s | peak RSS |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -101,10 +102,12 @@ def export_benchmark(build, ready, args, work):
     print("| curl -s -o FILE; sync FILE | %d | %.2f | %.0f | %.2f | - |" % (nbytes, cs_wall, nbytes / cs_wall / 2**20, cs_cpu))
     print("| vmbackup job (whole) | %d | %.2f | %.0f | %.2f | %.1f MiB |" % (
         ours[0][2]["bytes"], o_wall, ours[0][2]["bytes"] / o_wall / 2**20, o_cpu, rss))
-    print("| vmbackup job (export phase) | | %.2f | %.0f | | |" % (o_export, ours[0][2]["bytes"] / o_export / 2**20))
+    print("| vmbackup job (export phase) | | %.2f | %.0f | %.2f | |" % (
+        o_export, ours[0][2]["bytes"] / o_export / 2**20, o_export_cpu))
     print("\nwall: %.2fx curl (whole job), %.2fx (export phase), %.2fx curl+sync (whole job);"
-          " CPU: %.2fx curl; RSS %.1f MiB"
-          % (o_wall / c_wall, o_export / c_wall, o_wall / cs_wall, o_cpu / c_cpu, rss))
+          " CPU: %.2fx curl (whole job), %.2fx (export phase); RSS %.1f MiB"
+          % (o_wall / c_wall, o_export / c_wall, o_wall / cs_wall, o_cpu / c_cpu,
+             o_export_cpu / c_cpu, rss))
     print("(medians of %d interleaved runs; CPU is user+system of each process)" % args.repeat)
 
 
@@ -134,6 +137,8 @@ def main():
     proc, ready = start_sim(build, fixture_path, work)
     if args.export:
         try:
+            if args.workdir:
+                os.makedirs(args.workdir, exist_ok=True)
             export_benchmark(build, ready, args, args.workdir or work)
         finally:
             proc.terminate()
