@@ -17,6 +17,7 @@
 #include "common/snapshot_janitor.h"
 #include "common/xml_rpc_xen_api_client.h"
 #include "tests/testing/backup_check.h"
+#include "tests/testing/faulty_filesystem.h"
 #include "tests/testing/sim_process.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_paths.h"
@@ -425,6 +426,38 @@ TEST_F(VmBackupJobFaultTest, CorruptedChunk) {
       R"({"kind":"CORRUPT","call":"/export","vm":"DEV-RH6","after_bytes":"1600000","times":1})");
   ExpectCleanFailure(st, spec, before, "VM-EXPORT-FAIL");
   EXPECT_THAT(st.error_message(), HasSubstr("checksum"));
+}
+
+TEST_F(VmBackupJobFaultTest, AShareFullMidStreamIsTheVmsErrorNotThePools) {
+  const v1::JobSpec spec = Spec("DEV-RH6");
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  testing::FaultyFilesystem::Faults faults;
+  faults.suffix = ".xva";
+  faults.space = 5 << 19;  // 2.5 MiB: the third 1 MiB block fails
+  testing::FaultyFilesystem full(faults);
+  JobContext c = ContextFor("xcp-host3");
+  c.fs = &full;
+  const v1::JobStatus st = RunVmBackupJob(c, spec, {});
+  ExpectCleanFailure(st, spec, before, "VM-EXPORT-FAIL");
+  EXPECT_EQ(st.error_step(), "export");
+  EXPECT_THAT(st.error_message(), HasSubstr("No space left on device"));
+  // The export task was cancelled, but its failure is not the cause.
+  EXPECT_EQ(st.xenapi_error().code(), "");
+}
+
+TEST_F(VmBackupJobFaultTest, AFailedFsyncOfTheDataFileWritesNoMarker) {
+  const v1::JobSpec spec = Spec("DEV-RH6");
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  testing::FaultyFilesystem::Faults faults;
+  faults.suffix = ".xva";
+  faults.fail_sync = true;
+  testing::FaultyFilesystem broken(faults);
+  JobContext c = ContextFor("xcp-host3");
+  c.fs = &broken;
+  const v1::JobStatus st = RunVmBackupJob(c, spec, {});
+  ExpectCleanFailure(st, spec, before, "COMMIT-FAIL");
+  EXPECT_EQ(st.error_step(), "commit");
+  EXPECT_THAT(st.error_message(), HasSubstr("Input/output error"));
 }
 
 TEST_F(VmBackupJobFaultTest, TaskFailsAfterACompleteBody) {
