@@ -394,6 +394,16 @@ class VmBackupJobFaultTest : public VmBackupJobTest {
     EXPECT_OK(sim_->AddFault(fault_json));
     return RunVmBackupJob(ContextFor(host), spec, {});
   }
+
+  // The job with the share's files failing as `faults` says.
+  v1::JobStatus RunOnFaultyShare(
+      const v1::JobSpec& spec, const std::string& host,
+      const testing::FaultyFilesystem::Faults& faults) {
+    testing::FaultyFilesystem fs(faults);
+    JobContext c = ContextFor(host);
+    c.fs = &fs;
+    return RunVmBackupJob(c, spec, {});
+  }
 };
 
 TEST_F(VmBackupJobFaultTest, StreamCutWithVdiIoError) {
@@ -434,10 +444,7 @@ TEST_F(VmBackupJobFaultTest, AShareFullMidStreamIsTheVmsErrorNotThePools) {
   testing::FaultyFilesystem::Faults faults;
   faults.suffix = ".xva";
   faults.space = 5 << 19;  // 2.5 MiB: the third 1 MiB block fails
-  testing::FaultyFilesystem full(faults);
-  JobContext c = ContextFor("xcp-host3");
-  c.fs = &full;
-  const v1::JobStatus st = RunVmBackupJob(c, spec, {});
+  const v1::JobStatus st = RunOnFaultyShare(spec, "xcp-host3", faults);
   ExpectCleanFailure(st, spec, before, "VM-EXPORT-FAIL");
   EXPECT_EQ(st.error_step(), "export");
   EXPECT_THAT(st.error_message(), HasSubstr("No space left on device"));
@@ -451,10 +458,7 @@ TEST_F(VmBackupJobFaultTest, AFailedFsyncOfTheDataFileWritesNoMarker) {
   testing::FaultyFilesystem::Faults faults;
   faults.suffix = ".xva";
   faults.fail_sync = true;
-  testing::FaultyFilesystem broken(faults);
-  JobContext c = ContextFor("xcp-host3");
-  c.fs = &broken;
-  const v1::JobStatus st = RunVmBackupJob(c, spec, {});
+  const v1::JobStatus st = RunOnFaultyShare(spec, "xcp-host3", faults);
   ExpectCleanFailure(st, spec, before, "COMMIT-FAIL");
   EXPECT_EQ(st.error_step(), "commit");
   EXPECT_THAT(st.error_message(), HasSubstr("Input/output error"));
