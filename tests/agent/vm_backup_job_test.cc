@@ -514,6 +514,29 @@ TEST_F(VmBackupJobFaultTest, SnapshotErrorsTakeNothing) {
   }
 }
 
+TEST_F(VmBackupJobFaultTest, ALicenceRestrictionOnTheTemplateFlagIsTolerated) {
+  // Some editions refuse VM.set_is_a_template; the seed carried on.
+  const v1::JobSpec spec = Spec("DEV-RH6");
+  EarlierBackup(spec, "xcp-host3");
+  const v1::JobStatus st = RunWithFault(
+      spec, "xcp-host3",
+      R"({"kind":"CALL_ERROR","call":"VM.set_is_a_template","times":1,"error":["LICENCE_RESTRICTION","VM.set_is_a_template"]})");
+  EXPECT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+  EXPECT_EQ(Backups(spec).size(), 2u);
+  ExpectNothingLeftInThePool();
+}
+
+// The same fault with another code fails the job: so the fault above fired.
+TEST_F(VmBackupJobFaultTest, AnyOtherErrorOnTheTemplateFlagFailsCleanly) {
+  const v1::JobSpec spec = Spec("DEV-RH6");
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  const v1::JobStatus st = RunWithFault(
+      spec, "xcp-host3",
+      R"({"kind":"CALL_ERROR","call":"VM.set_is_a_template","times":1,"error":["OPERATION_NOT_ALLOWED","busy"]})");
+  ExpectCleanFailure(st, spec, before, "TEMPLATE-PARAM-SET-FAIL");
+  EXPECT_EQ(st.xenapi_error().code(), "OPERATION_NOT_ALLOWED");
+}
+
 TEST_F(VmBackupJobFaultTest, VdiSnapshotErrors) {
   const v1::JobSpec spec = Spec("DEV-RH6", v1::EXPORT_KIND_VDI);
   const auto before = EarlierBackup(spec, "xcp-host3");
