@@ -3,6 +3,8 @@
 // what is left in the pool, and every failure path.
 #include "agent/vm_backup_job.h"
 
+#include <algorithm>
+#include <atomic>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -358,6 +360,48 @@ TEST_F(VmBackupJobTest, PreCleanMakesRoomBeforeExporting) {
   // Before the snapshot, the oldest had gone; the new folder was there.
   ASSERT_EQ(seen_at_snapshot.size(), 2u);
   EXPECT_EQ(seen_at_snapshot[0], before[1].name);
+}
+
+// A clock that moves a quarter of a second each time it is read, so that the
+// job's once-a-second progress reports come many times per export.
+class SteppingClock final : public Clock {
+ public:
+  absl::Time Now() override {
+    return absl::FromUnixMillis(1700000000000 + 250 * ticks_++);
+  }
+
+ private:
+  std::atomic<int64_t> ticks_{0};
+};
+
+TEST_F(VmBackupJobTest, ProgressRisesToTheVirtualSizeWhileStreaming) {
+  const v1::JobSpec spec = Spec("PROD-ubuntu14");
+  SteppingClock clock;
+  JobContext c = ContextFor("xcp-host1");
+  c.clock = &clock;
+  std::vector<std::pair<uint64_t, uint64_t>> seen;  // done, written
+  uint64_t total = 0;
+  JobHooks hooks;
+  hooks.progress = [&](const v1::JobStatus& s) {
+    if (s.phase() != v1::JOB_PHASE_EXPORT) return;
+    seen.emplace_back(s.bytes_done(), s.bytes_written());
+    total = s.bytes_total();
+  };
+  const v1::JobStatus st = RunVmBackupJob(c, spec, hooks);
+  ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+  EXPECT_EQ(total, 33554432u + 16777216u);  // both disks' virtual sizes
+  ASSERT_GE(seen.size(), 4u);
+  for (size_t i = 1; i < seen.size(); ++i) {
+    EXPECT_GE(seen[i].first, seen[i - 1].first) << i;
+    EXPECT_GE(seen[i].second, seen[i - 1].second) << i;
+    EXPECT_LE(seen[i].first, total) << i;
+  }
+  // Reports came from inside the stream, not only at its ends.
+  EXPECT_TRUE(std::any_of(seen.begin(), seen.end(), [&](const auto& p) {
+    return p.first > 0 && p.first < total;
+  }));
+  EXPECT_EQ(st.bytes_done(), total);
+  EXPECT_EQ(st.bytes_written(), st.backup_bytes());
 }
 
 TEST_F(VmBackupJobTest, TwoVmsWithOneNameGetTheirOwnFolders) {
