@@ -17,6 +17,7 @@
 #include "agent/export_verifier.h"
 #include "common/backup_layout.h"
 #include "common/backup_manifest.h"
+#include "common/exported_disks.h"
 #include "common/hashing_writer.h"
 #include "common/human_format.h"
 #include "common/logging.h"
@@ -48,6 +49,11 @@ struct Disk {
   std::string vdi_ref;
   SrRecord sr;
 };
+
+// The disk's virtual size; XAPI's int64 is never negative in practice.
+uint64_t VirtualSize(const Disk& d) {
+  return static_cast<uint64_t>(std::max<int64_t>(0, d.vdi.virtual_size));
+}
 
 // A step failed: which one, the seed's status token, and why.
 struct Failure {
@@ -194,44 +200,25 @@ std::optional<Failure> Job::LoadVm() {
     disk.sr = *std::move(sr);
     disks_.push_back(std::move(disk));
   }
-  if (!vdi_export_) {
-    for (Disk& d : disks_) exported_.push_back(&d);
-  } else if (spec_.vdi_export_all_disks()) {
-    for (Disk& d : disks_) exported_.push_back(&d);
-  } else {
-    // The seed's xvda rule, extended: userdevice 0, else the first bootable
-    // disk, so that HVM guests (hda) work.
-    Disk* boot = nullptr;
-    for (Disk& d : disks_) {
-      if (d.vbd.userdevice == "0") boot = &d;
-    }
-    for (Disk& d : disks_) {
-      if (boot == nullptr && d.vbd.bootable) boot = &d;
-    }
-    if (boot != nullptr) exported_.push_back(boot);
-  }
+  std::vector<Disk*> all;
+  for (Disk& d : disks_) all.push_back(&d);
+  exported_ = ExportedDisks(all, vdi_export_, spec_.vdi_export_all_disks());
   if (vdi_export_ && exported_.empty()) {
     return Fail("find VM", "ERROR xvda-uuid not found",
-                absl::FailedPreconditionError(
-                    "vdi-export: the VM has no boot disk (no disk with "
-                    "userdevice 0 and none bootable)"));
+                absl::FailedPreconditionError(kNoBootDiskMessage));
   }
+  const bool raw = vdi_export_ && spec_.vdi_format() != v1::VDI_FORMAT_VHD;
+  uint64_t total = 0;
   for (const Disk* d : exported_) {
-    const uint64_t size =
-        static_cast<uint64_t>(std::max<int64_t>(0, d->vdi.virtual_size));
+    const uint64_t size = VirtualSize(*d);
+    total += size;
     // A thin SR's physical utilisation is closer to what the export holds;
     // XVA skips empty chunks, raw does not.
     const uint64_t used = static_cast<uint64_t>(
         std::max<int64_t>(0, d->vdi.physical_utilisation));
-    const bool raw = vdi_export_ && spec_.vdi_format() != v1::VDI_FORMAT_VHD;
     estimate_ += raw || used == 0 ? size : std::min(size, used);
   }
-  status_.set_bytes_total(0);
-  for (const Disk* d : exported_) {
-    status_.set_bytes_total(
-        status_.bytes_total() +
-        static_cast<uint64_t>(std::max<int64_t>(0, d->vdi.virtual_size)));
-  }
+  status_.set_bytes_total(total);
   return std::nullopt;
 }
 
@@ -273,13 +260,11 @@ std::optional<Failure> Job::Preflight() {
   }
   // Thick (LVM) SRs allocate a snapshot's full size at once.
   std::map<std::string, std::pair<SrRecord, uint64_t>> need;
-  const std::vector<Disk*>& snapped = exported_;
-  for (const Disk* d : snapped) {
+  for (const Disk* d : exported_) {
     if (!IsThickSr(d->sr)) continue;
     auto& entry = need[d->sr.uuid];
     entry.first = d->sr;
-    entry.second +=
-        static_cast<uint64_t>(std::max<int64_t>(0, d->vdi.virtual_size));
+    entry.second += VirtualSize(*d);
   }
   for (const auto& [uuid, entry] : need) {
     const SrRecord& sr = entry.first;
@@ -312,12 +297,14 @@ std::optional<Failure> Job::PrepareFolder() {
       ListBackups(*c_.fs, vm_dir);
   if (!backups.ok())
     return Fail("backup folder", "BACKUP-DIR-FAIL", backups.status());
+  std::set<std::string> removed;
   // Folders without a marker are what failed or interrupted runs left.
   for (const std::string& name : UncommittedBackups(*backups)) {
     VMB_LOG(INFO) << "job " << spec_.job_id() << ": removing unfinished backup "
                   << EscapeForLog(JoinPath(vm_dir, name));
     s = RemoveBackup(*c_.fs, vm_dir, name);
     if (!s.ok()) return Fail("backup folder", "BACKUP-DIR-FAIL", s);
+    removed.insert(name);
   }
   if (spec_.pre_clean()) {
     for (const std::string& name :
@@ -326,18 +313,15 @@ std::optional<Failure> Job::PrepareFolder() {
                     << EscapeForLog(JoinPath(vm_dir, name));
       s = RemoveBackup(*c_.fs, vm_dir, name);
       if (!s.ok()) return Fail("backup folder", "BACKUP-DIR-FAIL", s);
+      removed.insert(name);
     }
   }
   // The folder is named after the local start time, but always sorts after
   // the VM's other backups (a clock set back, two backups in one second), so
   // that "newest" means the same by name and by time.
   absl::CivilSecond t = absl::ToCivilSecond(c_.clock->Now(), c_.time_zone);
-  backups = ListBackups(*c_.fs, vm_dir);
-  if (!backups.ok()) {
-    return Fail("backup folder", "BACKUP-DIR-FAIL", backups.status());
-  }
-  if (!backups->empty() && backups->back().time >= t) {
-    t = backups->back().time + 1;
+  for (const BackupEntry& b : *backups) {  // oldest first
+    if (removed.count(b.name) == 0 && b.time >= t) t = b.time + 1;
   }
   const std::string format = spec_.backup_dir_format().empty()
                                  ? "backup-YYYY-MM-DD-(HH:MM:SS)"
@@ -581,8 +565,7 @@ std::optional<Failure> Job::Export() {
   const std::string fmt = vhd ? "vhd" : "raw";
   for (size_t i = 0; i < exported_.size(); ++i) {
     const Disk& d = *exported_[i];
-    const uint64_t size =
-        static_cast<uint64_t>(std::max<int64_t>(0, d.vdi.virtual_size));
+    const uint64_t size = VirtualSize(d);
     std::string name = FileBase();
     if (spec_.vdi_export_all_disks()) {
       absl::StrAppend(&name, "-",
@@ -723,8 +706,7 @@ absl::Status Job::WriteMetadata() {
     md->set_userdevice(d.vbd.userdevice);
     md->set_vdi_uuid(d.vdi.uuid);
     md->set_name_label(d.vdi.name_label);
-    md->set_virtual_size(
-        static_cast<uint64_t>(std::max<int64_t>(0, d.vdi.virtual_size)));
+    md->set_virtual_size(VirtualSize(d));
     if (vdi_export_ && i < data_files_.size()) md->set_file(data_files_[i]);
   }
   VMB_RETURN_IF_ERROR(

@@ -8,6 +8,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
+#include "common/exported_disks.h"
+
 namespace vmb::coordinator {
 namespace {
 
@@ -41,14 +43,7 @@ std::vector<const InventoryDisk*> ExportedDisks(const InventoryVm& vm,
   for (const InventoryDisk& d : vm.disks) {
     if (d.vbd.type == "Disk" && d.has_vdi) disks.push_back(&d);
   }
-  if (!vdi_export || which == VdiExportDisks::kAll) return disks;
-  for (const InventoryDisk* d : disks) {
-    if (d->vbd.userdevice == "0") return {d};
-  }
-  for (const InventoryDisk* d : disks) {
-    if (d->vbd.bootable) return {d};
-  }
-  return {};
+  return vmb::ExportedDisks(disks, vdi_export, which == VdiExportDisks::kAll);
 }
 
 std::vector<v1::PlannedVm> PlanBackup(const BackupPolicy& policy,
@@ -88,8 +83,7 @@ std::vector<v1::PlannedVm> PlanBackup(const BackupPolicy& policy,
     if (disks.empty()) {
       p.add_warnings(
           s.vdi_export
-              ? "vdi-export: the VM has no boot disk (no disk with "
-                "userdevice 0 and none bootable)"
+              ? kNoBootDiskMessage
               : "the VM has no disks: the export holds only its metadata");
     }
     const std::string& state = vm->record.power_state;
