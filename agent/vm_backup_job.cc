@@ -344,19 +344,24 @@ std::optional<Failure> Job::PrepareFolder() {
 
 std::optional<Failure> Job::TakeSnapshot() {
   const std::string name = SnapshotName(spec_.share_id(), spec_.run_id());
-  const std::vector<std::pair<absl::string_view, std::string>> tags = {
-      {kTagRun, spec_.run_id()},
-      {kTagJob, spec_.job_id()},
-      {kTagVm, spec_.vm_uuid()},
-      {kTagShare, spec_.share_id()}};
+  // Our tags in the other_config of a snapshot VM or VDI, so that the
+  // janitor can prove it is ours.
+  const auto tag = [&](absl::string_view cls, const std::string& ref) {
+    for (const auto& [key, value] : {std::pair{kTagRun, spec_.run_id()},
+                                     std::pair{kTagJob, spec_.job_id()},
+                                     std::pair{kTagVm, spec_.vm_uuid()},
+                                     std::pair{kTagShare, spec_.share_id()}}) {
+      VMB_RETURN_IF_ERROR(
+          c_.xapi->AddToOtherConfig(cls, ref, std::string(key), value));
+    }
+    return absl::OkStatus();
+  };
   if (!vdi_export_) {
     absl::StatusOr<std::string> snap = c_.xapi->SnapshotVm(vm_ref_, name, {});
     if (!snap.ok()) return Fail("snapshot", "SNAPSHOT-FAIL", snap.status());
     snapshot_ref_ = *snap;
-    for (const auto& [key, value] : tags) {
-      absl::Status s = c_.xapi->AddToOtherConfig("VM", snapshot_ref_,
-                                                 std::string(key), value);
-      if (!s.ok()) return Fail("tag snapshot", "TEMPLATE-PARAM-SET-FAIL", s);
+    if (absl::Status s = tag("VM", snapshot_ref_); !s.ok()) {
+      return Fail("tag snapshot", "TEMPLATE-PARAM-SET-FAIL", s);
     }
     absl::StatusOr<VmRecord> record = c_.xapi->GetVm(snapshot_ref_);
     if (!record.ok()) return Fail("snapshot", "SNAPSHOT-FAIL", record.status());
@@ -372,10 +377,8 @@ std::optional<Failure> Job::TakeSnapshot() {
     // The disks too: if the VM record goes and a disk stays (VDI_IN_USE),
     // the janitor must still know it is ours.
     for (const std::string& vdi : snapshot_vdis_) {
-      for (const auto& [key, value] : tags) {
-        absl::Status s =
-            c_.xapi->AddToOtherConfig("VDI", vdi, std::string(key), value);
-        if (!s.ok()) return Fail("tag snapshot", "TEMPLATE-PARAM-SET-FAIL", s);
+      if (absl::Status s = tag("VDI", vdi); !s.ok()) {
+        return Fail("tag snapshot", "TEMPLATE-PARAM-SET-FAIL", s);
       }
     }
     // As the seed's template-param-set: export the snapshot as a VM.
@@ -390,10 +393,8 @@ std::optional<Failure> Job::TakeSnapshot() {
     absl::StatusOr<std::string> snap = c_.xapi->SnapshotVdi(d->vdi_ref);
     if (!snap.ok()) return Fail("snapshot", "VDI-SNAPSHOT-FAIL", snap.status());
     snapshot_vdis_.push_back(*snap);
-    for (const auto& [key, value] : tags) {
-      absl::Status s =
-          c_.xapi->AddToOtherConfig("VDI", *snap, std::string(key), value);
-      if (!s.ok()) return Fail("tag snapshot", "VDI-PARAM-SET-FAIL", s);
+    if (absl::Status s = tag("VDI", *snap); !s.ok()) {
+      return Fail("tag snapshot", "VDI-PARAM-SET-FAIL", s);
     }
     absl::StatusOr<XmlRpcValue> renamed =
         c_.xapi->Call("VDI.set_name_label",
