@@ -78,11 +78,11 @@ class XvaTarVerifier final : public ExportVerifier {
         case State::kData: {
           const size_t n =
               static_cast<size_t>(std::min<uint64_t>(data.size(), remaining_));
-          status_ = OnData(data.substr(0, n));
+          OnData(data.substr(0, n));
           data.remove_prefix(n);
           offset_ += n;
           remaining_ -= n;
-          if (status_.ok() && remaining_ == 0) status_ = OnMemberEnd();
+          if (remaining_ == 0) status_ = OnMemberEnd();
           break;
         }
         case State::kPadding: {
@@ -116,6 +116,10 @@ class XvaTarVerifier final : public ExportVerifier {
   }
 
   absl::Status Finish() override {
+    // Disks that never received a chunk leave the check: XAPI exports no
+    // data for VDIs on ISO SRs (CD images).
+    std::erase_if(disks_,
+                  [](const auto& entry) { return !entry.second.seen(); });
     if (!status_.ok()) return status_;
     if (state_ == State::kHeader && absl::StartsWith(header_, "HTTP/")) {
       return status_ = Bad(offset_ - header_.size(),
@@ -142,16 +146,20 @@ class XvaTarVerifier final : public ExportVerifier {
     for (const auto& [id, disk] : disks_) c += disk.next_offset;
     return c;
   }
-  uint64_t total() const override { return total_; }
+  uint64_t total() const override {
+    uint64_t t = 0;
+    for (const auto& [id, disk] : disks_) t += disk.size;
+    return t;
+  }
 
  private:
   enum class State { kHeader, kData, kPadding, kTrailer };
   enum class Member { kOva, kChunk, kChecksum };
   struct Disk {
     uint64_t size = 0;
-    bool seen = false;
-    int64_t last_number = -1;
+    int64_t last_number = -1;  // of the last chunk; chunk numbers are >= 0
     uint64_t next_offset = 0;  // end of the data covered so far
+    bool seen() const { return last_number >= 0; }
   };
 
   absl::Status OnHeader() {
@@ -277,7 +285,7 @@ class XvaTarVerifier final : public ExportVerifier {
     // Offsets as XAPI's importer computes them: keep-alive chunks (0 bytes)
     // shift the numbering.
     uint64_t offset;
-    if (!disk.seen) {
+    if (!disk.seen()) {
       if (number != 0)
         return Bad(at,
                    absl::StrCat("disk ", id, " does not start with chunk 0"));
@@ -293,7 +301,6 @@ class XvaTarVerifier final : public ExportVerifier {
       return Bad(at, absl::StrCat("chunk ", name, " lies beyond the disk's ",
                                   disk.size, " bytes"));
     }
-    disk.seen = true;
     disk.last_number = number;
     disk.next_offset = offset + size;
     chunk_name_ = name;
@@ -306,7 +313,7 @@ class XvaTarVerifier final : public ExportVerifier {
     return absl::OkStatus();
   }
 
-  absl::Status OnData(absl::string_view data) {
+  void OnData(absl::string_view data) {
     switch (member_) {
       case Member::kOva:
         ova_.append(data.data(), data.size());
@@ -319,7 +326,6 @@ class XvaTarVerifier final : public ExportVerifier {
         checksum_text_.append(data.data(), data.size());
         break;
     }
-    return absl::OkStatus();
   }
 
   absl::Status OnMemberEnd() {
@@ -394,29 +400,9 @@ class XvaTarVerifier final : public ExportVerifier {
                    absl::StrCat("ova.xml: VDI ", id->text(), " has no size"));
       disks_[id->text()].size = static_cast<uint64_t>(size);
     }
-    // Disks XAPI sends no data for (CD images on ISO SRs) are not in the
-    // archive's data; only disks with chunks must be covered, checked at the
-    // end. A disk of ova.xml with no chunk at all is a CD/ISO VDI.
-    total_ = 0;
-    for (const auto& [id, d] : disks_) total_ += d.size;
     return absl::OkStatus();
   }
 
-  // At Finish, disks that never received a chunk are dropped from the check
-  // (XAPI exports no data for VDIs on ISO SRs).
- public:
-  void DropDisksWithoutData() {
-    for (auto it = disks_.begin(); it != disks_.end();) {
-      if (!it->second.seen) {
-        total_ -= it->second.size;
-        it = disks_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-
- private:
   EVP_MD_CTX* sha1_;
   XXH64_state_t* xxh_;
   State state_ = State::kHeader;
@@ -429,7 +415,6 @@ class XvaTarVerifier final : public ExportVerifier {
   bool saw_ova_ = false;
   std::string ova_;
   std::map<std::string, Disk> disks_;
-  uint64_t total_ = 0;
   bool expect_checksum_ = false;
   bool saw_checksum_ = false;
   bool checksum_is_xxhash_ = true;
@@ -439,24 +424,6 @@ class XvaTarVerifier final : public ExportVerifier {
   std::string chunk_sha1_;
   std::string checksum_text_;
   absl::Status status_;
-};
-
-// Wraps the tar verifier: drops ova.xml disks that got no data before the
-// final coverage check.
-class XvaVerifier final : public ExportVerifier {
- public:
-  absl::Status Update(absl::string_view data) override {
-    return tar_.Update(data);
-  }
-  absl::Status Finish() override {
-    tar_.DropDisksWithoutData();
-    return tar_.Finish();
-  }
-  uint64_t covered() const override { return tar_.covered(); }
-  uint64_t total() const override { return tar_.total(); }
-
- private:
-  XvaTarVerifier tar_;
 };
 
 // ---- decompression in front of a verifier
@@ -800,7 +767,7 @@ class VhdVerifier final : public ExportVerifier {
 }  // namespace
 
 std::unique_ptr<ExportVerifier> NewXvaVerifier(Compression compression) {
-  std::unique_ptr<ExportVerifier> tar = std::make_unique<XvaVerifier>();
+  std::unique_ptr<ExportVerifier> tar = std::make_unique<XvaTarVerifier>();
   switch (compression) {
     case Compression::kNone:
       return tar;
