@@ -4,10 +4,8 @@
 #include <memory>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/strip.h"
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
@@ -30,6 +28,48 @@ bool ParseOctal(absl::string_view field, uint64_t* out) {
   }
   *out = v;
   return true;
+}
+
+// `s` as Python 2's repr() of a str: single quotes unless the text holds a
+// single quote and no double quote, with \\, \n, \r, \t and \xNN escapes for
+// other bytes outside printable ASCII.
+std::string PythonRepr(absl::string_view s) {
+  const bool has_single = s.find('\'') != absl::string_view::npos;
+  const bool has_double = s.find('"') != absl::string_view::npos;
+  const char quote = has_single && !has_double ? '"' : '\'';
+  std::string out(1, quote);
+  for (char ch : s) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if (c == static_cast<unsigned char>(quote) || c == '\\') {
+      out.push_back('\\');
+      out.push_back(ch);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c >= 0x7f) {
+      absl::StrAppend(&out, absl::StrFormat("\\x%02x", c));
+    } else {
+      out.push_back(ch);
+    }
+  }
+  out.push_back(quote);
+  return out;
+}
+
+// A string map as Python's repr() of a dict, keys sorted: {'a': 'b'}.
+std::string PythonDictRepr(const StringMap& map) {
+  std::string out = "{";
+  bool first = true;
+  for (const auto& [key, value] : map) {
+    if (!first) out += ", ";
+    first = false;
+    absl::StrAppend(&out, PythonRepr(key), ": ", PythonRepr(value));
+  }
+  out += "}";
+  return out;
 }
 
 struct XmlDocDeleter {
@@ -70,45 +110,7 @@ std::string FormatVifCfg(const VifRecord& vif,
                       "orig_uuid=", vif.uuid, "\n");
 }
 
-std::string PythonRepr(absl::string_view s) {
-  const bool has_single = s.find('\'') != absl::string_view::npos;
-  const bool has_double = s.find('"') != absl::string_view::npos;
-  const char quote = has_single && !has_double ? '"' : '\'';
-  std::string out(1, quote);
-  for (char ch : s) {
-    const unsigned char c = static_cast<unsigned char>(ch);
-    if (c == static_cast<unsigned char>(quote) || c == '\\') {
-      out.push_back('\\');
-      out.push_back(ch);
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c >= 0x7f) {
-      absl::StrAppend(&out, absl::StrFormat("\\x%02x", c));
-    } else {
-      out.push_back(ch);
-    }
-  }
-  out.push_back(quote);
-  return out;
-}
-
-std::string PythonDictRepr(const StringMap& map) {
-  std::string out = "{";
-  bool first = true;
-  for (const auto& [key, value] : map) {
-    if (!first) out += ", ";
-    first = false;
-    absl::StrAppend(&out, PythonRepr(key), ": ", PythonRepr(value));
-  }
-  out += "}";
-  return out;
-}
-
-absl::StatusOr<std::string> ExtractOvaXml(absl::string_view tar) {
+absl::StatusOr<absl::string_view> ExtractOvaXml(absl::string_view tar) {
   size_t pos = 0;
   while (pos + 512 <= tar.size()) {
     const absl::string_view header = tar.substr(pos, 512);
@@ -125,7 +127,7 @@ absl::StatusOr<std::string> ExtractOvaXml(absl::string_view tar) {
     if (size > tar.size() - pos) {
       return absl::DataLossError("the metadata export is truncated");
     }
-    if (name == "ova.xml") return std::string(tar.substr(pos, size));
+    if (name == "ova.xml") return tar.substr(pos, size);
     pos += (size + 511) / 512 * 512;
   }
   return absl::DataLossError("the metadata export holds no ova.xml");

@@ -30,16 +30,9 @@ std::string FormatVdiCfg(const VdiRecord& vdi, absl::string_view sr_uuid);
 std::string FormatVifCfg(const VifRecord& vif,
                          absl::string_view network_name_label);
 
-// `s` as Python 2's repr() of a str: single quotes unless the text holds a
-// single quote and no double quote, with \\, \n, \r, \t and \xNN escapes for
-// other bytes outside printable ASCII.
-std::string PythonRepr(absl::string_view s);
-// A string map as Python's repr() of a dict, keys sorted: {'a': 'b'}.
-std::string PythonDictRepr(const StringMap& map);
-
-// ova.xml out of the tar stream /export_metadata returns. Errors:
-// DATA_LOSS when the body is not a tar holding ova.xml.
-absl::StatusOr<std::string> ExtractOvaXml(absl::string_view tar);
+// ova.xml out of the tar stream /export_metadata returns: a view into `tar`.
+// Errors: DATA_LOSS when the body is not a tar holding ova.xml.
+absl::StatusOr<absl::string_view> ExtractOvaXml(absl::string_view tar);
 
 // `xml` re-indented as `xmllint --format` prints it. Errors: DATA_LOSS when
 // it is not well-formed XML. External entities and DTDs are never loaded.

@@ -19,7 +19,6 @@
 #include <zlib.h>
 #include <zstd.h>
 
-#include "common/xenapi_records.h"
 #include "common/xmlrpc_codec.h"
 
 namespace vmb::agent {

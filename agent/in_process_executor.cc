@@ -9,10 +9,16 @@
 
 namespace vmb::agent {
 
-InProcessExecutor::InProcessExecutor(ExecutorSetup setup, JobContext defaults)
-    : setup_(std::move(setup)), defaults_(std::move(defaults)) {
+InProcessExecutor::InProcessExecutor(ExecutorSetup setup)
+    : setup_(std::move(setup)) {
+  base_.xapi = setup_.xapi;
+  base_.fs = setup_.fs;
+  base_.clock = setup_.clock;
+  base_.time_zone = setup_.time_zone;
+  base_.tls = setup_.tls;
+  base_.destroy_retry = setup_.snapshot_destroy_timeout;
   for (const auto& [ref, host] : setup_.hosts) {
-    if (!host.address.empty()) addresses_.push_back(host.address);
+    if (!host.address.empty()) base_.redirect_hosts.push_back(host.address);
   }
 }
 
@@ -20,14 +26,7 @@ v1::JobStatus InProcessExecutor::RunJob(
     const v1::JobSpec& spec,
     const std::function<void(const v1::JobStatus&)>& progress,
     const absl::Notification* cancel) {
-  JobContext context = defaults_;
-  context.xapi = setup_.xapi;
-  context.fs = setup_.fs;
-  context.clock = setup_.clock;
-  context.time_zone = setup_.time_zone;
-  context.tls = setup_.tls;
-  context.destroy_retry = setup_.snapshot_destroy_timeout;
-  context.redirect_hosts = addresses_;
+  JobContext context = base_;
   for (const auto& [ref, host] : setup_.hosts) {
     if (host.uuid == spec.host_uuid()) {
       context.host_ref = ref;

@@ -6,7 +6,6 @@
 // host its VM runs on (DESIGN §3.1), so even a standalone run spreads the
 // load over the pool's dom0s.
 
-#include <map>
 #include <string>
 #include <vector>
 
@@ -17,9 +16,9 @@ namespace vmb::agent {
 
 class InProcessExecutor final : public Executor {
  public:
-  // `defaults` tunes every job's context (timeouts, retries); the XenAPI
-  // client, filesystem, clock, host and URLs come from `setup`.
-  explicit InProcessExecutor(ExecutorSetup setup, JobContext defaults = {});
+  // Jobs run with `setup`'s XenAPI client, filesystem, clock, time zone, TLS
+  // and destroy timeout, each exporting from its own host.
+  explicit InProcessExecutor(ExecutorSetup setup);
 
   v1::JobStatus RunJob(
       const v1::JobSpec& spec,
@@ -28,8 +27,7 @@ class InProcessExecutor final : public Executor {
 
  private:
   const ExecutorSetup setup_;
-  const JobContext defaults_;
-  std::vector<std::string> addresses_;
+  JobContext base_;  // what every job's context shares
 };
 
 }  // namespace vmb::agent

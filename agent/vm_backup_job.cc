@@ -619,7 +619,7 @@ absl::Status Job::WriteMetadata() {
       VMB_LOG(WARNING) << "cannot destroy task: " << destroyed;  // best effort
     }
     VMB_RETURN_IF_ERROR(Annotate(r.status(), "metadata export"));
-    VMB_ASSIGN_OR_RETURN(std::string ova, ExtractOvaXml(tar));
+    VMB_ASSIGN_OR_RETURN(absl::string_view ova, ExtractOvaXml(tar));
     VMB_ASSIGN_OR_RETURN(std::string pretty, PrettyPrintXml(ova));
     VMB_RETURN_IF_ERROR(
         WriteNewFile(*c_.fs, JoinPath(dir, "vm-metadata.xml"), pretty));
