@@ -117,11 +117,6 @@ const std::vector<std::string>& SuccessMarkers() {
   return *markers;
 }
 
-bool IsSuccessMarker(absl::string_view file_name) {
-  const auto& markers = SuccessMarkers();
-  return std::find(markers.begin(), markers.end(), file_name) != markers.end();
-}
-
 std::string FormatBackupFolderName(absl::string_view format,
                                    absl::CivilSecond t) {
   const char sep = format == kBackupDirFormatNoColons ? '-' : ':';

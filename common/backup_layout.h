@@ -31,7 +31,6 @@ namespace vmb {
 inline constexpr absl::string_view kSuccessMarker = "success";
 // Every marker name that makes a folder committed: VmBackup.py's four
 // (success, success_restore, success_compress, success_compressing).
-bool IsSuccessMarker(absl::string_view file_name);
 const std::vector<std::string>& SuccessMarkers();
 
 // The longest VM folder name vmbackup makes, in bytes (NAME_MAX is 255; the

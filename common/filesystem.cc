@@ -412,6 +412,12 @@ PosixFilesystem* PosixFilesystem::Get() {
   return fs;
 }
 
+std::string Dirname(absl::string_view path) {
+  const size_t slash = path.rfind('/');
+  if (slash == absl::string_view::npos) return ".";
+  return slash == 0 ? "/" : std::string(path.substr(0, slash));
+}
+
 std::string JoinPath(absl::string_view a, absl::string_view b) {
   if (a.empty()) return std::string(b);
   if (absl::EndsWith(a, "/")) return absl::StrCat(a, b);

@@ -139,6 +139,8 @@ class PosixFilesystem final : public Filesystem {
 
 // Joins path components with '/'.
 std::string JoinPath(absl::string_view a, absl::string_view b);
+// The folder `path` is in: "/a/b" -> "/a", "/a" -> "/", "a" -> ".".
+std::string Dirname(absl::string_view path);
 template <typename... Rest>
 std::string JoinPath(absl::string_view a, absl::string_view b,
                      absl::string_view c, const Rest&... rest) {

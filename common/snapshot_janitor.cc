@@ -47,10 +47,8 @@ absl::Status DestroyRetryingWhileInUse(
   while (true) {
     absl::Status s = destroy();
     if (s.ok() || IsXenApiError(s, "HANDLE_INVALID")) return absl::OkStatus();
-    const bool transient = IsXenApiError(s, "VDI_IN_USE") ||
-                           IsXenApiError(s, "OTHER_OPERATION_IN_PROGRESS") ||
-                           absl::IsUnavailable(s);
-    if (!transient || clock.Now() + pause > until) return s;
+    // VDI_IN_USE and OTHER_OPERATION_IN_PROGRESS are UNAVAILABLE too.
+    if (!absl::IsUnavailable(s) || clock.Now() + pause > until) return s;
     absl::SleepFor(pause);
     pause = std::min(pause * 2, absl::Seconds(5));
   }

@@ -60,8 +60,6 @@ class StatusLog {
   static std::string Failed(absl::string_view token, absl::string_view vm_name,
                             absl::string_view reason);
 
-  const std::string& path() const { return path_; }
-
  private:
   absl::Status Append(absl::string_view fields);
 

@@ -54,12 +54,6 @@ class RunLog {
   absl::Mutex mu_;
 };
 
-std::string Dirname(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
 std::string NewRunId(absl::Time now) {
   absl::BitGen gen;
   return absl::StrCat(
@@ -127,7 +121,6 @@ struct Item {
   v1::JobStatus status;
   v1::VmOutcome outcome;
   bool started = false;
-  bool done = false;
 };
 
 class Run {
@@ -178,10 +171,7 @@ void Run::LogSpace(absl::string_view when) {
 }
 
 void Run::DumpPoolDb(const PoolInventory& inventory) {
-  const InventoryHost* master = nullptr;
-  for (const InventoryHost& h : inventory.hosts) {
-    if (h.master) master = &h;
-  }
+  const InventoryHost* master = inventory.FindHost(inventory.pool.master);
   PoolDbDumpOptions d;
   d.backup_dir = policy_.backup_dir;
   d.master_name = master != nullptr ? master->record.name_label : "master";
@@ -392,11 +382,10 @@ BackupRunResult Run::Execute() {
   }
   // The seed's writable check.
   const std::string probe = JoinPath(policy_.backup_dir, kWriteTestFileName);
-  absl::Status removed = o_.fs->RemoveFile(probe);  // a crashed run's
+  (void)o_.fs->RemoveFile(probe);  // a crashed run's, if any
   s = WriteNewFile(*o_.fs, probe, "");
   if (s.ok()) s = o_.fs->RemoveFile(probe);
   if (!s.ok()) {
-    (void)removed;
     return Fatal(absl::StrCat("failed to write to backup directory area (",
                               s.message(), ")"));
   }

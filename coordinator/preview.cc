@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 
+#include "common/filesystem.h"
 #include "common/human_format.h"
 #include "common/logging.h"
 #include "common/vm_selection.h"
@@ -33,11 +34,6 @@ std::string Duration(absl::Duration d) {
 bool IsDirectory(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-std::string Dirname(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == 0 ? "/" : path.substr(0, slash);
 }
 
 void Warn(v1::PreviewReport* r, std::string where, std::string message) {
