@@ -23,6 +23,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/status_util.h"
+#include "common/xapi_task.h"
 #include "common/xenapi_error.h"
 
 namespace vmb::agent {
@@ -115,7 +116,9 @@ class Job {
                             std::unique_ptr<ExportVerifier> verifier,
                             bool compressed);
   absl::StatusOr<TaskRecord> WaitForTask(const std::string& task,
-                                         absl::Duration limit);
+                                         absl::Duration limit) {
+    return vmb::WaitForTask(*c_.xapi, *c_.clock, task, limit);
+  }
   absl::Status WriteMetadata();
   absl::Status Commit();
   // Waits for the data files' background fsync; its first error.
@@ -404,26 +407,6 @@ std::optional<Failure> Job::TakeSnapshot() {
       return Fail("tag snapshot", "VDI-PARAM-SET-FAIL", renamed.status());
   }
   return std::nullopt;
-}
-
-absl::StatusOr<TaskRecord> Job::WaitForTask(const std::string& task,
-                                            absl::Duration limit) {
-  const absl::Time until = c_.clock->Now() + limit;
-  absl::Duration pause = absl::Milliseconds(20);
-  while (true) {
-    VMB_ASSIGN_OR_RETURN(TaskRecord record, c_.xapi->GetTask(task));
-    if (record.status != TaskStatus::kPending &&
-        record.status != TaskStatus::kCancelling) {
-      return record;
-    }
-    if (c_.clock->Now() >= until) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "the export task was still ", TaskStatusName(record.status),
-          " after ", absl::FormatDuration(limit)));
-    }
-    absl::SleepFor(pause);
-    pause = std::min(pause * 2, absl::Seconds(1));
-  }
 }
 
 absl::Status Job::StreamToFile(

@@ -11,33 +11,10 @@
 #include "common/status_macros.h"
 #include "common/status_util.h"
 #include "common/xapi_http_stream.h"
+#include "common/xapi_task.h"
 #include "common/xenapi_error.h"
 
 namespace vmb::coordinator {
-namespace {
-
-absl::Status CheckTask(XenApiClient& xapi, const std::string& task) {
-  const absl::Time until = absl::Now() + absl::Seconds(60);
-  absl::Duration pause = absl::Milliseconds(20);
-  while (true) {
-    VMB_ASSIGN_OR_RETURN(TaskRecord t, xapi.GetTask(task));
-    if (t.status == TaskStatus::kSuccess) return absl::OkStatus();
-    if (t.status != TaskStatus::kPending) {
-      return Annotate(
-          t.error_info.empty() ? absl::DataLossError("no error given")
-                               : XenApiFailureToStatus(t.error_info),
-          "the pool database dump task ended ", TaskStatusName(t.status));
-    }
-    if (absl::Now() > until) {
-      return absl::DeadlineExceededError(
-          "the pool database dump task did not finish");
-    }
-    absl::SleepFor(pause);
-    pause = std::min(pause * 2, absl::Seconds(1));
-  }
-}
-
-}  // namespace
 
 absl::StatusOr<PoolDbDumpResult> DumpPoolDatabase(XenApiClient& xapi,
                                                   Filesystem& fs, Clock& clock,
@@ -74,7 +51,9 @@ absl::StatusOr<PoolDbDumpResult> DumpPoolDatabase(XenApiClient& xapi,
           if (head.size() < 256) {
             absl::StrAppend(&head, data.substr(0, 256 - head.size()));
           }
-          tail.append(data.data(), data.size());
+          // The last 64 bytes, without copying the whole piece.
+          absl::StrAppend(&tail,
+                          data.substr(data.size() > 64 ? data.size() - 64 : 0));
           if (tail.size() > 64) tail.erase(0, tail.size() - 64);
           result.bytes += data.size();
           return file->Append(data);
@@ -85,7 +64,14 @@ absl::StatusOr<PoolDbDumpResult> DumpPoolDatabase(XenApiClient& xapi,
       return absl::DataLossError(absl::StrCat(
           "the pool database dump is incomplete (", result.bytes, " bytes)"));
     }
-    VMB_RETURN_IF_ERROR(CheckTask(xapi, task));
+    VMB_ASSIGN_OR_RETURN(TaskRecord t,
+                         WaitForTask(xapi, clock, task, absl::Seconds(60)));
+    if (t.status != TaskStatus::kSuccess) {
+      return Annotate(
+          t.error_info.empty() ? absl::DataLossError("no error given")
+                               : XenApiFailureToStatus(t.error_info),
+          "the pool database dump task ended ", TaskStatusName(t.status));
+    }
     VMB_RETURN_IF_ERROR(file->Sync());
     return file->Close();
   }();
