@@ -44,6 +44,9 @@ struct SelectionRule {
 struct PolicyWarning {
   int line = 0;
   std::string message;
+  // A selection rule that matched no VM (a renamed or deleted VM, perhaps):
+  // a backup run ends with WARNING(s) for it.
+  bool unmatched_rule = false;
 };
 
 struct BackupPolicy {

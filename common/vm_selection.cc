@@ -112,7 +112,7 @@ absl::StatusOr<Selection> SelectVms(
     std::vector<const SelectionCandidate*> hits = matching(matchers[i]);
     if (hits.empty()) {
       out.warnings.push_back(
-          {rule.line, absl::StrCat(rule.text, " matches no VM")});
+          {rule.line, absl::StrCat(rule.text, " matches no VM"), true});
     }
     for (const SelectionCandidate* c : hits) excluded.insert(c->uuid);
   }
@@ -140,7 +140,7 @@ absl::StatusOr<Selection> SelectVms(
         }
       }
       out.warnings.push_back(
-          {rule.line, absl::StrCat(rule.text, " matches no VM")});
+          {rule.line, absl::StrCat(rule.text, " matches no VM"), true});
       continue;
     }
     std::vector<const SelectionCandidate*> kept;

@@ -411,7 +411,7 @@ BackupRunResult Run::Execute() {
   // A rule that matches nothing may mean a VM that should be backed up is
   // not (renamed, deleted): the run ends with a warning.
   for (const v1::PlanWarning& w : plan.warnings()) {
-    if (absl::EndsWith(w.message(), "matches no VM")) {
+    if (w.unmatched_rule()) {
       result_.run_warnings.push_back(
           absl::StrCat(w.where(), w.where().empty() ? "" : ": ", w.message()));
     }

@@ -36,10 +36,12 @@ bool IsDirectory(const std::string& path) {
   return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-void Warn(v1::PreviewReport* r, std::string where, std::string message) {
+void Warn(v1::PreviewReport* r, std::string where, std::string message,
+          bool unmatched_rule = false) {
   v1::PlanWarning* w = r->add_warnings();
   w->set_where(std::move(where));
   w->set_message(std::move(message));
+  w->set_unmatched_rule(unmatched_rule);
 }
 
 }  // namespace
@@ -131,7 +133,7 @@ v1::PreviewReport BuildPreview(const BackupPolicy& policy, XenApiClient& client,
                      : (policy.source == "command line"
                             ? std::string("vm-selector")
                             : absl::StrCat(policy.source, ":", w.line)),
-         w.message);
+         w.message, w.unmatched_rule);
   }
   if (inventory_out != nullptr) *inventory_out = *inventory;
   std::set<std::string> hosts;
