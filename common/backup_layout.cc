@@ -93,9 +93,31 @@ std::vector<std::string> CommittedBeyond(std::vector<BackupEntry> backups,
   return remove;
 }
 
+// The backup folders of `vm_dir`, oldest first, without looking for their
+// markers (`committed` is false).
+absl::StatusOr<std::vector<BackupEntry>> ListBackupFolders(
+    Filesystem& fs, const std::string& vm_dir) {
+  absl::StatusOr<std::vector<DirEntry>> entries = fs.ListDir(vm_dir);
+  if (absl::IsNotFound(entries.status())) return std::vector<BackupEntry>{};
+  if (!entries.ok()) return entries.status();
+  std::vector<BackupEntry> backups;
+  for (const DirEntry& e : *entries) {
+    if (!e.is_dir) continue;
+    const std::optional<absl::CivilSecond> time = ParseBackupFolderName(e.name);
+    if (!time) continue;
+    BackupEntry b;
+    b.name = e.name;
+    b.time = *time;
+    backups.push_back(std::move(b));
+  }
+  std::sort(backups.begin(), backups.end(), ByTime);
+  return backups;
+}
+
 // The uuid recorded by the newest manifest in `vm_dir`, or "".
 std::string RecordedVmUuid(Filesystem& fs, const std::string& vm_dir) {
-  absl::StatusOr<std::vector<BackupEntry>> backups = ListBackups(fs, vm_dir);
+  absl::StatusOr<std::vector<BackupEntry>> backups =
+      ListBackupFolders(fs, vm_dir);
   if (!backups.ok()) return "";
   for (auto it = backups->rbegin(); it != backups->rend(); ++it) {
     absl::StatusOr<std::string> text =
@@ -152,13 +174,12 @@ std::optional<absl::CivilSecond> ParseBackupFolderName(absl::string_view name) {
 std::string SanitizeVmName(absl::string_view name) {
   std::string out;
   bool leading = true;
-  while (!name.empty()) {
+  while (!name.empty() && out.size() < kMaxVmFolderNameBytes) {
     const size_t n = Utf8SequenceLength(name);
-    const unsigned char c = static_cast<unsigned char>(name[0]);
     if (n == 0 || !IsSafeChar(name, n)) {
       out.push_back('_');
       name.remove_prefix(n == 0 ? 1 : n);
-    } else if (leading && c == '.') {
+    } else if (leading && name[0] == '.') {
       out.push_back('_');
       name.remove_prefix(1);
       continue;
@@ -168,9 +189,7 @@ std::string SanitizeVmName(absl::string_view name) {
       name.remove_prefix(n);
     }
     leading = false;
-    if (out.size() >= kMaxVmFolderNameBytes) break;
   }
-  if (out.size() > kMaxVmFolderNameBytes) out.resize(kMaxVmFolderNameBytes);
   if (out.empty()) out.push_back('_');
   return out;
 }
@@ -225,28 +244,18 @@ absl::StatusOr<VmFolderChoice> ChooseVmFolder(Filesystem& fs,
 
 absl::StatusOr<std::vector<BackupEntry>> ListBackups(
     Filesystem& fs, const std::string& vm_dir) {
-  absl::StatusOr<std::vector<DirEntry>> entries = fs.ListDir(vm_dir);
-  if (absl::IsNotFound(entries.status())) return std::vector<BackupEntry>{};
-  if (!entries.ok()) return entries.status();
-  std::vector<BackupEntry> backups;
-  for (const DirEntry& e : *entries) {
-    if (!e.is_dir) continue;
-    const std::optional<absl::CivilSecond> time = ParseBackupFolderName(e.name);
-    if (!time) continue;
-    BackupEntry b;
-    b.name = e.name;
-    b.time = *time;
+  VMB_ASSIGN_OR_RETURN(std::vector<BackupEntry> backups,
+                       ListBackupFolders(fs, vm_dir));
+  for (BackupEntry& b : backups) {
     for (const std::string& marker : SuccessMarkers()) {
-      absl::StatusOr<FileInfo> m = fs.Stat(JoinPath(vm_dir, e.name, marker));
+      absl::StatusOr<FileInfo> m = fs.Stat(JoinPath(vm_dir, b.name, marker));
       if (m.ok() && !m->is_dir && !m->is_symlink) {
         b.committed = true;
         break;
       }
       if (!m.ok() && !absl::IsNotFound(m.status())) return m.status();
     }
-    backups.push_back(std::move(b));
   }
-  std::sort(backups.begin(), backups.end(), ByTime);
   return backups;
 }
 
