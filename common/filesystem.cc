@@ -53,13 +53,10 @@ class PosixWritableFile final : public WritableFile {
  public:
   PosixWritableFile(int fd, std::string path)
       : fd_(fd), path_(std::move(path)) {}
-  ~PosixWritableFile() override {
-    if (fd_ >= 0) close(fd_);
-  }
 
   absl::Status Append(absl::string_view data) override {
     while (!data.empty()) {
-      const ssize_t n = write(fd_, data.data(), data.size());
+      const ssize_t n = write(fd_.get(), data.data(), data.size());
       if (n < 0) {
         if (errno == EINTR) continue;
         return ErrnoToStatus(errno, absl::StrCat("cannot write ", path_));
@@ -74,15 +71,15 @@ class PosixWritableFile final : public WritableFile {
   void SetWriteBehind(uint64_t window) override { window_ = window; }
 
   absl::Status Sync() override {
-    if (fsync(fd_) != 0) {
+    if (fsync(fd_.get()) != 0) {
       return ErrnoToStatus(errno, absl::StrCat("cannot fsync ", path_));
     }
     return absl::OkStatus();
   }
 
   absl::Status Close() override {
-    if (fd_ < 0) return absl::OkStatus();
-    const int fd = std::exchange(fd_, -1);
+    if (fd_.get() < 0) return absl::OkStatus();
+    const int fd = fd_.release();
     // close(2) reports delayed write errors on NFS.
     if (close(fd) != 0 && errno != EINTR) {
       return ErrnoToStatus(errno, absl::StrCat("cannot close ", path_));
@@ -96,22 +93,22 @@ class PosixWritableFile final : public WritableFile {
   // from the page cache. Errors surface at Sync().
   void WriteBehind() {
     const uint64_t end = written_;
-    sync_file_range(fd_, static_cast<off64_t>(started_),
+    sync_file_range(fd_.get(), static_cast<off64_t>(started_),
                     static_cast<off64_t>(end - started_),
                     SYNC_FILE_RANGE_WRITE);
     if (started_ > 0) {
-      sync_file_range(fd_, static_cast<off64_t>(done_),
+      sync_file_range(fd_.get(), static_cast<off64_t>(done_),
                       static_cast<off64_t>(started_ - done_),
                       SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                           SYNC_FILE_RANGE_WAIT_AFTER);
-      posix_fadvise(fd_, static_cast<off_t>(done_),
+      posix_fadvise(fd_.get(), static_cast<off_t>(done_),
                     static_cast<off_t>(started_ - done_), POSIX_FADV_DONTNEED);
       done_ = started_;
     }
     started_ = end;
   }
 
-  int fd_;
+  Fd fd_;
   std::string path_;
   uint64_t written_ = 0;
   uint64_t window_ = 0;
@@ -138,53 +135,71 @@ absl::StatusOr<std::unique_ptr<WritableFile>> OpenForWrite(
   return std::unique_ptr<WritableFile>(new PosixWritableFile(fd, path));
 }
 
+// The entries of the directory open as `dir` (without "." and ".."), each
+// with whether it is a directory, by lstat. An entry that cannot be stat'ed
+// is an error when `strict`, else not a directory. Errors: "cannot <verb>
+// <path>". `dir` stays open.
+absl::StatusOr<std::vector<DirEntry>> ReadDirAt(int dir,
+                                                const std::string& path,
+                                                absl::string_view verb,
+                                                bool strict) {
+  Fd copy(dup(dir));  // closedir() closes the descriptor it reads
+  if (copy.get() < 0) {
+    return ErrnoToStatus(errno, absl::StrCat("cannot ", verb, " ", path));
+  }
+  DIR* d = fdopendir(copy.get());
+  if (d == nullptr) {
+    return ErrnoToStatus(errno, absl::StrCat("cannot ", verb, " ", path));
+  }
+  copy.release();  // owned by `d` now
+  std::vector<DirEntry> entries;
+  errno = 0;
+  while (dirent* e = readdir(d)) {
+    const absl::string_view name = e->d_name;
+    if (name == "." || name == "..") continue;
+    struct stat st;
+    const bool stat_ok = fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (!stat_ok && strict) {
+      const int error = errno;
+      closedir(d);
+      return ErrnoToStatus(error,
+                           absl::StrCat("cannot stat ", path, "/", name));
+    }
+    DirEntry entry;
+    entry.name = std::string(name);
+    entry.is_dir = stat_ok && S_ISDIR(st.st_mode);
+    entries.push_back(std::move(entry));
+    errno = 0;
+  }
+  const int read_error = errno;
+  closedir(d);
+  if (read_error != 0) {
+    return ErrnoToStatus(read_error, absl::StrCat("cannot ", verb, " ", path));
+  }
+  return entries;
+}
+
 // Removes everything inside the directory open as `dir`, then nothing else.
 absl::Status RemoveContents(int dir, const std::string& path, int depth) {
   if (depth > 64) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot remove ", path, ": nested too deeply"));
   }
-  const int dup_fd = dup(dir);
-  if (dup_fd < 0)
-    return ErrnoToStatus(errno, absl::StrCat("cannot read ", path));
-  DIR* d = fdopendir(dup_fd);
-  if (d == nullptr) {
-    close(dup_fd);
-    return ErrnoToStatus(errno, absl::StrCat("cannot read ", path));
-  }
-  std::vector<std::pair<std::string, bool>> entries;
-  errno = 0;
-  while (dirent* e = readdir(d)) {
-    const absl::string_view name = e->d_name;
-    if (name == "." || name == "..") continue;
-    struct stat st;
-    if (fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      const int error = errno;
-      closedir(d);
-      return ErrnoToStatus(error,
-                           absl::StrCat("cannot stat ", path, "/", name));
-    }
-    entries.emplace_back(std::string(name), S_ISDIR(st.st_mode));
-    errno = 0;
-  }
-  const int read_error = errno;
-  closedir(d);
-  if (read_error != 0) {
-    return ErrnoToStatus(read_error, absl::StrCat("cannot read ", path));
-  }
-  for (const auto& entry : entries) {
-    const std::string child = absl::StrCat(path, "/", entry.first);
-    if (entry.second) {
-      Fd sub(openat(dir, entry.first.c_str(),
+  VMB_ASSIGN_OR_RETURN(std::vector<DirEntry> entries,
+                       ReadDirAt(dir, path, "read", /*strict=*/true));
+  for (const DirEntry& entry : entries) {
+    const std::string child = absl::StrCat(path, "/", entry.name);
+    if (entry.is_dir) {
+      Fd sub(openat(dir, entry.name.c_str(),
                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (sub.get() < 0) {
         return ErrnoToStatus(errno, absl::StrCat("cannot open ", child));
       }
       VMB_RETURN_IF_ERROR(RemoveContents(sub.get(), child, depth + 1));
-      if (unlinkat(dir, entry.first.c_str(), AT_REMOVEDIR) != 0) {
+      if (unlinkat(dir, entry.name.c_str(), AT_REMOVEDIR) != 0) {
         return ErrnoToStatus(errno, absl::StrCat("cannot remove ", child));
       }
-    } else if (unlinkat(dir, entry.first.c_str(), 0) != 0) {
+    } else if (unlinkat(dir, entry.name.c_str(), 0) != 0) {
       return ErrnoToStatus(errno, absl::StrCat("cannot remove ", child));
     }
   }
@@ -266,29 +281,8 @@ absl::StatusOr<std::vector<DirEntry>> PosixFilesystem::ListDir(
   if (fd.get() < 0) {
     return ErrnoToStatus(errno, absl::StrCat("cannot list ", path));
   }
-  DIR* d = fdopendir(fd.get());
-  if (d == nullptr) {
-    return ErrnoToStatus(errno, absl::StrCat("cannot list ", path));
-  }
-  const int dir_fd = fd.release();  // owned by `d` now
-  std::vector<DirEntry> entries;
-  errno = 0;
-  while (dirent* e = readdir(d)) {
-    const absl::string_view name = e->d_name;
-    if (name == "." || name == "..") continue;
-    struct stat st;
-    DirEntry entry;
-    entry.name = std::string(name);
-    entry.is_dir = fstatat(dir_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                   S_ISDIR(st.st_mode);
-    entries.push_back(std::move(entry));
-    errno = 0;
-  }
-  const int read_error = errno;
-  closedir(d);
-  if (read_error != 0) {
-    return ErrnoToStatus(read_error, absl::StrCat("cannot list ", path));
-  }
+  VMB_ASSIGN_OR_RETURN(std::vector<DirEntry> entries,
+                       ReadDirAt(fd.get(), path, "list", /*strict=*/false));
   std::sort(
       entries.begin(), entries.end(),
       [](const DirEntry& a, const DirEntry& b) { return a.name < b.name; });
