@@ -63,6 +63,14 @@ absl::StatusOr<JanitorReport> CleanUpLeftoverSnapshots(
   VMB_ASSIGN_OR_RETURN(RecordMap<VmRecord> vms, xapi.GetAllVms());
   VMB_ASSIGN_OR_RETURN(RecordMap<VbdRecord> vbds, xapi.GetAllVbds());
   VMB_ASSIGN_OR_RETURN(RecordMap<VdiRecord> vdis, xapi.GetAllVdis());
+  return CleanUpLeftoverSnapshots(xapi, vms, vbds, vdis, options);
+}
+
+JanitorReport CleanUpLeftoverSnapshots(XenApiClient& xapi,
+                                       const RecordMap<VmRecord>& vms,
+                                       const RecordMap<VbdRecord>& vbds,
+                                       const RecordMap<VdiRecord>& vdis,
+                                       const JanitorOptions& options) {
   JanitorReport report;
   std::set<std::string> handled_vdis;
   const auto retrying = [&](const std::function<absl::Status()>& destroy) {

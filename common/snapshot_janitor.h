@@ -61,5 +61,12 @@ absl::Status DestroyRetryingWhileInUse(
 // destroyed is a problem in the report, not an error.
 absl::StatusOr<JanitorReport> CleanUpLeftoverSnapshots(
     XenApiClient& xapi, const JanitorOptions& options);
+// The same, from every VM, VBD and VDI record of the pool as the caller has
+// just read them.
+JanitorReport CleanUpLeftoverSnapshots(XenApiClient& xapi,
+                                       const RecordMap<VmRecord>& vms,
+                                       const RecordMap<VbdRecord>& vbds,
+                                       const RecordMap<VdiRecord>& vdis,
+                                       const JanitorOptions& options);
 
 }  // namespace vmb

@@ -422,18 +422,15 @@ BackupRunResult Run::Execute() {
   janitor.share_id = *share_id;
   janitor.active_runs = {result_.run_id};
   janitor.destroy_retry = o_.snapshot_destroy_timeout;
-  absl::StatusOr<JanitorReport> cleaned =
-      CleanUpLeftoverSnapshots(*o_.xapi, janitor);
-  if (!cleaned.ok()) {
-    result_.run_warnings.push_back(absl::StrCat(
-        "cannot look for leftover snapshots: ", cleaned.status().message()));
-  } else {
-    for (const std::string& r : cleaned->removed) {
-      log_.Line(absl::StrCat("removed a leftover snapshot: ", EscapeForLog(r)));
-    }
-    for (const std::string& p : cleaned->problems) {
-      result_.run_warnings.push_back(absl::StrCat("leftover snapshot: ", p));
-    }
+  // From the records the plan was made from: the lock was already held.
+  const JanitorReport cleaned = CleanUpLeftoverSnapshots(
+      *o_.xapi, inventory.vm_records, inventory.vbd_records,
+      inventory.vdi_records, janitor);
+  for (const std::string& r : cleaned.removed) {
+    log_.Line(absl::StrCat("removed a leftover snapshot: ", EscapeForLog(r)));
+  }
+  for (const std::string& p : cleaned.problems) {
+    result_.run_warnings.push_back(absl::StrCat("leftover snapshot: ", p));
   }
   LogSpace("Space before backups");
   if (policy_.pool_db_backup) DumpPoolDb(inventory);

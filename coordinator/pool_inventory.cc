@@ -86,6 +86,9 @@ absl::StatusOr<PoolInventory> LoadPoolInventory(XenApiClient& client) {
               return std::tie(a.record.name_label, a.record.uuid) <
                      std::tie(b.record.name_label, b.record.uuid);
             });
+  inv.vm_records = std::move(vms);
+  inv.vbd_records = std::move(vbds);
+  inv.vdi_records = std::move(vdis);
   return inv;
 }
 

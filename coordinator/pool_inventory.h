@@ -49,6 +49,11 @@ struct PoolInventory {
   std::vector<InventorySr> srs;
   std::vector<InventoryVm>
       vms;  // every VM record: templates, snapshots, dom0s too
+  // The VM, VBD and VDI records as read, for the snapshot janitor (which
+  // also needs the VDI snapshots no VM holds).
+  RecordMap<VmRecord> vm_records;
+  RecordMap<VbdRecord> vbd_records;
+  RecordMap<VdiRecord> vdi_records;
 
   const InventoryHost* FindHost(const std::string& ref) const;
 };
