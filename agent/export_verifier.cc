@@ -428,13 +428,43 @@ class XvaTarVerifier final : public ExportVerifier {
 // ---- decompression in front of a verifier
 // --------------------------------------
 
-class GzipVerifier final : public ExportVerifier {
+// Decompresses a stream in front of another verifier (the tar stream's).
+class DecompressingVerifier : public ExportVerifier {
+ public:
+  absl::Status Finish() final {
+    if (!status_.ok()) return status_;
+    if (!Ended()) return status_ = Bad(in_, ended_early_);
+    return inner_->Finish();
+  }
+  uint64_t covered() const final { return inner_->covered(); }
+  uint64_t total() const final { return inner_->total(); }
+
+ protected:
+  // `ended_early`: the error when the stream stops before its end.
+  DecompressingVerifier(std::unique_ptr<ExportVerifier> inner,
+                        const char* ended_early, size_t buffer)
+      : inner_(std::move(inner)),
+        out_(buffer, '\0'),
+        ended_early_(ended_early) {}
+  // The compressed stream has ended where it may end.
+  virtual bool Ended() const = 0;
+
+  std::unique_ptr<ExportVerifier> inner_;
+  std::string out_;  // decompressed bytes, handed to inner_
+  uint64_t in_ = 0;  // compressed bytes before the current Update()
+  absl::Status status_;
+
+ private:
+  const char* const ended_early_;
+};
+
+class GzipVerifier final : public DecompressingVerifier {
  public:
   explicit GzipVerifier(std::unique_ptr<ExportVerifier> inner)
-      : inner_(std::move(inner)) {
+      : DecompressingVerifier(std::move(inner), "the gzip stream ended early",
+                              256 * 1024) {
     memset(&z_, 0, sizeof(z_));
     inflateInit2(&z_, 15 + 16);
-    out_.resize(256 * 1024);
   }
   ~GzipVerifier() override { inflateEnd(&z_); }
 
@@ -468,29 +498,20 @@ class GzipVerifier final : public ExportVerifier {
     return status_;
   }
 
-  absl::Status Finish() override {
-    if (!status_.ok()) return status_;
-    if (!ended_) return status_ = Bad(in_, "the gzip stream ended early");
-    return inner_->Finish();
-  }
-  uint64_t covered() const override { return inner_->covered(); }
-  uint64_t total() const override { return inner_->total(); }
-
  private:
-  std::unique_ptr<ExportVerifier> inner_;
+  bool Ended() const override { return ended_; }
+
   z_stream z_;
-  std::string out_;
   bool ended_ = false;
-  uint64_t in_ = 0;
-  absl::Status status_;
 };
 
-class ZstdVerifier final : public ExportVerifier {
+class ZstdVerifier final : public DecompressingVerifier {
  public:
   explicit ZstdVerifier(std::unique_ptr<ExportVerifier> inner)
-      : inner_(std::move(inner)), dctx_(ZSTD_createDCtx()) {
-    out_.resize(ZSTD_DStreamOutSize());
-  }
+      : DecompressingVerifier(std::move(inner),
+                              "the zstd stream ended inside a frame",
+                              ZSTD_DStreamOutSize()),
+        dctx_(ZSTD_createDCtx()) {}
   ~ZstdVerifier() override { ZSTD_freeDCtx(dctx_); }
 
   absl::Status Update(absl::string_view data) override {
@@ -511,22 +532,11 @@ class ZstdVerifier final : public ExportVerifier {
     return status_;
   }
 
-  absl::Status Finish() override {
-    if (!status_.ok()) return status_;
-    if (!frame_done_)
-      return status_ = Bad(in_, "the zstd stream ended inside a frame");
-    return inner_->Finish();
-  }
-  uint64_t covered() const override { return inner_->covered(); }
-  uint64_t total() const override { return inner_->total(); }
-
  private:
-  std::unique_ptr<ExportVerifier> inner_;
+  bool Ended() const override { return frame_done_; }
+
   ZSTD_DCtx* dctx_;
-  std::string out_;
   bool frame_done_ = false;
-  uint64_t in_ = 0;
-  absl::Status status_;
 };
 
 // ---- raw
