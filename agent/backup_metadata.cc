@@ -9,7 +9,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
-#include "common/backup_layout.h"
+#include "common/backup/backup_layout.h"
 
 namespace vmb::agent {
 namespace {

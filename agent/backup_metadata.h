@@ -21,7 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-#include "common/xenapi_records.h"
+#include "common/xapi/xenapi_records.h"
 
 namespace vmb::agent {
 

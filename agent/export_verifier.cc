@@ -19,7 +19,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
-#include "common/xmlrpc_codec.h"
+#include "common/xapi/xmlrpc_codec.h"
 
 namespace vmb::agent {
 namespace {
@@ -775,17 +775,16 @@ class VhdVerifier final : public ExportVerifier {
 
 }  // namespace
 
-std::unique_ptr<ExportVerifier> NewXvaVerifier(Compression compression) {
+std::unique_ptr<ExportVerifier> NewXvaVerifier(v1::Compression compression) {
   std::unique_ptr<ExportVerifier> tar = std::make_unique<XvaTarVerifier>();
   switch (compression) {
-    case Compression::kNone:
-      return tar;
-    case Compression::kGzip:
+    case v1::COMPRESSION_GZIP:
       return std::make_unique<GzipVerifier>(std::move(tar));
-    case Compression::kZstd:
+    case v1::COMPRESSION_ZSTD:
       return std::make_unique<ZstdVerifier>(std::move(tar));
+    default:
+      return tar;
   }
-  return tar;
 }
 
 std::unique_ptr<ExportVerifier> NewRawVerifier(uint64_t virtual_size) {

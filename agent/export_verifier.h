@@ -25,7 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
-#include "common/backup_policy.h"
+#include "proto/common.pb.h"
 
 namespace vmb::agent {
 
@@ -48,7 +48,7 @@ class ExportVerifier {
 };
 
 // `compression` is what the stream was asked for (use_compression).
-std::unique_ptr<ExportVerifier> NewXvaVerifier(Compression compression);
+std::unique_ptr<ExportVerifier> NewXvaVerifier(v1::Compression compression);
 std::unique_ptr<ExportVerifier> NewRawVerifier(uint64_t virtual_size);
 std::unique_ptr<ExportVerifier> NewVhdVerifier(uint64_t virtual_size);
 

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 
-#include "common/xml_rpc_xen_api_client.h"
+#include "common/xapi/xml_rpc_xen_api_client.h"
 
 namespace vmb::agent {
 
@@ -28,12 +28,9 @@ v1::JobStatus InProcessExecutor::RunJob(
     const absl::Notification* cancel) {
   JobContext context = base_;
   for (const auto& [ref, host] : setup_.hosts) {
-    if (host.uuid == spec.host_uuid()) {
-      context.host_ref = ref;
-      context.host = host;
-    }
+    if (host.uuid == spec.host_uuid()) context.host = host;
   }
-  if (context.host_ref.empty() || context.host.address.empty()) {
+  if (context.host.uuid.empty() || context.host.address.empty()) {
     v1::JobStatus failed;
     failed.set_job_id(spec.job_id());
     failed.set_attempt(spec.attempt());

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "agent/vm_backup_job.h"
-#include "common/executor.h"
+#include "common/backup/executor.h"
 
 namespace vmb::agent {
 

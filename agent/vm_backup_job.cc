@@ -15,16 +15,17 @@
 
 #include "agent/backup_metadata.h"
 #include "agent/export_verifier.h"
-#include "common/backup_layout.h"
-#include "common/backup_manifest.h"
-#include "common/exported_disks.h"
-#include "common/hashing_writer.h"
-#include "common/human_format.h"
-#include "common/logging.h"
-#include "common/status_macros.h"
-#include "common/status_util.h"
-#include "common/xapi_task.h"
-#include "common/xenapi_error.h"
+#include "common/backup/backup_layout.h"
+#include "common/backup/backup_manifest.h"
+#include "common/backup/export_format.h"
+#include "common/backup/exported_disks.h"
+#include "common/backup/hashing_writer.h"
+#include "common/base/human_format.h"
+#include "common/base/logging.h"
+#include "common/base/status_macros.h"
+#include "common/base/status_util.h"
+#include "common/xapi/xapi_task.h"
+#include "common/xapi/xenapi_error.h"
 
 namespace vmb::agent {
 namespace {
@@ -68,7 +69,8 @@ class Job {
   Job(const JobContext& context, const v1::JobSpec& spec, const JobHooks& hooks)
       : c_(context), spec_(spec), hooks_(hooks) {
     vdi_export_ = spec.kind() == v1::EXPORT_KIND_VDI;
-    kind_name_ = vdi_export_ ? "vdi-export" : "vm-export";
+    kind_name_ = std::string(
+        ExportKindName(vdi_export_ ? v1::EXPORT_KIND_VDI : v1::EXPORT_KIND_VM));
     status_.set_job_id(spec.job_id());
     status_.set_attempt(spec.attempt());
     status_.set_fencing_token(spec.fencing_token());
@@ -526,27 +528,22 @@ absl::Status Job::StreamToFile(
 std::optional<Failure> Job::Export() {
   const std::string token = vdi_export_ ? "VDI-EXPORT-FAIL" : "VM-EXPORT-FAIL";
   if (!vdi_export_) {
-    Compression compression = Compression::kNone;
-    std::string ext = ".xva";
+    const v1::Compression compression = spec_.compression();
     std::vector<std::pair<std::string, std::string>> q = {
         {"ref", snapshot_ref_}};
-    if (spec_.compression() == v1::COMPRESSION_GZIP) {
-      compression = Compression::kGzip;
-      ext = ".xva.gz";
-      q.emplace_back("use_compression", "true");
-    } else if (spec_.compression() == v1::COMPRESSION_ZSTD) {
-      compression = Compression::kZstd;
-      ext = ".xva.zst";
-      q.emplace_back("use_compression", "zstd");
+    if (compression != v1::COMPRESSION_NONE) {
+      q.emplace_back("use_compression",
+                     std::string(UseCompressionParam(compression)));
     }
-    absl::Status s = StreamToFile("/export", std::move(q), FileBase() + ext,
-                                  NewXvaVerifier(compression),
-                                  compression != Compression::kNone);
+    absl::Status s = StreamToFile(
+        "/export", std::move(q),
+        absl::StrCat(FileBase(), XvaExtension(compression)),
+        NewXvaVerifier(compression), compression != v1::COMPRESSION_NONE);
     if (!s.ok()) return Fail("export", token, s);
     return std::nullopt;
   }
   const bool vhd = spec_.vdi_format() == v1::VDI_FORMAT_VHD;
-  const std::string fmt = vhd ? "vhd" : "raw";
+  const std::string fmt(VdiFormatName(spec_.vdi_format()));
   for (size_t i = 0; i < exported_.size(); ++i) {
     const Disk& d = *exported_[i];
     const uint64_t size = VirtualSize(d);
@@ -673,14 +670,10 @@ absl::Status Job::WriteMetadata() {
       absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", started_, absl::UTCTimeZone()));
   manifest_.set_finished(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", c_.clock->Now(),
                                           absl::UTCTimeZone()));
-  manifest_.set_compression(
-      vdi_export_                                   ? "none"
-      : spec_.compression() == v1::COMPRESSION_GZIP ? "gzip"
-      : spec_.compression() == v1::COMPRESSION_ZSTD ? "zstd"
-                                                    : "none");
+  manifest_.set_compression(std::string(CompressionName(
+      vdi_export_ ? v1::COMPRESSION_NONE : spec_.compression())));
   if (vdi_export_) {
-    manifest_.set_vdi_format(spec_.vdi_format() == v1::VDI_FORMAT_VHD ? "vhd"
-                                                                      : "raw");
+    manifest_.set_vdi_format(std::string(VdiFormatName(spec_.vdi_format())));
   }
   manifest_.set_snapshot_uuid(status_.snapshot_uuid());
   for (size_t i = 0; i < exported_.size(); ++i) {

@@ -22,13 +22,13 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 
-#include "common/clock.h"
-#include "common/curl_util.h"
-#include "common/filesystem.h"
-#include "common/snapshot_janitor.h"
-#include "common/version.h"
-#include "common/xapi_http_stream.h"
-#include "common/xenapi_client.h"
+#include "common/backup/snapshot_janitor.h"
+#include "common/base/clock.h"
+#include "common/base/filesystem.h"
+#include "common/base/version.h"
+#include "common/xapi/curl_util.h"
+#include "common/xapi/xapi_http_stream.h"
+#include "common/xapi/xenapi_client.h"
 #include "proto/common.pb.h"
 
 namespace vmb::agent {
@@ -40,10 +40,9 @@ struct JobContext {
   Filesystem* fs = nullptr;
   Clock* clock = nullptr;
   absl::TimeZone time_zone = absl::LocalTimeZone();  // backup folder names
-  // The host the HTTP data handlers are asked on (this agent's own host) and
-  // its record; "scheme://address[:port]".
+  // The host the HTTP data handlers are asked on (this agent's own host),
+  // "scheme://address[:port]", and its record.
   std::string data_url;
-  std::string host_ref;
   HostRecord host;
   // Addresses of the pool's hosts: a 302 may lead only there.
   std::vector<std::string> redirect_hosts;

@@ -16,15 +16,16 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 
-#include "common/backup_layout.h"
-#include "common/human_format.h"
-#include "common/logging.h"
-#include "common/snapshot_janitor.h"
-#include "common/status_log.h"
-#include "common/status_util.h"
+#include "common/backup/backup_layout.h"
+#include "common/backup/export_format.h"
+#include "common/backup/snapshot_janitor.h"
+#include "common/base/human_format.h"
+#include "common/base/logging.h"
+#include "common/base/status_util.h"
 #include "coordinator/pool_db_dump.h"
 #include "coordinator/pool_inventory.h"
 #include "coordinator/preview.h"
+#include "coordinator/status_log.h"
 
 namespace vmb::coordinator {
 namespace {
@@ -107,10 +108,6 @@ absl::StatusOr<std::string> ShareId(Filesystem& fs,
     if (!s.ok() && !absl::IsAlreadyExists(s)) return s;
   }
   return absl::InternalError(absl::StrCat("cannot read ", path));
-}
-
-absl::string_view KindName(const v1::PlannedVm& vm) {
-  return vm.kind() == v1::EXPORT_KIND_VDI ? "vdi-export" : "vm-export";
 }
 
 // One VM of the run.
@@ -199,7 +196,7 @@ void Run::DumpPoolDb(const PoolInventory& inventory) {
 
 void Run::Record(Item& item) {
   const v1::JobStatus& st = item.status;
-  const absl::string_view kind = KindName(item.plan);
+  const absl::string_view kind = ExportKindName(item.plan.kind());
   const std::string& name = item.plan.name();
   const absl::Duration elapsed =
       absl::Milliseconds(static_cast<int64_t>(st.finished_unix_ms()) -
@@ -254,11 +251,13 @@ void Run::Record(Item& item) {
 
 void Run::RunItem(Item& item, Executor& executor) {
   log_.Line(absl::StrCat(
-      "*** ", KindName(item.plan), " begin ", EscapeForLog(item.plan.name()),
-      " (", item.plan.uuid(), ") from ", item.plan.host_name(), " into ",
+      "*** ", ExportKindName(item.plan.kind()), " begin ",
+      EscapeForLog(item.plan.name()), " (", item.plan.uuid(), ") from ",
+      item.plan.host_name(), " into ",
       EscapeForLog(JoinPath(policy_.backup_dir, item.spec.vm_folder()))));
-  absl::Status s = status_log_.JobBegin(
-      KindName(item.plan), item.plan.host_name(), item.plan.name());
+  absl::Status s =
+      status_log_.JobBegin(ExportKindName(item.plan.kind()),
+                           item.plan.host_name(), item.plan.name());
   if (!s.ok()) {
     absl::MutexLock lock(&mu_);
     result_.run_warnings.push_back(std::string(s.message()));
@@ -455,14 +454,9 @@ BackupRunResult Run::Execute() {
     spec.set_vm_uuid(p.uuid());
     spec.set_vm_name(p.name());
     spec.set_kind(p.kind());
-    spec.set_compression(
-        p.kind() == v1::EXPORT_KIND_VDI          ? v1::COMPRESSION_NONE
-        : policy_.compress == Compression::kGzip ? v1::COMPRESSION_GZIP
-        : policy_.compress == Compression::kZstd ? v1::COMPRESSION_ZSTD
-                                                 : v1::COMPRESSION_NONE);
-    spec.set_vdi_format(policy_.vdi_export_format == VdiFormat::kVhd
-                            ? v1::VDI_FORMAT_VHD
-                            : v1::VDI_FORMAT_RAW);
+    spec.set_compression(p.kind() == v1::EXPORT_KIND_VDI ? v1::COMPRESSION_NONE
+                                                         : policy_.compress);
+    spec.set_vdi_format(policy_.vdi_export_format);
     spec.set_backup_dir(policy_.backup_dir);
     spec.set_max_backups(
         static_cast<uint32_t>(std::max(1, static_cast<int>(p.max_backups()))));

@@ -24,11 +24,11 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 
-#include "common/backup_policy.h"
-#include "common/clock.h"
-#include "common/executor.h"
-#include "common/filesystem.h"
-#include "common/xenapi_client.h"
+#include "common/backup/executor.h"
+#include "common/base/clock.h"
+#include "common/base/filesystem.h"
+#include "common/xapi/xenapi_client.h"
+#include "coordinator/backup_policy.h"
 #include "proto/coordinator.pb.h"
 
 namespace vmb::coordinator {

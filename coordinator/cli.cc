@@ -15,13 +15,13 @@
 #include "absl/strings/str_cat.h"
 #include <google/protobuf/util/json_util.h>
 
-#include "common/backup_policy.h"
-#include "common/curl_xml_rpc_transport.h"
-#include "common/filesystem.h"
-#include "common/password_file.h"
-#include "common/version.h"
-#include "common/xml_rpc_xen_api_client.h"
+#include "common/base/filesystem.h"
+#include "common/base/version.h"
+#include "common/xapi/curl_xml_rpc_transport.h"
+#include "common/xapi/xml_rpc_xen_api_client.h"
+#include "coordinator/backup_policy.h"
 #include "coordinator/backup_run.h"
+#include "coordinator/password_file.h"
 #include "coordinator/pool_inventory.h"
 #include "coordinator/preview.h"
 
@@ -251,14 +251,14 @@ absl::StatusOr<OptionalArgs> ParseOptional(
       out.preview = *b;
     } else if (key == "compress") {
       if (value == "gzip" || value == "zstd" || value == "none") {
-        out.overrides.compress = value == "gzip"   ? Compression::kGzip
-                                 : value == "zstd" ? Compression::kZstd
-                                                   : Compression::kNone;
+        out.overrides.compress = value == "gzip"   ? v1::COMPRESSION_GZIP
+                                 : value == "zstd" ? v1::COMPRESSION_ZSTD
+                                                   : v1::COMPRESSION_NONE;
         continue;
       }
       absl::StatusOr<bool> b = boolean();
       if (!b.ok()) return b.status();
-      out.overrides.compress = *b ? Compression::kGzip : Compression::kNone;
+      out.overrides.compress = *b ? v1::COMPRESSION_GZIP : v1::COMPRESSION_NONE;
     } else if (key == "ignore_extra_keys" || key == "pre_clean") {
       absl::StatusOr<bool> b = boolean();
       if (!b.ok()) return b.status();

@@ -20,7 +20,7 @@
 
 #include "absl/synchronization/notification.h"
 
-#include "common/executor.h"
+#include "common/backup/executor.h"
 
 namespace vmb::coordinator {
 

@@ -8,7 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
-#include "common/exported_disks.h"
+#include "common/backup/exported_disks.h"
 
 namespace vmb::coordinator {
 namespace {

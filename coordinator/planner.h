@@ -13,9 +13,9 @@
 
 #include <vector>
 
-#include "common/backup_policy.h"
-#include "common/vm_selection.h"
+#include "coordinator/backup_policy.h"
 #include "coordinator/pool_inventory.h"
+#include "coordinator/vm_selection.h"
 #include "proto/coordinator.pb.h"
 
 namespace vmb::coordinator {

@@ -7,12 +7,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
-#include "common/backup_layout.h"
-#include "common/status_macros.h"
-#include "common/status_util.h"
-#include "common/xapi_http_stream.h"
-#include "common/xapi_task.h"
-#include "common/xenapi_error.h"
+#include "common/backup/backup_layout.h"
+#include "common/base/status_macros.h"
+#include "common/base/status_util.h"
+#include "common/xapi/xapi_http_stream.h"
+#include "common/xapi/xapi_task.h"
+#include "common/xapi/xenapi_error.h"
 
 namespace vmb::coordinator {
 

@@ -12,10 +12,10 @@
 
 #include "absl/status/statusor.h"
 
-#include "common/clock.h"
-#include "common/curl_util.h"
-#include "common/filesystem.h"
-#include "common/xenapi_client.h"
+#include "common/base/clock.h"
+#include "common/base/filesystem.h"
+#include "common/xapi/curl_util.h"
+#include "common/xapi/xenapi_client.h"
 
 namespace vmb::coordinator {
 

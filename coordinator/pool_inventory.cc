@@ -6,9 +6,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
-#include "common/human_format.h"
-#include "common/logging.h"
-#include "common/status_macros.h"
+#include "common/base/human_format.h"
+#include "common/base/logging.h"
+#include "common/base/status_macros.h"
 
 namespace vmb::coordinator {
 namespace {}  // namespace

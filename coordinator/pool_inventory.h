@@ -12,7 +12,7 @@
 
 #include "absl/status/statusor.h"
 
-#include "common/xenapi_client.h"
+#include "common/xapi/xenapi_client.h"
 
 namespace vmb::coordinator {
 

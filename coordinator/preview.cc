@@ -12,12 +12,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 
-#include "common/filesystem.h"
-#include "common/human_format.h"
-#include "common/logging.h"
-#include "common/vm_selection.h"
+#include "common/backup/export_format.h"
+#include "common/base/filesystem.h"
+#include "common/base/human_format.h"
+#include "common/base/logging.h"
 #include "coordinator/planner.h"
 #include "coordinator/pool_inventory.h"
+#include "coordinator/vm_selection.h"
 
 namespace vmb::coordinator {
 namespace {

@@ -8,8 +8,8 @@
 #include <map>
 #include <string>
 
-#include "common/backup_policy.h"
-#include "common/xenapi_client.h"
+#include "common/xapi/xenapi_client.h"
+#include "coordinator/backup_policy.h"
 #include "coordinator/pool_inventory.h"
 #include "proto/coordinator.pb.h"
 

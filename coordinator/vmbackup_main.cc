@@ -12,8 +12,8 @@
 #include "absl/synchronization/notification.h"
 
 #include "agent/in_process_executor.h"
-#include "common/curl_util.h"
-#include "common/xmlrpc_codec.h"
+#include "common/xapi/curl_util.h"
+#include "common/xapi/xmlrpc_codec.h"
 #include "coordinator/cli.h"
 
 int main(int argc, char** argv) {

@@ -14,10 +14,10 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-#include "common/backup_layout.h"
-#include "common/backup_manifest.h"
-#include "common/snapshot_janitor.h"
-#include "common/xml_rpc_xen_api_client.h"
+#include "common/backup/backup_layout.h"
+#include "common/backup/backup_manifest.h"
+#include "common/backup/snapshot_janitor.h"
+#include "common/xapi/xml_rpc_xen_api_client.h"
 #include "tests/testing/backup_check.h"
 #include "tests/testing/faulty_filesystem.h"
 #include "tests/testing/sim_process.h"
@@ -63,10 +63,7 @@ class VmBackupJobTest : public ::testing::Test {
     c.fs = &fs_;
     c.clock = SystemClock::Get();
     for (const auto& [ref, host] : hosts_) {
-      if (host.name_label == host_name) {
-        c.host_ref = ref;
-        c.host = host;
-      }
+      if (host.name_label == host_name) c.host = host;
     }
     c.data_url = sim_->host_url(host_name);
     c.redirect_hosts = sim_->host_addresses();
@@ -718,7 +715,6 @@ TEST(VmBackupJobThickSrTest, NoRoomForTheSnapshotTakesNone) {
   c.xapi = client.get();
   c.fs = &fs;
   c.clock = SystemClock::Get();
-  c.host_ref = hosts.begin()->first;
   c.host = hosts.begin()->second;
   c.data_url = (*sim)->host_url("h1");
   v1::JobSpec spec;

@@ -18,11 +18,11 @@
 #include "absl/time/clock.h"
 
 #include "agent/vm_backup_job.h"
-#include "common/curl_util.h"
-#include "common/curl_xml_rpc_transport.h"
-#include "common/filesystem.h"
-#include "common/xml_rpc_xen_api_client.h"
-#include "common/xmlrpc_codec.h"
+#include "common/base/filesystem.h"
+#include "common/xapi/curl_util.h"
+#include "common/xapi/curl_xml_rpc_transport.h"
+#include "common/xapi/xml_rpc_xen_api_client.h"
+#include "common/xapi/xmlrpc_codec.h"
 
 namespace {
 
@@ -66,12 +66,11 @@ int main(int argc, char** argv) {
   for (const auto& [ref, host] : *hosts) {
     context.redirect_hosts.push_back(host.address);
     if (host.name_label == argv[2]) {
-      context.host_ref = ref;
       context.host = host;
       context.data_url = vmb::ReplaceUrlHost(argv[1], host.address);
     }
   }
-  if (context.host_ref.empty()) return Fail("no such host");
+  if (context.host.uuid.empty()) return Fail("no such host");
   auto refs = client.GetVmsByNameLabel(argv[3]);
   if (!refs.ok() || refs->empty()) return Fail("no such VM");
   auto vm = client.GetVm(refs->front());

@@ -6,8 +6,8 @@
 
 #include <string>
 
-#include "common/xenapi_records.h"
-#include "common/xmlrpc_codec.h"
+#include "common/xapi/xenapi_records.h"
+#include "common/xapi/xmlrpc_codec.h"
 #include "tests/testing/test_paths.h"
 #include "tests/xapi_sim/disk_image.h"
 #include "tests/xapi_sim/streams.h"

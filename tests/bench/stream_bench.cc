@@ -18,7 +18,7 @@
 #include <openssl/evp.h>
 #include <xxhash.h>
 
-#include "common/xapi_http_stream.h"
+#include "common/xapi/xapi_http_stream.h"
 
 int main(int argc, char** argv) {
   if (argc < 3) {

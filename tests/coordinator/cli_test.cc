@@ -14,7 +14,7 @@
 #include "gtest/gtest.h"
 #include <google/protobuf/util/json_util.h>
 
-#include "common/password_file.h"
+#include "coordinator/password_file.h"
 #include "proto/coordinator.pb.h"
 #include "tests/testing/readme_regex_examples.h"
 #include "tests/testing/sim_process.h"

@@ -10,9 +10,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 
-#include "common/xml_rpc_transport.h"
-#include "common/xmlrpc_codec.h"
-#include "common/xmlrpc_value.h"
+#include "common/xapi/xml_rpc_transport.h"
+#include "common/xapi/xmlrpc_codec.h"
+#include "common/xapi/xmlrpc_value.h"
 
 namespace vmb::testing {
 

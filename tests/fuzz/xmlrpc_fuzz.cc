@@ -7,9 +7,9 @@
 
 #include <string>
 
-#include "common/xenapi_error.h"
-#include "common/xenapi_records.h"
-#include "common/xmlrpc_codec.h"
+#include "common/xapi/xenapi_error.h"
+#include "common/xapi/xenapi_records.h"
+#include "common/xapi/xmlrpc_codec.h"
 
 namespace {
 
@@ -23,7 +23,8 @@ void ReadRecords(const vmb::XmlRpcValue& v) {
   (void)vmb::ParseRecordMap<vmb::VmRecord>(v, &vmb::ParseVmRecord);
   if (v.is_struct()) {
     for (const vmb::XmlRpcValue& item : v.items()) {
-      if (item.is_string() || item.is_datetime()) (void)vmb::ParseXapiTime(item.text());
+      if (item.is_string() || item.is_datetime())
+        (void)vmb::ParseXapiTime(item.text());
     }
   }
 }
@@ -34,10 +35,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string input(reinterpret_cast<const char*>(data), size);
   vmb::XmlRpcDecodeLimits limits;
   limits.max_bytes = 1 << 20;
-  absl::StatusOr<vmb::XmlRpcValue> response = vmb::DecodeMethodResponse(input, limits);
+  absl::StatusOr<vmb::XmlRpcValue> response =
+      vmb::DecodeMethodResponse(input, limits);
   if (response.ok()) {
     ReadRecords(*response);
-    if (const vmb::XmlRpcValue* value = response->Find("Value")) ReadRecords(*value);
+    if (const vmb::XmlRpcValue* value = response->Find("Value"))
+      ReadRecords(*value);
     // A decoded value re-encodes and decodes to itself.
     absl::StatusOr<vmb::XmlRpcValue> again =
         vmb::DecodeXmlRpcValue(vmb::EncodeXmlRpcValue(*response));

@@ -19,10 +19,10 @@
 #include "gtest/gtest.h"
 #include "re2/re2.h"
 
-#include "common/backup_layout.h"
-#include "common/backup_manifest.h"
-#include "common/filesystem.h"
-#include "common/password_file.h"
+#include "common/backup/backup_layout.h"
+#include "common/backup/backup_manifest.h"
+#include "common/base/filesystem.h"
+#include "coordinator/password_file.h"
 #include "tests/testing/backup_check.h"
 #include "tests/testing/sim_process.h"
 #include "tests/testing/status_matchers.h"
@@ -53,7 +53,7 @@ class StandaloneRunTest : public ::testing::Test {
     ASSERT_OK(fs_.CreateDir(backups_));
     ASSERT_OK(fs_.CreateDir(JoinPath(dir_, "log")));
     password_file_ = JoinPath(dir_, "pw");
-    ASSERT_OK(WritePasswordFile(password_file_, sim_->password()));
+    ASSERT_OK(coordinator::WritePasswordFile(password_file_, sim_->password()));
     ASSERT_OK_AND_ASSIGN(sim::SimState state, sim_->State());
     snapshots_before_ = state.snapshots();
     snapshot_vdis_before_ = state.snapshot_vdis();

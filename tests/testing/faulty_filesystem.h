@@ -13,7 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#include "common/filesystem.h"
+#include "common/base/filesystem.h"
 
 namespace vmb::testing {
 

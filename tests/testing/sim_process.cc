@@ -18,8 +18,8 @@
 #include <curl/curl.h>
 #include <google/protobuf/util/json_util.h>
 
-#include "common/curl_util.h"
-#include "common/curl_xml_rpc_transport.h"
+#include "common/xapi/curl_util.h"
+#include "common/xapi/curl_xml_rpc_transport.h"
 #include "tests/testing/test_paths.h"
 
 extern char** environ;

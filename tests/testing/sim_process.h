@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 
-#include "common/xml_rpc_xen_api_client.h"
+#include "common/xapi/xml_rpc_xen_api_client.h"
 #include "tests/xapi_sim/fixture.pb.h"
 
 namespace vmb::testing {

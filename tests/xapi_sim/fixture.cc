@@ -4,7 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include <google/protobuf/util/json_util.h>
 
-#include "common/logging.h"
+#include "common/base/logging.h"
 
 namespace vmb::sim {
 

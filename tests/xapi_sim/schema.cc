@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include <google/protobuf/util/json_util.h>
 
-#include "common/logging.h"
+#include "common/base/logging.h"
 #include "tests/xapi_sim/fixture.pb.h"
 
 namespace vmb::sim {

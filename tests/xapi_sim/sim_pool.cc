@@ -17,7 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
-#include "common/logging.h"
+#include "common/base/logging.h"
 
 namespace vmb::sim {
 namespace {

@@ -8,9 +8,9 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include <libxml/parser.h>
 
-#include "common/logging.h"
-#include "common/xmlrpc_codec.h"
+#include "common/base/logging.h"
 #include "tests/xapi_sim/fixture.h"
 #include "tests/xapi_sim/sim_server.h"
 
@@ -68,7 +68,7 @@ absl::Status RunSimulator(const SimOptions& options,
           absl::StrCat(options.fixture_path, ": ", parsed.status().message()));
     fixture = *std::move(parsed);
   }
-  InitXmlRpcCodec();
+  xmlInitParser();  // once, before the server threads parse
   absl::StatusOr<std::unique_ptr<SimPool>> pool = SimPool::Create(fixture);
   if (!pool.ok()) return pool.status();
   SimServer::Options server_options;

@@ -18,7 +18,7 @@
 #include "absl/strings/str_join.h"
 #include <microhttpd.h>
 
-#include "common/logging.h"
+#include "common/base/logging.h"
 
 namespace vmb::sim {
 

@@ -2,7 +2,7 @@
 #pragma once
 
 // The simulator's own value type and its own XML-RPC writer and reader. They
-// share no code with the client's codec (common/xmlrpc_codec.h), so that a
+// share no code with the client's codec (common/xapi/xmlrpc_codec.h), so that a
 // misunderstanding of the wire format cannot hide on both sides at once.
 
 #include <stdint.h>

@@ -16,7 +16,7 @@
 #include <openssl/sha.h>
 #include <zlib.h>
 
-#include "common/xmlrpc_codec.h"
+#include "common/xapi/xmlrpc_codec.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_paths.h"
 #include "tests/xapi_sim/disk_image.h"

@@ -1,0 +1,16 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "common/base/human_format.h"
+
+#include "absl/strings/str_format.h"
+
+namespace vmb {
+
+std::string FormatBytes(uint64_t bytes) {
+  if (bytes >= (uint64_t{1} << 30)) {
+    return absl::StrFormat("%.1f GiB",
+                           static_cast<double>(bytes) / 1073741824.0);
+  }
+  return absl::StrFormat("%.0f MiB", static_cast<double>(bytes) / 1048576.0);
+}
+
+}  // namespace vmb

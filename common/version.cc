@@ -1,8 +1,0 @@
-// SPDX-License-Identifier: Apache-2.0
-#include "common/version.h"
-
-namespace vmb {
-
-absl::string_view VersionString() { return "vmbackup " VMB_VERSION; }
-
-}  // namespace vmb

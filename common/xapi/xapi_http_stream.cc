@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "common/xapi/xapi_http_stream.h"
+
+#include <chrono>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+
+#include "common/base/status_util.h"
+#include "common/xapi/xenapi_error.h"
+
+namespace vmb {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxErrorBody = 64 * 1024;
+constexpr absl::string_view kEmbeddedPrefix = "HTTP/";
+
+// State of one request (one URL); a redirect starts a new one.
+struct Transfer {
+  const XapiStreamRequest* request = nullptr;
+  const XapiStreamSink* sink = nullptr;
+  Clock::time_point start;
+  Clock::time_point last_data;
+  bool got_data = false;
+  long status = 0;
+  std::string status_line;
+  std::string location;
+  std::string task_id;
+  std::string content_type;
+  // The first bytes of a 200 body are held back until we know whether XAPI
+  // put an error response inside it.
+  std::string head;
+  bool head_checked = false;
+  bool embedded_error = false;
+  std::string error_body;  // body of a non-200 answer, or the embedded one
+  uint64_t delivered = 0;
+  absl::Status abort;  // why a callback stopped the transfer
+};
+
+std::string Lower(absl::string_view s) { return absl::AsciiStrToLower(s); }
+
+size_t OnHeader(char* data, size_t size, size_t n, void* userp) {
+  auto* t = static_cast<Transfer*>(userp);
+  absl::string_view line(data, size * n);
+  line = absl::StripTrailingAsciiWhitespace(line);
+  if (absl::StartsWith(line, "HTTP/")) {
+    // A new response (curl reports every one): reset per-response state.
+    t->status_line = std::string(line);
+    t->location.clear();
+    t->task_id.clear();
+    t->content_type.clear();
+    return size * n;
+  }
+  size_t colon = line.find(':');
+  if (colon == absl::string_view::npos) return size * n;
+  std::string name = Lower(absl::StripAsciiWhitespace(line.substr(0, colon)));
+  std::string value(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+  if (name == "location") t->location = value;
+  if (name == "task-id") t->task_id = value;
+  if (name == "content-type") t->content_type = value;
+  return size * n;
+}
+
+// Holds the transfer back (by not reading from the socket, so TCP pushes
+// back on the host) until `delivered` bytes are due at the configured rate.
+// curl's own CURLOPT_MAX_RECV_SPEED_LARGE is not used: with large receive
+// buffers libcurl 7.88 overshoots it badly.
+bool Throttle(Transfer* t) {
+  const XapiStreamRequest& r = *t->request;
+  if (r.bandwidth_limit == 0) return true;
+  const auto due = t->start + std::chrono::microseconds(static_cast<int64_t>(
+                                  static_cast<double>(t->delivered) * 1e6 /
+                                  static_cast<double>(r.bandwidth_limit)));
+  while (Clock::now() < due) {
+    if (r.cancel != nullptr && r.cancel->HasBeenNotified()) {
+      t->abort = absl::CancelledError("transfer cancelled");
+      return false;
+    }
+    std::this_thread::sleep_for(std::min<Clock::duration>(
+        due - Clock::now(), std::chrono::milliseconds(100)));
+  }
+  t->last_data = Clock::now();
+  return true;
+}
+
+size_t Deliver(Transfer* t, absl::string_view data) {
+  absl::Status s = (*t->sink)(data);
+  if (!s.ok()) {
+    t->abort = s;
+    return 0;
+  }
+  t->delivered += data.size();
+  return Throttle(t) ? data.size() : 0;
+}
+
+size_t OnBody(char* data, size_t size, size_t n, void* userp) {
+  auto* t = static_cast<Transfer*>(userp);
+  const size_t len = size * n;
+  t->last_data = Clock::now();
+  t->got_data = true;
+  if (!absl::StartsWith(t->status_line, "HTTP/") ||
+      !absl::StrContains(t->status_line, " 200")) {
+    if (t->error_body.size() < kMaxErrorBody) {
+      t->error_body.append(data,
+                           std::min(len, kMaxErrorBody - t->error_body.size()));
+    }
+    return len;
+  }
+  absl::string_view chunk(data, len);
+  if (t->embedded_error) {
+    if (t->error_body.size() < kMaxErrorBody) {
+      t->error_body.append(data,
+                           std::min(len, kMaxErrorBody - t->error_body.size()));
+    }
+    return len;
+  }
+  if (!t->head_checked) {
+    t->head.append(chunk.data(), chunk.size());
+    if (t->head.size() < kEmbeddedPrefix.size()) return len;
+    t->head_checked = true;
+    if (absl::StartsWith(t->head, kEmbeddedPrefix)) {
+      t->embedded_error = true;
+      t->error_body = t->head.substr(0, kMaxErrorBody);
+      return len;
+    }
+    std::string held = std::move(t->head);
+    return Deliver(t, held) == held.size() ? len : 0;
+  }
+  return Deliver(t, chunk) == len ? len : 0;
+}
+
+int OnProgress(void* userp, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto* t = static_cast<Transfer*>(userp);
+  const XapiStreamRequest& r = *t->request;
+  if (r.cancel != nullptr && r.cancel->HasBeenNotified()) {
+    t->abort = absl::CancelledError("transfer cancelled");
+    return 1;
+  }
+  const auto now = Clock::now();
+  const auto since = [&](Clock::time_point from) {
+    return absl::FromChrono(now - from);
+  };
+  if (!t->got_data && since(t->start) > r.timeouts.first_byte) {
+    t->abort = absl::DeadlineExceededError(absl::StrCat(
+        "no data within ", absl::FormatDuration(r.timeouts.first_byte),
+        " of the request"));
+    return 1;
+  }
+  if (t->got_data && since(t->last_data) > r.timeouts.inactivity) {
+    t->abort = absl::DeadlineExceededError(absl::StrCat(
+        "stalled: no data for ", absl::FormatDuration(r.timeouts.inactivity),
+        " after ", t->delivered, " bytes"));
+    return 1;
+  }
+  return 0;
+}
+
+// scheme://host[:port] and host of a URL.
+bool SplitUrl(absl::string_view url, std::string* origin, std::string* host,
+              std::string* path_and_query) {
+  size_t sep = url.find("://");
+  if (sep == absl::string_view::npos) return false;
+  size_t slash = url.find('/', sep + 3);
+  absl::string_view authority = url.substr(
+      sep + 3, slash == absl::string_view::npos ? absl::string_view::npos
+                                                : slash - sep - 3);
+  if (authority.empty() || absl::StrContains(authority, "@")) return false;
+  *origin = std::string(
+      url.substr(0, slash == absl::string_view::npos ? url.size() : slash));
+  *path_and_query =
+      slash == absl::string_view::npos ? "/" : std::string(url.substr(slash));
+  if (absl::StartsWith(authority, "[")) {
+    size_t close = authority.find(']');
+    if (close == absl::string_view::npos) return false;
+    *host = std::string(authority.substr(1, close - 1));
+  } else {
+    *host = std::string(authority.substr(0, authority.find(':')));
+  }
+  return true;
+}
+
+absl::Status ErrorPageStatus(const std::string& body, long status,
+                             absl::string_view context) {
+  if (std::optional<XenApiError> e = ParseXapiErrorPage(body)) {
+    std::vector<std::string> description = {e->code};
+    description.insert(description.end(), e->params.begin(), e->params.end());
+    return AnnotateStatus(XenApiFailureToStatus(description), context);
+  }
+  return absl::Status(
+      status >= 500 ? absl::StatusCode::kUnavailable
+                    : absl::StatusCode::kFailedPrecondition,
+      absl::StrCat(context, " (no XAPI error page in the body)"));
+}
+
+}  // namespace
+
+std::string EncodeQuery(
+    const std::vector<std::pair<std::string, std::string>>& query) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  auto encode = [](absl::string_view s, std::string* out) {
+    for (unsigned char c : s) {
+      if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' ||
+          c == '~') {
+        out->push_back(static_cast<char>(c));
+      } else {
+        out->push_back('%');
+        out->push_back(kHex[c >> 4]);
+        out->push_back(kHex[c & 15]);
+      }
+    }
+  };
+  std::string out;
+  for (const auto& [k, v] : query) {
+    if (!out.empty()) out.push_back('&');
+    encode(k, &out);
+    out.push_back('=');
+    encode(v, &out);
+  }
+  return out;
+}
+
+absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
+                                               const XapiStreamSink& sink) {
+  InitCurlGlobal();
+  auto query = request.query;
+  if (!request.task_id.empty()) query.emplace_back("task_id", request.task_id);
+  std::string url = request.base_url;
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  url += request.path;
+  if (!query.empty()) absl::StrAppend(&url, "?", EncodeQuery(query));
+
+  CurlEasyPtr easy(curl_easy_init());
+  if (easy == nullptr)
+    return absl::ResourceExhaustedError("curl_easy_init failed");
+  std::string pin;
+  XapiStreamResult result;
+  const auto deadline =
+      request.timeouts.total == absl::InfiniteDuration()
+          ? Clock::time_point::max()
+          : Clock::now() + absl::ToChronoMilliseconds(request.timeouts.total);
+  for (int hop = 0;; ++hop) {
+    CURL* c = easy.get();
+    curl_easy_reset(c);
+    if (absl::Status s = ApplyTlsOptions(c, request.tls, &pin); !s.ok())
+      return s;
+    Transfer t;
+    t.request = &request;
+    t.sink = &sink;
+    t.start = t.last_data = Clock::now();
+    char error[CURL_ERROR_SIZE] = {0};
+    const std::string cookie = absl::StrCat("session_id=", request.session_id);
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    if (!request.session_id.empty())
+      curl_easy_setopt(c, CURLOPT_COOKIE, cookie.c_str());
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "vmbackup");
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 100L * 1024);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &OnHeader);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &OnBody);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, &OnProgress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
+    curl_easy_setopt(
+        c, CURLOPT_CONNECTTIMEOUT_MS,
+        static_cast<long>(absl::ToInt64Milliseconds(request.timeouts.connect)));
+    if (deadline != Clock::time_point::max()) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - Clock::now());
+      curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+                       static_cast<long>(std::max<int64_t>(1, left.count())));
+    }
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &t.status);
+    result.bytes += t.delivered;
+    const std::string where = absl::StrCat("GET ", request.path, " from ",
+                                           url.substr(0, url.find('?')));
+    if (!t.abort.ok()) return Annotate(t.abort, where);
+    if (rc == CURLE_GOT_NOTHING || (rc == CURLE_OK && t.status == 0)) {
+      return absl::UnavailableError(
+          absl::StrCat(where,
+                       ": the host closed the connection without answering "
+                       "(XAPI does this when "
+                       "no host can serve the request; the task says why)"));
+    }
+    if (rc != CURLE_OK) return CurlCodeToStatus(rc, where, error);
+    if (t.status == 301 || t.status == 302 || t.status == 303 ||
+        t.status == 307) {
+      std::string origin, host, rest;
+      if (!SplitUrl(t.location, &origin, &host, &rest)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(where, ": redirect with a malformed Location"));
+      }
+      bool allowed = false;
+      for (const std::string& h : request.allowed_redirect_hosts) {
+        allowed = allowed ||
+                  absl::StripPrefix(absl::StripSuffix(h, "]"), "[") == host;
+      }
+      if (!allowed) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(where, ": redirected to ", host,
+                         ", which is not a host of this pool; refused"));
+      }
+      if (hop >= request.max_redirects) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(where, ": too many redirects"));
+      }
+      url = t.location;
+      ++result.redirects;
+      continue;
+    }
+    if (t.status == 401) {
+      return absl::UnauthenticatedError(absl::StrCat(
+          where, ": HTTP 401, the host did not accept the session"));
+    }
+    if (t.status != 200) {
+      return ErrorPageStatus(t.error_body, t.status,
+                             absl::StrCat(where, ": HTTP ", t.status));
+    }
+    if (t.embedded_error) {
+      size_t body_at = t.error_body.find("\r\n\r\n");
+      const std::string inner = body_at == std::string::npos
+                                    ? t.error_body
+                                    : t.error_body.substr(body_at + 4);
+      return ErrorPageStatus(
+          inner, 500,
+          absl::StrCat(where,
+                       ": HTTP 200, then an error response in the body"));
+    }
+    if (!t.head_checked && !t.head.empty()) {
+      // A body shorter than the embedded-error prefix.
+      if (Deliver(&t, t.head) != t.head.size()) return Annotate(t.abort, where);
+      result.bytes += t.head.size();
+    }
+    result.final_url = url.substr(0, url.find('?'));
+    result.task_id_header = t.task_id;
+    result.content_type = t.content_type;
+    result.http_version = t.status_line.substr(0, t.status_line.find(' '));
+    return result;
+  }
+}
+
+}  // namespace vmb

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The HTTP data plane: a streaming GET of a XAPI handler (/export,
+// /export_raw_vdi, /export_metadata, /pool/xmldbdump) into a sink, the body
+// never held in memory.
+//
+//   XapiStreamRequest req;
+//   req.base_url = "http://10.0.0.3";          // this agent's own host
+//   req.path = "/export";
+//   req.query = {{"ref", snapshot_ref}, {"use_compression", "zstd"}};
+//   req.session_id = session;                   // sent only as a cookie
+//   req.task_id = task;
+//   req.allowed_redirect_hosts = {"10.0.0.1", "10.0.0.2", "10.0.0.3"};
+//   auto result = XapiStreamGet(req, [&](absl::string_view data) {
+//     return file.Append(data);
+//   });
+//
+// The end of the body is not success: XAPI closes the connection at the end
+// of every export, and failures can surface only in the task. Callers must
+// check the task's final status.
+
+#include <stdint.h>
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+
+#include "common/xapi/curl_util.h"
+
+namespace vmb {
+
+struct XapiStreamTimeouts {
+  absl::Duration connect = absl::Seconds(30);
+  // From the request until the first body byte (XAPI attaches the disks
+  // first; with compression the first byte comes later still).
+  absl::Duration first_byte = absl::Minutes(5);
+  // Longest silence once data flows (XAPI can pause while it skips empty
+  // space on a disk).
+  absl::Duration inactivity = absl::Minutes(5);
+  // The whole transfer; infinite by default.
+  absl::Duration total = absl::InfiniteDuration();
+};
+
+struct XapiStreamRequest {
+  std::string base_url;  // "scheme://host[:port]" of the host to ask
+  std::string path;      // "/export"
+  // Query parameters, sent URL-encoded. Never put session_id here.
+  std::vector<std::pair<std::string, std::string>> query;
+  std::string session_id;  // secret: sent only as "Cookie: session_id=..."
+  std::string task_id;     // added to the query as task_id
+  // Host addresses (host.address of the pool's members) a 302 may lead to;
+  // a redirect anywhere else is refused.
+  std::vector<std::string> allowed_redirect_hosts;
+  int max_redirects = 2;
+  XapiStreamTimeouts timeouts;
+  uint64_t bandwidth_limit = 0;  // bytes per second; 0 = unlimited
+  // Notified from another thread to abort the transfer (CANCELLED).
+  const absl::Notification* cancel = nullptr;
+  TlsOptions tls;
+};
+
+struct XapiStreamResult {
+  std::string final_url;  // after redirects; holds no secret
+  int redirects = 0;
+  uint64_t bytes = 0;  // body bytes handed to the sink
+  std::string task_id_header;
+  std::string content_type;
+  std::string http_version;  // "HTTP/1.0" or "HTTP/1.1"
+};
+
+// Receives the body in order; a non-OK return aborts the transfer and is
+// returned by XapiStreamGet.
+using XapiStreamSink = std::function<absl::Status(absl::string_view data)>;
+
+// Errors:
+//   UNAVAILABLE          connection refused or reset, or the host closed the
+//                        connection without a response (XAPI does that when
+//                        no host can serve the request: NO_HOSTS_AVAILABLE);
+//   DEADLINE_EXCEEDED    connect, first-byte, inactivity or total timeout;
+//   CANCELLED            `cancel` was notified;
+//   UNAUTHENTICATED      HTTP 401 (the session is not valid);
+//   FAILED_PRECONDITION  TLS verification failed, or a redirect to a host
+//                        not in allowed_redirect_hosts, or too many redirects;
+//   the XenAPI error     of an HTTP 500/403/404 error page, or of an error
+//                        page XAPI wrote inside a 200 body (xen-api #4603);
+//   the sink's error     as the sink returned it.
+// Messages never contain the session id.
+absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
+                                               const XapiStreamSink& sink);
+
+// "a=b&c=d" with RFC 3986 percent-encoding.
+std::string EncodeQuery(
+    const std::vector<std::pair<std::string, std::string>>& query);
+
+}  // namespace vmb

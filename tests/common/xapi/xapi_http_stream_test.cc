@@ -1,0 +1,452 @@
+// SPDX-License-Identifier: Apache-2.0
+// The HTTP data plane against a real xapi-sim process on loopback.
+#include "common/xapi/xapi_http_stream.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include <openssl/evp.h>
+
+#include "common/xapi/curl_xml_rpc_transport.h"
+#include "common/xapi/xenapi_error.h"
+#include "common/xapi/xml_rpc_xen_api_client.h"
+#include "tests/testing/sim_process.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_paths.h"
+
+namespace vmb {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::vmb::testing::SimProcess;
+using ::vmb::testing::StatusIs;
+
+// A sink that hashes what it receives.
+class HashingSink {
+ public:
+  HashingSink() : ctx_(EVP_MD_CTX_new()) {
+    EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr);
+  }
+  ~HashingSink() { EVP_MD_CTX_free(ctx_); }
+  XapiStreamSink sink() {
+    return [this](absl::string_view data) {
+      EVP_DigestUpdate(ctx_, data.data(), data.size());
+      bytes_ += data.size();
+      return absl::OkStatus();
+    };
+  }
+  std::string Hex() {
+    unsigned char md[32];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(ctx_, md, &n);
+    return absl::BytesToHexString(
+        absl::string_view(reinterpret_cast<char*>(md), n));
+  }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  EVP_MD_CTX* ctx_;
+  uint64_t bytes_ = 0;
+};
+
+class XapiStreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartSim({}); }
+
+  void StartSim(const SimProcess::Options& options) {
+    client_.reset();
+    auto sim = SimProcess::Start(options);
+    ASSERT_OK(sim.status());
+    sim_ = *std::move(sim);
+    client_ = sim_->NewClient();
+    ASSERT_OK_AND_ASSIGN(session_, client_->SessionRef());
+  }
+
+  std::string VmRef(const std::string& name) {
+    auto ref = vmb::testing::VmRefByName(*client_, name);
+    EXPECT_OK(ref.status());
+    return ref.ok() ? *ref : "";
+  }
+
+  // The first disk VDI of a VM record.
+  std::string FirstDisk(const std::string& vm_ref) {
+    auto vm = client_->GetVm(vm_ref);
+    EXPECT_OK(vm.status());
+    for (const std::string& vbd_ref : vm->vbds) {
+      auto vbd = client_->GetVbd(vbd_ref);
+      if (vbd.ok() && vbd->type == "Disk") return vbd->vdi;
+    }
+    ADD_FAILURE() << "no disk";
+    return "";
+  }
+
+  // Snapshot of `name` and its first disk; the source disk's uuid.
+  struct Snap {
+    std::string vm;
+    std::string vdi;
+    std::string source_vdi_uuid;
+    int64_t size = 0;
+  };
+  Snap Snapshot(const std::string& name) {
+    Snap s;
+    const std::string vm = VmRef(name);
+    auto snap = client_->SnapshotVm(vm, "stream-test", {});
+    EXPECT_OK(snap.status());
+    s.vm = *snap;
+    s.vdi = FirstDisk(s.vm);
+    auto vdi = client_->GetVdi(s.vdi);
+    EXPECT_OK(vdi.status());
+    s.size = vdi->virtual_size;
+    auto source = client_->GetVdi(vdi->snapshot_of);
+    EXPECT_OK(source.status());
+    s.source_vdi_uuid = source->uuid;
+    return s;
+  }
+
+  XapiStreamRequest Request(const std::string& host, const std::string& path) {
+    XapiStreamRequest r;
+    r.base_url = sim_->host_url(host);
+    r.path = path;
+    r.session_id = session_;
+    r.allowed_redirect_hosts = sim_->host_addresses();
+    r.timeouts.first_byte = absl::Seconds(60);
+    r.timeouts.inactivity = absl::Seconds(60);
+    auto task = client_->CreateTask("stream test", "");
+    EXPECT_OK(task.status());
+    r.task_id = *task;
+    return r;
+  }
+
+  // Waits (bounded) for the task to leave "pending".
+  TaskRecord FinalTask(const std::string& task) {
+    auto t = vmb::testing::WaitForTask(*client_, task);
+    EXPECT_OK(t.status());
+    return t.ok() ? *t : TaskRecord();
+  }
+
+  std::unique_ptr<SimProcess> sim_;
+  std::unique_ptr<XmlRpcXenApiClient> client_;
+  std::string session_;
+};
+
+TEST_F(XapiStreamTest, RawExportCarriesTheDisksBytes) {
+  Snap s = Snapshot("DEV-RH6");
+  XapiStreamRequest r = Request("xcp-host3", "/export_raw_vdi");
+  r.query = {{"vdi", s.vdi}, {"format", "raw"}};
+  HashingSink sink;
+  ASSERT_OK_AND_ASSIGN(XapiStreamResult result, XapiStreamGet(r, sink.sink()));
+  ASSERT_OK_AND_ASSIGN(sim::VdiInfo expected, sim_->Vdi(s.source_vdi_uuid));
+  EXPECT_EQ(sink.bytes(), static_cast<uint64_t>(s.size));
+  EXPECT_EQ(result.bytes, static_cast<uint64_t>(s.size));
+  EXPECT_EQ(sink.Hex(), expected.sha256());
+  EXPECT_EQ(result.http_version, "HTTP/1.1");
+  EXPECT_EQ(result.task_id_header, r.task_id);
+  EXPECT_EQ(FinalTask(r.task_id).status, TaskStatus::kSuccess);
+}
+
+TEST_F(XapiStreamTest, XvaExportIsHttp10WithoutLength) {
+  Snap s = Snapshot("DEV-RH6");
+  XapiStreamRequest r = Request("xcp-host3", "/export");
+  r.query = {{"ref", s.vm}};
+  HashingSink sink;
+  ASSERT_OK_AND_ASSIGN(XapiStreamResult result, XapiStreamGet(r, sink.sink()));
+  EXPECT_EQ(result.http_version, "HTTP/1.0");
+  EXPECT_EQ(result.content_type, "application/octet-stream");
+  EXPECT_GT(result.bytes, 1024u);
+  EXPECT_EQ(result.bytes % 512, 0u);
+  EXPECT_EQ(FinalTask(r.task_id).status, TaskStatus::kSuccess);
+}
+
+TEST_F(XapiStreamTest, SessionTravelsOnlyAsACookie) {
+  Snap s = Snapshot("DEV-RH6");
+  XapiStreamRequest r = Request("xcp-host2", "/export_raw_vdi");
+  r.query = {{"vdi", s.vdi}};
+  HashingSink sink;
+  ASSERT_OK_AND_ASSIGN(XapiStreamResult result, XapiStreamGet(r, sink.sink()));
+  EXPECT_THAT(result.final_url, Not(HasSubstr("session")));
+  ASSERT_OK_AND_ASSIGN(sim::RequestLog log, sim_->Requests("xcp-host2"));
+  ASSERT_EQ(log.requests_size(), 1);
+  EXPECT_TRUE(log.requests(0).session_cookie());
+  EXPECT_FALSE(log.requests(0).session_in_query());
+  EXPECT_EQ(log.requests(0).host(),
+            "xcp-host2");  // served by the host we asked
+}
+
+TEST_F(XapiStreamTest, FollowsARedirectToAPoolHostThatSeesTheSr) {
+  // DEV-local-build lives on xcp-host3's local SR; ask xcp-host1.
+  Snap s = Snapshot("DEV-local-build");
+  XapiStreamRequest r = Request("xcp-host1", "/export_raw_vdi");
+  r.query = {{"vdi", s.vdi}};
+  HashingSink sink;
+  ASSERT_OK_AND_ASSIGN(XapiStreamResult result, XapiStreamGet(r, sink.sink()));
+  EXPECT_EQ(result.redirects, 1);
+  EXPECT_THAT(result.final_url, HasSubstr("127.0.0.4"));
+  ASSERT_OK_AND_ASSIGN(sim::VdiInfo expected, sim_->Vdi(s.source_vdi_uuid));
+  EXPECT_EQ(sink.Hex(), expected.sha256());
+  EXPECT_EQ(FinalTask(r.task_id).status, TaskStatus::kSuccess);
+}
+
+TEST_F(XapiStreamTest, RefusesARedirectOutsideThePool) {
+  Snap s = Snapshot("DEV-local-build");
+  XapiStreamRequest r = Request("xcp-host1", "/export_raw_vdi");
+  r.query = {{"vdi", s.vdi}};
+  r.allowed_redirect_hosts = {"127.0.0.2"};
+  HashingSink sink;
+  EXPECT_THAT(XapiStreamGet(r, sink.sink()).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("not a host of this pool")));
+  EXPECT_EQ(sink.bytes(), 0u);
+}
+
+TEST_F(XapiStreamTest, ErrorPageBecomesTheXenApiError) {
+  XapiStreamRequest r = Request("xcp-host3", "/export");
+  r.query = {{"ref", VmRef("DEV-RH6")}};  // a running VM, not a snapshot
+  HashingSink sink;
+  absl::Status s = XapiStreamGet(r, sink.sink()).status();
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition,
+                          HasSubstr("HTTP 500")));
+  EXPECT_TRUE(IsXenApiError(s, "VM_BAD_POWER_STATE"));
+  TaskRecord t = FinalTask(r.task_id);
+  EXPECT_EQ(t.status, TaskStatus::kFailure);
+  ASSERT_FALSE(t.error_info.empty());
+  EXPECT_EQ(t.error_info[0], "VM_BAD_POWER_STATE");
+}
+
+TEST_F(XapiStreamTest, EmbeddedHttp500AtTheStartIsAnError) {
+  Snap s = Snapshot("DEV-RH6");
+  ASSERT_OK(
+      sim_->AddFault(R"({"kind": "EMBEDDED_500", "call": "/export_raw_vdi",
+                               "error": ["SR_BACKEND_FAILURE_46"], "times": 1})"));
+  XapiStreamRequest r = Request("xcp-host3", "/export_raw_vdi");
+  r.query = {{"vdi", s.vdi}, {"format", "vhd"}};
+  HashingSink sink;
+  absl::Status status = XapiStreamGet(r, sink.sink()).status();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kUnavailable,
+                               HasSubstr("error response in the body")));
+  ASSERT_TRUE(GetXenApiError(status).has_value());
+  EXPECT_EQ(GetXenApiError(status)->code, "SR_BACKEND_FAILURE_46");
+  EXPECT_THAT(GetXenApiError(status)->params[1],
+              HasSubstr("not detached cleanly"));
+  EXPECT_EQ(sink.bytes(), 0u);
+  EXPECT_EQ(FinalTask(r.task_id).status, TaskStatus::kFailure);
+}
+
+TEST_F(XapiStreamTest, EmbeddedHttp500LaterShowsOnlyInTheTask) {
+  // The data plane cannot see an error page in the middle of the data; the
+  // task does (and the stream verifier, later, does too).
+  Snap s = Snapshot("DEV-RH6");
+  ASSERT_OK(
+      sim_->AddFault(R"({"kind": "EMBEDDED_500", "call": "/export_raw_vdi",
+                               "after_bytes": "1048576", "times": 1})"));
+  XapiStreamRequest r = Request("xcp-host3", "/export_raw_vdi");
+  r.query = {{"vdi", s.vdi}};
+  HashingSink sink;
+  ASSERT_OK(XapiStreamGet(r, sink.sink()).status());
+  EXPECT_LT(sink.bytes(), static_cast<uint64_t>(s.size));
+  TaskRecord t = FinalTask(r.task_id);
+  EXPECT_EQ(t.status, TaskStatus::kFailure);
+  EXPECT_EQ(t.error_info.at(0), "SR_BACKEND_FAILURE_46");
+}
+
+TEST_F(XapiStreamTest, CutStreamFailsTheTaskWithVdiIoError) {
+  Snap s = Snapshot("DEV-RH6");
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind": "CUT", "after_bytes": "3000000", "times": 1})"));
+  XapiStreamRequest r = Request("xcp-host3", "/export_raw_vdi");
+  r.query = {{"vdi", s.vdi}};
+  HashingSink sink;
+  // The connection just closes: for a body without a length that looks like
+  // the end. Only the task tells the truth.
+  (void)XapiStreamGet(r, sink.sink());
+  EXPECT_LE(sink.bytes(), 3000000u);
+  TaskRecord t = FinalTask(r.task_id);
+  EXPECT_EQ(t.status, TaskStatus::kFailure);
+  EXPECT_EQ(t.error_info,
+            (std::vector<std::string>{"VDI_IO_ERROR", "Device I/O errors"}));
+}
+
+TEST_F(XapiStreamTest, StallHitsTheInactivityTimeout) {
+  Snap s = Snapshot("DEV-RH6");
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind": "STALL", "after_bytes": "2097152", "times": 1})"));
+  XapiStreamRequest r = Request("xcp-host3", "/export_raw_vdi");
+  r.query = {{"vdi", s.vdi}};
+  r.timeouts.inactivity = absl::Seconds(1);
+  HashingSink sink;
+  EXPECT_THAT(
+      XapiStreamGet(r, sink.sink()).status(),
+      StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("stalled")));
+  EXPECT_EQ(sink.bytes(), 2097152u);
+  // The simulator notices the client left and fails the task.
+  EXPECT_EQ(FinalTask(r.task_id).status, TaskStatus::kFailure);
+}
+
+TEST_F(XapiStreamTest, NoFirstByteHitsTheFirstByteTimeout) {
+  Snap s = Snapshot("DEV-RH6");
+  ASSERT_OK(
+      sim_->AddFault(R"({"kind": "STALL", "after_bytes": "0", "times": 1})"));
+  XapiStreamRequest r = Request("xcp-host3", "/export_raw_vdi");
+  r.query = {{"vdi", s.vdi}};
+  r.timeouts.first_byte = absl::Seconds(1);
+  HashingSink sink;
+  EXPECT_THAT(XapiStreamGet(r, sink.sink()).status(),
+              StatusIs(absl::StatusCode::kDeadlineExceeded,
+                       HasSubstr("no data within")));
+}
+
+TEST_F(XapiStreamTest, CancelFromAnotherThread) {
+  Snap s = Snapshot("DEV-RH6");
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind": "BANDWIDTH", "bytes_per_second": "1048576"})"));
+  XapiStreamRequest r = Request("xcp-host3", "/export_raw_vdi");
+  r.query = {{"vdi", s.vdi}};
+  absl::Notification cancel, got_data;
+  r.cancel = &cancel;
+  std::thread canceller([&] {
+    got_data.WaitForNotificationWithTimeout(absl::Seconds(60));
+    cancel.Notify();
+  });
+  std::atomic<uint64_t> bytes{0};
+  absl::Status status = XapiStreamGet(r, [&](absl::string_view data) {
+                          bytes += data.size();
+                          if (!got_data.HasBeenNotified()) got_data.Notify();
+                          return absl::OkStatus();
+                        }).status();
+  canceller.join();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_LT(bytes.load(), static_cast<uint64_t>(s.size));
+}
+
+TEST_F(XapiStreamTest, BandwidthLimitIsHonoured) {
+  Snap s = Snapshot("DEV-RH6");  // 24 MiB
+  XapiStreamRequest r = Request("xcp-host3", "/export_raw_vdi");
+  r.query = {{"vdi", s.vdi}};
+  r.bandwidth_limit = 16 << 20;
+  HashingSink sink;
+  const absl::Time start = absl::Now();
+  ASSERT_OK(XapiStreamGet(r, sink.sink()).status());
+  // A lower bound only: it cannot go faster than the limit allows.
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(1000));
+  EXPECT_EQ(sink.bytes(), static_cast<uint64_t>(s.size));
+}
+
+TEST_F(XapiStreamTest, SinkErrorAbortsTheTransfer) {
+  Snap s = Snapshot("DEV-RH6");
+  XapiStreamRequest r = Request("xcp-host3", "/export_raw_vdi");
+  r.query = {{"vdi", s.vdi}};
+  uint64_t bytes = 0;
+  absl::Status status = XapiStreamGet(r, [&](absl::string_view data) {
+                          bytes += data.size();
+                          return bytes > (1 << 20)
+                                     ? absl::ResourceExhaustedError("disk full")
+                                     : absl::OkStatus();
+                        }).status();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kResourceExhausted,
+                               HasSubstr("disk full")));
+  EXPECT_LT(bytes, static_cast<uint64_t>(s.size));
+}
+
+TEST_F(XapiStreamTest, BadSessionIsUnauthenticated) {
+  Snap s = Snapshot("DEV-RH6");
+  XapiStreamRequest r = Request("xcp-host3", "/export_raw_vdi");
+  r.query = {{"vdi", s.vdi}};
+  r.session_id = "OpaqueRef:00000000-dead-beef-0000-000000000000";
+  HashingSink sink;
+  absl::Status status = XapiStreamGet(r, sink.sink()).status();
+  EXPECT_THAT(status,
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("401")));
+  EXPECT_THAT(std::string(status.message()), Not(HasSubstr("dead-beef")));
+  TaskRecord t = FinalTask(r.task_id);
+  EXPECT_EQ(t.status, TaskStatus::kFailure);
+  EXPECT_EQ(t.error_info.at(0), "SESSION_AUTHENTICATION_FAILED");
+}
+
+TEST_F(XapiStreamTest, NoHostCanServeClosesWithoutAnAnswer) {
+  Snap s = Snapshot("DEV-local-build");
+  ASSERT_OK(sim_->AddFault(R"({"kind": "HOST_DOWN", "host": "xcp-host3"})"));
+  XapiStreamRequest r = Request("xcp-host1", "/export_raw_vdi");
+  r.query = {{"vdi", s.vdi}};
+  HashingSink sink;
+  EXPECT_THAT(
+      XapiStreamGet(r, sink.sink()).status(),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("without answering")));
+  TaskRecord t = FinalTask(r.task_id);
+  EXPECT_EQ(t.status, TaskStatus::kFailure);
+  EXPECT_EQ(t.error_info.at(0), "NO_HOSTS_AVAILABLE");
+}
+
+TEST_F(XapiStreamTest, UnreachableHostIsUnavailable) {
+  XapiStreamRequest r = Request("xcp-host1", "/export");
+  r.base_url = "http://127.0.0.1:1";
+  HashingSink sink;
+  EXPECT_THAT(XapiStreamGet(r, sink.sink()).status(),
+              StatusIs(absl::StatusCode::kUnavailable));
+}
+
+class XapiStreamTlsTest : public XapiStreamTest {
+ protected:
+  void SetUp() override {
+    dir_ = vmb::testing::MakeTempDir("tls");
+    ASSERT_OK_AND_ASSIGN(cert_, vmb::testing::MakeSelfSignedCert(dir_, "pool"));
+    ASSERT_OK_AND_ASSIGN(other_,
+                         vmb::testing::MakeSelfSignedCert(dir_, "other"));
+    StartSim({"", cert_.cert_path, cert_.key_path});
+  }
+
+  absl::Status Fetch(const TlsOptions& tls) {
+    XapiStreamRequest r = Request("xcp-host3", "/export_raw_vdi");
+    r.query = {{"vdi", vdi_}};
+    r.tls = tls;
+    HashingSink sink;
+    return XapiStreamGet(r, sink.sink()).status();
+  }
+
+  std::string dir_;
+  vmb::testing::TestCert cert_;
+  vmb::testing::TestCert other_;
+  std::string vdi_;
+};
+
+TEST_F(XapiStreamTlsTest, VerifiesAgainstACaFileOrAPin) {
+  EXPECT_THAT(sim_->master_url(), ::testing::StartsWith("https://"));
+  vdi_ = Snapshot("DEV-RH6").vdi;
+  EXPECT_OK(Fetch({cert_.cert_path, "", false}));
+  EXPECT_OK(Fetch({"", cert_.sha256, false}));
+  EXPECT_OK(Fetch({"", absl::AsciiStrToLower(cert_.sha256), false}));
+  EXPECT_OK(Fetch({"", "", true}));
+  EXPECT_THAT(Fetch({other_.cert_path, "", false}),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Fetch({"", other_.sha256, false}),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  // No CA given: the system store does not know a self-signed certificate.
+  EXPECT_THAT(Fetch({}), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Fetch({"", "12:34", false}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(XapiStreamTlsTest, XmlRpcVerifiesThePinToo) {
+  for (const auto& [pin, ok] :
+       {std::pair{cert_.sha256, true}, std::pair{other_.sha256, false}}) {
+    XmlRpcXenApiClient::Options o;
+    o.url = sim_->master_url();
+    o.password = sim_->password();
+    CurlXmlRpcTransport::Options t;
+    t.tls.pinned_sha256 = pin;
+    XmlRpcXenApiClient client(o, std::make_unique<CurlXmlRpcTransport>(t));
+    absl::Status s = client.Login();
+    EXPECT_EQ(s.ok(), ok) << s;
+  }
+}
+
+}  // namespace
+}  // namespace vmb
