@@ -421,6 +421,7 @@ BackupRunResult Run::Execute() {
   janitor.share_id = *share_id;
   janitor.active_runs = {result_.run_id};
   janitor.destroy_retry = o_.snapshot_destroy_timeout;
+  janitor.clock = o_.clock;
   // From the records the plan was made from: the lock was already held.
   const JanitorReport cleaned = CleanUpLeftoverSnapshots(
       *o_.xapi, inventory.vm_records, inventory.vbd_records,

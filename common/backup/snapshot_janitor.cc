@@ -6,7 +6,6 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 
 #include "common/base/logging.h"
 #include "common/base/status_macros.h"
@@ -49,7 +48,7 @@ absl::Status DestroyRetryingWhileInUse(
     if (s.ok() || IsXenApiError(s, "HANDLE_INVALID")) return absl::OkStatus();
     // VDI_IN_USE and OTHER_OPERATION_IN_PROGRESS are UNAVAILABLE too.
     if (!absl::IsUnavailable(s) || clock.Now() + pause > until) return s;
-    absl::SleepFor(pause);
+    clock.SleepFor(pause);
     pause = std::min(pause * 2, absl::Seconds(5));
   }
 }
@@ -76,7 +75,7 @@ JanitorReport CleanUpLeftoverSnapshots(XenApiClient& xapi,
   const auto retrying = [&](const std::function<absl::Status()>& destroy) {
     return DestroyRetryingWhileInUse(destroy, options.destroy_retry,
                                      options.destroy_backoff,
-                                     *SystemClock::Get());
+                                     *options.clock);
   };
 
   const auto vm_uuid_of = [&](const std::string& ref) -> std::string {

@@ -46,13 +46,15 @@ struct JanitorOptions {
   std::set<std::string> active_runs;  // runs whose snapshots must stay
   absl::Duration destroy_retry = absl::Seconds(30);  // VDI_IN_USE retries
   absl::Duration destroy_backoff = absl::Milliseconds(500);
+  // Reads the time and pauses between retries. Not owned; never null.
+  Clock* clock = SystemClock::Get();
 };
 
 // Calls `destroy` until the object is gone: success, or HANDLE_INVALID (it
 // was already destroyed). VDI_IN_USE, OTHER_OPERATION_IN_PROGRESS and
 // UNAVAILABLE (a tapdisk or an export still releasing the disk) are retried
-// for up to `retry_for`, pausing `first_pause`, doubling up to 5 s, with time
-// read from `clock`. Any other error, or the last transient one, is returned.
+// for up to `retry_for`, pausing `first_pause`, doubling up to 5 s, with the
+// time read and the pauses taken on `clock`. Any other error, or the last transient one, is returned.
 absl::Status DestroyRetryingWhileInUse(
     const std::function<absl::Status()>& destroy, absl::Duration retry_for,
     absl::Duration first_pause, Clock& clock);

@@ -6,19 +6,25 @@
 
 namespace vmb {
 
-// The source of wall-clock time. Scheduling logic takes `now` explicitly;
-// components that need the time ask a Clock so that tests can use FakeClock.
+// The source of wall-clock time and of pauses. Scheduling logic takes `now`
+// explicitly; components that read the time or wait between retries (task
+// polling, destroy retries, the janitor) ask a Clock, so that tests can use
+// FakeClock (tests/fakes/fake_clock.h) and move time without sleeping.
 // Implementations are thread-safe.
 class Clock {
  public:
   virtual ~Clock() = default;
   virtual absl::Time Now() = 0;
+  // Pauses the calling thread for `d` of this clock's time (a fake clock
+  // advances instead of sleeping). Non-positive durations return at once.
+  virtual void SleepFor(absl::Duration d) = 0;
 };
 
-// The real clock (absl::Now()).
+// The real clock: absl::Now() and absl::SleepFor().
 class SystemClock final : public Clock {
  public:
   absl::Time Now() override { return absl::Now(); }
+  void SleepFor(absl::Duration d) override { absl::SleepFor(d); }
   // A process-wide instance; it has no state.
   static SystemClock* Get();
 };

@@ -26,7 +26,7 @@ absl::StatusOr<TaskRecord> WaitForTask(XenApiClient& xapi, Clock& clock,
                        TaskStatusName(record.status), " after ",
                        absl::FormatDuration(limit)));
     }
-    absl::SleepFor(pause);
+    clock.SleepFor(pause);
     pause = std::min(pause * 2, absl::Seconds(1));
   }
 }

@@ -13,10 +13,10 @@
 
 namespace vmb {
 
-// Polls task.get_record (20 ms, doubling up to 1 s) until the task is neither
-// pending nor cancelling, and returns its final record; the caller decides
-// what success means. Errors: those of GetTask; DEADLINE_EXCEEDED when it is
-// still running after `limit` by `clock`.
+// Polls task.get_record until the task is neither pending nor cancelling,
+// and returns its final record; the caller decides what success means. The
+// pauses (20 ms, doubling up to 1 s) and the limit are on `clock`. Errors:
+// those of GetTask; DEADLINE_EXCEEDED when it is still running after `limit`.
 absl::StatusOr<TaskRecord> WaitForTask(XenApiClient& xapi, Clock& clock,
                                        const std::string& task,
                                        absl::Duration limit);

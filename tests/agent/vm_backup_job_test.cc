@@ -366,6 +366,7 @@ class SteppingClock final : public Clock {
   absl::Time Now() override {
     return absl::FromUnixMillis(1700000000000 + 250 * ticks_++);
   }
+  void SleepFor(absl::Duration d) override { absl::SleepFor(d); }
 
  private:
   std::atomic<int64_t> ticks_{0};
