@@ -288,7 +288,8 @@ std::optional<Failure> Job::Preflight() {
 
 std::optional<Failure> Job::PrepareFolder() {
   const std::string vm_dir = VmDir();
-  absl::Status s = c_.fs->CreateDir(vm_dir);
+  // A new VM folder is made durable before anything goes into it.
+  absl::Status s = CreateDirDurably(*c_.fs, vm_dir);
   if (!s.ok() && !absl::IsAlreadyExists(s)) {
     return Fail("backup folder", "BACKUP-DIR-FAIL", s);
   }
@@ -750,7 +751,9 @@ void Job::CleanUpSnapshot() {
 
 void Job::RemoveNewFolder() {
   if (!folder_created_) return;
-  absl::Status s = c_.fs->RemoveTree(BackupPath());
+  // Markers first (a failed commit may have written one): a crash while the
+  // folder goes can never leave it looking committed with half its files.
+  absl::Status s = RemoveBackup(*c_.fs, VmDir(), folder_);
   if (!s.ok()) {
     // The next backup of this VM removes a folder without a marker.
     VMB_LOG(WARNING) << "job " << spec_.job_id() << ": cannot remove "

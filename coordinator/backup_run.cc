@@ -379,6 +379,19 @@ BackupRunResult Run::Execute() {
     return Fatal(absl::StrCat("backup_dir ", policy_.backup_dir,
                               " does not exist or is not a folder"));
   }
+  // The share's lock first: a second run on this share stops here, before
+  // it touches anything of the first one's (its write probe included).
+  absl::StatusOr<std::unique_ptr<FileLock>> lock =
+      o_.fs->LockFile(JoinPath(policy_.backup_dir, kLockFileName));
+  if (!lock.ok()) {
+    return Fatal(absl::IsUnavailable(lock.status())
+                     ? absl::StrCat("another vmbackup run is using ",
+                                    policy_.backup_dir, " (",
+                                    lock.status().message(), ")")
+                     : absl::StrCat("failed to write to backup directory "
+                                    "area (",
+                                    lock.status().message(), ")"));
+  }
   // The seed's writable check.
   const std::string probe = JoinPath(policy_.backup_dir, kWriteTestFileName);
   (void)o_.fs->RemoveFile(probe);  // a crashed run's, if any
@@ -387,15 +400,6 @@ BackupRunResult Run::Execute() {
   if (!s.ok()) {
     return Fatal(absl::StrCat("failed to write to backup directory area (",
                               s.message(), ")"));
-  }
-  absl::StatusOr<std::unique_ptr<FileLock>> lock =
-      o_.fs->LockFile(JoinPath(policy_.backup_dir, kLockFileName));
-  if (!lock.ok()) {
-    return Fatal(absl::IsUnavailable(lock.status())
-                     ? absl::StrCat("another vmbackup run is using ",
-                                    policy_.backup_dir, " (",
-                                    lock.status().message(), ")")
-                     : std::string(lock.status().message()));
   }
   absl::StatusOr<std::string> share_id = ShareId(*o_.fs, policy_.backup_dir);
   if (!share_id.ok()) return Fatal(std::string(share_id.status().message()));

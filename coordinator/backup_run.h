@@ -3,8 +3,9 @@
 
 // A whole backup run, VmBackup.py's job done right, in one process:
 //
-//   1. status.log "begin"; backup_dir exists and is writable (the seed's
-//      00VMbackupWriteTest); the share's lock file (.vmbackup.lock) is free;
+//   1. status.log "begin"; backup_dir exists; the share's lock file
+//      (.vmbackup.lock) is free and taken; backup_dir is writable (the
+//      seed's 00VMbackupWriteTest, under the lock);
 //   2. selection and plan, once, against the pool master (as preview shows);
 //   3. the janitor removes snapshots crashed runs on this share left behind;
 //   4. the pool database dump (pool_db_backup=1);

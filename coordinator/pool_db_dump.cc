@@ -15,21 +15,35 @@
 #include "common/xapi/xenapi_error.h"
 
 namespace vmb::coordinator {
+namespace {
+
+// A dump being written: ".pool_db_<time>.dump.partial".
+constexpr absl::string_view kPartialSuffix = ".partial";
+
+}  // namespace
 
 absl::StatusOr<PoolDbDumpResult> DumpPoolDatabase(XenApiClient& xapi,
                                                   Filesystem& fs, Clock& clock,
                                                   const PoolDbDumpOptions& o) {
   const std::string dir =
       JoinPath(o.backup_dir, PoolDbFolderName(o.master_name));
-  absl::Status s = fs.CreateDir(dir);
+  absl::Status s = CreateDirDurably(fs, dir);
   if (!s.ok() && !absl::IsAlreadyExists(s)) return s;
+  // What crashed runs left, whatever their time: only this run writes here
+  // (it holds the share's lock).
+  VMB_ASSIGN_OR_RETURN(std::vector<DirEntry> before, fs.ListDir(dir));
+  for (const DirEntry& e : before) {
+    if (!e.is_dir && absl::StartsWith(e.name, ".pool_db_") &&
+        absl::EndsWith(e.name, kPartialSuffix)) {
+      absl::Status removed = fs.RemoveFile(JoinPath(dir, e.name));
+      if (!removed.ok() && !absl::IsNotFound(removed)) return removed;
+    }
+  }
   const std::string name =
       PoolDbFileName(absl::ToCivilSecond(clock.Now(), o.time_zone));
   const std::string final_path = JoinPath(dir, name);
   const std::string partial =
-      JoinPath(dir, absl::StrCat(".", name, ".partial"));
-  absl::Status removed = fs.RemoveFile(partial);  // a crashed run's
-  if (!removed.ok() && !absl::IsNotFound(removed)) return removed;
+      JoinPath(dir, absl::StrCat(".", name, kPartialSuffix));
 
   VMB_ASSIGN_OR_RETURN(std::string session, xapi.SessionRef());
   VMB_ASSIGN_OR_RETURN(std::string task,

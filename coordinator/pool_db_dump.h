@@ -4,8 +4,10 @@
 // pool_db_backup=1: the pool database (GET /pool/xmldbdump on the master, what
 // `xe pool-dump-database` saves) into
 // <backup_dir>/METADATA_<master>/pool_db_YYYYMMDD-HHMMSS.dump, written under a
-// temporary name and renamed once complete and checked, then the newest
-// `keep` dumps kept (the seed never pruned them).
+// temporary name (".pool_db_….dump.partial") and renamed once complete and
+// checked, then the newest `keep` dumps kept (the seed never pruned them).
+// A new METADATA_ folder is made durable (its parent fsynced), and the
+// temporary files of crashed runs are removed first, whatever their time.
 
 #include <string>
 #include <vector>

@@ -418,6 +418,11 @@ std::string JoinPath(absl::string_view a, absl::string_view b) {
   return absl::StrCat(a, "/", b);
 }
 
+absl::Status CreateDirDurably(Filesystem& fs, const std::string& path) {
+  VMB_RETURN_IF_ERROR(fs.CreateDir(path));
+  return fs.SyncDir(Dirname(path));
+}
+
 absl::Status WriteNewFile(Filesystem& fs, const std::string& path,
                           absl::string_view content) {
   VMB_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,

@@ -147,6 +147,11 @@ std::string JoinPath(absl::string_view a, absl::string_view b,
   return JoinPath(JoinPath(a, b), c, rest...);
 }
 
+// Creates the folder `path` and, when it made it, fsyncs its parent so that
+// the new entry survives a crash. Errors: CreateDir's (ALREADY_EXISTS when it
+// is there already; the parent is then not synced) and SyncDir's.
+absl::Status CreateDirDurably(Filesystem& fs, const std::string& path);
+
 // Writes `content` to a new file, fsyncs and closes it.
 absl::Status WriteNewFile(Filesystem& fs, const std::string& path,
                           absl::string_view content);

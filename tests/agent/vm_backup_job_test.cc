@@ -506,6 +506,59 @@ TEST_F(VmBackupJobFaultTest, AFailedFsyncOfTheDataFileWritesNoMarker) {
   EXPECT_THAT(st.error_message(), HasSubstr("Input/output error"));
 }
 
+TEST_F(VmBackupJobFaultTest, AFailedCommitRemovesTheMarkerBeforeTheFiles) {
+  // The marker is written, then fsyncing the folder fails: the commit
+  // failed, and the cleanup must take the marker away first, so that a crash
+  // during it cannot leave a "committed" folder with half its files.
+  const v1::JobSpec spec = Spec("DEV-RH6");
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  testing::FaultyFilesystem::Faults faults;
+  faults.fail_sync_dir_after = "success";
+  testing::FaultyFilesystem fs(faults);
+  JobContext c = ContextFor("xcp-host3");
+  c.fs = &fs;
+  const v1::JobStatus st = RunVmBackupJob(c, spec, {});
+  ExpectCleanFailure(st, spec, before, "COMMIT-FAIL");
+  EXPECT_THAT(st.error_message(), HasSubstr("Input/output error"));
+  const std::string folder = st.backup_folder();
+  ASSERT_FALSE(folder.empty());
+  const std::vector<std::string> ops = fs.ops();
+  const auto at = [&](const std::string& op) {
+    return std::find(ops.begin(), ops.end(), op) - ops.begin();
+  };
+  const auto marker_made = at("create " + JoinPath(folder, "success"));
+  const auto marker_gone = at("rm " + JoinPath(folder, "success"));
+  const auto tree_gone = at("rmtree " + folder);
+  ASSERT_LT(marker_made, static_cast<long>(ops.size()));
+  ASSERT_LT(marker_gone, static_cast<long>(ops.size()))
+      << "the marker was never removed on its own";
+  ASSERT_LT(tree_gone, static_cast<long>(ops.size()));
+  EXPECT_LT(marker_made, marker_gone);
+  EXPECT_LT(marker_gone, tree_gone);
+}
+
+TEST_F(VmBackupJobTest, ANewVmFolderIsMadeDurableBeforeTheBackupGoesIn) {
+  const v1::JobSpec spec = Spec("DEV-RH6");
+  testing::FaultyFilesystem fs;
+  JobContext c = ContextFor("xcp-host3");
+  c.fs = &fs;
+  const v1::JobStatus st = RunVmBackupJob(c, spec, {});
+  ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+  const std::vector<std::string> ops = fs.ops();
+  const std::string vm_dir = JoinPath(share_, spec.vm_folder());
+  const auto at = [&](const std::string& op) {
+    return std::find(ops.begin(), ops.end(), op) - ops.begin();
+  };
+  const auto made = at("mkdir " + vm_dir);
+  const auto synced = at("syncdir " + share_);
+  const auto backup = at("mkdir " + st.backup_folder());
+  ASSERT_LT(made, static_cast<long>(ops.size()));
+  ASSERT_LT(synced, static_cast<long>(ops.size()))
+      << "the share was never fsynced after the VM folder was made";
+  EXPECT_LT(made, synced);
+  EXPECT_LT(synced, backup);
+}
+
 TEST_F(VmBackupJobFaultTest, TaskFailsAfterACompleteBody) {
   const v1::JobSpec spec = Spec("DEV-RH6");
   const auto before = EarlierBackup(spec, "xcp-host3");

@@ -464,9 +464,15 @@ TEST_F(StandaloneRunTest, ASecondRunOnTheSameShareIsRefused) {
   StartSim();
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<FileLock> held,
                        fs_.LockFile(JoinPath(backups_, ".vmbackup.lock")));
+  // The running run is in the middle of its write probe: the second run
+  // must not touch it (it checks the lock first).
+  const std::string probe = JoinPath(backups_, "00VMbackupWriteTest");
+  ASSERT_OK(WriteNewFile(fs_, probe, "the first run's"));
   const CommandResult r = Run(Config("vm-export=DEV-RH6\n"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_THAT(r.output, HasSubstr("another vmbackup run is using"));
+  ASSERT_OK_AND_ASSIGN(std::string probe_text, fs_.ReadFile(probe, 100));
+  EXPECT_EQ(probe_text, "the first run's");
   ASSERT_OK_AND_ASSIGN(sim::SimState state, sim_->State());
   EXPECT_EQ(state.snapshots(), snapshots_before_);
   // status.log says the run began and ended in error.

@@ -44,13 +44,73 @@ class FaultyFile final : public WritableFile {
 
 }  // namespace
 
+FaultyFilesystem::FaultyFilesystem() : FaultyFilesystem(Faults()) {}
+
+FaultyFilesystem::FaultyFilesystem(Faults faults)
+    : faults_(std::move(faults)) {}
+
+std::vector<std::string> FaultyFilesystem::ops() const {
+  absl::MutexLock lock(&mu_);
+  return ops_;
+}
+
+void FaultyFilesystem::Record(std::string op) {
+  absl::MutexLock lock(&mu_);
+  ops_.push_back(std::move(op));
+}
+
 absl::StatusOr<std::unique_ptr<WritableFile>> FaultyFilesystem::NewWritableFile(
     const std::string& path) {
   absl::StatusOr<std::unique_ptr<WritableFile>> file =
       real_.NewWritableFile(path);
-  if (!file.ok() || !absl::EndsWith(path, faults_.suffix)) return file;
+  if (!file.ok()) return file;
+  Record(absl::StrCat("create ", path));
+  if (!faults_.fail_sync_dir_after.empty() &&
+      path.substr(path.rfind('/') + 1) == faults_.fail_sync_dir_after) {
+    absl::MutexLock lock(&mu_);
+    sync_dir_armed_ = true;
+  }
+  if (!absl::EndsWith(path, faults_.suffix)) return file;
   return std::unique_ptr<WritableFile>(
       new FaultyFile(*std::move(file), path, faults_));
+}
+
+absl::Status FaultyFilesystem::CreateDir(const std::string& path) {
+  absl::Status s = real_.CreateDir(path);
+  if (s.ok()) Record(absl::StrCat("mkdir ", path));
+  return s;
+}
+
+absl::Status FaultyFilesystem::RemoveFile(const std::string& path) {
+  absl::Status s = real_.RemoveFile(path);
+  if (s.ok()) Record(absl::StrCat("rm ", path));
+  return s;
+}
+
+absl::Status FaultyFilesystem::RemoveTree(const std::string& path) {
+  Record(absl::StrCat("rmtree ", path));
+  return real_.RemoveTree(path);
+}
+
+absl::Status FaultyFilesystem::Rename(const std::string& from,
+                                      const std::string& to) {
+  absl::Status s = real_.Rename(from, to);
+  if (s.ok()) Record(absl::StrCat("rename ", from, " ", to));
+  return s;
+}
+
+absl::Status FaultyFilesystem::SyncDir(const std::string& path) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (sync_dir_armed_) {
+      sync_dir_armed_ = false;
+      return absl::UnavailableError(
+          absl::StrCat("cannot fsync ", path, ": Input/output error"));
+    }
+  }
+  absl::Status s = real_.SyncDir(path);
+  if (s.ok()) Record(absl::StrCat("syncdir ", path));
+  return s;
 }
 
 }  // namespace vmb::testing

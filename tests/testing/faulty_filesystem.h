@@ -2,7 +2,9 @@
 #pragma once
 
 // A Filesystem for tests: the real one, except that files whose name ends in
-// a chosen suffix fail as a full or broken share would make them fail.
+// a chosen suffix fail as a full or broken share would make them fail, and
+// every change to the tree is recorded in order, so that a test can check
+// what was made durable when, and what was removed first.
 
 #include <stdint.h>
 
@@ -10,13 +12,16 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 #include "common/base/filesystem.h"
 
 namespace vmb::testing {
 
+// Thread-safe.
 class FaultyFilesystem final : public Filesystem {
  public:
   struct Faults {
@@ -25,8 +30,17 @@ class FaultyFilesystem final : public Filesystem {
     uint64_t space = UINT64_MAX;
     // Sync() fails with EIO's status (a write-back error found by fsync).
     bool fail_sync = false;
+    // Once a file with this name (the last path component) was created, the
+    // next SyncDir fails with EIO's status: a commit whose marker was
+    // written but could not be made durable.
+    std::string fail_sync_dir_after = "";
   };
-  explicit FaultyFilesystem(Faults faults) : faults_(std::move(faults)) {}
+  FaultyFilesystem();  // no faults: only the record of changes
+  explicit FaultyFilesystem(Faults faults);
+
+  // The changes made, in order: "create P", "mkdir P", "syncdir P", "rm P",
+  // "rmtree P", "rename A B" (P the path as given).
+  std::vector<std::string> ops() const;
 
   absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(
       const std::string& path) override;
@@ -38,9 +52,7 @@ class FaultyFilesystem final : public Filesystem {
                                        uint64_t max_bytes) override {
     return real_.ReadFile(path, max_bytes);
   }
-  absl::Status CreateDir(const std::string& path) override {
-    return real_.CreateDir(path);
-  }
+  absl::Status CreateDir(const std::string& path) override;
   absl::StatusOr<std::vector<DirEntry>> ListDir(
       const std::string& path) override {
     return real_.ListDir(path);
@@ -48,18 +60,10 @@ class FaultyFilesystem final : public Filesystem {
   absl::StatusOr<FileInfo> Stat(const std::string& path) override {
     return real_.Stat(path);
   }
-  absl::Status RemoveFile(const std::string& path) override {
-    return real_.RemoveFile(path);
-  }
-  absl::Status RemoveTree(const std::string& path) override {
-    return real_.RemoveTree(path);
-  }
-  absl::Status Rename(const std::string& from, const std::string& to) override {
-    return real_.Rename(from, to);
-  }
-  absl::Status SyncDir(const std::string& path) override {
-    return real_.SyncDir(path);
-  }
+  absl::Status RemoveFile(const std::string& path) override;
+  absl::Status RemoveTree(const std::string& path) override;
+  absl::Status Rename(const std::string& from, const std::string& to) override;
+  absl::Status SyncDir(const std::string& path) override;
   absl::StatusOr<SpaceInfo> Space(const std::string& path) override {
     return real_.Space(path);
   }
@@ -72,8 +76,13 @@ class FaultyFilesystem final : public Filesystem {
   }
 
  private:
+  void Record(std::string op);
+
   const Faults faults_;
   PosixFilesystem real_;
+  mutable absl::Mutex mu_;
+  std::vector<std::string> ops_ ABSL_GUARDED_BY(mu_);
+  bool sync_dir_armed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace vmb::testing
