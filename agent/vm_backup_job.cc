@@ -107,6 +107,7 @@ class Job {
     return Failure{std::move(step), std::move(token), std::move(status)};
   }
 
+  std::optional<Failure> CheckSpec();
   std::optional<Failure> LoadVm();
   std::optional<Failure> Preflight();
   std::optional<Failure> PrepareFolder();
@@ -167,6 +168,23 @@ class Job {
   std::vector<std::string> data_files_;
   absl::Time last_report_ = absl::InfinitePast();
 };
+
+std::optional<Failure> Job::CheckSpec() {
+  // The spec comes from the coordinator, over the network for an agent: the
+  // paths in it are checked before anything is touched.
+  absl::Status s = CheckBackupDir(spec_.backup_dir());
+  if (s.ok()) s = CheckVmFolderName(spec_.vm_folder());
+  if (s.ok() && !spec_.backup_dir_format().empty() &&
+      spec_.backup_dir_format() != kBackupDirFormatSeed &&
+      spec_.backup_dir_format() != kBackupDirFormatNoColons) {
+    s = absl::InvalidArgumentError(
+        absl::StrCat("backup_dir_format \"",
+                     EscapeForLog(spec_.backup_dir_format()), "\" is neither ",
+                     kBackupDirFormatSeed, " nor ", kBackupDirFormatNoColons));
+  }
+  if (!s.ok()) return Fail("check job", "BAD-JOB", s);
+  return std::nullopt;
+}
 
 std::optional<Failure> Job::LoadVm() {
   absl::StatusOr<std::string> ref = c_.xapi->GetVmByUuid(spec_.vm_uuid());
@@ -330,7 +348,7 @@ std::optional<Failure> Job::PrepareFolder() {
     if (removed.count(b.name) == 0 && b.time >= t) t = b.time + 1;
   }
   const std::string format = spec_.backup_dir_format().empty()
-                                 ? "backup-YYYY-MM-DD-(HH:MM:SS)"
+                                 ? std::string(kBackupDirFormatSeed)
                                  : spec_.backup_dir_format();
   for (int attempt = 0; attempt < 120; ++attempt, t += 1) {
     folder_ = FormatBackupFolderName(format, t);
@@ -611,7 +629,7 @@ absl::Status Job::WriteMetadata() {
   for (const Disk& d : disks_) {
     std::string sub = DiskFolderName(d.vbd, &blank);
     if (!made.insert(sub).second)
-      sub = absl::StrCat(sub, "-", d.vbd.userdevice);
+      sub = absl::StrCat(sub, "-", SanitizeVmName(d.vbd.userdevice));
     if (d.vbd.device.empty()) {
       Warn(absl::StrCat("disk ", d.vbd.userdevice,
                         " has no device name (XAPI sets it when the VM "
@@ -649,7 +667,7 @@ absl::Status Job::WriteMetadata() {
       std::string name =
           absl::StrCat("vif-", SanitizeVmName(vif.device), ".cfg");
       if (!names.insert(name).second)
-        name = absl::StrCat("vif-", vif.uuid, ".cfg");
+        name = absl::StrCat("vif-", SanitizeVmName(vif.uuid), ".cfg");
       VMB_RETURN_IF_ERROR(WriteNewFile(*c_.fs, JoinPath(vif_dir, name),
                                        FormatVifCfg(vif, network_name)));
     }
@@ -813,7 +831,8 @@ v1::JobStatus Job::Run() {
                 << kind_name_ << " begins";
   SetPhase(v1::JOB_PHASE_PREFLIGHT);
 
-  std::optional<Failure> failure = LoadVm();
+  std::optional<Failure> failure = CheckSpec();
+  if (!failure) failure = LoadVm();
   if (!failure) failure = Preflight();
   if (!failure) {
     if (absl::Status s = CheckStop(); !s.ok())

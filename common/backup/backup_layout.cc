@@ -8,8 +8,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 
 #include "common/backup/backup_manifest.h"
+#include "common/base/logging.h"
 #include "common/base/status_macros.h"
 #include "common/base/status_util.h"
 #include "common/base/utf8.h"
@@ -191,6 +193,52 @@ std::string SanitizeVmName(absl::string_view name) {
   }
   if (out.empty()) out.push_back('_');
   return out;
+}
+
+absl::Status CheckVmFolderName(absl::string_view name) {
+  if (name.empty()) return absl::InvalidArgumentError("vm_folder is empty");
+  if (name.size() > 255) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("vm_folder is ", name.size(), " bytes long (max 255)"));
+  }
+  if (name[0] == '.') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("vm_folder \"", EscapeForLog(name), "\" starts with '.'"));
+  }
+  for (absl::string_view rest = name; !rest.empty();) {
+    const size_t n = Utf8SequenceLength(rest);
+    if (n == 0 || !IsSafeChar(rest, n)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "vm_folder \"", EscapeForLog(name),
+          "\" is not one safe path component (a '/', a control character or "
+          "invalid UTF-8)"));
+    }
+    rest.remove_prefix(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckBackupDir(absl::string_view path) {
+  const auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backup_dir \"", EscapeForLog(path), "\" ", why));
+  };
+  if (path.empty() || path[0] != '/') return bad("is not an absolute path");
+  if (path.size() > 4095) return bad("is longer than 4095 bytes");
+  for (absl::string_view rest = path; !rest.empty();) {
+    const size_t n = Utf8SequenceLength(rest);
+    if (n == 0 || (n == 1 && (static_cast<unsigned char>(rest[0]) < 0x20 ||
+                              rest[0] == 0x7f))) {
+      return bad("holds a control character or invalid UTF-8");
+    }
+    rest.remove_prefix(n);
+  }
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    if (part == "." || part == "..") {
+      return bad("has a \".\" or \"..\" component");
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<VmFolderChoice> ChooseVmFolder(Filesystem& fs,

@@ -56,8 +56,20 @@ std::optional<absl::CivilSecond> ParseBackupFolderName(absl::string_view name);
 // DEL, C1) and bytes that are not valid UTF-8 become '_'; leading '.'
 // become '_'; an empty name becomes "_"; the result is cut to
 // kMaxVmFolderNameBytes on a character boundary. Names that need none of
-// this come back unchanged.
+// this come back unchanged. The same rule makes every other string from the
+// pool that ends up in a path (a device, a userdevice, a uuid) safe.
 std::string SanitizeVmName(absl::string_view name);
+
+// Checks a job's vm_folder (it comes over the network): one path component,
+// not empty, at most 255 bytes (NAME_MAX), valid UTF-8, no '/', no NUL or
+// other control character, no leading '.' (so never "." or ".."). Errors:
+// INVALID_ARGUMENT saying what is wrong.
+absl::Status CheckVmFolderName(absl::string_view name);
+
+// Checks a job's backup_dir: an absolute path of at most 4095 bytes, valid
+// UTF-8, no control characters, and no "." or ".." component, so that
+// nothing a job writes can land outside it. Errors: INVALID_ARGUMENT.
+absl::Status CheckBackupDir(absl::string_view path);
 
 // The folder a VM's backups go in, and why.
 struct VmFolderChoice {

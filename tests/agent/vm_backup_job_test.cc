@@ -789,5 +789,116 @@ TEST(VmBackupJobThickSrTest, NoRoomForTheSnapshotTakesNone) {
   EXPECT_EQ(state.snapshots(), 0u);
 }
 
+TEST_F(VmBackupJobFaultTest, ASpecWithUnsafePathsTouchesNothing) {
+  // A job spec arrives over the network: its paths are checked before the
+  // job touches the share or the pool.
+  const std::string outside = testing::MakeTempDir("outside");
+  struct Case {
+    std::string backup_dir;
+    std::string vm_folder;
+    std::string format;
+    std::string why;
+  };
+  const std::vector<Case> cases = {
+      {share_, "../escape", "", "vm_folder"},
+      {share_, "a/b", "", "vm_folder"},
+      {share_, "..", "", "vm_folder"},
+      {share_, "", "", "vm_folder is empty"},
+      {share_, std::string("x\0y", 3), "", "vm_folder"},
+      {share_, std::string(256, 'v'), "", "256 bytes"},
+      {"relative/share", "DEV-RH6", "", "not an absolute path"},
+      {JoinPath(share_, "..", "outside"), "DEV-RH6", "", "\"..\""},
+      {JoinPath(share_, "."), "DEV-RH6", "", "\".\""},
+      {share_, "DEV-RH6", "backup-%s", "backup_dir_format"},
+  };
+  ASSERT_OK_AND_ASSIGN(auto share_before, testing::TreeDigest(share_));
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.backup_dir + " | " + c.vm_folder);
+    v1::JobSpec spec = Spec("DEV-RH6");
+    spec.set_backup_dir(c.backup_dir);
+    spec.set_vm_folder(c.vm_folder);
+    spec.set_backup_dir_format(c.format);
+    const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host3"), spec, {});
+    EXPECT_EQ(st.phase(), v1::JOB_PHASE_FAILED);
+    EXPECT_EQ(st.status_token(), "BAD-JOB");
+    EXPECT_EQ(st.error_step(), "check job");
+    EXPECT_THAT(st.error_message(), HasSubstr(c.why));
+    ExpectNothingLeftInThePool();
+  }
+  ASSERT_OK_AND_ASSIGN(auto share_after, testing::TreeDigest(share_));
+  EXPECT_EQ(share_after, share_before);
+  ASSERT_OK_AND_ASSIGN(std::vector<DirEntry> stray, fs_.ListDir(outside));
+  EXPECT_THAT(stray, IsEmpty());
+}
+
+// Strings from the pool that become path components (device, userdevice,
+// VIF uuid) are sanitised: a hostile userdevice cannot leave the folder.
+TEST(VmBackupJobPoolStringsTest, AHostileUserdeviceStaysInsideTheBackup) {
+  SimProcess::Options options;
+  options.fixture_json = R"({
+      "credentials": {"username": "root", "password": "pw"},
+      "hosts": [{"name_label": "h1", "master": true}],
+      "srs": [{"name_label": "nfs", "type": "nfs", "shared": true}],
+      "networks": [{"name_label": "net0"}],
+      "vms": [{"name_label": "twins", "resident_on": "h1",
+               "vifs": [{"device": "0", "network": "net0"},
+                        {"device": "0", "network": "net0"}],
+               "disks": [{"userdevice": "0", "device": "xvda", "size": "1048576", "sr": "nfs"},
+                         {"userdevice": "../../../escape", "device": "xvda",
+                          "size": "1048576", "sr": "nfs"}]}]})";
+  absl::StatusOr<std::unique_ptr<SimProcess>> sim = SimProcess::Start(options);
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  std::unique_ptr<XmlRpcXenApiClient> client = (*sim)->NewClient();
+  ASSERT_OK(client->Login());
+  ASSERT_OK_AND_ASSIGN(auto hosts, client->GetAllHosts());
+  ASSERT_OK_AND_ASSIGN(std::string ref, testing::VmRefByName(*client, "twins"));
+  ASSERT_OK_AND_ASSIGN(VmRecord vm, client->GetVm(ref));
+  PosixFilesystem fs;
+  const std::string top = testing::MakeTempDir("hostile");
+  const std::string share = JoinPath(top, "a", "b", "share");
+  ASSERT_OK(fs.CreateDir(JoinPath(top, "a")));
+  ASSERT_OK(fs.CreateDir(JoinPath(top, "a", "b")));
+  ASSERT_OK(fs.CreateDir(share));
+  JobContext c;
+  c.xapi = client.get();
+  c.fs = &fs;
+  c.clock = SystemClock::Get();
+  c.host = hosts.begin()->second;
+  c.data_url = (*sim)->host_url("h1");
+  v1::JobSpec spec;
+  spec.set_job_id("r/1");
+  spec.set_run_id("r");
+  spec.set_vm_uuid(vm.uuid);
+  spec.set_kind(v1::EXPORT_KIND_VM);
+  spec.set_backup_dir(share);
+  spec.set_vm_folder("twins");
+  spec.set_max_backups(1);
+  spec.set_share_id("s");
+  const v1::JobStatus st = RunVmBackupJob(c, spec, {});
+  ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+  // Everything the job wrote is inside the share.
+  ASSERT_OK_AND_ASSIGN(auto tree, testing::TreeDigest(top));
+  for (const auto& [path, digest] : tree) {
+    EXPECT_TRUE(absl::StartsWith(path, "a/b/share/") || path == "a/" ||
+                path == "a/b/" || path == "a/b/share/")
+        << path;
+  }
+  // Two disk folders and two VIF files, each one path component.
+  ASSERT_OK_AND_ASSIGN(std::vector<DirEntry> entries,
+                       fs.ListDir(st.backup_folder()));
+  int disks = 0;
+  for (const DirEntry& e : entries) {
+    if (absl::StartsWith(e.name, "DISK-")) {
+      ++disks;
+      EXPECT_OK(
+          fs.Stat(JoinPath(st.backup_folder(), e.name, "vbd.cfg")).status());
+    }
+  }
+  EXPECT_EQ(disks, 2);
+  ASSERT_OK_AND_ASSIGN(std::vector<DirEntry> vifs,
+                       fs.ListDir(JoinPath(st.backup_folder(), "VIFs")));
+  EXPECT_EQ(vifs.size(), 2u);
+}
+
 }  // namespace
 }  // namespace vmb::agent
