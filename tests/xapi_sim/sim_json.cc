@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -22,13 +23,13 @@ struct Node {
   int64_t i = 0;
   double f = 0;
   std::string s;
-  std::vector<Node> items;
-  std::vector<std::pair<std::string, Node>> members;
+  std::vector<Node> items;        // kArray; kObject: the member values
+  std::vector<std::string> keys;  // kObject: the member names, in order
 
   // The first member called `key` (OCaml's List.assoc), or nullptr.
   const Node* Find(absl::string_view key) const {
-    for (const auto& [k, v] : members) {
-      if (k == key) return &v;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (keys[i] == key) return &items[i];
     }
     return nullptr;
   }
@@ -172,7 +173,8 @@ class Reader {
       ++pos_;
       Node value;
       if (absl::Status s = Value(&value, depth); !s.ok()) return s;
-      out->members.emplace_back(std::move(key), std::move(value));
+      out->keys.push_back(std::move(key));
+      out->items.push_back(std::move(value));
       SkipSpace();
       if (AtEnd()) return Error("unterminated object");
       if (Peek() == '}') {
@@ -338,8 +340,8 @@ SimValue ToSimValue(const Node& n) {
     }
     case Node::Type::kObject: {
       SimValue map = SimValue::Map();
-      for (const auto& [k, v] : n.members)
-        map.map.emplace_back(k, ToSimValue(v));
+      for (size_t i = 0; i < n.keys.size(); ++i)
+        map.map.emplace_back(n.keys[i], ToSimValue(n.items[i]));
       return map;
     }
   }

@@ -199,11 +199,15 @@ RpcReply SimPool::XmlRpcReply(const std::string& host, bool json_path,
   if (!result.error.empty()) {
     reply.body = XapiFailure(result.error);
   } else if (call->method == "system.listMethods") {
-    // api_server.ml writes this one answer itself: the bare array, with an
-    // XML declaration and without the Status/Value struct.
-    reply.body = absl::StrCat(
-        "<?xml version=\"1.0\"?><methodResponse><params><param>",
-        XapiValue(result.value), "</param></params></methodResponse>");
+    // The bare array, without the Status/Value struct. From 6.5
+    // api_server.ml writes it itself, with an XML declaration; before, the
+    // dispatcher returned it as XMLRPC.Raw for xml-light to print.
+    reply.body =
+        absl::StrCat(rpc_generation_ == RpcGeneration::kXmlRpcOnly
+                         ? ""
+                         : "<?xml version=\"1.0\"?>",
+                     "<methodResponse><params><param>", XapiValue(result.value),
+                     "</param></params></methodResponse>");
   } else if (json_path && (rpc_generation_ == RpcGeneration::kXmlRpcOnly ||
                            rpc_generation_ == RpcGeneration::kJsonRpcLegacy)) {
     // POST /json on hosts up to 7.2: the result travels as its JSON text.
