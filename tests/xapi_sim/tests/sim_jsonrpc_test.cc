@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <regex>
 #include <string>
 #include <vector>
@@ -659,6 +660,57 @@ TEST(SimJsonRpcTest, ParametersThatAreNotXmlSafeUtf8AreRefusedFirst) {
                                 "S(\xEF\xBF\xBD)</value>"));
 }
 
+TEST(SimJsonRpcTest, RandomlyDamagedRequestsGetAnAnswerOrThe500Page) {
+  // Valid requests with bytes flipped, dropped, duplicated or inserted: every
+  // one must get a well-formed answer or the 500 page, never a crash.
+  const std::vector<std::string> seeds = {
+      V2("session.login_with_password", {Q("root"), Q("demo-password")}),
+      V1("VM.get_all_records", {Q("OpaqueRef:x")}, "\"id\""),
+      R"({"jsonrpc":"2.0","method":"VM.set_tags","params":["s","v",)"
+      R"([1,-2.5e3,true,null,{"k":["\u00e9\ud83d\ude00"]}]],"id":-7})",
+      V2("system.listMethods", {}),
+  };
+  constexpr char kInteresting[] = "{}[]\",:\\u0123456789eE.-+ntfa\x00\x7f\xff";
+  std::mt19937 rng(20250319);
+  for (const char* version : {"8.2.1", "7.2.0"}) {
+    SCOPED_TRACE(version);
+    auto pool = MakePool(version);
+    ASSERT_NE(pool, nullptr);
+    int answered = 0;
+    for (int round = 0; round < 3000; ++round) {
+      std::string body = seeds[rng() % seeds.size()];
+      const int edits = 1 + static_cast<int>(rng() % 4);
+      for (int e = 0; e < edits && !body.empty(); ++e) {
+        const size_t at = rng() % body.size();
+        const char c = kInteresting[rng() % (sizeof(kInteresting) - 1)];
+        switch (rng() % 4) {
+          case 0:
+            body[at] = c;
+            break;
+          case 1:
+            body.erase(at, 1 + rng() % 3);
+            break;
+          case 2:
+            body.insert(at, 1 + rng() % 40, c);
+            break;
+          default:
+            body.insert(at, body.substr(at, rng() % 30));
+        }
+      }
+      RpcReply r = pool->HandleRpc(kMaster, "/jsonrpc", body);
+      if (r.status == 200) {
+        ++answered;
+        EXPECT_EQ(r.content_type, "application/json");
+        EXPECT_TRUE(IsValidJson(r.body)) << body << "\n" << r.body;
+      } else {
+        EXPECT_EQ(r.status, 500) << body;
+        EXPECT_THAT(r.body, HasSubstr("INTERNAL_ERROR: [ ")) << body;
+      }
+    }
+    EXPECT_GT(answered, 100) << "some damaged requests still parse";
+  }
+}
+
 TEST(SimJsonRpcTest, StringsRoundTripWithEachWritersEscapes) {
   const std::string name = "q\"b\\s/\n\r\t\xC3\xA9\xF0\x9F\x98\x80\x7f";
   for (const char* version : {"8.2.1", "7.2.0"}) {
@@ -864,6 +916,21 @@ TEST(SimJsonRpcHttpTest, JsonRpcHasXapisHeadersAndKeepsTheConnection) {
       http.Post(url, V2("system.listMethods", {}), "application/json");
   EXPECT_EQ(after.new_connections, 1) << "a new connection after the 500";
   EXPECT_THAT(after.body, StartsWith(R"({"result": ["pool.get_all", )"));
+}
+
+TEST(SimJsonRpcHttpTest, BodiesOver64MiBGet413) {
+  ASSERT_OK_AND_ASSIGN(auto sim, vmb::testing::SimProcess::Start());
+  const std::string huge((64u << 20) + 1, ' ');
+  for (const char* path : {"/jsonrpc", "/"}) {
+    Http http;
+    Http::Reply r =
+        http.Post(sim->master_url() + path, huge, "application/json");
+    EXPECT_EQ(r.status, 413) << path;
+    EXPECT_THAT(r.headers, HasSubstr("Connection: close")) << path;
+    EXPECT_TRUE(r.body.empty()) << path;
+  }
+  ASSERT_OK_AND_ASSIGN(SimState state, sim->State());
+  EXPECT_EQ(state.api_calls(), 0);
 }
 
 TEST(SimJsonRpcHttpTest, SessionsWorkOnBothEndpoints) {
