@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.error
 import urllib.parse
 import urllib.request
 import xmlrpc.client
@@ -128,6 +129,103 @@ def run_tool(args, timeout=TOOL_TIMEOUT_S, ok_codes=(0,)):
     return proc
 
 
+def log_tail(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()[-4000:].decode(errors="replace")
+    except OSError:
+        return "(no log)"
+
+
+def start_simulator(directory, extra_args=()):
+    """Starts xapi-sim (port chosen by the OS) and waits for its ready file.
+
+    Returns (process, ready-file dict, log path, open log file)."""
+    ready_path = os.path.join(directory, "ready.json")
+    log_path = os.path.join(directory, "xapi-sim.log")
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [str(SIMULATOR), "--ready_file=" + ready_path, "--port=0"]
+        + list(extra_args),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + READY_DEADLINE_S
+        while True:
+            if os.path.exists(ready_path):
+                try:
+                    with open(ready_path) as f:
+                        ready = json.load(f)
+                    break
+                except (OSError, ValueError):
+                    pass  # not complete yet; poll again
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    "xapi-sim exited with %s before it was ready:\n%s"
+                    % (proc.returncode, log_tail(log_path))
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    "xapi-sim wrote no ready file within %ss:\n%s"
+                    % (READY_DEADLINE_S, log_tail(log_path))
+                )
+            time.sleep(POLL_S)
+        for key in ("master", "hosts", "username", "password", "port"):
+            if key not in ready:
+                raise RuntimeError("ready file lacks %r: %r" % (key, ready))
+    except BaseException:
+        stop_simulator(proc)
+        log.close()
+        raise
+    return proc, ready, log_path, log
+
+
+def stop_simulator(proc):
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+class JsonRpcReply:
+    """An HTTP reply to a JSON-RPC POST: status, content type, parsed body."""
+
+    def __init__(self, status, content_type, body):
+        self.status = status
+        self.content_type = content_type
+        self.text = body.decode("utf-8")  # strict: the body must be UTF-8
+        self.json = json.loads(self.text) if status == 200 else None
+
+
+def jsonrpc(url, method, params, request_id=1, version="2.0"):
+    """POSTs a JSON-RPC request to URL/jsonrpc with urllib; never raises
+    for an HTTP error status."""
+    request = {"method": method, "params": params, "id": request_id}
+    if version is not None:
+        request["jsonrpc"] = version
+    return jsonrpc_raw(url, json.dumps(request).encode("utf-8"))
+
+
+def jsonrpc_raw(url, body):
+    req = urllib.request.Request(
+        url + "/jsonrpc",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as r:
+            return JsonRpcReply(r.status, r.headers.get("Content-Type"), r.read())
+    except urllib.error.HTTPError as e:
+        with e:
+            return JsonRpcReply(e.code, e.headers.get("Content-Type"), e.read())
+
+
 def sha256_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -192,46 +290,13 @@ class SimIndependentTest(unittest.TestCase):
 
     @classmethod
     def _start_simulator(cls):
-        ready_path = os.path.join(cls.class_dir, "ready.json")
-        cls.sim_log_path = os.path.join(cls.class_dir, "xapi-sim.log")
-        cls.sim_log = open(cls.sim_log_path, "wb")
-        cls.proc = subprocess.Popen(
-            [str(SIMULATOR), "--ready_file=" + ready_path, "--port=0"],
-            stdin=subprocess.DEVNULL,
-            stdout=cls.sim_log,
-            stderr=subprocess.STDOUT,
+        cls.proc, cls.ready, cls.sim_log_path, cls.sim_log = start_simulator(
+            cls.class_dir
         )
-        deadline = time.monotonic() + READY_DEADLINE_S
-        while True:
-            if os.path.exists(ready_path):
-                try:
-                    with open(ready_path) as f:
-                        cls.ready = json.load(f)
-                    break
-                except (OSError, ValueError):
-                    pass  # not complete yet; poll again
-            if cls.proc.poll() is not None:
-                raise RuntimeError(
-                    "xapi-sim exited with %s before it was ready:\n%s"
-                    % (cls.proc.returncode, cls._sim_log_tail())
-                )
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    "xapi-sim wrote no ready file within %ss:\n%s"
-                    % (READY_DEADLINE_S, cls._sim_log_tail())
-                )
-            time.sleep(POLL_S)
-        for key in ("master", "hosts", "username", "password", "port"):
-            if key not in cls.ready:
-                raise RuntimeError("ready file lacks %r: %r" % (key, cls.ready))
 
     @classmethod
     def _sim_log_tail(cls):
-        try:
-            with open(cls.sim_log_path, "rb") as f:
-                return f.read()[-4000:].decode(errors="replace")
-        except OSError:
-            return "(no log)"
+        return log_tail(cls.sim_log_path)
 
     @classmethod
     def _cleanup_class(cls):
@@ -248,13 +313,7 @@ class SimIndependentTest(unittest.TestCase):
                 close_proxy(cls.rpc)
                 cls.rpc = None
             if cls.proc is not None:
-                if cls.proc.poll() is None:
-                    cls.proc.terminate()
-                    try:
-                        cls.proc.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        cls.proc.kill()
-                        cls.proc.wait(timeout=10)
+                stop_simulator(cls.proc)
                 cls.proc = None
             if getattr(cls, "sim_log", None) is not None:
                 cls.sim_log.close()
@@ -1085,6 +1144,185 @@ class SimIndependentTest(unittest.TestCase):
                 % (disk_id, disk["userdevice"], source_uuid),
             )
         self.assertEqual(matched, set(by_uuid), "every disk matched once")
+
+    def test_09_jsonrpc_with_urllib(self):
+        """JSON-RPC with nothing but urllib and json. The simulator models
+        XenServer 7.2, which answers every request in the v1 shape with
+        "id": 0 and errors as arrays (docs/xapi-sim.md 5.1)."""
+        user, password = self.ready["username"], self.ready["password"]
+        reply = jsonrpc(self.master, "session.login_with_password", [user, password], 17)
+        self.assertEqual(reply.status, 200)
+        self.assertEqual(reply.content_type, "application/json")
+        self.assertEqual(set(reply.json), {"result", "error", "id"}, reply.text)
+        self.assertIsNone(reply.json["error"])
+        self.assertEqual(reply.json["id"], 0, "7.2 always answers id 0")
+        session = reply.json["result"]
+        self.assertTrue(session.startswith("OpaqueRef:"), reply.text)
+        self.assertTrue(
+            reply.text.startswith('{"result": "OpaqueRef:'),
+            "ocaml-rpc's old printer puts a space after ':' and ','",
+        )
+
+        records = jsonrpc(self.master, "VM.get_all_records", [session]).json["result"]
+        xml_records = self.call("VM.get_all_records")
+        self.assertEqual(set(records), set(xml_records), "same VM refs on both protocols")
+        for ref, rec in records.items():
+            xml = xml_records[ref]
+            self.assertEqual(rec["name_label"], xml["name_label"])
+            self.assertEqual(rec["uuid"], xml["uuid"])
+            # int64: a JSON integer, the XML-RPC untyped digits.
+            self.assertIsInstance(rec["memory_static_max"], int)
+            self.assertEqual(rec["memory_static_max"], int(xml["memory_static_max"]))
+            self.assertEqual(rec["domid"], int(xml["domid"]))
+            self.assertIsInstance(rec["is_a_template"], bool)
+            self.assertIsInstance(rec["HVM_shadow_multiplier"], float)
+            self.assertIsInstance(rec["VBDs"], list)
+            self.assertEqual(rec["VBDs"], xml["VBDs"])
+        names = {r["name_label"] for r in records.values()}
+        for name in ("DEV-RH6", "PROD-ubuntu14", "DEV mySql", "PRD-web:8080,v2"):
+            self.assertIn(name, names)
+        snapshot = [r for r in records.values() if r["is_a_snapshot"]][0]
+        self.assertRegex(snapshot["snapshot_time"], r"^\d{8}T\d\d:\d\d:\d\dZ$")
+
+        # The XML-RPC session works over JSON-RPC and the other way round.
+        self.assertIsInstance(
+            jsonrpc(self.master, "host.get_all", [self.session]).json["result"], list
+        )
+        self.assertIsInstance(xapi(self.rpc, "host.get_all", session), list)
+
+        reply = jsonrpc(self.master, "session.login_with_password", [user, password + "-x"])
+        self.assertEqual(reply.status, 200)
+        self.assertIsNone(reply.json["result"])
+        self.assertEqual(
+            reply.json["error"],
+            ["SESSION_AUTHENTICATION_FAILED", user, "Authentication failure"],
+        )
+
+        reply = jsonrpc(self.master, "session.logout", [session], version=None)
+        self.assertEqual(reply.json, {"result": "", "error": None, "id": 0})
+        reply = jsonrpc(self.master, "VM.get_all", [session])
+        self.assertEqual(reply.json["error"], ["SESSION_INVALID", session])
+
+        # A request XAPI cannot read (no id) is the HTTP 500 page.
+        reply = jsonrpc_raw(
+            self.master, b'{"jsonrpc": "2.0", "method": "VM.get_all", "params": []}'
+        )
+        self.assertEqual(reply.status, 500)
+        self.assertEqual(reply.content_type, "text/html")
+        self.assertIn("INTERNAL_ERROR: [ Invalid field 'id' in request body ]", reply.text)
+
+    def test_10_system_list_methods(self):
+        rpc = rpc_proxy(self.master)
+        self.addCleanup(close_proxy, rpc)
+        methods = rpc.system.listMethods()  # a bare array, no Status/Value
+        self.assertIsInstance(methods, list)
+        self.assertTrue(all(isinstance(m, str) for m in methods))
+        for m in ("session.login_with_password", "session.logout",
+                  "VM.get_all_records", "VM.snapshot", "VDI.destroy",
+                  "task.cancel", "host.get_address"):
+            self.assertIn(m, methods)
+        self.assertNotIn("system.listMethods", methods)
+        self.assertEqual(len(methods), len(set(methods)), "no duplicates")
+        # Every listed method is known to the dispatcher (unknown methods
+        # fail before the session is looked at, so a dead session will do).
+        dead = xapi(rpc, "session.login_with_password",
+                    self.ready["username"], self.ready["password"])
+        xapi(rpc, "session.logout", dead)
+        for m in methods:
+            response = xapi_response(rpc, m, dead)
+            if response["Status"] == "Failure":
+                self.assertNotEqual(
+                    response["ErrorDescription"][0], "MESSAGE_METHOD_UNKNOWN", m
+                )
+        # On a pool member too, without a session; and over JSON-RPC.
+        member = rpc_proxy(self.host_urls["xcp-host2"])
+        self.addCleanup(close_proxy, member)
+        self.assertEqual(member.system.listMethods(), methods)
+        reply = jsonrpc(self.host_urls["xcp-host2"], "system.listMethods", [])
+        self.assertEqual(reply.json["result"], methods)
+
+
+class SimJsonRpcLaterReleaseTest(unittest.TestCase):
+    """JSON-RPC of a simulator modelling XCP-ng 8.2.1: answers in the
+    request's version with its id, v2 errors as XAPI's error object."""
+
+    proc = None
+
+    @classmethod
+    def setUpClass(cls):
+        if not SIMULATOR.is_file():
+            raise RuntimeError("xapi-sim not found at %s" % SIMULATOR)
+        cls.class_dir = tempfile.mkdtemp(prefix="vmb-sim-jsonrpc-")
+        cls.sim_log = None
+        try:
+            demo = run_tool([SIMULATOR, "--print-demo-fixture"]).stdout
+            fixture = json.loads(demo)
+            fixture.setdefault("settings", {})["product_version"] = "8.2.1"
+            fixture["srs"].append(
+                {"name_label": "huge", "shared": True,
+                 "physical_size": str(2**62 + 1)}
+            )
+            path = os.path.join(cls.class_dir, "fixture.json")
+            with open(path, "w") as f:
+                json.dump(fixture, f)
+            cls.proc, cls.ready, cls.sim_log_path, cls.sim_log = start_simulator(
+                cls.class_dir, ["--fixture=" + path]
+            )
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_simulator(cls.proc)
+        cls.proc = None
+        if cls.sim_log is not None:
+            cls.sim_log.close()
+            cls.sim_log = None
+        shutil.rmtree(cls.class_dir, ignore_errors=True)
+
+    def test_v1_and_v2_shapes_and_int64(self):
+        master = self.ready["master"]
+        user, password = self.ready["username"], self.ready["password"]
+        reply = jsonrpc(master, "session.login_with_password", [user, password], "abc")
+        self.assertEqual(reply.content_type, "application/json")
+        self.assertEqual(set(reply.json), {"jsonrpc", "result", "id"})
+        self.assertEqual(reply.json["jsonrpc"], "2.0")
+        self.assertEqual(reply.json["id"], "abc")
+        session = reply.json["result"]
+
+        reply = jsonrpc(master, "session.login_with_password", [user, "wrong"], 7)
+        self.assertEqual(
+            reply.json,
+            {"jsonrpc": "2.0", "id": 7,
+             "error": {"code": 1, "message": "SESSION_AUTHENTICATION_FAILED",
+                       "data": [user, "Authentication failure"]}},
+        )
+        reply = jsonrpc(master, "session.login_with_password", [user, "wrong"], 8,
+                        version=None)
+        self.assertEqual(
+            reply.json,
+            {"result": None, "id": 8,
+             "error": ["SESSION_AUTHENTICATION_FAILED", user, "Authentication failure"]},
+        )
+
+        # int64 beyond 2**53 survives JSON (Python's json reads exact ints).
+        sr = jsonrpc(master, "SR.get_by_name_label", [session, "huge"]).json["result"][0]
+        size = jsonrpc(master, "SR.get_physical_size", [session, sr]).json["result"]
+        self.assertEqual(size, 2**62 + 1)
+        rpc = rpc_proxy(master)
+        self.addCleanup(close_proxy, rpc)
+        self.assertEqual(xapi(rpc, "SR.get_physical_size", session, sr), str(2**62 + 1))
+
+        records = jsonrpc(master, "VM.get_all_records", [session]).json["result"]
+        self.assertIn("PROD-ubuntu14", {r["name_label"] for r in records.values()})
+        member = self.ready["hosts"]["xcp-host2"]
+        reply = jsonrpc(member, "VM.get_all", [session])
+        self.assertEqual(reply.json["error"]["message"], "HOST_IS_SLAVE")
+        self.assertEqual(reply.json["error"]["data"], ["127.0.0.2"])
+        self.assertEqual(jsonrpc(master, "session.logout", [session]).json["result"], "")
+        reply = jsonrpc(master, "VM.get_all", [session])
+        self.assertEqual(reply.json["error"]["message"], "SESSION_INVALID")
 
 
 if __name__ == "__main__":

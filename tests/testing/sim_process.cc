@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tests/testing/sim_process.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -106,6 +107,13 @@ absl::StatusOr<std::unique_ptr<SimProcess>> SimProcess::Start(
     argv.push_back("--tls_cert=" + options.tls_cert_path);
     argv.push_back("--tls_key=" + options.tls_key_path);
   }
+  if (options.per_host_tls) {
+    absl::StatusOr<std::string> certs =
+        sim->MakeHostCerts(options.fixture_json);
+    if (!certs.ok()) return certs.status();
+    argv.push_back("--tls_cert_dir=" + *certs);
+    sim->tls_ = true;
+  }
   sim->pid_ = Spawn(argv, sim->dir_ + "/sim.log");
   if (sim->pid_ < 0) return absl::InternalError("cannot spawn xapi-sim");
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
@@ -132,6 +140,36 @@ absl::StatusOr<std::unique_ptr<SimProcess>> SimProcess::Start(
     absl::SleepFor(absl::Milliseconds(20));
   }
   return sim;
+}
+
+absl::StatusOr<std::string> SimProcess::MakeHostCerts(
+    const std::string& fixture_json) {
+  std::string json = fixture_json;
+  if (json.empty()) {
+    CommandResult demo =
+        RunCommand({BinDir() + "/xapi-sim", "--print-demo-fixture"});
+    if (demo.exit_code != 0)
+      return absl::InternalError("xapi-sim --print-demo-fixture: " +
+                                 demo.output);
+    json = demo.output;
+  }
+  sim::Fixture fixture;
+  auto parsed = google::protobuf::util::JsonStringToMessage(json, &fixture);
+  if (!parsed.ok()) return absl::InternalError(parsed.ToString());
+  const std::string certs = dir_ + "/certs";
+  if (mkdir(certs.c_str(), 0700) != 0 && errno != EEXIST)
+    return absl::InternalError("cannot create " + certs);
+  for (int i = 0; i < fixture.hosts_size(); ++i) {
+    const sim::Host& h = fixture.hosts(i);
+    // The simulator's default address (docs/xapi-sim.md section 3).
+    const std::string ip =
+        h.address().empty() ? absl::StrCat("127.0.0.", 2 + i) : h.address();
+    absl::StatusOr<TestCert> cert =
+        MakeSelfSignedCert(certs, h.name_label(), {ip});
+    if (!cert.ok()) return cert.status();
+    host_certs_[h.name_label()] = *std::move(cert);
+  }
+  return certs;
 }
 
 SimProcess::~SimProcess() {
@@ -282,14 +320,19 @@ absl::StatusOr<TaskRecord> WaitForTask(XenApiClient& client,
   }
 }
 
-absl::StatusOr<TestCert> MakeSelfSignedCert(const std::string& dir,
-                                            const std::string& name) {
+absl::StatusOr<TestCert> MakeSelfSignedCert(
+    const std::string& dir, const std::string& name,
+    const std::vector<std::string>& ips) {
   TestCert cert;
   cert.cert_path = absl::StrCat(dir, "/", name, ".pem");
   cert.key_path = absl::StrCat(dir, "/", name, ".key");
   std::string san = "subjectAltName=";
-  for (int i = 1; i <= 9; ++i)
-    absl::StrAppend(&san, i > 1 ? "," : "", "IP:127.0.0.", i);
+  if (ips.empty()) {
+    for (int i = 1; i <= 9; ++i)
+      absl::StrAppend(&san, i > 1 ? "," : "", "IP:127.0.0.", i);
+  }
+  for (size_t i = 0; i < ips.size(); ++i)
+    absl::StrAppend(&san, i > 0 ? "," : "", "IP:", ips[i]);
   CommandResult r =
       RunCommand({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
                   "-days", "2", "-subj", "/CN=" + name, "-addext", san,

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,14 +15,31 @@
 
 namespace vmb::testing {
 
+// Creates a self-signed certificate with the openssl CLI in `dir`:
+// DIR/NAME.pem and DIR/NAME.key, CN = `name`, subjectAltName = IP:<each of
+// `ips`> (default 127.0.0.1 to 127.0.0.9); returns {cert path, key path,
+// SHA-256 fingerprint as openssl prints it, "AB:CD:..."}.
+struct TestCert {
+  std::string cert_path;
+  std::string key_path;
+  std::string sha256;
+};
+absl::StatusOr<TestCert> MakeSelfSignedCert(
+    const std::string& dir, const std::string& name,
+    const std::vector<std::string>& ips = {});
+
 // A running xapi-sim process on loopback, for integration tests: started on a
 // port the OS picks, stopped (SIGTERM, then SIGKILL) on destruction.
 class SimProcess {
  public:
   struct Options {
-    std::string fixture_json;  // empty: the built-in demo pool
-    std::string tls_cert_path;
+    std::string fixture_json;   // empty: the built-in demo pool
+    std::string tls_cert_path;  // one certificate for every host
     std::string tls_key_path;
+    // HTTPS with a certificate of its own for every host (--tls-cert-dir):
+    // made at start, CN = the host's name_label, subjectAltName = IP:<the
+    // host's address>. See host_certs().
+    bool per_host_tls = false;
   };
 
   // Errors: INTERNAL when the simulator does not start within 30 s (the
@@ -42,6 +60,11 @@ class SimProcess {
   int port() const { return ready_.port(); }
   pid_t pid() const { return pid_; }
   std::string log() const;
+  // With Options::per_host_tls: by host name_label, the certificate the host
+  // presents (its file and SHA-256 fingerprint). Empty otherwise.
+  const std::map<std::string, TestCert>& host_certs() const {
+    return host_certs_;
+  }
 
   // The control endpoint (docs/xapi-sim.md).
   absl::Status AddFault(const std::string& fault_json);
@@ -60,9 +83,14 @@ class SimProcess {
                                       const std::string& path,
                                       const std::string& body);
 
+  // Makes one certificate per host of the fixture (or the demo pool) in
+  // DIR/certs; returns that directory.
+  absl::StatusOr<std::string> MakeHostCerts(const std::string& fixture_json);
+
   pid_t pid_ = -1;
   std::string dir_;
   bool tls_ = false;
+  std::map<std::string, TestCert> host_certs_;
   sim::ReadyFile ready_;
 };
 
@@ -85,16 +113,6 @@ absl::StatusOr<HttpReply> HttpRequestForTest(const std::string& method,
                                              const std::string& body = "",
                                              const std::string& cookie = "",
                                              bool insecure = false);
-
-// Creates a self-signed certificate for 127.0.0.1..127.0.0.9 with the openssl
-// CLI in `dir`; returns {cert path, key path, SHA-256 fingerprint}.
-struct TestCert {
-  std::string cert_path;
-  std::string key_path;
-  std::string sha256;
-};
-absl::StatusOr<TestCert> MakeSelfSignedCert(const std::string& dir,
-                                            const std::string& name);
 
 // Runs a command (no shell) and returns its exit status and output.
 struct CommandResult {

@@ -144,6 +144,10 @@ absl::Status SimPool::LoadFixtureLocked(const Fixture& fx) {
   settings_ = fx.settings();
   if (settings_.product_version().empty())
     settings_.set_product_version("7.2.0");
+  absl::StatusOr<RpcGeneration> generation =
+      RpcGenerationOf(settings_.product_version());
+  if (!generation.ok()) return bad(generation.status().message());
+  rpc_generation_ = *generation;
   if (settings_.product_brand().empty())
     settings_.set_product_brand("XenServer");
   if (settings_.build_number().empty())

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -90,6 +91,38 @@ struct HttpResponse {
   int log_index = -1;            // this request's entry in the request log
 };
 
+// What the RPC front end of the modelled release does, from
+// settings.product_version (docs/xapi-sim.md 5.1 has the evidence).
+enum class RpcGeneration {
+  // Before XenServer 6.5: no JSON-RPC. POST /jsonrpc reaches the XML-RPC
+  // handler, and a body that is not XML gets a 200 text/xml <fault>.
+  kXmlRpcOnly,
+  // 6.5 to 7.2: JSON-RPC through ocaml-rpc's own JSON code. Every answer
+  // is v1-shaped with "id": 0, errors are arrays. POST /json answers
+  // XML-RPC whose successful Value is the result's JSON text.
+  kJsonRpcLegacy,
+  // 7.3 and 7.4: yojson; v2 requests get v2 answers with the request's id,
+  // errors as {"code":0,"message":CODE,"data":[...]}.
+  kJsonRpcV2Code0,
+  // 7.5 and later: as above with "code":1.
+  kJsonRpcV2,
+};
+
+// The generation of a product version ("7.2.0"). Errors: INVALID_ARGUMENT
+// when it does not start with MAJOR.MINOR (decimal numbers).
+absl::StatusOr<RpcGeneration> RpcGenerationOf(
+    absl::string_view product_version);
+
+// An XML-RPC or JSON-RPC answer, for the HTTP front end.
+struct RpcReply {
+  int status = 200;  // 200, or 500 for a body that is not a call
+  std::string content_type;
+  std::string body;
+  bool cors = true;              // Access-Control-Allow-Origin and -Headers
+  bool close = false;            // Connection: close
+  bool drop_connection = false;  // a host that is down: write nothing
+};
+
 // A host's listening endpoint.
 struct HostInfo {
   std::string name;
@@ -111,10 +144,30 @@ class SimPool {
   // The scheme and port every host's URL uses, for redirects.
   void SetEndpoint(const std::string& scheme, int port);
 
-  // XML-RPC: returns the body and sets *status (200, or 500 for a request
-  // that is not XML-RPC at all).
+  // A POST outside /sim/ received by `host`: JSON-RPC when `path` starts
+  // with /jsonrpc and the release has it, else XML-RPC (docs/xapi-sim.md
+  // 5.1). Both go through one dispatcher.
+  RpcReply HandleRpc(const std::string& host, absl::string_view path,
+                     absl::string_view body);
+
+  // An OPTIONS request outside /sim/: XAPI's CORS preflight answer (200,
+  // no body, Access-Control-Allow-Origin *, -Allow-Headers
+  // "<requested headers>, X-Requested-With" or "X-Requested-With",
+  // -Allow-Methods PUT). A host that is down answers nothing.
+  HttpResponse HandleOptions(const std::string& host,
+                             const std::string& requested_headers);
+
+  // XML-RPC on `/`: returns the body and sets *status (200; 500 for a body
+  // that is not XML-RPC at all; -1 when the host is down and answers
+  // nothing).
   std::string HandleXmlRpc(const std::string& host, absl::string_view body,
                            int* status);
+
+  // Every method the dispatcher knows (what system.listMethods answers),
+  // grouped by class in AllClasses() order.
+  std::vector<std::string> MethodNames() const;
+
+  RpcGeneration rpc_generation() const { return rpc_generation_; }
 
   // GET/PUT data handlers and the /sim/ control endpoint.
   HttpResponse HandleHttp(HttpRequest& request);
@@ -159,6 +212,20 @@ class SimPool {
   struct RpcResult {
     SimValue value;
     std::vector<std::string> error;  // non-empty: a failure
+    // The failure comes from XAPI's parameter check, which runs before the
+    // dispatcher proper: it is answered without the CORS headers and, over
+    // JSON-RPC, always as an error array.
+    bool before_dispatch = false;
+  };
+  // A call that went through the dispatcher, or was dropped by a host that
+  // is down.
+  struct CallOutcome {
+    RpcResult result;
+    bool dropped = false;
+  };
+  struct Arity {
+    size_t min;
+    size_t max;
   };
   struct Table {
     std::vector<std::string> order;
@@ -186,7 +253,18 @@ class SimPool {
   absl::Status LoadFixtureLocked(const Fixture& fixture)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // XML-RPC.
+  // XML-RPC and JSON-RPC.
+  // The faults, host liveness, counting and dispatch every call goes
+  // through, whichever protocol carried it.
+  CallOutcome RunCall(const std::string& host, const SimCall& call)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  RpcReply XmlRpcReply(const std::string& host, bool json_path,
+                       absl::string_view body) ABSL_LOCKS_EXCLUDED(mu_);
+  RpcReply JsonRpcReply(const std::string& host, absl::string_view body)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // The parameter counts a known method takes (the session included), or
+  // nothing for a method the dispatcher does not know.
+  std::optional<Arity> MethodArity(const std::string& method) const;
   RpcResult DispatchLocked(const std::string& host, const SimCall& call)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   RpcResult GenericLocked(const std::string& cls, const std::string& message,
@@ -299,6 +377,7 @@ class SimPool {
       ABSL_GUARDED_BY(mu_);  // session refs: unpredictable
   std::string scheme_ ABSL_GUARDED_BY(mu_) = "http";
   int port_ ABSL_GUARDED_BY(mu_) = 80;
+  RpcGeneration rpc_generation_ = RpcGeneration::kJsonRpcLegacy;
   std::string pool_ref_;
   std::string master_ref_;
   Credentials credentials_;

@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // XAPI's XML-RPC calls, as the simulator answers them.
 #include <algorithm>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 
+#include "tests/xapi_sim/sim_json.h"
 #include "tests/xapi_sim/sim_pool.h"
 
 namespace vmb::sim {
@@ -42,57 +46,299 @@ int64_t SnapshotBytesNeeded(const Object& sr, const Object& vdi) {
   return IsThickType(sr.str("type")) ? vdi.at("virtual_size").i : 46592;
 }
 
-struct Arity {
-  size_t min;
-  size_t max;
-};
+RpcReply ErrorPageReply(std::string body) {
+  RpcReply reply;
+  reply.status = 500;
+  reply.content_type = "text/html";
+  reply.body = std::move(body);
+  reply.cors = false;
+  reply.close = true;
+  return reply;
+}
+
+bool AllDigits(absl::string_view s) {
+  return !s.empty() && s.size() <= 6 &&
+         std::all_of(s.begin(), s.end(),
+                     [](char c) { return absl::ascii_isdigit(c); });
+}
 
 }  // namespace
 
+absl::StatusOr<RpcGeneration> RpcGenerationOf(
+    absl::string_view product_version) {
+  const std::vector<absl::string_view> parts =
+      absl::StrSplit(product_version, '.');
+  int major = 0;
+  int minor = 0;
+  if (parts.size() < 2 || !AllDigits(parts[0]) || !AllDigits(parts[1]) ||
+      !absl::SimpleAtoi(parts[0], &major) ||
+      !absl::SimpleAtoi(parts[1], &minor)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("settings.product_version \"", product_version,
+                     "\" is not a version such as 7.2.0"));
+  }
+  const auto before = [&](int ma, int mi) {
+    return major < ma || (major == ma && minor < mi);
+  };
+  // JSON-RPC came with the rpc-light rewrite (xen-api cc8f80e43e, merged
+  // 2012-12-21): absent from the XS62 tag, present in every later release.
+  if (before(6, 5)) return RpcGeneration::kXmlRpcOnly;
+  // CA-261166 (xen-api 27f3847936, 2017-08-23): v2 answers, after 7.2.
+  if (before(7, 3)) return RpcGeneration::kJsonRpcLegacy;
+  // CA-274994 (xen-api fe3255ae2f, 2017-11-29): error code 1, from 7.5.
+  if (before(7, 5)) return RpcGeneration::kJsonRpcV2Code0;
+  return RpcGeneration::kJsonRpcV2;
+}
+
+RpcReply SimPool::HandleRpc(const std::string& host, absl::string_view path,
+                            absl::string_view body) {
+  // XAPI's handler table is matched by the longest prefix of the path:
+  // /jsonrpc (post_jsonrpc), /json (post_json, XML-RPC), else / (XML-RPC).
+  // Before 6.5 there is no /jsonrpc handler, so /jsonrpc lands on /json.
+  if (rpc_generation_ != RpcGeneration::kXmlRpcOnly &&
+      absl::StartsWith(path, "/jsonrpc")) {
+    return JsonRpcReply(host, body);
+  }
+  return XmlRpcReply(host, absl::StartsWith(path, "/json"), body);
+}
+
 std::string SimPool::HandleXmlRpc(const std::string& host,
                                   absl::string_view body, int* status) {
-  *status = 200;
-  absl::StatusOr<SimCall> call = ParseSimCall(body);
-  if (!call.ok()) {
+  RpcReply reply = XmlRpcReply(host, /*json_path=*/false, body);
+  *status = reply.drop_connection ? -1 : reply.status;
+  return reply.body;
+}
+
+HttpResponse SimPool::HandleOptions(const std::string& host,
+                                    const std::string& requested_headers) {
+  HttpResponse r;
+  {
     absl::MutexLock lock(&mu_);
-    HttpResponse page = ErrorPageLocked(
-        500, {"INTERNAL_ERROR", std::string(call.status().message())});
-    *status = 500;
-    return page.body;
+    Object* h = HostByNameLocked(host);
+    if (h != nullptr && !HostLiveLocked(*h)) {
+      r.drop_connection = true;
+      return r;
+    }
   }
+  // Http_svr.respond_to_options.
+  r.close = false;
+  r.headers = {{"Cache-Control", "no-cache, no-store"},
+               {"Access-Control-Allow-Origin", "*"},
+               {"Access-Control-Allow-Headers",
+                requested_headers.empty()
+                    ? std::string("X-Requested-With")
+                    : absl::StrCat(requested_headers, ", X-Requested-With")},
+               {"Access-Control-Allow-Methods", "PUT"}};
+  return r;
+}
+
+SimPool::CallOutcome SimPool::RunCall(const std::string& host,
+                                      const SimCall& call) {
   // A SLOW_CALL fault delays the call before it runs, without the lock.
   absl::Duration delay;
   {
     absl::MutexLock lock(&mu_);
     std::vector<std::string> ids;
-    if (call->params.size() > 1 && absl::StartsWith(call->method, "VM.")) {
-      if (Object* vm = GetLocked("VM", StrParam(*call, 1)))
+    if (call.params.size() > 1 && absl::StartsWith(call.method, "VM.")) {
+      if (Object* vm = GetLocked("VM", StrParam(call, 1)))
         ids = VmIdentitiesLocked(*vm);
     }
     if (const Fault* f =
-            MatchFaultLocked(Fault::SLOW_CALL, host, call->method, ids)) {
+            MatchFaultLocked(Fault::SLOW_CALL, host, call.method, ids)) {
       delay = absl::Milliseconds(f->delay_ms());
     }
   }
   if (delay > absl::ZeroDuration()) absl::SleepFor(delay);
-  RpcResult result;
+  CallOutcome outcome;
   {
     absl::MutexLock lock(&mu_);
     Object* h = HostByNameLocked(host);
     if (h != nullptr && !HostLiveLocked(*h)) {
-      *status = -1;  // a host that is down answers nothing
-      return "";
+      outcome.dropped = true;  // a host that is down answers nothing
+      return outcome;
     }
     ++api_calls_;
-    result = DispatchLocked(host, *call);
+    outcome.result = DispatchLocked(host, call);
   }
-  if (!result.error.empty() &&
-      result.error[0] == "SESSION_AUTHENTICATION_FAILED" &&
+  if (!outcome.result.error.empty() &&
+      outcome.result.error[0] == "SESSION_AUTHENTICATION_FAILED" &&
       settings_.auth_failure_delay_ms() > 0) {
     absl::SleepFor(absl::Milliseconds(settings_.auth_failure_delay_ms()));
   }
-  return result.error.empty() ? XapiSuccess(result.value)
-                              : XapiFailure(result.error);
+  return outcome;
+}
+
+RpcReply SimPool::XmlRpcReply(const std::string& host, bool json_path,
+                              absl::string_view body) {
+  RpcReply reply;
+  reply.content_type = "text/xml";
+  absl::StatusOr<SimCall> call = ParseSimCall(body);
+  if (!call.ok()) {
+    if (rpc_generation_ == RpcGeneration::kXmlRpcOnly &&
+        call.status().message() == kXmlParseError) {
+      // Hosts before 6.5 caught the XML parser's error and answered a
+      // fault (api_server.ml at the XS62 tag); XO reads the text/xml
+      // answer to POST /jsonrpc as "no JSON-RPC here".
+      reply.cors = false;
+      reply.body = XapiFault(1, "Failed to parse supplied XML");
+      return reply;
+    }
+    absl::MutexLock lock(&mu_);
+    return ErrorPageReply(
+        ErrorPageLocked(
+            500, {"INTERNAL_ERROR", std::string(call.status().message())})
+            .body);
+  }
+  CallOutcome outcome = RunCall(host, *call);
+  if (outcome.dropped) {
+    reply.drop_connection = true;
+    return reply;
+  }
+  const RpcResult& result = outcome.result;
+  reply.cors = !result.before_dispatch;
+  if (!result.error.empty()) {
+    reply.body = XapiFailure(result.error);
+  } else if (call->method == "system.listMethods") {
+    // The bare array, without the Status/Value struct. From 6.5
+    // api_server.ml writes it itself, with an XML declaration; before, the
+    // dispatcher returned it as XMLRPC.Raw for xml-light to print.
+    reply.body =
+        absl::StrCat(rpc_generation_ == RpcGeneration::kXmlRpcOnly
+                         ? ""
+                         : "<?xml version=\"1.0\"?>",
+                     "<methodResponse><params><param>", XapiValue(result.value),
+                     "</param></params></methodResponse>");
+  } else if (json_path && (rpc_generation_ == RpcGeneration::kXmlRpcOnly ||
+                           rpc_generation_ == RpcGeneration::kJsonRpcLegacy)) {
+    // POST /json on hosts up to 7.2: the result travels as its JSON text.
+    reply.body = XapiSuccess(
+        SimValue::Str(JsonText(result.value, JsonDialect::kLegacy)));
+  } else {
+    reply.body = XapiSuccess(result.value);
+  }
+  return reply;
+}
+
+RpcReply SimPool::JsonRpcReply(const std::string& host,
+                               absl::string_view body) {
+  const bool legacy = rpc_generation_ == RpcGeneration::kJsonRpcLegacy;
+  const JsonDialect dialect =
+      legacy ? JsonDialect::kLegacy : JsonDialect::kYojson;
+  absl::StatusOr<JsonRpcRequest> request = ParseJsonRpcRequest(body, dialect);
+  if (!request.ok()) {
+    absl::MutexLock lock(&mu_);
+    return ErrorPageReply(
+        ErrorPageLocked(
+            500, {"INTERNAL_ERROR", std::string(request.status().message())})
+            .body);
+  }
+  CallOutcome outcome = RunCall(host, request->call);
+  RpcReply reply;
+  if (outcome.dropped) {
+    reply.drop_connection = true;
+    return reply;
+  }
+  const RpcResult& result = outcome.result;
+  reply.content_type = "application/json";
+  reply.cors = !result.before_dispatch;
+  // Hosts up to 7.2 answer v1 with "id": 0 whatever was asked (ocaml-rpc's
+  // json_of_response before 2.0); later hosts answer in the request's
+  // version with its id.
+  const JsonRpcVersion version =
+      legacy ? JsonRpcVersion::kV1 : request->version;
+  const SimValue id = legacy ? SimValue::Int(0) : request->id;
+  if (result.error.empty()) {
+    reply.body = JsonRpcResponse(dialect, version, id, true, result.value);
+  } else if (result.before_dispatch) {
+    // Raised before the dispatcher and caught by jsoncallback itself:
+    // Jsonrpc.string_of_response with the default id 0, v2 (v1 up to 7.2),
+    // and the error as an array.
+    reply.body = JsonRpcResponse(
+        dialect, legacy ? JsonRpcVersion::kV1 : JsonRpcVersion::kV2,
+        SimValue::Int(0), false, SimValue::StrSet(result.error));
+  } else if (version == JsonRpcVersion::kV2 &&
+             request->call.method != "system.listMethods") {
+    const int64_t code =
+        rpc_generation_ == RpcGeneration::kJsonRpcV2Code0 ? 0 : 1;
+    reply.body = JsonRpcResponse(dialect, version, id, false,
+                                 JsonRpcErrorObject(code, result.error));
+  } else {
+    reply.body = JsonRpcResponse(dialect, version, id, false,
+                                 SimValue::StrSet(result.error));
+  }
+  return reply;
+}
+
+std::optional<SimPool::Arity> SimPool::MethodArity(
+    const std::string& method) const {
+  const size_t dot = method.find('.');
+  if (dot == std::string::npos) return std::nullopt;
+  const std::string cls = method.substr(0, dot);
+  const std::string message = method.substr(dot + 1);
+  if (method == "session.login_with_password") return Arity{2, 4};
+  if (method == "session.logout") return Arity{1, 1};
+  if (method == "session.get_this_host") return Arity{2, 2};
+  if (method == "VM.snapshot")
+    return settings_.old_host_snapshot_arity() ? Arity{3, 3} : Arity{3, 4};
+  if (method == "VM.destroy" || method == "VDI.destroy" ||
+      method == "task.cancel" || method == "task.destroy") {
+    return Arity{2, 2};
+  }
+  if (method == "VM.set_is_a_template" || method == "VM.set_affinity")
+    return Arity{3, 3};
+  if (method == "VDI.snapshot") return Arity{2, 3};
+  if (method == "task.create") return Arity{3, 3};
+  const ClassSchema* schema = FindClass(cls);
+  if (schema == nullptr) return std::nullopt;
+  if (message == "get_all" || message == "get_all_records") return Arity{1, 1};
+  if (message == "get_record" || message == "get_by_uuid") return Arity{2, 2};
+  if (message == "get_by_name_label" && schema->Find("name_label") >= 0)
+    return Arity{2, 2};
+  if (absl::StartsWith(message, "get_") && schema->Find(message.substr(4)) >= 0)
+    return Arity{2, 2};
+  if ((message == "set_name_label" || message == "set_name_description") &&
+      schema->Find("name_label") >= 0) {
+    return Arity{3, 3};
+  }
+  if (schema->Find("other_config") >= 0) {
+    if (message == "set_other_config" ||
+        message == "remove_from_other_config") {
+      return Arity{3, 3};
+    }
+    if (message == "add_to_other_config") return Arity{4, 4};
+  }
+  if ((message == "add_tags" || message == "remove_tags" ||
+       message == "set_tags") &&
+      schema->Find("tags") >= 0) {
+    return Arity{3, 3};
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> SimPool::MethodNames() const {
+  static constexpr absl::string_view kMessages[] = {
+      // Specific messages (only some classes have them).
+      "login_with_password", "logout", "get_this_host", "create", "snapshot",
+      "destroy", "cancel", "set_is_a_template", "set_affinity",
+      // Generic messages.
+      "get_all", "get_all_records", "get_record", "get_by_uuid",
+      "get_by_name_label", "set_name_label", "set_name_description",
+      "set_other_config", "add_to_other_config", "remove_from_other_config",
+      "set_tags", "add_tags", "remove_tags"};
+  std::vector<std::string> names;
+  std::set<std::string> seen;
+  for (const ClassSchema& c : AllClasses()) {
+    std::vector<std::string> candidates;
+    for (absl::string_view m : kMessages)
+      candidates.push_back(absl::StrCat(c.name, ".", m));
+    for (const FieldSchema& f : c.fields)
+      candidates.push_back(absl::StrCat(c.name, ".get_", f.name));
+    for (std::string& name : candidates) {
+      if (MethodArity(name).has_value() && seen.insert(name).second)
+        names.push_back(std::move(name));
+    }
+  }
+  return names;
 }
 
 SimPool::RpcResult SimPool::DispatchLocked(const std::string& host,
@@ -106,13 +352,29 @@ SimPool::RpcResult SimPool::DispatchLocked(const std::string& host,
   const bool on_master =
       receiving_host == nullptr || receiving_host->ref == master_ref_;
 
+  // XAPI's generated dispatcher first checks that every parameter is
+  // UTF-8 that XML can carry (gen_server.ml, Encodings.UTF8_XML).
+  for (const SimValue& p : call.params) {
+    std::string text = RpcDebugString(p);
+    if (!IsXapiParameterText(text)) {
+      RpcResult refused;
+      refused.error = {"INVALID_VALUE", "Invalid UTF-8 string in parameter",
+                       std::move(text)};
+      refused.before_dispatch = true;
+      return refused;
+    }
+  }
+
   // SESSION_INVALID faults: after `after_calls` calls, every session goes,
   // as when the toolstack restarts.
   for (size_t i = 0; i < faults_.size(); ++i) {
     const Fault& f = faults_[i];
     if (f.kind() != Fault::SESSION_INVALID) continue;
     if (f.times() != 0 && fault_fired_[i] >= f.times()) continue;
-    if (method == "session.login_with_password") continue;
+    if (method == "session.login_with_password" ||
+        method == "system.listMethods") {
+      continue;
+    }
     uint32_t& seen = session_invalid_seen_[i];
     if (++seen > f.after_calls()) {
       seen = 0;
@@ -122,6 +384,10 @@ SimPool::RpcResult SimPool::DispatchLocked(const std::string& host,
       sessions_.clear();
     }
   }
+
+  // Needs no session, ignores its parameters and answers on every host.
+  if (method == "system.listMethods")
+    return {SimValue::StrSet(MethodNames()), {}};
 
   if (method == "session.login_with_password") {
     if (call.params.size() < 2 || call.params.size() > 4) {
@@ -134,63 +400,13 @@ SimPool::RpcResult SimPool::DispatchLocked(const std::string& host,
   }
 
   // Which messages exist, and their arity (the session included).
-  const ClassSchema* schema = FindClass(cls);
-  Arity arity{0, 0};
-  bool known = true;
-  if (method == "session.logout") {
-    arity = {1, 1};
-  } else if (method == "session.get_this_host") {
-    arity = {2, 2};
-  } else if (method == "VM.snapshot") {
-    arity = settings_.old_host_snapshot_arity() ? Arity{3, 3} : Arity{3, 4};
-  } else if (method == "VM.destroy" || method == "VDI.destroy" ||
-             method == "task.cancel" || method == "task.destroy") {
-    arity = {2, 2};
-  } else if (method == "VM.set_is_a_template" || method == "VM.set_affinity") {
-    arity = {3, 3};
-  } else if (method == "VDI.snapshot") {
-    arity = {2, 3};
-  } else if (method == "task.create") {
-    arity = {3, 3};
-  } else if (schema != nullptr) {
-    if (message == "get_all" || message == "get_all_records") {
-      arity = {1, 1};
-    } else if (message == "get_record" || message == "get_by_uuid") {
-      arity = {2, 2};
-    } else if (message == "get_by_name_label" &&
-               schema->Find("name_label") >= 0) {
-      arity = {2, 2};
-    } else if (absl::StartsWith(message, "get_") &&
-               schema->Find(message.substr(4)) >= 0) {
-      arity = {2, 2};
-    } else if ((message == "set_name_label" ||
-                message == "set_name_description") &&
-               schema->Find("name_label") >= 0) {
-      arity = {3, 3};
-    } else if (message == "set_other_config" &&
-               schema->Find("other_config") >= 0) {
-      arity = {3, 3};
-    } else if (message == "add_to_other_config" &&
-               schema->Find("other_config") >= 0) {
-      arity = {4, 4};
-    } else if (message == "remove_from_other_config" &&
-               schema->Find("other_config") >= 0) {
-      arity = {3, 3};
-    } else if ((message == "add_tags" || message == "remove_tags" ||
-                message == "set_tags") &&
-               schema->Find("tags") >= 0) {
-      arity = {3, 3};
-    } else {
-      known = false;
-    }
-  } else {
-    known = false;
-  }
-  if (!known) return {SimValue(), Err({"MESSAGE_METHOD_UNKNOWN", method})};
-  if (call.params.size() < arity.min || call.params.size() > arity.max) {
+  const std::optional<Arity> arity = MethodArity(method);
+  if (!arity.has_value())
+    return {SimValue(), Err({"MESSAGE_METHOD_UNKNOWN", method})};
+  if (call.params.size() < arity->min || call.params.size() > arity->max) {
     return {SimValue(),
             Err({"MESSAGE_PARAMETER_COUNT_MISMATCH", method,
-                 absl::StrCat(arity.max), absl::StrCat(call.params.size())})};
+                 absl::StrCat(arity->max), absl::StrCat(call.params.size())})};
   }
   if (!on_master)
     return {SimValue(), Err({"HOST_IS_SLAVE", MasterAddressLocked()})};

@@ -73,7 +73,27 @@ absl::Status RunSimulator(const SimOptions& options,
   if (!pool.ok()) return pool.status();
   SimServer::Options server_options;
   server_options.port = options.port;
-  if (!options.tls_cert_path.empty() || !options.tls_key_path.empty()) {
+  if (!options.tls_cert_dir.empty()) {
+    if (!options.tls_cert_path.empty() || !options.tls_key_path.empty()) {
+      return absl::InvalidArgumentError(
+          "--tls-cert-dir cannot be combined with --tls-cert or --tls-key");
+    }
+    for (const HostInfo& h : (*pool)->hosts()) {
+      if (h.name.find('/') != std::string::npos || h.name == "." ||
+          h.name == "..") {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--tls-cert-dir: host name \"", h.name, "\" is not a file name"));
+      }
+      const std::string base = absl::StrCat(options.tls_cert_dir, "/", h.name);
+      absl::StatusOr<std::string> cert =
+          ReadFile(base + ".pem", "--tls-cert-dir certificate");
+      if (!cert.ok()) return cert.status();
+      absl::StatusOr<std::string> key =
+          ReadFile(base + ".key", "--tls-cert-dir key");
+      if (!key.ok()) return key.status();
+      server_options.host_tls[h.name] = {*cert, *key};
+    }
+  } else if (!options.tls_cert_path.empty() || !options.tls_key_path.empty()) {
     absl::StatusOr<std::string> cert =
         ReadFile(options.tls_cert_path, "--tls-cert");
     if (!cert.ok()) return cert.status();

@@ -15,6 +15,9 @@ struct SimOptions {
   std::string ready_file;
   std::string tls_cert_path;
   std::string tls_key_path;
+  // Per-host certificates: DIR/<host name_label>.pem and .key for every
+  // host. Not together with tls_cert_path/tls_key_path.
+  std::string tls_cert_dir;
   bool print_demo_fixture = false;
 };
 

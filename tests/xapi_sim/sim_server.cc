@@ -26,6 +26,7 @@ struct SimServer::Listener {
   SimPool* pool = nullptr;
   SimServer* server = nullptr;
   HostInfo host;
+  TlsIdentity tls;  // empty: plain HTTP; outlives the daemon that uses it
   MHD_Daemon* daemon = nullptr;
 };
 
@@ -199,20 +200,32 @@ MHD_Result OnRequest(void* cls, MHD_Connection* c, const char* url,
   // The whole request is here (or it is a chunked PUT, refused unread).
   SimPool* pool = listener->pool;
   if (state->method == "POST" && !absl::StartsWith(path, "/sim/")) {
-    int status = 200;
-    std::string body =
-        state->too_big
-            ? ""
-            : pool->HandleXmlRpc(listener->host.name, state->body, &status);
-    if (status < 0) return MHD_NO;  // a host that is down answers nothing
     HttpResponse r;
-    r.status = state->too_big ? 413 : status;
-    r.close = false;
+    if (state->too_big) {
+      r.status = 413;
+      r.headers = {{"Cache-Control", "no-cache, no-store"},
+                   {"Content-Type", "text/html"}};
+      return Queue(c, r, state);
+    }
+    RpcReply reply = pool->HandleRpc(listener->host.name, path, state->body);
+    if (reply.drop_connection) return MHD_NO;  // a host that is down
+    r.status = reply.status;
+    r.close = reply.close;
     r.headers = {{"Cache-Control", "no-cache, no-store"},
-                 {"Content-Type", r.status == 200 ? "text/xml" : "text/html"},
-                 {"Access-Control-Allow-Origin", "*"},
-                 {"Access-Control-Allow-Headers", "X-Requested-With"}};
-    r.body = std::move(body);
+                 {"Content-Type", reply.content_type}};
+    if (reply.cors) {
+      r.headers.emplace_back("Access-Control-Allow-Origin", "*");
+      r.headers.emplace_back("Access-Control-Allow-Headers",
+                             "X-Requested-With");
+    }
+    r.body = std::move(reply.body);
+    return Queue(c, r, state);
+  }
+  if (state->method == "OPTIONS" && !absl::StartsWith(path, "/sim/")) {
+    const char* requested = MHD_lookup_connection_value(
+        c, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+    HttpResponse r = pool->HandleOptions(listener->host.name,
+                                         requested != nullptr ? requested : "");
     return Queue(c, r, state);
   }
   HttpRequest req;
@@ -284,22 +297,21 @@ void LogMhdError(void* /*cls*/, const char* fmt, va_list ap) {
 }
 
 MHD_Daemon* StartDaemon(SimServer::Listener* l, const std::string& address,
-                        int port, const SimServer::Options& o) {
+                        int port) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   if (inet_pton(AF_INET, address.c_str(), &addr.sin_addr) != 1) return nullptr;
   unsigned int flags = MHD_USE_THREAD_PER_CONNECTION |
                        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
-  const bool tls = !o.tls_cert_pem.empty() && !o.tls_key_pem.empty();
-  if (tls) flags |= MHD_USE_TLS;
-  if (tls) {
+  if (!l->tls.cert_pem.empty()) {
+    flags |= MHD_USE_TLS;
     return MHD_start_daemon(
         flags, 0, nullptr, nullptr, &OnRequest, l, MHD_OPTION_EXTERNAL_LOGGER,
         &LogMhdError, nullptr, MHD_OPTION_SOCK_ADDR, &addr,
         MHD_OPTION_NOTIFY_COMPLETED, &OnCompleted, l, MHD_OPTION_HTTPS_MEM_KEY,
-        o.tls_key_pem.c_str(), MHD_OPTION_HTTPS_MEM_CERT,
-        o.tls_cert_pem.c_str(), MHD_OPTION_END);
+        l->tls.key_pem.c_str(), MHD_OPTION_HTTPS_MEM_CERT,
+        l->tls.cert_pem.c_str(), MHD_OPTION_END);
   }
   return MHD_start_daemon(
       flags, 0, nullptr, nullptr, &OnRequest, l, MHD_OPTION_EXTERNAL_LOGGER,
@@ -314,8 +326,17 @@ absl::StatusOr<std::unique_ptr<SimServer>> SimServer::Start(
   std::unique_ptr<SimServer> server(new SimServer());
   server->pool_ = pool;
   server->options_ = options;
-  server->scheme_ = options.tls_cert_pem.empty() ? "http" : "https";
+  const bool tls =
+      !options.host_tls.empty() ||
+      (!options.tls_cert_pem.empty() && !options.tls_key_pem.empty());
+  server->scheme_ = tls ? "https" : "http";
   const std::vector<HostInfo> hosts = pool->hosts();
+  for (const HostInfo& h : hosts) {
+    if (!options.host_tls.empty() && options.host_tls.count(h.name) == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("no TLS certificate for host ", h.name));
+    }
+  }
   for (int attempt = 0; attempt < 50; ++attempt) {
     server->StopListeners();
     int port = options.port;
@@ -325,7 +346,12 @@ absl::StatusOr<std::unique_ptr<SimServer>> SimServer::Start(
       l->pool = pool;
       l->server = server.get();
       l->host = h;
-      l->daemon = StartDaemon(l.get(), h.address, port, options);
+      if (!options.host_tls.empty()) {
+        l->tls = options.host_tls.at(h.name);
+      } else if (tls) {
+        l->tls = {options.tls_cert_pem, options.tls_key_pem};
+      }
+      l->daemon = StartDaemon(l.get(), h.address, port);
       if (l->daemon == nullptr) {
         ok = false;
         break;

@@ -3,9 +3,12 @@
 
 // The simulator's HTTP front end (libmicrohttpd): one listener per simulated
 // host, each on its own loopback address and one shared port. POST requests
-// are XML-RPC (except under /sim/), everything else goes to
-// SimPool::HandleHttp. Thread per connection, so streams may block.
+// outside /sim/ are XML-RPC or JSON-RPC (SimPool::HandleRpc), OPTIONS
+// requests outside /sim/ CORS preflights (SimPool::HandleOptions),
+// everything else goes to SimPool::HandleHttp. Thread per connection, so
+// streams may block.
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,15 +21,23 @@ namespace vmb::sim {
 
 class SimServer {
  public:
+  // A certificate and its private key, both PEM.
+  struct TlsIdentity {
+    std::string cert_pem;
+    std::string key_pem;
+  };
   struct Options {
     int port = 0;              // 0: pick a free port shared by every host
-    std::string tls_cert_pem;  // both set: serve HTTPS instead of HTTP
-    std::string tls_key_pem;
+    std::string tls_cert_pem;  // both set: serve HTTPS instead of HTTP,
+    std::string tls_key_pem;   // every host with this certificate
+    // By host name_label: that host's own certificate. Non-empty: serve
+    // HTTPS, and every host must have an entry (tls_cert_pem is not used).
+    std::map<std::string, TlsIdentity> host_tls;
   };
 
   // Starts listening on every host's address. `pool` must outlive the server.
   // Errors: UNAVAILABLE when no common free port was found or an address
-  // cannot be bound.
+  // cannot be bound; INVALID_ARGUMENT when host_tls lacks a host.
   static absl::StatusOr<std::unique_ptr<SimServer>> Start(
       SimPool* pool, const Options& options);
   ~SimServer();  // stops

@@ -75,9 +75,93 @@ bool operator==(const SimValue& a, const SimValue& b) {
   return false;
 }
 
+size_t Utf8SequenceLength(absl::string_view s, uint32_t* code_point) {
+  if (s.empty()) return 0;
+  const auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char c = byte(0);
+  if (c < 0x80) {
+    *code_point = c;
+    return 1;
+  }
+  size_t len;
+  uint32_t cp;
+  uint32_t min;
+  if ((c & 0xE0) == 0xC0) {
+    len = 2, cp = c & 0x1F, min = 0x80;
+  } else if ((c & 0xF0) == 0xE0) {
+    len = 3, cp = c & 0x0F, min = 0x800;
+  } else if ((c & 0xF8) == 0xF0) {
+    len = 4, cp = c & 0x07, min = 0x10000;
+  } else {
+    return 0;  // a continuation byte, or 0xF8 and above
+  }
+  if (s.size() < len) return 0;
+  for (size_t i = 1; i < len; ++i) {
+    if ((byte(i) & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (byte(i) & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  *code_point = cp;
+  return len;
+}
+
+bool IsXapiParameterText(absl::string_view text) {
+  while (!text.empty()) {
+    uint32_t cp = 0;
+    const size_t len = Utf8SequenceLength(text, &cp);
+    if (len == 0) return false;
+    if (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') return false;
+    if ((cp >= 0xFDD0 && cp <= 0xFDEF) || (cp & 0xFFFE) == 0xFFFE) return false;
+    text.remove_prefix(len);
+  }
+  return true;
+}
+
+std::string RpcDebugString(const SimValue& v) {
+  switch (v.kind) {
+    case SimValue::Kind::kString:
+      return absl::StrCat("S(", v.s, ")");
+    case SimValue::Kind::kDateTime:
+      return absl::StrCat("D(", v.s, ")");
+    case SimValue::Kind::kInt:
+      return absl::StrCat("I(", v.i, ")");
+    case SimValue::Kind::kBool:
+      return v.b ? "B(true)" : "B(false)";
+    case SimValue::Kind::kFloat:
+      return absl::StrFormat("F(%g)", v.f);
+    case SimValue::Kind::kSet: {
+      std::string out = "[";
+      for (size_t i = 0; i < v.items.size(); ++i)
+        absl::StrAppend(&out, i > 0 ? ";" : "", RpcDebugString(v.items[i]));
+      return out + "]";
+    }
+    case SimValue::Kind::kMap: {
+      std::string out = "{";
+      for (size_t i = 0; i < v.map.size(); ++i) {
+        absl::StrAppend(&out, i > 0 ? ";" : "", v.map[i].first, ":",
+                        RpcDebugString(v.map[i].second));
+      }
+      return out + "}";
+    }
+  }
+  return "";
+}
+
 void AppendXapiEscaped(absl::string_view text, std::string* out) {
-  for (char ch : text) {
+  for (size_t at = 0; at < text.size(); ++at) {
+    const char ch = text[at];
     unsigned char c = static_cast<unsigned char>(ch);
+    if (c >= 0x80) {
+      uint32_t cp = 0;
+      const size_t len = Utf8SequenceLength(text.substr(at), &cp);
+      if (len == 0) {
+        *out += "\xEF\xBF\xBD";  // U+FFFD for a byte that is not UTF-8
+      } else {
+        out->append(text.data() + at, len);
+        at += len - 1;
+      }
+      continue;
+    }
     switch (c) {
       case '&':
         *out += "&amp;";
@@ -174,6 +258,16 @@ std::string XapiFailure(const std::vector<std::string>& error_description) {
       "Failure</value></member><member><name>ErrorDescription</name>";
   AppendXapiValue(SimValue::StrSet(error_description), &out);
   out += "</member></struct></value></param></params></methodResponse>";
+  return out;
+}
+
+std::string XapiFault(int code, absl::string_view text) {
+  std::string out = absl::StrCat(
+      "<methodResponse><fault><value><struct><member><name>faultCode</"
+      "name><value><i4>",
+      code, "</i4></value></member><member><name>faultString</name>");
+  AppendXapiValue(SimValue::Str(std::string(text)), &out);
+  out += "</member></struct></value></fault></methodResponse>";
   return out;
 }
 
@@ -310,7 +404,7 @@ absl::StatusOr<SimCall> ParseSimCall(absl::string_view xml) {
   std::unique_ptr<xmlDoc, DocDeleter> doc(
       xmlReadMemory(xml.data(), static_cast<int>(xml.size()), nullptr, nullptr,
                     XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
-  if (doc == nullptr) return absl::InvalidArgumentError("Xml parse error");
+  if (doc == nullptr) return absl::InvalidArgumentError(kXmlParseError);
   if (doc->intSubset != nullptr)
     return absl::InvalidArgumentError("DTD not allowed");
   const xmlNode* root = xmlDocGetRootElement(doc.get());

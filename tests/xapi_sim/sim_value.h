@@ -89,12 +89,34 @@ void AppendXapiValue(const SimValue& v, std::string* out);
 std::string XapiValue(const SimValue& v);
 
 // XML escaping as XAPI does it: & < > " escaped, control characters other
-// than TAB/LF/CR dropped.
+// than TAB/LF/CR dropped. Unlike XAPI, which copies any byte, a byte
+// sequence that is not valid UTF-8 is written as U+FFFD, so that the reply
+// is well-formed XML whatever a caller sent.
 void AppendXapiEscaped(absl::string_view text, std::string* out);
+
+// The length (1 to 4) of the valid UTF-8 sequence at the start of `s`, or 0
+// when `s` is empty or starts with a byte sequence that is not valid UTF-8
+// (overlong forms, surrogates and code points above U+10FFFF are invalid).
+// Sets *code_point to the decoded value when it returns non-zero.
+size_t Utf8SequenceLength(absl::string_view s, uint32_t* code_point);
+
+// Whether XAPI accepts `text` in a call parameter (the check of
+// Encodings.UTF8_XML that the generated dispatcher applies to every
+// parameter): valid UTF-8, no Unicode non-character (U+FDD0 to U+FDEF,
+// U+xFFFE, U+xFFFF) and no control character other than TAB, LF and CR.
+bool IsXapiParameterText(absl::string_view text);
+
+// ocaml-rpc's Rpc.to_string of a value, the text XAPI quotes when it refuses
+// a parameter: S(text), I(42), B(true), F(%g), D(time), [a;b], {k:v;...}.
+std::string RpcDebugString(const SimValue& v);
 
 // `<methodResponse>` envelopes, with no XML declaration, on one line.
 std::string XapiSuccess(const SimValue& value);
 std::string XapiFailure(const std::vector<std::string>& error_description);
+
+// An XML-RPC <fault> as hosts before XenServer 6.5 wrote it (xml-light,
+// faultCode as <i4>, faultString untyped).
+std::string XapiFault(int code, absl::string_view text);
 
 // A request as the simulator parsed it. Typed XML-RPC scalars map as:
 // string/untyped -> kString, int/i4/i8 -> kInt, boolean -> kBool,
@@ -104,6 +126,9 @@ struct SimCall {
   std::string method;
   std::vector<SimValue> params;
 };
+
+// The reason ParseSimCall gives for a body that is not XML at all.
+inline constexpr absl::string_view kXmlParseError = "Xml parse error";
 
 // Parses a `<methodCall>`. Errors (INVALID_ARGUMENT) carry a short reason;
 // documents with a DTD are refused.

@@ -21,6 +21,9 @@ ABSL_FLAG(std::string, ready_file, "",
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate: serve HTTPS instead of HTTP");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
+ABSL_FLAG(std::string, tls_cert_dir, "",
+          "Directory of per-host certificates: <host name_label>.pem and "
+          "<host name_label>.key for every host; serve HTTPS");
 ABSL_FLAG(bool, print_demo_fixture, false,
           "Print the built-in demo fixture and exit");
 
@@ -47,7 +50,7 @@ std::vector<char*> UnderscoreFlagNames(int argc, char** argv,
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "xapi-sim [--fixture FILE] [--port N] --ready-file PATH [--tls-cert F "
-      "--tls-key F]");
+      "--tls-key F | --tls-cert-dir DIR]");
   std::vector<std::string> storage;
   std::vector<char*> args = UnderscoreFlagNames(argc, argv, &storage);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
@@ -63,6 +66,7 @@ int main(int argc, char** argv) {
   options.ready_file = absl::GetFlag(FLAGS_ready_file);
   options.tls_cert_path = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key_path = absl::GetFlag(FLAGS_tls_key);
+  options.tls_cert_dir = absl::GetFlag(FLAGS_tls_cert_dir);
   options.print_demo_fixture = absl::GetFlag(FLAGS_print_demo_fixture);
   absl::Status status = vmb::sim::RunSimulator(options, signals);
   if (!status.ok()) {
