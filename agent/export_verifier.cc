@@ -56,7 +56,10 @@ uint64_t Octal(absl::string_view field, bool* ok) {
 
 class XvaTarVerifier final : public ExportVerifier {
  public:
-  XvaTarVerifier() : sha1_(EVP_MD_CTX_new()), xxh_(XXH64_createState()) {}
+  explicit XvaTarVerifier(std::vector<ExpectedDisk> expected)
+      : expected_(std::move(expected)),
+        sha1_(EVP_MD_CTX_new()),
+        xxh_(XXH64_createState()) {}
   ~XvaTarVerifier() override {
     EVP_MD_CTX_free(sha1_);
     XXH64_freeState(xxh_);
@@ -115,11 +118,21 @@ class XvaTarVerifier final : public ExportVerifier {
   }
 
   absl::Status Finish() override {
-    // Disks that never received a chunk leave the check: XAPI exports no
-    // data for VDIs on ISO SRs (CD images).
+    if (!status_.ok()) return status_;
+    // Disks that never received a chunk leave the check, unless the job
+    // exports them: XAPI exports no data for VDIs on ISO SRs (CD images).
+    for (const ExpectedDisk& e : expected_) {
+      const auto it = std::find_if(
+          disks_.begin(), disks_.end(),
+          [&](const auto& d) { return d.second.uuid == e.vdi_uuid; });
+      if (it != disks_.end() && !it->second.seen()) {
+        return status_ = Bad(
+                   offset_, absl::StrCat("the export carries no data for disk ",
+                                         e.name, " (VDI ", e.vdi_uuid, ")"));
+      }
+    }
     std::erase_if(disks_,
                   [](const auto& entry) { return !entry.second.seen(); });
-    if (!status_.ok()) return status_;
     if (state_ == State::kHeader && absl::StartsWith(header_, "HTTP/")) {
       return status_ = Bad(offset_ - header_.size(),
                            "XAPI wrote an HTTP response into the export");
@@ -155,6 +168,7 @@ class XvaTarVerifier final : public ExportVerifier {
   enum class State { kHeader, kData, kPadding, kTrailer };
   enum class Member { kOva, kChunk, kChecksum };
   struct Disk {
+    std::string uuid;  // of the VDI in ova.xml
     uint64_t size = 0;
     int64_t last_number = -1;  // of the last chunk; chunk numbers are >= 0
     uint64_t next_offset = 0;  // end of the data covered so far
@@ -397,11 +411,33 @@ class XvaTarVerifier final : public ExportVerifier {
       if (size < 0)
         return Bad(offset_,
                    absl::StrCat("ova.xml: VDI ", id->text(), " has no size"));
-      disks_[id->text()].size = static_cast<uint64_t>(size);
+      Disk& disk = disks_[id->text()];
+      disk.size = static_cast<uint64_t>(size);
+      if (const XmlRpcValue* uuid = snap->Find("uuid");
+          uuid != nullptr && uuid->is_string()) {
+        disk.uuid = uuid->text();
+      }
+    }
+    // Every disk the job exports must be there, with its size.
+    for (const ExpectedDisk& e : expected_) {
+      const auto it = std::find_if(
+          disks_.begin(), disks_.end(),
+          [&](const auto& d) { return d.second.uuid == e.vdi_uuid; });
+      if (it == disks_.end()) {
+        return Bad(offset_, absl::StrCat("ova.xml has no disk ", e.name,
+                                         " (VDI ", e.vdi_uuid, ")"));
+      }
+      if (it->second.size != e.virtual_size) {
+        return Bad(offset_,
+                   absl::StrCat("ova.xml gives disk ", e.name, " (VDI ",
+                                e.vdi_uuid, ") ", it->second.size,
+                                " bytes, not its ", e.virtual_size));
+      }
     }
     return absl::OkStatus();
   }
 
+  const std::vector<ExpectedDisk> expected_;
   EVP_MD_CTX* sha1_;
   XXH64_state_t* xxh_;
   State state_ = State::kHeader;
@@ -775,8 +811,10 @@ class VhdVerifier final : public ExportVerifier {
 
 }  // namespace
 
-std::unique_ptr<ExportVerifier> NewXvaVerifier(v1::Compression compression) {
-  std::unique_ptr<ExportVerifier> tar = std::make_unique<XvaTarVerifier>();
+std::unique_ptr<ExportVerifier> NewXvaVerifier(
+    v1::Compression compression, std::vector<ExpectedDisk> disks) {
+  std::unique_ptr<ExportVerifier> tar =
+      std::make_unique<XvaTarVerifier>(std::move(disks));
   switch (compression) {
     case v1::COMPRESSION_GZIP:
       return std::make_unique<GzipVerifier>(std::move(tar));

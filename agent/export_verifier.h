@@ -21,6 +21,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -47,8 +48,20 @@ class ExportVerifier {
   virtual uint64_t total() const = 0;
 };
 
+// A disk the job exports, as the stream must carry it.
+struct ExpectedDisk {
+  std::string vdi_uuid;  // of the VDI exported (the snapshot's)
+  uint64_t virtual_size = 0;
+  std::string name;  // for messages: the VBD's device, e.g. "xvdb"
+};
+
 // `compression` is what the stream was asked for (use_compression).
-std::unique_ptr<ExportVerifier> NewXvaVerifier(v1::Compression compression);
+// `disks`: the disks the export must carry. Each must be a VDI of ova.xml
+// (matched by uuid) of that virtual size, and its chunks must cover it
+// whole; a missing or short one is DATA_LOSS. Other VDIs of ova.xml (CD
+// images, which XAPI exports without data) may come without chunks.
+std::unique_ptr<ExportVerifier> NewXvaVerifier(v1::Compression compression,
+                                               std::vector<ExpectedDisk> disks);
 std::unique_ptr<ExportVerifier> NewRawVerifier(uint64_t virtual_size);
 std::unique_ptr<ExportVerifier> NewVhdVerifier(uint64_t virtual_size);
 

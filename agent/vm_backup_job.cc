@@ -160,6 +160,7 @@ class Job {
 
   std::string snapshot_ref_;                // vm-export
   std::vector<std::string> snapshot_vdis_;  // every VDI of our snapshot(s)
+  std::vector<ExpectedDisk> expected_;      // vm-export: what the XVA carries
   std::string task_ref_;
   bool task_finished_ = false;
 
@@ -390,12 +391,35 @@ std::optional<Failure> Job::TakeSnapshot() {
     absl::StatusOr<VmRecord> record = c_.xapi->GetVm(snapshot_ref_);
     if (!record.ok()) return Fail("snapshot", "SNAPSHOT-FAIL", record.status());
     status_.set_snapshot_uuid(record->uuid);
+    // The snapshot's disks: what the export must carry, and what is ours to
+    // destroy. A VDI that is not a snapshot (a disk the snapshot shares) is
+    // neither.
+    std::set<std::string> copied;  // live VDIs the snapshot has a copy of
     for (const std::string& vbd_ref : record->vbds) {
       absl::StatusOr<VbdRecord> vbd = c_.xapi->GetVbd(vbd_ref);
       if (!vbd.ok()) return Fail("snapshot", "SNAPSHOT-FAIL", vbd.status());
-      if (vbd->vdi != kNullRef && !vbd->vdi.empty() &&
-          absl::AsciiStrToLower(vbd->type) == "disk") {
-        snapshot_vdis_.push_back(vbd->vdi);
+      if (vbd->vdi == kNullRef || vbd->vdi.empty() ||
+          absl::AsciiStrToLower(vbd->type) != "disk") {
+        continue;
+      }
+      absl::StatusOr<VdiRecord> vdi = c_.xapi->GetVdi(vbd->vdi);
+      if (!vdi.ok()) return Fail("snapshot", "SNAPSHOT-FAIL", vdi.status());
+      if (!vdi->is_a_snapshot) continue;
+      snapshot_vdis_.push_back(vbd->vdi);
+      copied.insert(vdi->snapshot_of);
+      expected_.push_back(
+          {vdi->uuid,
+           static_cast<uint64_t>(std::max<int64_t>(0, vdi->virtual_size)),
+           vbd->device.empty() ? vbd->userdevice : vbd->device});
+    }
+    for (const Disk* d : exported_) {
+      if (copied.count(d->vdi_ref) == 0) {
+        return Fail(
+            "snapshot", "SNAPSHOT-FAIL",
+            absl::DataLossError(absl::StrCat(
+                "the snapshot has no copy of disk ",
+                d->vbd.device.empty() ? d->vbd.userdevice : d->vbd.device,
+                " (VDI ", d->vdi.uuid, ")")));
       }
     }
     // The disks too: if the VM record goes and a disk stays (VDI_IN_USE),
@@ -554,10 +578,11 @@ std::optional<Failure> Job::Export() {
       q.emplace_back("use_compression",
                      std::string(UseCompressionParam(compression)));
     }
-    absl::Status s = StreamToFile(
-        "/export", std::move(q),
-        absl::StrCat(FileBase(), XvaExtension(compression)),
-        NewXvaVerifier(compression), compression != v1::COMPRESSION_NONE);
+    absl::Status s =
+        StreamToFile("/export", std::move(q),
+                     absl::StrCat(FileBase(), XvaExtension(compression)),
+                     NewXvaVerifier(compression, expected_),
+                     compression != v1::COMPRESSION_NONE);
     if (!s.ok()) return Fail("export", token, s);
     return std::nullopt;
   }

@@ -43,8 +43,9 @@ std::string OvaXml(const std::vector<std::pair<std::string, uint64_t>>& disks) {
         "</member><member><name>id</name><value>",
         id,
         "</value></member><member><name>snapshot</name><value><struct><member>"
-        "<name>virtual_size</name><value>",
-        size, "</value></member></struct></value></member></struct></value>");
+        "<name>uuid</name><value>uuid-",
+        id, "</value></member><member><name>virtual_size</name><value>", size,
+        "</value></member></struct></value></member></struct></value>");
   }
   return absl::StrCat(
       "<value><struct><member><name>version</name><value><struct><member><name>"
@@ -84,16 +85,42 @@ class XvaVerifierTest : public ::testing::Test {
   std::string ova_;
 };
 
+TEST_F(XvaVerifierTest, EveryDiskTheJobExportsMustBeThereWhole) {
+  const std::vector<ExpectedDisk> both = {{"uuid-Ref:12", a_.size(), "xvda"},
+                                          {"uuid-Ref:9", b_.size(), "xvdb"}};
+  EXPECT_OK(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, both), Xva()));
+  // ova.xml lists xvdb, but the stream carries no chunk of it.
+  sim::XvaSource without_b(ova_, {{"Ref:12", &a_}});
+  const std::string missing = Drain(without_b);
+  EXPECT_OK(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}), missing))
+      << "without the job's disks, a disk with no data passes (a CD image)";
+  EXPECT_THAT(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, both), missing),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       HasSubstr("no data for disk xvdb (VDI uuid-Ref:9)")));
+  // A disk ova.xml does not list at all.
+  EXPECT_THAT(
+      Verify(*NewXvaVerifier(v1::COMPRESSION_NONE,
+                             {{"uuid-Ref:77", 1 << 20, "xvdc"}}),
+             Xva()),
+      StatusIs(absl::StatusCode::kDataLoss,
+               HasSubstr("ova.xml has no disk xvdc (VDI uuid-Ref:77)")));
+  // A disk of another size than the job's.
+  EXPECT_THAT(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE,
+                                     {{"uuid-Ref:9", b_.size() + 512, "xvdb"}}),
+                     Xva()),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("not its")));
+}
+
 TEST_F(XvaVerifierTest, AWholeXvaVerifiesInAnyPieces) {
   const std::string xva = Xva();
   for (uint32_t seed : {1u, 2u, 3u}) {
-    auto v = NewXvaVerifier(v1::COMPRESSION_NONE);
+    auto v = NewXvaVerifier(v1::COMPRESSION_NONE, {});
     ASSERT_OK(Verify(*v, xva, seed));
     EXPECT_EQ(v->total(), a_.size() + b_.size());
     EXPECT_EQ(v->covered(), v->total());
   }
   // One byte at a time, for the first part.
-  auto v = NewXvaVerifier(v1::COMPRESSION_NONE);
+  auto v = NewXvaVerifier(v1::COMPRESSION_NONE, {});
   for (size_t i = 0; i < 40000; ++i) ASSERT_OK(v->Update(xva.substr(i, 1)));
   ASSERT_OK(v->Update(xva.substr(40000)));
   ASSERT_OK(v->Finish());
@@ -101,7 +128,7 @@ TEST_F(XvaVerifierTest, AWholeXvaVerifiesInAnyPieces) {
 
 TEST_F(XvaVerifierTest, ReportsProgressAgainstTheVirtualSize) {
   const std::string xva = Xva();
-  auto v = NewXvaVerifier(v1::COMPRESSION_NONE);
+  auto v = NewXvaVerifier(v1::COMPRESSION_NONE, {});
   ASSERT_OK(v->Update(xva.substr(0, xva.size() / 2)));
   EXPECT_GT(v->covered(), 0u);
   EXPECT_LT(v->covered(), v->total());
@@ -114,23 +141,25 @@ TEST_F(XvaVerifierTest, CompressedStreamsVerify) {
     auto source = c == v1::COMPRESSION_GZIP ? sim::GzipSource(std::move(inner))
                                             : sim::ZstdSource(std::move(inner));
     const std::string stream = Drain(*source);
-    auto v = NewXvaVerifier(c);
+    auto v = NewXvaVerifier(c, {});
     EXPECT_OK(Verify(*v, stream)) << CompressionName(c);
     // The plain verifier refuses a compressed stream, and the other way round.
-    EXPECT_FALSE(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE), stream).ok());
+    EXPECT_FALSE(
+        Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}), stream).ok());
     // Truncated compressed streams fail.
     EXPECT_FALSE(
-        Verify(*NewXvaVerifier(c), stream.substr(0, stream.size() - 7)).ok());
+        Verify(*NewXvaVerifier(c, {}), stream.substr(0, stream.size() - 7))
+            .ok());
   }
-  EXPECT_FALSE(Verify(*NewXvaVerifier(v1::COMPRESSION_GZIP), Xva()).ok());
-  EXPECT_FALSE(Verify(*NewXvaVerifier(v1::COMPRESSION_ZSTD), Xva()).ok());
+  EXPECT_FALSE(Verify(*NewXvaVerifier(v1::COMPRESSION_GZIP, {}), Xva()).ok());
+  EXPECT_FALSE(Verify(*NewXvaVerifier(v1::COMPRESSION_ZSTD, {}), Xva()).ok());
 }
 
 TEST_F(XvaVerifierTest, ARealXenServerXvaWithSha1ChecksumsVerifies) {
   ASSERT_OK_AND_ASSIGN(
       std::string gz,
       vmb::testing::ReadTestData("real-xapi/xs56-xva/vmexport.xva.gz"));
-  auto v = NewXvaVerifier(v1::COMPRESSION_GZIP);
+  auto v = NewXvaVerifier(v1::COMPRESSION_GZIP, {});
   ASSERT_OK(Verify(*v, gz));
   EXPECT_EQ(v->total(), 2u << 20);
 }
@@ -150,7 +179,7 @@ TEST_F(XvaVerifierTest, EveryFlippedByteOutsideOvaXmlIsCaught) {
   for (size_t at : positions) {
     std::string damaged = xva;
     damaged[at] ^= 0x20;
-    EXPECT_THAT(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE), damaged),
+    EXPECT_THAT(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}), damaged),
                 StatusIs(absl::StatusCode::kDataLoss))
         << "flip at " << at;
   }
@@ -160,12 +189,12 @@ TEST_F(XvaVerifierTest, EveryTruncationIsCaught) {
   const std::string xva = Xva();
   for (size_t cut = 0; cut < xva.size(); cut += 40009) {
     EXPECT_THAT(
-        Verify(*NewXvaVerifier(v1::COMPRESSION_NONE), xva.substr(0, cut)),
+        Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}), xva.substr(0, cut)),
         StatusIs(absl::StatusCode::kDataLoss))
         << "cut at " << cut;
   }
   // Losing only the final zero block.
-  EXPECT_FALSE(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE),
+  EXPECT_FALSE(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}),
                       xva.substr(0, xva.size() - 512))
                    .ok());
 }
@@ -177,11 +206,11 @@ TEST_F(XvaVerifierTest, AnHttpErrorInsideTheStreamIsCaught) {
       "10\r\n\r\n<html>...</html>";
   for (size_t at : {size_t{0}, size_t{2048 + 512}, xva.size() / 2}) {
     const size_t aligned = at / 512 * 512;
-    absl::Status s = Verify(*NewXvaVerifier(v1::COMPRESSION_NONE),
+    absl::Status s = Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}),
                             xva.substr(0, aligned) + page);
     EXPECT_THAT(s, StatusIs(absl::StatusCode::kDataLoss)) << at;
   }
-  absl::Status s = Verify(*NewXvaVerifier(v1::COMPRESSION_NONE), page);
+  absl::Status s = Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}), page);
   EXPECT_THAT(
       s, StatusIs(absl::StatusCode::kDataLoss, HasSubstr("HTTP response")));
 }
@@ -189,30 +218,30 @@ TEST_F(XvaVerifierTest, AnHttpErrorInsideTheStreamIsCaught) {
 TEST_F(XvaVerifierTest, StructuralErrorsAreNamed) {
   // Data after the end of the archive.
   EXPECT_THAT(
-      Verify(*NewXvaVerifier(v1::COMPRESSION_NONE), Xva() + "x"),
+      Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}), Xva() + "x"),
       StatusIs(absl::StatusCode::kDataLoss, HasSubstr("data after the end")));
   // Zero padding after the trailer is tolerated (a 10 KiB record).
-  EXPECT_OK(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE),
+  EXPECT_OK(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}),
                    Xva() + std::string(8192, '\0')));
   // The first member must be ova.xml.
   std::string wrong =
       sim::TarHeader("other.xml", 3) + "abc" + std::string(509, '\0');
-  EXPECT_THAT(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE), wrong),
+  EXPECT_THAT(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}), wrong),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("not ova.xml")));
   // A chunk for a disk ova.xml does not have.
   sim::XvaSource stranger(OvaXml({{"Ref:1", 1 << 20}}), {{"Ref:2", &a_}});
   EXPECT_THAT(
-      Verify(*NewXvaVerifier(v1::COMPRESSION_NONE), Drain(stranger)),
+      Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}), Drain(stranger)),
       StatusIs(absl::StatusCode::kDataLoss, HasSubstr("belongs to no disk")));
   // A disk that is smaller in ova.xml than in the data.
   sim::XvaSource smaller(OvaXml({{"Ref:1", 1 << 20}}), {{"Ref:1", &a_}});
   EXPECT_THAT(
-      Verify(*NewXvaVerifier(v1::COMPRESSION_NONE), Drain(smaller)),
+      Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}), Drain(smaller)),
       StatusIs(absl::StatusCode::kDataLoss, HasSubstr("beyond the disk")));
   // A disk that is larger in ova.xml than its data covers.
   sim::XvaSource larger(OvaXml({{"Ref:1", a_.size() + (1 << 20)}}),
                         {{"Ref:1", &a_}});
-  EXPECT_THAT(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE), Drain(larger)),
+  EXPECT_THAT(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}), Drain(larger)),
               StatusIs(absl::StatusCode::kDataLoss,
                        HasSubstr("covers 3149312 of its 4197888")));
 }

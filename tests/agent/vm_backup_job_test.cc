@@ -900,5 +900,56 @@ TEST(VmBackupJobPoolStringsTest, AHostileUserdeviceStaysInsideTheBackup) {
   EXPECT_EQ(vifs.size(), 2u);
 }
 
+// An XVA that lacks one of the VM's disks is never committed: the simulator,
+// like XAPI, exports no data for a VDI on an ISO SR, so a data disk placed
+// on one is missing from the export.
+TEST(VmBackupJobMissingDiskTest, AnExportWithoutOneOfTheDisksFails) {
+  SimProcess::Options options;
+  options.fixture_json = R"({
+      "credentials": {"username": "root", "password": "pw"},
+      "hosts": [{"name_label": "h1", "master": true}],
+      "srs": [{"name_label": "nfs", "type": "nfs", "shared": true},
+              {"name_label": "isos", "type": "iso", "shared": true}],
+      "vms": [{"name_label": "two-disks", "resident_on": "h1",
+               "disks": [{"size": "1048576", "sr": "nfs"},
+                         {"size": "2097152", "sr": "isos"}]}]})";
+  absl::StatusOr<std::unique_ptr<SimProcess>> sim = SimProcess::Start(options);
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  std::unique_ptr<XmlRpcXenApiClient> client = (*sim)->NewClient();
+  ASSERT_OK(client->Login());
+  ASSERT_OK_AND_ASSIGN(auto hosts, client->GetAllHosts());
+  ASSERT_OK_AND_ASSIGN(std::string ref,
+                       testing::VmRefByName(*client, "two-disks"));
+  ASSERT_OK_AND_ASSIGN(VmRecord vm, client->GetVm(ref));
+  ASSERT_OK_AND_ASSIGN(sim::SimState before, (*sim)->State());
+  PosixFilesystem fs;
+  JobContext c;
+  c.xapi = client.get();
+  c.fs = &fs;
+  c.clock = SystemClock::Get();
+  c.host = hosts.begin()->second;
+  c.data_url = (*sim)->host_url("h1");
+  v1::JobSpec spec;
+  spec.set_job_id("r/1");
+  spec.set_run_id("r");
+  spec.set_vm_uuid(vm.uuid);
+  spec.set_kind(v1::EXPORT_KIND_VM);
+  spec.set_backup_dir(testing::MakeTempDir("share"));
+  spec.set_vm_folder("two-disks");
+  spec.set_max_backups(1);
+  spec.set_share_id("s");
+  const v1::JobStatus st = RunVmBackupJob(c, spec, {});
+  EXPECT_EQ(st.phase(), v1::JOB_PHASE_FAILED) << st.DebugString();
+  EXPECT_EQ(st.status_token(), "VM-EXPORT-FAIL");
+  EXPECT_THAT(st.error_message(), HasSubstr("ova.xml has no disk xvdb"));
+  ASSERT_OK_AND_ASSIGN(
+      std::vector<BackupEntry> backups,
+      ListBackups(fs, JoinPath(spec.backup_dir(), spec.vm_folder())));
+  EXPECT_THAT(backups, IsEmpty());
+  ASSERT_OK_AND_ASSIGN(sim::SimState after, (*sim)->State());
+  EXPECT_EQ(after.snapshots(), before.snapshots());
+  EXPECT_EQ(after.snapshot_vdis(), before.snapshot_vdis());
+}
+
 }  // namespace
 }  // namespace vmb::agent

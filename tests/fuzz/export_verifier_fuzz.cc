@@ -20,13 +20,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   switch (mode) {
     case 0:
     case 5:
-      v = vmb::agent::NewXvaVerifier(vmb::v1::COMPRESSION_NONE);
+      v = vmb::agent::NewXvaVerifier(vmb::v1::COMPRESSION_NONE, {});
       break;
     case 1:
-      v = vmb::agent::NewXvaVerifier(vmb::v1::COMPRESSION_GZIP);
+      v = vmb::agent::NewXvaVerifier(vmb::v1::COMPRESSION_GZIP, {});
       break;
     case 2:
-      v = vmb::agent::NewXvaVerifier(vmb::v1::COMPRESSION_ZSTD);
+      v = vmb::agent::NewXvaVerifier(vmb::v1::COMPRESSION_ZSTD, {});
       break;
     case 3:
     case 6:
