@@ -2,16 +2,17 @@
 // vmbackup: the command line (see coordinator/cli.h and docs/cli.md). A
 // backup run executes its jobs in this process with the agent library.
 #include <signal.h>
+#include <unistd.h>
 
 #include <iostream>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
 
 #include "agent/in_process_executor.h"
+#include "common/base/signal_watcher.h"
 #include "common/xapi/curl_util.h"
 #include "common/xapi/xmlrpc_codec.h"
 #include "coordinator/cli.h"
@@ -22,19 +23,16 @@ int main(int argc, char** argv) {
   vmb::InitXmlRpcCodec();
   // SIGINT/SIGTERM cancel a run: jobs stop, snapshots are destroyed, and the
   // run reports what happened. A second signal ends the process at once.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  absl::Notification cancel;
-  std::thread([signals, &cancel]() {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    cancel.Notify();
-    sigwait(&signals, &sig);
-    _exit(130);
-  }).detach();
+  absl::Notification cancel;  // outlives the watcher, which references it
+  absl::StatusOr<std::unique_ptr<vmb::SignalWatcher>> watcher =
+      vmb::SignalWatcher::Start({SIGINT, SIGTERM}, [&cancel](int, int count) {
+        if (count > 1) _exit(130);
+        cancel.Notify();
+      });
+  if (!watcher.ok()) {
+    std::cerr << "vmbackup: " << watcher.status().message() << "\n";
+    return 2;
+  }
 
   vmb::coordinator::CliEnvironment env;
   env.make_executor = [](const vmb::ExecutorSetup& setup) {
@@ -42,6 +40,8 @@ int main(int argc, char** argv) {
   };
   env.cancel = &cancel;
   std::vector<std::string> args(argv + 1, argv + argc);
-  return vmb::coordinator::RunCli(args, {&std::cin, &std::cout, &std::cerr},
-                                  env);
+  const int exit_code =
+      vmb::coordinator::RunCli(args, {&std::cin, &std::cout, &std::cerr}, env);
+  watcher->reset();  // joins the signal thread before `cancel` goes
+  return exit_code;
 }

@@ -102,38 +102,67 @@ absl::StatusOr<XmlRpcValue> XmlRpcXenApiClient::RoundTrip(
   return Annotate(XenApiFailureToStatus(description), method);
 }
 
-absl::Status XmlRpcXenApiClient::LoginLocked() {
+absl::StatusOr<std::pair<std::string, std::string>> XmlRpcXenApiClient::LoginAt(
+    std::string url) {
   std::vector<XmlRpcValue> params = {
       Str(options_.username), Str(options_.password), Str(options_.api_version),
       Str(options_.originator)};
   absl::StatusOr<XmlRpcValue> ref =
-      RoundTrip(url_, "session.login_with_password", params, /*session=*/"");
+      RoundTrip(url, "session.login_with_password", params, /*session=*/"");
   if (!ref.ok()) {
     std::optional<XenApiError> e = GetXenApiError(ref.status());
     if (e.has_value() && e->code == "HOST_IS_SLAVE" && !e->params.empty()) {
-      const std::string master = ReplaceUrlHost(url_, e->params[0]);
-      VMB_LOG(INFO) << url_ << " is a pool member; logging in at the master "
+      const std::string master = ReplaceUrlHost(url, e->params[0]);
+      VMB_LOG(INFO) << url << " is a pool member; logging in at the master "
                     << master;
-      url_ = master;
-      ref = RoundTrip(url_, "session.login_with_password", params, "");
+      url = master;
+      ref = RoundTrip(url, "session.login_with_password", params, "");
     }
   }
   if (!ref.ok()) {
     // Never echo the password; XAPI's own error carries only the user name.
-    return Annotate(ref.status(), "logging in to ", url_, " as ",
+    return Annotate(ref.status(), "logging in to ", url, " as ",
                     options_.username);
   }
   absl::StatusOr<std::string> session = ValueAsRef(*ref, "session ref");
   if (!session.ok()) return session.status();
-  session_ = *std::move(session);
-  return absl::OkStatus();
+  return std::make_pair(*std::move(session), std::move(url));
 }
 
-absl::Status XmlRpcXenApiClient::Login() {
+absl::StatusOr<std::string> XmlRpcXenApiClient::EnsureSession() {
+  std::string url;
+  {
+    absl::MutexLock lock(&mu_);
+    if (logging_in_) {
+      // Another thread is logging in: wait for its result.
+      const uint64_t attempt = logins_;
+      const auto done = [this, attempt]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return logins_ != attempt;
+      };
+      mu_.Await(absl::Condition(&done));
+      if (!session_.empty()) return session_;
+      return last_login_;
+    }
+    if (!session_.empty()) return session_;
+    logging_in_ = true;
+    url = url_;
+  }
+  absl::StatusOr<std::pair<std::string, std::string>> login =
+      LoginAt(std::move(url));
   absl::MutexLock lock(&mu_);
-  if (!session_.empty()) return absl::OkStatus();
-  return LoginLocked();
+  logging_in_ = false;
+  ++logins_;
+  if (!login.ok()) {
+    last_login_ = login.status();
+    return last_login_;
+  }
+  last_login_ = absl::OkStatus();
+  session_ = login->first;
+  url_ = login->second;
+  return session_;
 }
+
+absl::Status XmlRpcXenApiClient::Login() { return EnsureSession().status(); }
 
 absl::Status XmlRpcXenApiClient::Logout() {
   std::string session;
@@ -147,12 +176,6 @@ absl::Status XmlRpcXenApiClient::Logout() {
   absl::StatusOr<XmlRpcValue> r =
       RoundTrip(url, "session.logout", {Str(session)}, session);
   return r.status();
-}
-
-absl::StatusOr<std::string> XmlRpcXenApiClient::EnsureSession() {
-  absl::MutexLock lock(&mu_);
-  if (session_.empty()) VMB_RETURN_IF_ERROR(LoginLocked());
-  return session_;
 }
 
 absl::StatusOr<std::string> XmlRpcXenApiClient::SessionRef() {

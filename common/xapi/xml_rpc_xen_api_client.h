@@ -22,7 +22,9 @@ namespace vmb {
 // UNAVAILABLE and the next call uses a new session. The session ref never
 // appears in an error message. The destructor logs out (best effort).
 //
-// Thread-safe. The transport is owned.
+// Thread-safe; network I/O (a login included) happens without the client's
+// lock, so a slow re-login holds up only the calls that need a session.
+// The transport is owned.
 class XmlRpcXenApiClient final : public XenApiClient {
  public:
   struct Options {
@@ -95,9 +97,14 @@ class XmlRpcXenApiClient final : public XenApiClient {
                                         absl::string_view method,
                                         const std::vector<XmlRpcValue>& params,
                                         const std::string& session);
-  // Logs in at the current URL, following HOST_IS_SLAVE once.
-  absl::Status LoginLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::string> EnsureSession();
+  // Logs in at `url`, following HOST_IS_SLAVE once: the session, and the
+  // URL that gave it. Network I/O: called without mu_ held.
+  absl::StatusOr<std::pair<std::string, std::string>> LoginAt(std::string url)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // The current session, logging in when there is none. One thread logs in
+  // at a time, without holding mu_; others wanting a session wait for its
+  // result (and share its error), while calls that hold a session go on.
+  absl::StatusOr<std::string> EnsureSession() ABSL_LOCKS_EXCLUDED(mu_);
   template <typename Record>
   absl::StatusOr<RecordMap<Record>> GetAll(
       absl::string_view cls,
@@ -115,6 +122,9 @@ class XmlRpcXenApiClient final : public XenApiClient {
   mutable absl::Mutex mu_;
   std::string url_ ABSL_GUARDED_BY(mu_);
   std::string session_ ABSL_GUARDED_BY(mu_);
+  bool logging_in_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t logins_ ABSL_GUARDED_BY(mu_) = 0;  // attempts finished
+  absl::Status last_login_ ABSL_GUARDED_BY(mu_);
 };
 
 // Rewrites `url`'s host to `address` (as HOST_IS_SLAVE names the master),

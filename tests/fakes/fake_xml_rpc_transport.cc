@@ -56,12 +56,41 @@ std::vector<std::string> FakeXmlRpcTransport::methods() const {
   return out;
 }
 
+void FakeXmlRpcTransport::Hold(const std::string& method) {
+  absl::MutexLock lock(&mu_);
+  holding_.insert(method);
+}
+
+void FakeXmlRpcTransport::Release(const std::string& method) {
+  absl::MutexLock lock(&mu_);
+  holding_.erase(method);
+}
+
+bool FakeXmlRpcTransport::WaitForHeldCall(const std::string& method,
+                                          absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  const auto waiting = [this, &method]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = held_.find(method);
+    return it != held_.end() && it->second > 0;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&waiting), timeout);
+}
+
 absl::StatusOr<std::string> FakeXmlRpcTransport::Post(
     const std::string& url, absl::string_view request) {
   absl::StatusOr<XmlRpcMethodCall> call = DecodeMethodCall(request);
   if (!call.ok()) return call.status();
   absl::MutexLock lock(&mu_);
   calls_.push_back(Call{url, call->method, call->params});
+  if (holding_.count(call->method) > 0) {
+    ++held_[call->method];
+    const std::string& method = call->method;
+    const auto released = [this, &method]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return holding_.count(method) == 0;
+    };
+    mu_.Await(absl::Condition(&released));
+    --held_[call->method];
+  }
   auto it = replies_.find(call->method);
   if (it == replies_.end() || it->second.empty()) {
     return absl::NotFoundError(

@@ -3,12 +3,14 @@
 
 #include <deque>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 #include "common/xapi/xml_rpc_transport.h"
 #include "common/xapi/xmlrpc_codec.h"
@@ -38,6 +40,14 @@ class FakeXmlRpcTransport final : public XmlRpcTransport {
   // The transport itself fails.
   void AddTransportError(const std::string& method, absl::Status status);
 
+  // Calls of `method` wait (without answering) until Release(method): a
+  // slow host, for tests of what goes on meanwhile.
+  void Hold(const std::string& method);
+  void Release(const std::string& method);
+  // Whether a call of `method` is waiting in Hold, after waiting up to
+  // `timeout` for one to arrive.
+  bool WaitForHeldCall(const std::string& method, absl::Duration timeout);
+
   std::vector<Call> calls() const;
   std::vector<std::string> methods() const;
 
@@ -56,6 +66,8 @@ class FakeXmlRpcTransport final : public XmlRpcTransport {
   mutable absl::Mutex mu_;
   std::map<std::string, std::deque<Reply>> replies_ ABSL_GUARDED_BY(mu_);
   std::vector<Call> calls_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int> held_ ABSL_GUARDED_BY(mu_);  // waiting calls
+  std::set<std::string> holding_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace vmb::testing

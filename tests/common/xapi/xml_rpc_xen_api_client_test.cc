@@ -3,8 +3,10 @@
 // how it parses replies recorded from real XenServer hosts.
 #include "common/xapi/xml_rpc_xen_api_client.h"
 
+#include <future>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -243,6 +245,55 @@ TEST_F(RecordedRepliesTest, HostAndStorageRecordsFromXenServer62) {
   Replay("VBD.get_record", "VBD.get_record.0.xml");
   ASSERT_OK_AND_ASSIGN(VbdRecord vbd, client_->GetVbd("OpaqueRef:any"));
   EXPECT_FALSE(vbd.userdevice.empty());
+}
+
+TEST_F(XmlRpcXenApiClientTest, ALoginInProgressHoldsNoLockOthersNeed) {
+  // A slow login (XAPI delays a failed one by seconds; a busy master is
+  // slow) must not stall what does not need its session.
+  LoginOk();
+  fake_->AddSuccess("VM.get_all_records", XmlRpcValue::MakeStruct());
+  fake_->Hold("session.login_with_password");
+  std::thread first([&] { EXPECT_OK(client_->Login()); });
+  ASSERT_TRUE(
+      fake_->WaitForHeldCall("session.login_with_password", absl::Seconds(60)));
+  // The client's state is readable while the login is on the wire...
+  auto url =
+      std::async(std::launch::async, [&] { return client_->master_url(); });
+  const bool answered =
+      url.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  // ...and a call that needs a session waits for that login, not another.
+  auto call = std::async(std::launch::async, [&] {
+    return client_->Call("VM.get_all_records", {}, CallKind::kIdempotent);
+  });
+  fake_->Release("session.login_with_password");
+  first.join();
+  EXPECT_TRUE(answered) << "master_url() waited for the login";
+  EXPECT_EQ(url.get(), "http://10.0.0.3:8080");
+  EXPECT_OK(call.get().status());
+  int logins = 0;
+  for (const std::string& m : fake_->methods())
+    logins += m == "session.login_with_password";
+  EXPECT_EQ(logins, 1);
+}
+
+TEST_F(XmlRpcXenApiClientTest, CallersWaitingForAFailedLoginShareItsError) {
+  fake_->AddFailure("session.login_with_password",
+                    {"SESSION_AUTHENTICATION_FAILED", "root", "bad"});
+  fake_->Hold("session.login_with_password");
+  std::thread first([&] {
+    EXPECT_THAT(client_->Login(), StatusIs(absl::StatusCode::kUnauthenticated));
+  });
+  ASSERT_TRUE(
+      fake_->WaitForHeldCall("session.login_with_password", absl::Seconds(60)));
+  auto second =
+      std::async(std::launch::async, [&] { return client_->Login(); });
+  // The second caller is waiting for the first login (or has not started);
+  // either way one failed attempt is enough for both.
+  fake_->Release("session.login_with_password");
+  first.join();
+  const absl::Status s = second.get();
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr("SESSION_AUTHENTICATION_FAILED"));
 }
 
 }  // namespace
