@@ -513,6 +513,14 @@ absl::Status Job::StreamToFile(
         return absl::OkStatus();
       });
   absl::Status stream_status = result.status();
+  // (curl's total limit ends the transfer at the deadline to the ms.)
+  if (absl::IsDeadlineExceeded(stream_status) &&
+      c_.clock->Now() + absl::Milliseconds(10) >= deadline_) {
+    // The transfer's total limit is what is left of vm_timeout: say so.
+    stream_status = absl::DeadlineExceededError(absl::StrCat(
+        "vm_timeout (", absl::FormatDuration(vm_timeout_),
+        ") expired during the export (", stream_status.message(), ")"));
+  }
   if (stream_status.ok()) stream_status = verifier->Finish();
   absl::StatusOr<std::string> sha256;
   if (stream_status.ok()) {
@@ -522,7 +530,13 @@ absl::Status Job::StreamToFile(
   writer.reset();  // the file is ours again
   if (!write_error.ok()) return write_error;
   if (!stream_status.ok()) {
-    // The task often knows better why the stream broke (VDI_IO_ERROR).
+    // When we stopped the stream (a cancel, one of our timeouts), that is the
+    // cause; the task then fails only because we hung up.
+    if (absl::IsCancelled(stream_status) ||
+        absl::IsDeadlineExceeded(stream_status)) {
+      return stream_status;
+    }
+    // Otherwise the task often knows better why it broke (VDI_IO_ERROR).
     absl::StatusOr<TaskRecord> task = WaitForTask(task_ref_, absl::Seconds(3));
     if (task.ok()) {
       task_finished_ = true;

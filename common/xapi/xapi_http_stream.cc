@@ -275,8 +275,9 @@ absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
         c, CURLOPT_CONNECTTIMEOUT_MS,
         static_cast<long>(absl::ToInt64Milliseconds(request.timeouts.connect)));
     if (deadline != Clock::time_point::max()) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - Clock::now());
+      // Rounded up: the transfer never ends before the caller's deadline.
+      const auto left =
+          std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
       curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
                        static_cast<long>(std::max<int64_t>(1, left.count())));
     }

@@ -586,11 +586,20 @@ TEST_F(VmBackupJobFaultTest, StallBeyondStallTimeout) {
 TEST_F(VmBackupJobFaultTest, VmTimeout) {
   v1::JobSpec spec = Spec("DEV-RH6");
   const auto before = EarlierBackup(spec, "xcp-host3");
+  // The stall timeout is far above the VM timeout: only vm_timeout can end
+  // this job in time.
   spec.set_vm_timeout_ms(1500);
+  spec.set_stall_timeout_ms(600000);
+  const absl::Time start = absl::Now();
   const v1::JobStatus st = RunWithFault(
       spec, "xcp-host3",
       R"({"kind":"STALL","call":"/export","vm":"DEV-RH6","after_bytes":"1048576","delay_ms":0,"times":1})");
+  const absl::Duration elapsed = absl::Now() - start;
   ExpectCleanFailure(st, spec, before, "VM-EXPORT-FAIL");
+  EXPECT_EQ(st.error_step(), "export");
+  EXPECT_THAT(st.error_message(), HasSubstr("vm_timeout (1.5s) expired"));
+  EXPECT_GE(elapsed, absl::Milliseconds(1500));
+  EXPECT_LT(elapsed, absl::Seconds(120)) << "ended by something else";
 }
 
 TEST_F(VmBackupJobFaultTest, SnapshotErrorsTakeNothing) {
@@ -720,18 +729,34 @@ TEST_F(VmBackupJobFaultTest, NotEnoughFreeSpace) {
 TEST_F(VmBackupJobFaultTest, CancelledMidStream) {
   const v1::JobSpec spec = Spec("DEV-RH6");
   const auto before = EarlierBackup(spec, "xcp-host3");
+  // The stream stops at 3 MiB and stays open, so the cancel lands while it
+  // is under way; a clock that moves at every read reports progress often.
   ASSERT_OK(sim_->AddFault(
-      R"({"kind":"STALL","call":"/export","vm":"DEV-RH6","after_bytes":"1048576","delay_ms":0,"times":1})"));
+      R"({"kind":"STALL","call":"/export","vm":"DEV-RH6","after_bytes":"3145728","delay_ms":0,"times":1})"));
+  SteppingClock clock;
+  JobContext c = ContextFor("xcp-host3");
+  c.clock = &clock;
   absl::Notification cancel;
+  uint64_t written_at_cancel = 0;
+  std::string folder_at_cancel;
   JobHooks hooks;
   hooks.cancel = &cancel;
   hooks.progress = [&](const v1::JobStatus& s) {
-    if (s.phase() == v1::JOB_PHASE_EXPORT && !cancel.HasBeenNotified())
+    if (s.phase() == v1::JOB_PHASE_EXPORT && s.bytes_written() >= (1 << 20) &&
+        !cancel.HasBeenNotified()) {
+      written_at_cancel = s.bytes_written();
+      folder_at_cancel = s.backup_folder();
       cancel.Notify();
+    }
   };
-  const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host3"), spec, hooks);
+  const v1::JobStatus st = RunVmBackupJob(c, spec, hooks);
   EXPECT_EQ(st.phase(), v1::JOB_PHASE_CANCELLED) << st.DebugString();
   EXPECT_EQ(st.status_token(), "CANCELLED");
+  EXPECT_GE(written_at_cancel, 1u << 20)
+      << "cancelled before 1 MiB was written";
+  ASSERT_FALSE(folder_at_cancel.empty());
+  EXPECT_TRUE(absl::IsNotFound(fs_.Stat(folder_at_cancel).status()))
+      << "the cancelled backup's folder is still there";
   ExpectNothingLeftInThePool();
   ASSERT_OK_AND_ASSIGN(auto after, testing::TreeDigest(share_));
   EXPECT_EQ(after, before);
