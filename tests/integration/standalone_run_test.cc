@@ -460,6 +460,57 @@ TEST_F(StandaloneRunTest, KilledMidStreamThenTheNextRunCleansUp) {
   EXPECT_EQ(first, first_before);
 }
 
+TEST_F(StandaloneRunTest, SigtermMidRunCancelsCleanlyThenTheNextRunSucceeds) {
+  StartSim();
+  const std::string config = Config("vm-export=DEV-RH6\n");
+  // The export stops at 2 MiB and stays open until the client goes.
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind":"STALL","call":"/export","vm":"DEV-RH6","after_bytes":"2097152","delay_ms":0,"times":1})"));
+  const std::string log = JoinPath(dir_, "sigterm.log");
+  const pid_t pid = testing::StartCommand(Argv(config), log);
+  ASSERT_GT(pid, 0);
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  bool streaming = false;
+  while (!streaming && absl::Now() < deadline) {
+    for (const BackupEntry& b : Backups("DEV-RH6")) {
+      absl::StatusOr<FileInfo> f =
+          fs_.Stat(JoinPath(backups_, "DEV-RH6", b.name, "DEV-RH6.xva"));
+      if (!b.committed && f.ok() && f->size >= 1048576) streaming = true;
+    }
+    if (!streaming) absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(streaming);
+  const absl::Time sent = absl::Now();
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  int status = 0;
+  pid_t done = 0;
+  while ((done = waitpid(pid, &status, WNOHANG)) == 0 &&
+         absl::Now() - sent < absl::Seconds(10)) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  if (done == 0) {  // still running after 10 s: fail, and do not leak it
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    FAIL() << "vmbackup did not end within 10 s of SIGTERM";
+  }
+  ASSERT_EQ(done, pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "ended by signal " << WTERMSIG(status);
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  ASSERT_OK_AND_ASSIGN(std::string output, fs_.ReadFile(log, 1 << 20));
+  EXPECT_THAT(output, HasSubstr("CANCELLED")) << output;
+  // Nothing committed, the half folder gone, no snapshot left.
+  EXPECT_THAT(Backups("DEV-RH6"), IsEmpty()) << output;
+  last_output_ = output;
+  ExpectNoSnapshotsLeft();
+  // The next run backs the VM up.
+  const CommandResult r = Run(config);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const std::vector<BackupEntry> after = Backups("DEV-RH6");
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_TRUE(after[0].committed);
+  ExpectNoSnapshotsLeft();
+}
+
 TEST_F(StandaloneRunTest, ASecondRunOnTheSameShareIsRefused) {
   StartSim();
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<FileLock> held,
