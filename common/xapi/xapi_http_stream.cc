@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 #include "common/base/status_util.h"
@@ -19,7 +20,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMaxErrorBody = 64 * 1024;
-constexpr absl::string_view kEmbeddedPrefix = "HTTP/";
+// Marks the status of a body that was, whole, XAPI's error response.
+constexpr absl::string_view kEmbeddedErrorPayload =
+    "type.vmbackup/embedded-error-response";
 
 // State of one request (one URL); a redirect starts a new one.
 struct Transfer {
@@ -33,12 +36,10 @@ struct Transfer {
   std::string location;
   std::string task_id;
   std::string content_type;
-  // The first bytes of a 200 body are held back until we know whether XAPI
-  // put an error response inside it.
+  // The first bytes of a 200 body, copied as they pass: if the whole body
+  // turns out to be XAPI's error response (xen-api #4603), it is an error.
   std::string head;
-  bool head_checked = false;
-  bool embedded_error = false;
-  std::string error_body;  // body of a non-200 answer, or the embedded one
+  std::string error_body;  // body of a non-200 answer
   uint64_t delivered = 0;
   absl::Status abort;  // why a callback stopped the transfer
 };
@@ -113,24 +114,8 @@ size_t OnBody(char* data, size_t size, size_t n, void* userp) {
     return len;
   }
   absl::string_view chunk(data, len);
-  if (t->embedded_error) {
-    if (t->error_body.size() < kMaxErrorBody) {
-      t->error_body.append(data,
-                           std::min(len, kMaxErrorBody - t->error_body.size()));
-    }
-    return len;
-  }
-  if (!t->head_checked) {
-    t->head.append(chunk.data(), chunk.size());
-    if (t->head.size() < kEmbeddedPrefix.size()) return len;
-    t->head_checked = true;
-    if (absl::StartsWith(t->head, kEmbeddedPrefix)) {
-      t->embedded_error = true;
-      t->error_body = t->head.substr(0, kMaxErrorBody);
-      return len;
-    }
-    std::string held = std::move(t->head);
-    return Deliver(t, held) == held.size() ? len : 0;
+  if (t->head.size() < kMaxErrorBody) {
+    t->head.append(data, std::min(len, kMaxErrorBody - t->head.size()));
   }
   return Deliver(t, chunk) == len ? len : 0;
 }
@@ -199,6 +184,46 @@ absl::Status ErrorPageStatus(const std::string& body, long status,
 }
 
 }  // namespace
+
+std::optional<XenApiError> ParseEmbeddedErrorResponse(absl::string_view body) {
+  // "HTTP/1.x NNN reason\r\n", header lines, a blank line, the error page.
+  if (!absl::StartsWith(body, "HTTP/1.") || body.size() < 13 ||
+      !absl::ascii_isdigit(static_cast<unsigned char>(body[7])) ||
+      body[8] != ' ') {
+    return std::nullopt;
+  }
+  int code = 0;
+  if (!absl::SimpleAtoi(body.substr(9, 3), &code) || code < 400 || code > 599) {
+    return std::nullopt;
+  }
+  const size_t end = body.find("\r\n\r\n");
+  if (end == absl::string_view::npos) return std::nullopt;
+  absl::string_view page = body.substr(end + 4);
+  // A Content-Length, when given, is the page's length exactly.
+  for (absl::string_view line : absl::StrSplit(body.substr(0, end), "\r\n")) {
+    const size_t colon = line.find(':');
+    if (colon == absl::string_view::npos) continue;
+    if (!absl::EqualsIgnoreCase(
+            absl::StripAsciiWhitespace(line.substr(0, colon)),
+            "content-length")) {
+      continue;
+    }
+    uint64_t length = 0;
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(colon + 1)),
+                          &length) ||
+        length != page.size()) {
+      return std::nullopt;
+    }
+  }
+  if (!absl::EndsWith(absl::StripTrailingAsciiWhitespace(page), "</html>")) {
+    return std::nullopt;
+  }
+  return ParseXapiErrorPage(page);
+}
+
+bool IsEmbeddedErrorResponse(const absl::Status& status) {
+  return status.GetPayload(kEmbeddedErrorPayload).has_value();
+}
 
 std::string EncodeQuery(
     const std::vector<std::pair<std::string, std::string>>& query) {
@@ -328,20 +353,19 @@ absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
       return ErrorPageStatus(t.error_body, t.status,
                              absl::StrCat(where, ": HTTP ", t.status));
     }
-    if (t.embedded_error) {
-      size_t body_at = t.error_body.find("\r\n\r\n");
-      const std::string inner = body_at == std::string::npos
-                                    ? t.error_body
-                                    : t.error_body.substr(body_at + 4);
-      return ErrorPageStatus(
-          inner, 500,
-          absl::StrCat(where,
-                       ": HTTP 200, then an error response in the body"));
-    }
-    if (!t.head_checked && !t.head.empty()) {
-      // A body shorter than the embedded-error prefix.
-      if (Deliver(&t, t.head) != t.head.size()) return Annotate(t.abort, where);
-      result.bytes += t.head.size();
+    if (t.delivered <= kMaxErrorBody) {
+      if (std::optional<XenApiError> e = ParseEmbeddedErrorResponse(t.head)) {
+        std::vector<std::string> description = {e->code};
+        description.insert(description.end(), e->params.begin(),
+                           e->params.end());
+        absl::Status s = AnnotateStatus(
+            XenApiFailureToStatus(description),
+            absl::StrCat(where,
+                         ": HTTP 200, then XAPI's error response as "
+                         "the whole body"));
+        s.SetPayload(kEmbeddedErrorPayload, absl::Cord("1"));
+        return s;
+      }
     }
     result.final_url = url.substr(0, url.find('?'));
     result.task_id_header = t.task_id;

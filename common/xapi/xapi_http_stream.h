@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +34,7 @@
 #include "absl/time/time.h"
 
 #include "common/xapi/curl_util.h"
+#include "common/xapi/xenapi_error.h"
 
 namespace vmb {
 
@@ -88,12 +90,25 @@ using XapiStreamSink = std::function<absl::Status(absl::string_view data)>;
 //   UNAUTHENTICATED      HTTP 401 (the session is not valid);
 //   FAILED_PRECONDITION  TLS verification failed, or a redirect to a host
 //                        not in allowed_redirect_hosts, or too many redirects;
-//   the XenAPI error     of an HTTP 500/403/404 error page, or of an error
-//                        page XAPI wrote inside a 200 body (xen-api #4603);
+//   the XenAPI error     of an HTTP 500/403/404 error page, or of a 200 body
+//                        that is, whole, XAPI's error response (xen-api
+//                        #4603; IsEmbeddedErrorResponse is true of it: the
+//                        sink has had those bytes, and only the task can
+//                        say whether they were a disk's that look alike);
 //   the sink's error     as the sink returned it.
 // Messages never contain the session id.
 absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
                                                const XapiStreamSink& sink);
+
+// Whether a status of XapiStreamGet is that of a 200 body that was, whole,
+// XAPI's error response.
+bool IsEmbeddedErrorResponse(const absl::Status& status);
+
+// The XenAPI error of `body` if it is, whole, an HTTP error response as XAPI
+// writes one after a 200 (status line 4xx/5xx, headers, a blank line, and
+// its HTML error page of Content-Length bytes); nullopt for anything else,
+// whatever its first bytes.
+std::optional<XenApiError> ParseEmbeddedErrorResponse(absl::string_view body);
 
 // "a=b&c=d" with RFC 3986 percent-encoding.
 std::string EncodeQuery(
