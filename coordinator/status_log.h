@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+// clang-format off
 // status.log, in VmBackup.py's format, so that the checks admins built on it
 // (NRPE, grep in cron mail) keep working:
 //
 //   2026/11/26 03:00:01,vmbackup.py,xcp-host1,begin
 //   2026/11/26 03:00:02,vm-export,xcp-host2,begin,PROD-web
-//   2026/11/26 03:04:10,vm-export,xcp-host2,end,SUCCESS PROD-web,elapse:4
-//   size:12G 2026/11/26 03:05:00,vm-export,xcp-host3,end,VM-EXPORT-FAIL
-//   DEV-db,VDI_IO_ERROR 2026/11/26 03:05:01,vmbackup.py,xcp-host1,end,ERROR,S:1
-//   W:0 E:1
+//   2026/11/26 03:04:10,vm-export,xcp-host2,end,SUCCESS PROD-web,elapse:4 size:12G
+//   2026/11/26 03:05:00,vm-export,xcp-host3,end,VM-EXPORT-FAIL DEV-db,VDI_IO_ERROR
+//   2026/11/26 03:05:01,vmbackup.py,xcp-host1,end,ERROR,S:1 W:0 E:1
+// clang-format on
 //
 // Differences from the seed, all additive: a VM's lines name the host that
 // exported it (the seed's was always the one host it ran on); a failure line

@@ -3,8 +3,8 @@
 
 // The filesystem as the backup share is written: a small leveldb-style Env
 // seam. PosixFilesystem is the real one; tests wrap it
-// (tests/fakes/fault_injecting_filesystem.h) to inject ENOSPC, EIO and short
-// writes into exactly the step under test.
+// (tests/testing/faulty_filesystem.h) to inject ENOSPC and EIO into exactly
+// the step under test and to record the order of every change.
 //
 // Paths are plain strings; callers build them from a verified root and single
 // path components (see backup_layout.h), and the implementation never follows
