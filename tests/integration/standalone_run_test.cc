@@ -98,6 +98,22 @@ class StandaloneRunTest : public ::testing::Test {
     return b.value_or(std::vector<BackupEntry>{});
   }
 
+  // Waits (60 s at most) until an uncommitted backup of the VM called `vm`
+  // (its folder and file named after it) holds at least `bytes` of its XVA:
+  // a run is in the middle of exporting it.
+  bool WaitUntilWritten(const std::string& vm, uint64_t bytes) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (absl::Now() < deadline) {
+      for (const BackupEntry& b : Backups(vm)) {
+        absl::StatusOr<FileInfo> f =
+            fs_.Stat(JoinPath(backups_, vm, b.name, vm + ".xva"));
+        if (!b.committed && f.ok() && f->size >= bytes) return true;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return false;
+  }
+
   std::vector<std::string> StatusLogLines() {
     absl::StatusOr<std::string> text = fs_.ReadFile(StatusLogPath(), 1 << 20);
     if (!text.ok()) return {};
@@ -417,20 +433,9 @@ TEST_F(StandaloneRunTest, KilledMidStreamThenTheNextRunCleansUp) {
   const std::string log = JoinPath(dir_, "killed.log");
   const pid_t pid = testing::StartCommand(Argv(config), log);
   ASSERT_GT(pid, 0);
-  // Wait (bounded) until the export is under way: the half-written file is
-  // on the share, up to the stall.
-  const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  bool streaming = false;
-  while (!streaming && absl::Now() < deadline) {
-    for (const BackupEntry& b : Backups("DEV-RH6")) {
-      absl::StatusOr<FileInfo> f =
-          fs_.Stat(JoinPath(backups_, "DEV-RH6", b.name, "DEV-RH6.xva"));
-      if (!b.committed && f.ok() && f->size >= 2097152 - 65536)
-        streaming = true;
-    }
-    if (!streaming) absl::SleepFor(absl::Milliseconds(20));
-  }
-  ASSERT_TRUE(streaming);
+  // The export is under way: the half-written file is on the share, up to
+  // the stall.
+  ASSERT_TRUE(WaitUntilWritten("DEV-RH6", 2097152 - 65536));
   ASSERT_EQ(kill(pid, SIGKILL), 0);
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
@@ -469,17 +474,7 @@ TEST_F(StandaloneRunTest, SigtermMidRunCancelsCleanlyThenTheNextRunSucceeds) {
   const std::string log = JoinPath(dir_, "sigterm.log");
   const pid_t pid = testing::StartCommand(Argv(config), log);
   ASSERT_GT(pid, 0);
-  const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  bool streaming = false;
-  while (!streaming && absl::Now() < deadline) {
-    for (const BackupEntry& b : Backups("DEV-RH6")) {
-      absl::StatusOr<FileInfo> f =
-          fs_.Stat(JoinPath(backups_, "DEV-RH6", b.name, "DEV-RH6.xva"));
-      if (!b.committed && f.ok() && f->size >= 1048576) streaming = true;
-    }
-    if (!streaming) absl::SleepFor(absl::Milliseconds(20));
-  }
-  ASSERT_TRUE(streaming);
+  ASSERT_TRUE(WaitUntilWritten("DEV-RH6", 1048576));
   const absl::Time sent = absl::Now();
   ASSERT_EQ(kill(pid, SIGTERM), 0);
   int status = 0;
