@@ -311,8 +311,8 @@ absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
         return absl::FailedPreconditionError(
             absl::StrCat(where, ": redirected from ", target->scheme, " to ",
                          next->scheme, " (", next->host,
-                         "); refused, the session must not change "
-                         "transport"));
+                         "); refused: a redirect may not change the scheme, "
+                         "the session cookie must never travel in clear"));
       }
       if (FindPoolHost(request.allowed_redirect_hosts, next->host,
                        /*by_name=*/false) == nullptr) {
