@@ -259,10 +259,18 @@ absl::Status HostPins::AddPin(absl::string_view key, absl::string_view sha256) {
 
 HostIdentity HostPins::ResolveLocked(const HostIdentity& peer) const {
   HostIdentity out = peer;
-  auto it = hosts_.find(NormalisePinKey(peer.address));
-  if (it == hosts_.end()) return out;
-  if (out.uuid.empty()) out.uuid = it->second.uuid;
-  if (out.hostname.empty()) out.hostname = it->second.hostname;
+  const std::string key = NormalisePinKey(peer.address);
+  const HostIdentity* host = nullptr;
+  if (auto it = hosts_.find(key); it != hosts_.end()) {
+    host = &it->second;
+  } else {  // a URL may name the host (--xapi-url https://xen1)
+    for (const auto& [address, h] : hosts_) {
+      if (!h.hostname.empty() && NormalisePinKey(h.hostname) == key) host = &h;
+    }
+  }
+  if (host == nullptr) return out;
+  if (out.uuid.empty()) out.uuid = host->uuid;
+  if (out.hostname.empty()) out.hostname = host->hostname;
   return out;
 }
 

@@ -121,8 +121,8 @@ class HostPins {
   absl::Status SetPoolHosts(const std::vector<HostIdentity>& hosts)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // `peer` with the uuid and hostname the pool gave for its address, where
-  // `peer` has none.
+  // `peer` with the uuid and hostname the pool gave for its address (or, for
+  // a URL that names a host, for its host name), where `peer` has none.
   HostIdentity Resolve(const HostIdentity& peer) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // The pins that apply to `peer`: those of the first key with any, in the

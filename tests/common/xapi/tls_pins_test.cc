@@ -152,6 +152,9 @@ TEST(HostPinsTest, FindsPinsByUuidThenAddressThenHostName) {
   EXPECT_THAT(pins.Find(Host("10.0.0.2")).sha256, ElementsAre(Hex('b')));
   EXPECT_THAT(pins.Find(Host("10.0.0.9")).sha256, ElementsAre(Hex('c')));
   EXPECT_EQ(pins.Resolve(Host("10.0.0.9")).uuid, "uuid-9");
+  // A URL that names a host by its host name.
+  EXPECT_EQ(pins.Resolve(Host("XEN2")).uuid, "uuid-2");
+  EXPECT_THAT(pins.Find(Host("xen2")).sha256, ElementsAre(Hex('b')));
 }
 
 TEST(HostPinsTest, ChecksThePresentedCertificate) {
