@@ -135,7 +135,7 @@ std::string NormalisePinKey(absl::string_view key) {
   return absl::AsciiStrToLower(key);
 }
 
-HostPins::HostPins() = default;
+HostPins::HostPins() : HostPins("", Options()) {}
 
 HostPins::HostPins(std::string path, Options options)
     : path_(std::move(path)), options_(options) {}
