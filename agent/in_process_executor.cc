@@ -18,7 +18,8 @@ InProcessExecutor::InProcessExecutor(ExecutorSetup setup)
   base_.tls = setup_.tls;
   base_.destroy_retry = setup_.snapshot_destroy_timeout;
   for (const auto& [ref, host] : setup_.hosts) {
-    if (!host.address.empty()) base_.redirect_hosts.push_back(host.address);
+    if (!host.address.empty())
+      base_.redirect_hosts.push_back(IdentityOfHost(host));
   }
 }
 

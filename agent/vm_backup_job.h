@@ -44,8 +44,9 @@ struct JobContext {
   // "scheme://address[:port]", and its record.
   std::string data_url;
   HostRecord host;
-  // Addresses of the pool's hosts: a 302 may lead only there.
-  std::vector<std::string> redirect_hosts;
+  // The pool's hosts: a 302 may lead only there, and each is verified as
+  // itself (its pin, or its name with a CA).
+  std::vector<HostIdentity> redirect_hosts;
   TlsOptions tls;
   absl::Duration connect_timeout = absl::Seconds(30);
   absl::Duration first_byte_timeout = absl::Minutes(5);

@@ -174,7 +174,7 @@ void Run::DumpPoolDb(const PoolInventory& inventory) {
   d.master_name = master != nullptr ? master->record.name_label : "master";
   d.master_url = o_.xapi->master_url();
   for (const InventoryHost& h : inventory.hosts)
-    d.redirect_hosts.push_back(h.record.address);
+    d.redirect_hosts.push_back(IdentityOfHost(h.record));
   d.tls = o_.tls;
   d.keep = policy_.max_backups;
   d.time_zone = o_.time_zone;
@@ -411,6 +411,13 @@ BackupRunResult Run::Execute() {
   log_.Line(std::string(
       absl::StripTrailingAsciiWhitespace(FormatPreview(plan, true))));
   if (!plan.valid()) return Fatal(plan.error());
+  if (o_.tls.pins != nullptr) {  // the hosts' pins by uuid and name too
+    std::vector<HostIdentity> hosts;
+    for (const InventoryHost& h : inventory.hosts)
+      hosts.push_back(IdentityOfHost(h.record));
+    absl::Status s = o_.tls.pins->SetPoolHosts(hosts);
+    if (!s.ok()) return Fatal(std::string(s.message()));
+  }
   // A rule that matches nothing may mean a VM that should be backed up is
   // not (renamed, deleted): the run ends with a warning.
   for (const v1::PlanWarning& w : plan.warnings()) {

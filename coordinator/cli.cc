@@ -17,7 +17,9 @@
 
 #include "common/base/filesystem.h"
 #include "common/base/version.h"
+#include "common/xapi/curl_util.h"
 #include "common/xapi/curl_xml_rpc_transport.h"
+#include "common/xapi/tls_pins.h"
 #include "common/xapi/xml_rpc_xen_api_client.h"
 #include "coordinator/backup_policy.h"
 #include "coordinator/backup_run.h"
@@ -40,7 +42,10 @@ constexpr const char* kReservedCommands[] = {"run", "status", "runs", "agents",
 struct Flags {
   std::string xapi_url = "http://localhost";
   std::string user = "root";
-  TlsOptions tls;
+  TlsOptions tls;  // complete once ParseFlags returned
+  std::string tls_fingerprint;
+  std::string tls_pins;
+  bool tls_pins_tofu = false;
   bool json = false;
   bool allow_insecure_password_file = false;
   absl::Duration snapshot_destroy_timeout = absl::Minutes(2);
@@ -58,6 +63,56 @@ std::string ShortUsage() {
          "[pre_clean=True|False]\n       vmbackup help (more), vmbackup config "
          "(config keys), "
          "vmbackup example (a config file)\n";
+}
+
+// The pin store of --tls-pins, --tls-pins-tofu and --tls-fingerprint, once
+// all flags are read. Errors (INVALID_ARGUMENT) name the flag at fault.
+absl::Status FinishTlsFlags(Flags* flags) {
+  std::vector<std::string> given;
+  if (!flags->tls.ca_file.empty()) given.push_back("--tls-ca");
+  if (!flags->tls_fingerprint.empty()) given.push_back("--tls-fingerprint");
+  if (!flags->tls_pins.empty()) given.push_back("--tls-pins");
+  if (flags->tls_pins_tofu) given.push_back("--tls-pins-tofu");
+  if (given.empty()) return absl::OkStatus();
+  if (flags->tls_pins_tofu && flags->tls_pins.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls-pins-tofu needs --tls-pins FILE, the file it records the "
+        "certificates in");
+  }
+  if (flags->tls.insecure) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tls-insecure accepts any certificate: it cannot be combined with ",
+        given[0]));
+  }
+  std::optional<HttpUrl> url = ParseHttpUrl(flags->xapi_url);
+  if (!url.has_value() || url->scheme != "https") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(given[0], " applies to https:// only, and --xapi-url is ",
+                     flags->xapi_url));
+  }
+  if (!flags->tls_pins.empty()) {
+    absl::StatusOr<std::shared_ptr<HostPins>> pins =
+        HostPins::Load(flags->tls_pins, {.tofu = flags->tls_pins_tofu});
+    if (!pins.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--tls-pins: ", pins.status().message()));
+    }
+    flags->tls.pins = *std::move(pins);
+  }
+  if (!flags->tls_fingerprint.empty()) {
+    // Pins the host of --xapi-url only: every pool host has a certificate
+    // of its own.
+    if (flags->tls.pins == nullptr) {
+      flags->tls.pins = std::make_shared<HostPins>();
+    }
+    if (absl::Status s =
+            flags->tls.pins->AddPin(url->host, flags->tls_fingerprint);
+        !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--tls-fingerprint: ", s.message()));
+    }
+  }
+  return absl::OkStatus();
 }
 
 // Parses the flags before the positional arguments. Returns the index of
@@ -93,17 +148,19 @@ int ParseFlags(const std::vector<std::string>& args, Flags* flags, size_t* next,
       *io.out << VersionString() << "\n";
       return kExitOk;
     }
-    if (name == "--tls-insecure" || name == "--json" ||
-        name == "--allow-insecure-password-file") {
+    if (name == "--tls-insecure" || name == "--tls-pins-tofu" ||
+        name == "--json" || name == "--allow-insecure-password-file") {
       if (has_value) return Fail(io, absl::StrCat(name, " takes no value"));
       if (name == "--tls-insecure") flags->tls.insecure = true;
+      if (name == "--tls-pins-tofu") flags->tls_pins_tofu = true;
       if (name == "--json") flags->json = true;
       if (name == "--allow-insecure-password-file")
         flags->allow_insecure_password_file = true;
       continue;
     }
     if (name != "--xapi-url" && name != "--user" && name != "--tls-ca" &&
-        name != "--tls-fingerprint" && name != "--snapshot-destroy-timeout") {
+        name != "--tls-fingerprint" && name != "--tls-pins" &&
+        name != "--snapshot-destroy-timeout") {
       return Fail(io,
                   absl::StrCat("unknown flag ", name, " (see vmbackup help)"));
     }
@@ -122,6 +179,8 @@ int ParseFlags(const std::vector<std::string>& args, Flags* flags, size_t* next,
       flags->user = value;
     } else if (name == "--tls-ca") {
       flags->tls.ca_file = value;
+    } else if (name == "--tls-pins") {
+      flags->tls_pins = value;
     } else if (name == "--snapshot-destroy-timeout") {
       absl::StatusOr<absl::Duration> d = ParseDurationValue(value);
       if (!d.ok()) {
@@ -135,8 +194,11 @@ int ParseFlags(const std::vector<std::string>& args, Flags* flags, size_t* next,
           !s.ok()) {
         return Fail(io, absl::StrCat("--tls-fingerprint: ", s.message()));
       }
-      flags->tls.pinned_sha256 = value;
+      flags->tls_fingerprint = value;
     }
+  }
+  if (absl::Status s = FinishTlsFlags(flags); !s.ok()) {
+    return Fail(io, std::string(s.message()));
   }
   *next = i;
   return -1;
@@ -413,9 +475,15 @@ FLAGS (before the positional arguments):
   --xapi-url URL          pool master (or any member: vmbackup follows
                           HOST_IS_SLAVE to the master); default http://localhost
   --user NAME             XenAPI user name; default root
-  --tls-ca FILE           for https: trust the certificate(s) in FILE
-  --tls-fingerprint HEX   for https: accept exactly the certificate whose
-                          SHA-256 fingerprint is HEX (colons allowed)
+  --tls-ca FILE           for https: trust the CA certificate(s) in FILE; a
+                          host's certificate must name its host.hostname
+  --tls-fingerprint HEX   for https: the host of --xapi-url must present the
+                          certificate whose SHA-256 fingerprint is HEX
+  --tls-pins FILE         for https: each host must present the certificate
+                          pinned for it in FILE (lines "<host uuid or
+                          address> <SHA-256>"; see docs/xenapi-client.md)
+  --tls-pins-tofu         with --tls-pins: record the certificate of a host
+                          that has no pin in FILE on first use, pinned since
   --tls-insecure          for https: accept any certificate (tests only)
   --json                  preview: print the report as JSON
   --snapshot-destroy-timeout DURATION

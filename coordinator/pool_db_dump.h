@@ -17,6 +17,7 @@
 #include "common/base/clock.h"
 #include "common/base/filesystem.h"
 #include "common/xapi/curl_util.h"
+#include "common/xapi/tls_pins.h"
 #include "common/xapi/xenapi_client.h"
 
 namespace vmb::coordinator {
@@ -25,7 +26,7 @@ struct PoolDbDumpOptions {
   std::string backup_dir;
   std::string master_name;  // host name_label of the master: the folder name
   std::string master_url;
-  std::vector<std::string> redirect_hosts;
+  std::vector<HostIdentity> redirect_hosts;
   TlsOptions tls;
   int keep = 4;
   absl::TimeZone time_zone = absl::LocalTimeZone();

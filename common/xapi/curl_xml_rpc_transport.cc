@@ -9,8 +9,8 @@
 namespace vmb {
 
 struct CurlXmlRpcTransport::Handle {
+  CurlTlsCheck tls;  // first: it must outlive the handle's connections
   CurlEasyPtr easy;
-  std::string pin;
 };
 
 namespace {
@@ -69,16 +69,18 @@ absl::StatusOr<std::string> CurlXmlRpcTransport::Post(
     return absl::ResourceExhaustedError("curl_easy_init failed");
   CURL* c = h->easy.get();
   curl_easy_reset(c);
-  absl::Status tls = ApplyTlsOptions(c, options_.tls, &h->pin);
-  if (!tls.ok()) return tls;
+  const std::string endpoint = url + "/";
+  // The host is known by the URL's host (and, once the pool's hosts are
+  // known, by the identity the pin store has for that address).
+  if (absl::Status s = h->tls.Apply(c, options_.tls, endpoint); !s.ok()) {
+    return Annotate(s, "XML-RPC call to ", url);
+  }
   std::string body;
   Sink sink{&body, options_.max_response_bytes};
   char error[CURL_ERROR_SIZE] = {0};
   CurlSlistPtr headers(curl_slist_append(nullptr, "Content-Type: text/xml"));
   // Disable "Expect: 100-continue": XAPI answers directly.
   headers.reset(curl_slist_append(headers.release(), "Expect:"));
-  const std::string endpoint = url + "/";
-  curl_easy_setopt(c, CURLOPT_URL, endpoint.c_str());
   curl_easy_setopt(c, CURLOPT_POST, 1L);
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, request.data());
   curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
@@ -99,6 +101,10 @@ absl::StatusOr<std::string> CurlXmlRpcTransport::Post(
   CURLcode rc = curl_easy_perform(c);
   long http_status = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &http_status);
+  const absl::Status failed =
+      rc == CURLE_OK ? absl::OkStatus()
+                     : h->tls.TransferError(
+                           rc, absl::StrCat("XML-RPC call to ", url), error);
   // The handle is safe to reuse whatever happened; curl drops broken
   // connections itself.
   Release(std::move(h));
@@ -107,8 +113,7 @@ absl::StatusOr<std::string> CurlXmlRpcTransport::Post(
         absl::StrCat("XML-RPC response from ", url, " exceeds ",
                      options_.max_response_bytes, " bytes"));
   }
-  if (rc != CURLE_OK)
-    return CurlCodeToStatus(rc, absl::StrCat("XML-RPC call to ", url), error);
+  if (!failed.ok()) return failed;
   if (http_status == 200) return body;
   if (std::optional<XenApiError> e = ParseXapiErrorPage(body)) {
     std::vector<std::string> description = {e->code};

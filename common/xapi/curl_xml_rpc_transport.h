@@ -16,7 +16,15 @@ namespace vmb {
 
 // XmlRpcTransport over libcurl. Keeps a small pool of easy handles so that
 // connections are reused (XAPI keeps RPC connections alive). Thread-safe:
-// each call takes a handle from the pool.
+// each call takes a handle from the pool. TLS follows Options::tls for the
+// host of each call's URL (CurlTlsCheck): its pin by the URL's host, or by
+// the host's uuid once the pin store knows the pool's hosts.
+//
+// Post's errors: those of CurlTlsCheck (FAILED_PRECONDITION for a refused
+// certificate or a host without a pin, naming it), the transfer's
+// (CurlCodeToStatus), RESOURCE_EXHAUSTED for a reply over
+// max_response_bytes, the XenAPI error of an HTTP error page, UNAVAILABLE for
+// another HTTP 5xx and INTERNAL for another status.
 class CurlXmlRpcTransport final : public XmlRpcTransport {
  public:
   struct Options {

@@ -146,28 +146,19 @@ int OnProgress(void* userp, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   return 0;
 }
 
-// scheme://host[:port] and host of a URL.
-bool SplitUrl(absl::string_view url, std::string* origin, std::string* host,
-              std::string* path_and_query) {
-  size_t sep = url.find("://");
-  if (sep == absl::string_view::npos) return false;
-  size_t slash = url.find('/', sep + 3);
-  absl::string_view authority = url.substr(
-      sep + 3, slash == absl::string_view::npos ? absl::string_view::npos
-                                                : slash - sep - 3);
-  if (authority.empty() || absl::StrContains(authority, "@")) return false;
-  *origin = std::string(
-      url.substr(0, slash == absl::string_view::npos ? url.size() : slash));
-  *path_and_query =
-      slash == absl::string_view::npos ? "/" : std::string(url.substr(slash));
-  if (absl::StartsWith(authority, "[")) {
-    size_t close = authority.find(']');
-    if (close == absl::string_view::npos) return false;
-    *host = std::string(authority.substr(1, close - 1));
-  } else {
-    *host = std::string(authority.substr(0, authority.find(':')));
+// The pool host at `host` (an address; for the first request, whose URL the
+// caller chose, a host name too), or null.
+const HostIdentity* FindPoolHost(const std::vector<HostIdentity>& hosts,
+                                 const std::string& host, bool by_name) {
+  const std::string key = NormalisePinKey(host);
+  for (const HostIdentity& h : hosts) {
+    if (NormalisePinKey(h.address) == key) return &h;
   }
-  return true;
+  if (!by_name) return nullptr;
+  for (const HostIdentity& h : hosts) {
+    if (!h.hostname.empty() && NormalisePinKey(h.hostname) == key) return &h;
+  }
+  return nullptr;
 }
 
 absl::Status ErrorPageStatus(const std::string& body, long status,
@@ -260,10 +251,11 @@ absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
   url += request.path;
   if (!query.empty()) absl::StrAppend(&url, "?", EncodeQuery(query));
 
+  // Declared before the handle it serves, so that it outlives it.
+  CurlTlsCheck tls;
   CurlEasyPtr easy(curl_easy_init());
   if (easy == nullptr)
     return absl::ResourceExhaustedError("curl_easy_init failed");
-  std::string pin;
   XapiStreamResult result;
   const auto deadline =
       request.timeouts.total == absl::InfiniteDuration()
@@ -272,15 +264,27 @@ absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
   for (int hop = 0;; ++hop) {
     CURL* c = easy.get();
     curl_easy_reset(c);
-    if (absl::Status s = ApplyTlsOptions(c, request.tls, &pin); !s.ok())
-      return s;
+    const std::optional<HttpUrl> target = ParseHttpUrl(url);
+    if (!target.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "GET ", request.path, ": malformed URL '", request.base_url, "'"));
+    }
+    HostIdentity peer;
+    peer.address = target->host;
+    if (const HostIdentity* h = FindPoolHost(request.allowed_redirect_hosts,
+                                             target->host, hop == 0)) {
+      peer = *h;
+    }
+    if (absl::Status s = tls.Apply(c, request.tls, url, peer); !s.ok()) {
+      return Annotate(s, "GET ", request.path, " from ",
+                      url.substr(0, url.find('?')));
+    }
     Transfer t;
     t.request = &request;
     t.sink = &sink;
     t.start = t.last_data = Clock::now();
     char error[CURL_ERROR_SIZE] = {0};
     const std::string cookie = absl::StrCat("session_id=", request.session_id);
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     if (!request.session_id.empty())
       curl_easy_setopt(c, CURLOPT_COOKIE, cookie.c_str());
@@ -319,22 +323,27 @@ absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
                        "(XAPI does this when "
                        "no host can serve the request; the task says why)"));
     }
-    if (rc != CURLE_OK) return CurlCodeToStatus(rc, where, error);
+    if (rc != CURLE_OK) return tls.TransferError(rc, where, error);
     if (t.status == 301 || t.status == 302 || t.status == 303 ||
         t.status == 307) {
-      std::string origin, host, rest;
-      if (!SplitUrl(t.location, &origin, &host, &rest)) {
+      const std::optional<HttpUrl> next = ParseHttpUrl(t.location);
+      if (!next.has_value()) {
         return absl::FailedPreconditionError(
             absl::StrCat(where, ": redirect with a malformed Location"));
       }
-      bool allowed = false;
-      for (const std::string& h : request.allowed_redirect_hosts) {
-        allowed = allowed ||
-                  absl::StripPrefix(absl::StripSuffix(h, "]"), "[") == host;
-      }
-      if (!allowed) {
+      // The session cookie goes only where the first request went: never
+      // from https to http.
+      if (next->scheme != target->scheme) {
         return absl::FailedPreconditionError(
-            absl::StrCat(where, ": redirected to ", host,
+            absl::StrCat(where, ": redirected from ", target->scheme, " to ",
+                         next->scheme, " (", next->host,
+                         "); refused: a redirect may not change the scheme, "
+                         "the session cookie must never travel in clear"));
+      }
+      if (FindPoolHost(request.allowed_redirect_hosts, next->host,
+                       /*by_name=*/false) == nullptr) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(where, ": redirected to ", next->host,
                          ", which is not a host of this pool; refused"));
       }
       if (hop >= request.max_redirects) {

@@ -11,7 +11,7 @@
 //   req.query = {{"ref", snapshot_ref}, {"use_compression", "zstd"}};
 //   req.session_id = session;                   // sent only as a cookie
 //   req.task_id = task;
-//   req.allowed_redirect_hosts = {"10.0.0.1", "10.0.0.2", "10.0.0.3"};
+//   req.allowed_redirect_hosts = pool_hosts;    // IdentityOfHost(host record)
 //   auto result = XapiStreamGet(req, [&](absl::string_view data) {
 //     return file.Append(data);
 //   });
@@ -34,6 +34,7 @@
 #include "absl/time/time.h"
 
 #include "common/xapi/curl_util.h"
+#include "common/xapi/tls_pins.h"
 #include "common/xapi/xenapi_error.h"
 
 namespace vmb {
@@ -57,9 +58,13 @@ struct XapiStreamRequest {
   std::vector<std::pair<std::string, std::string>> query;
   std::string session_id;  // secret: sent only as "Cookie: session_id=..."
   std::string task_id;     // added to the query as task_id
-  // Host addresses (host.address of the pool's members) a 302 may lead to;
-  // a redirect anywhere else is refused.
-  std::vector<std::string> allowed_redirect_hosts;
+  // The pool's hosts (address, uuid, hostname: IdentityOfHost). A 302 may
+  // lead only to one of their addresses, and with the same scheme; each
+  // connection to one of them is verified as that host (its pin, or its
+  // hostname with a CA: see TlsOptions). The host of base_url is looked up
+  // by address, then by hostname; a host not in the list is verified by
+  // the URL's host alone.
+  std::vector<HostIdentity> allowed_redirect_hosts;
   int max_redirects = 2;
   XapiStreamTimeouts timeouts;
   uint64_t bandwidth_limit = 0;  // bytes per second; 0 = unlimited
@@ -88,8 +93,15 @@ using XapiStreamSink = std::function<absl::Status(absl::string_view data)>;
 //   DEADLINE_EXCEEDED    connect, first-byte, inactivity or total timeout;
 //   CANCELLED            `cancel` was notified;
 //   UNAUTHENTICATED      HTTP 401 (the session is not valid);
-//   FAILED_PRECONDITION  TLS verification failed, or a redirect to a host
-//                        not in allowed_redirect_hosts, or too many redirects;
+//   FAILED_PRECONDITION  TLS verification failed (a pin mismatch names the
+//                        host, the expected and presented fingerprints), or
+//                        the host has no pin and there is no TOFU or CA
+//                        (CurlTlsCheck, HostPins::Check), or a redirect to a
+//                        host not in allowed_redirect_hosts, or one that
+//                        changes the scheme (https to http), or too many
+//                        redirects; the session cookie is not sent then;
+//   INVALID_ARGUMENT     a malformed base_url, an unreadable CA file;
+//   the pins file's      errors recording a first-use certificate;
 //   the XenAPI error     of an HTTP 500/403/404 error page, or of a 200 body
 //                        that is, whole, XAPI's error response (xen-api
 //                        #4603; IsEmbeddedErrorResponse is true of it: the

@@ -66,7 +66,8 @@ class VmBackupJobTest : public ::testing::Test {
       if (host.name_label == host_name) c.host = host;
     }
     c.data_url = sim_->host_url(host_name);
-    c.redirect_hosts = sim_->host_addresses();
+    for (const auto& [ref, host] : hosts_)
+      c.redirect_hosts.push_back(IdentityOfHost(host));
     c.destroy_backoff = absl::Milliseconds(20);
     c.destroy_retry = absl::Seconds(5);
     c.version = "test";

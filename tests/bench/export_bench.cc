@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
   context.fs = vmb::PosixFilesystem::Get();
   context.clock = vmb::SystemClock::Get();
   for (const auto& [ref, host] : *hosts) {
-    context.redirect_hosts.push_back(host.address);
+    context.redirect_hosts.push_back(vmb::IdentityOfHost(host));
     if (host.name_label == argv[2]) {
       context.host = host;
       context.data_url = vmb::ReplaceUrlHost(argv[1], host.address);

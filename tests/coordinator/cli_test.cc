@@ -536,5 +536,66 @@ TEST(CliTest, MalformedArgumentsAndConfigsExit2WithOneMessage) {
   EXPECT_GE(n, 30);
 }
 
+// The TLS flags: each mistake is one message naming the flag.
+TEST(CliTest, TlsFlagErrorsNameTheFlag) {
+  const std::string dir = vmb::testing::MakeTempDir("tls-flags");
+  const std::string fp = std::string(64, 'a');
+  const std::string pins =
+      WriteFile(dir + "/pins", absl::StrCat("# hosts\n10.0.0.1 ", fp, "\n"));
+  const std::string bad = WriteFile(dir + "/bad", "10.0.0.1 12:34\n");
+  const std::string open =
+      WriteFile(dir + "/open", absl::StrCat("10.0.0.1 ", fp, "\n"), 0666);
+  const std::string https = "https://10.0.0.1";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--xapi-url", https, "--tls-pins-tofu", "pw", "x"},
+       "--tls-pins-tofu needs --tls-pins FILE"},
+      {{"--xapi-url", https, "--tls-pins-tofu=yes", "pw", "x"},
+       "--tls-pins-tofu takes no value"},
+      {{"--xapi-url", https, "--tls-pins"}, "--tls-pins needs a value"},
+      {{"--xapi-url", https, "--tls-pins", dir + "/missing", "pw", "x"},
+       "--tls-pins: cannot open pins file " + dir + "/missing"},
+      {{"--xapi-url", https, "--tls-pins", bad, "pw", "x"},
+       "--tls-pins: " + bad + ":1: a SHA-256 certificate fingerprint has 64"},
+      {{"--xapi-url", https, "--tls-pins", open, "pw", "x"},
+       "writable by others"},
+      {{"--xapi-url", https, "--tls-pins", dir, "pw", "x"},
+       "is not a regular file"},
+      {{"--tls-pins", pins, "pw", "x"},
+       "--tls-pins applies to https:// only, and --xapi-url is "
+       "http://localhost"},
+      {{"--xapi-url", "http://10.0.0.1", "--tls-fingerprint", fp, "pw", "x"},
+       "--tls-fingerprint applies to https:// only"},
+      {{"--xapi-url", https, "--tls-insecure", "--tls-pins", pins, "pw", "x"},
+       "--tls-insecure accepts any certificate: it cannot be combined with "
+       "--tls-pins"},
+      {{"--xapi-url", https, "--tls-fingerprint", "12:34", "pw", "x"},
+       "--tls-fingerprint: a SHA-256 certificate fingerprint has 64"},
+      {{"--xapi-url", https, "--tls-pins-tofu", "--tls-pins",
+        "/nonexistent/dir/pins", "pw", "x"},
+       "--tls-pins: pins file /nonexistent/dir/pins does not exist and cannot "
+       "be created"},
+  };
+  for (const auto& [args, message] : cases) {
+    SCOPED_TRACE(::testing::PrintToString(args));
+    CliRun r = Cli(args);
+    EXPECT_EQ(r.code, 2);
+    EXPECT_THAT(r.err, HasSubstr(message));
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  // Good flags get as far as the next step (here: no executor).
+  for (const std::vector<std::string>& flags :
+       std::vector<std::vector<std::string>>{
+           {"--tls-pins", pins},
+           {"--tls-pins", pins, "--tls-fingerprint", fp},
+           {"--tls-pins", dir + "/new", "--tls-pins-tofu"},
+           {"--tls-fingerprint", fp, "--tls-ca", pins}}) {
+    std::vector<std::string> args = {"--xapi-url", https};
+    args.insert(args.end(), flags.begin(), flags.end());
+    args.insert(args.end(), {"pw", "DEV-RH6"});
+    SCOPED_TRACE(::testing::PrintToString(args));
+    EXPECT_THAT(Cli(args).err, HasSubstr("cannot run backups"));
+  }
+}
+
 }  // namespace
 }  // namespace vmb::coordinator

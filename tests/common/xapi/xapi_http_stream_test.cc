@@ -31,6 +31,17 @@ using ::testing::Not;
 using ::vmb::testing::SimProcess;
 using ::vmb::testing::StatusIs;
 
+// Pool hosts known by their addresses only.
+std::vector<HostIdentity> ByAddress(const std::vector<std::string>& addresses) {
+  std::vector<HostIdentity> out;
+  for (const std::string& a : addresses) {
+    HostIdentity h;
+    h.address = a;
+    out.push_back(h);
+  }
+  return out;
+}
+
 // A sink that hashes what it receives.
 class HashingSink {
  public:
@@ -118,7 +129,7 @@ class XapiStreamTest : public ::testing::Test {
     r.base_url = sim_->host_url(host);
     r.path = path;
     r.session_id = session_;
-    r.allowed_redirect_hosts = sim_->host_addresses();
+    r.allowed_redirect_hosts = ByAddress(sim_->host_addresses());
     r.timeouts.first_byte = absl::Seconds(60);
     r.timeouts.inactivity = absl::Seconds(60);
     auto task = client_->CreateTask("stream test", "");
@@ -200,7 +211,7 @@ TEST_F(XapiStreamTest, RefusesARedirectOutsideThePool) {
   Snap s = Snapshot("DEV-local-build");
   XapiStreamRequest r = Request("xcp-host1", "/export_raw_vdi");
   r.query = {{"vdi", s.vdi}};
-  r.allowed_redirect_hosts = {"127.0.0.2"};
+  r.allowed_redirect_hosts = ByAddress({"127.0.0.2"});
   HashingSink sink;
   EXPECT_THAT(XapiStreamGet(r, sink.sink()).status(),
               StatusIs(absl::StatusCode::kFailedPrecondition,
@@ -421,31 +432,54 @@ class XapiStreamTlsTest : public XapiStreamTest {
   std::string vdi_;
 };
 
+// Options that pin `sha256` for the host `address`.
+TlsOptions PinFor(const std::string& address, const std::string& sha256) {
+  TlsOptions tls;
+  tls.pins = std::make_shared<HostPins>();
+  EXPECT_OK(tls.pins->AddPin(address, sha256));
+  return tls;
+}
+
+TlsOptions CaFile(const std::string& path) {
+  TlsOptions tls;
+  tls.ca_file = path;
+  return tls;
+}
+
 TEST_F(XapiStreamTlsTest, VerifiesAgainstACaFileOrAPin) {
   EXPECT_THAT(sim_->master_url(), ::testing::StartsWith("https://"));
   vdi_ = Snapshot("DEV-RH6").vdi;
-  EXPECT_OK(Fetch({cert_.cert_path, "", false}));
-  EXPECT_OK(Fetch({"", cert_.sha256, false}));
-  EXPECT_OK(Fetch({"", absl::AsciiStrToLower(cert_.sha256), false}));
-  EXPECT_OK(Fetch({"", "", true}));
-  EXPECT_THAT(Fetch({other_.cert_path, "", false}),
+  const std::string host3 = ParseHttpUrl(sim_->host_url("xcp-host3"))->host;
+  EXPECT_OK(Fetch(CaFile(cert_.cert_path)));
+  EXPECT_OK(Fetch(PinFor(host3, cert_.sha256)));
+  EXPECT_OK(Fetch(PinFor(host3, absl::AsciiStrToLower(cert_.sha256))));
+  TlsOptions insecure;
+  insecure.insecure = true;
+  EXPECT_OK(Fetch(insecure));
+  EXPECT_THAT(Fetch(CaFile(other_.cert_path)),
               StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_THAT(Fetch({"", other_.sha256, false}),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(
+      Fetch(PinFor(host3, other_.sha256)),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(host3)));
+  // A pin for another host only: this one has none, and no CA is given.
+  EXPECT_THAT(Fetch(PinFor("127.0.0.99", cert_.sha256)),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("no certificate pin for host " + host3)));
   // No CA given: the system store does not know a self-signed certificate.
   EXPECT_THAT(Fetch({}), StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_THAT(Fetch({"", "12:34", false}),
+  EXPECT_THAT(HostPins().AddPin(host3, "12:34"),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(XapiStreamTlsTest, XmlRpcVerifiesThePinToo) {
+  const std::string master = ParseHttpUrl(sim_->master_url())->host;
   for (const auto& [pin, ok] :
        {std::pair{cert_.sha256, true}, std::pair{other_.sha256, false}}) {
     XmlRpcXenApiClient::Options o;
     o.url = sim_->master_url();
     o.password = sim_->password();
     CurlXmlRpcTransport::Options t;
-    t.tls.pinned_sha256 = pin;
+    t.tls = PinFor(master, pin);
     XmlRpcXenApiClient client(o, std::make_unique<CurlXmlRpcTransport>(t));
     absl::Status s = client.Login();
     EXPECT_EQ(s.ok(), ok) << s;
