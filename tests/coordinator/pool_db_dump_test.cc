@@ -39,7 +39,11 @@ class PoolDbDumpTest : public ::testing::Test {
     options_.backup_dir = share_;
     options_.master_name = "xcp-host1.example.org";
     options_.master_url = sim_->master_url();
-    options_.redirect_hosts = sim_->host_addresses();
+    for (const std::string& address : sim_->host_addresses()) {
+      HostIdentity host;
+      host.address = address;
+      options_.redirect_hosts.push_back(host);
+    }
     options_.time_zone = absl::UTCTimeZone();
   }
 
