@@ -564,7 +564,10 @@ absl::Status SimPool::LoadFixtureLocked(const Fixture& fx) {
     }
   }
 
-  for (const Fault& f : fx.faults()) {
+  for (int i = 0; i < fx.faults_size(); ++i) {
+    const Fault& f = fx.faults(i);
+    if (absl::Status s = ValidateFault(f); !s.ok())
+      return bad("faults[", i, "]: ", s.message());
     faults_.push_back(f);
     fault_fired_.push_back(0);
   }
@@ -658,6 +661,186 @@ std::vector<std::string> SimPool::VdiVmIdentitiesLocked(const Object& vdi) {
   return ids;
 }
 
+// ---- served methods and handlers
+// ---------------------------------------------
+
+namespace {
+
+struct MethodTable {
+  // Method name to parameter counts (the session included).
+  absl::flat_hash_map<std::string, std::pair<size_t, size_t>> arity;
+  std::vector<std::string> names;  // sorted
+};
+
+// Built once from the schema: every generic message of every class, then the
+// specific messages of docs/xapi-sim.md section 5.5.
+const MethodTable& Methods() {
+  static const MethodTable* const table = [] {
+    auto* t = new MethodTable;
+    auto add = [&](const std::string& name, size_t min, size_t max) {
+      t->arity[name] = {min, max};
+    };
+    for (const ClassSchema& c : AllClasses()) {
+      const std::string& cls = c.name;
+      add(cls + ".get_all", 1, 1);
+      add(cls + ".get_all_records", 1, 1);
+      add(cls + ".get_record", 2, 2);
+      add(cls + ".get_by_uuid", 2, 2);
+      for (const FieldSchema& f : c.fields) add(cls + ".get_" + f.name, 2, 2);
+      if (c.Find("name_label") >= 0) {
+        add(cls + ".get_by_name_label", 2, 2);
+        add(cls + ".set_name_label", 3, 3);
+        add(cls + ".set_name_description", 3, 3);
+      }
+      if (c.Find("other_config") >= 0) {
+        add(cls + ".set_other_config", 3, 3);
+        add(cls + ".add_to_other_config", 4, 4);
+        add(cls + ".remove_from_other_config", 3, 3);
+      }
+      if (c.Find("tags") >= 0) {
+        add(cls + ".set_tags", 3, 3);
+        add(cls + ".add_tags", 3, 3);
+        add(cls + ".remove_tags", 3, 3);
+      }
+    }
+    add("session.login_with_password", 2, 4);
+    add("session.logout", 1, 1);
+    add("session.get_this_host", 2, 2);
+    add("VM.snapshot", 3, 4);
+    add("VM.destroy", 2, 2);
+    add("VM.set_is_a_template", 3, 3);
+    add("VM.set_affinity", 3, 3);
+    add("VDI.snapshot", 2, 3);
+    add("VDI.destroy", 2, 2);
+    add("task.create", 3, 3);
+    add("task.cancel", 2, 2);
+    add("task.destroy", 2, 2);
+    for (const auto& [name, unused] : t->arity) t->names.push_back(name);
+    std::sort(t->names.begin(), t->names.end());
+    return t;
+  }();
+  return *table;
+}
+
+// A data handler: its path and whether its requests concern a VM (that a
+// fault's `vm` can match).
+struct Handler {
+  const char* path;
+  bool has_vm;
+};
+constexpr Handler kHandlers[] = {
+    {"/export", true},          {"/export_raw_vdi", true},
+    {"/export_metadata", true}, {"/pool/xmldbdump", false},
+    {"/import", false},         {"/import_raw_vdi", true},
+};
+
+const Handler* FindHandler(absl::string_view path) {
+  for (const Handler& h : kHandlers) {
+    if (path == h.path) return &h;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::vector<std::string> SimPool::ServedMethods() { return Methods().names; }
+
+std::vector<std::string> SimPool::ServedHandlers() {
+  std::vector<std::string> out;
+  for (const Handler& h : kHandlers) out.emplace_back(h.path);
+  return out;
+}
+
+std::optional<SimPool::Arity> SimPool::ArityOf(
+    const std::string& method) const {
+  auto it = Methods().arity.find(method);
+  if (it == Methods().arity.end()) return std::nullopt;
+  if (method == "VM.snapshot" && settings_.old_host_snapshot_arity())
+    return Arity{3, 3};
+  return Arity{it->second.first, it->second.second};
+}
+
+absl::Status SimPool::ValidateFault(const Fault& f) {
+  auto bad = [](auto&&... parts) {
+    return absl::InvalidArgumentError(absl::StrCat(parts...));
+  };
+  if (f.kind() == Fault::KIND_UNSPECIFIED) return bad("kind is required");
+  const std::string kind = Fault::Kind_Name(f.kind());
+  if (kind.empty()) return bad("unknown kind ", static_cast<int>(f.kind()));
+  const std::string& call = f.call();
+  const Handler* handler = FindHandler(call);
+  const bool method = Methods().arity.count(call) != 0;
+  if (!call.empty() && handler == nullptr && !method) {
+    return bad("call \"", call,
+               "\" is neither an XML-RPC method nor a data handler the "
+               "simulator serves (handlers: ",
+               absl::StrJoin(ServedHandlers(), ", "), ")");
+  }
+  // Kinds that ignore some of the matching fields.
+  auto must_be_empty = [&](absl::string_view field,
+                           const std::string& value) -> absl::Status {
+    if (value.empty()) return absl::OkStatus();
+    return bad(kind, " does not look at ", field, " (\"", value,
+               "\"); leave it empty");
+  };
+  switch (f.kind()) {
+    case Fault::SESSION_INVALID:
+      for (auto [field, value] :
+           {std::pair<absl::string_view, const std::string*>{"call", &f.call()},
+            {"vm", &f.vm()},
+            {"host", &f.host()}}) {
+        if (absl::Status s = must_be_empty(field, *value); !s.ok()) return s;
+      }
+      return absl::OkStatus();
+    case Fault::BANDWIDTH:
+      if (f.bytes_per_second() == 0)
+        return bad("BANDWIDTH needs bytes_per_second");
+      [[fallthrough]];
+    case Fault::HOST_DOWN:
+      if (absl::Status s = must_be_empty("call", f.call()); !s.ok()) return s;
+      return must_be_empty("vm", f.vm());
+    case Fault::SLOW_CALL:
+      if (f.delay_ms() == 0) return bad("SLOW_CALL needs delay_ms");
+      if (handler != nullptr) {
+        return bad("SLOW_CALL never applies to \"", call,
+                   "\": it delays XML-RPC calls, not data handlers");
+      }
+      if (!f.vm().empty() && method && !absl::StartsWith(call, "VM.")) {
+        return bad("vm never matches a SLOW_CALL on \"", call,
+                   "\": only VM.* calls have a VM");
+      }
+      return absl::OkStatus();
+    case Fault::CALL_ERROR:
+      if (call == "session.login_with_password") {
+        return bad("CALL_ERROR never applies to \"", call,
+                   "\": logins are not failed by faults");
+      }
+      if (!f.vm().empty() && method && !absl::StartsWith(call, "VM.") &&
+          !absl::StartsWith(call, "VDI.")) {
+        return bad("vm never matches \"", call,
+                   "\": only VM.* and VDI.* calls have a VM");
+      }
+      break;
+    case Fault::STALL:
+    case Fault::CUT:
+    case Fault::EMBEDDED_500:
+    case Fault::CORRUPT:
+    case Fault::TASK_FAIL:
+      if (method) {
+        return bad(kind, " never applies to \"", call,
+                   "\": it applies to the data handlers (",
+                   absl::StrJoin(ServedHandlers(), ", "), ")");
+      }
+      break;
+    default:
+      return bad("unknown kind ", kind);
+  }
+  if (handler != nullptr && !handler->has_vm && !f.vm().empty()) {
+    return bad("vm never matches \"", call, "\": its requests concern no VM");
+  }
+  return absl::OkStatus();
+}
+
 // ---- faults -----------------------------------------------------------------
 
 const Fault* SimPool::MatchFaultLocked(Fault::Kind kind,
@@ -708,8 +891,8 @@ std::vector<std::string> SimPool::FaultErrorLocked(const Fault& f,
 }
 
 absl::Status SimPool::AddFault(const Fault& fault) {
-  if (fault.kind() == Fault::KIND_UNSPECIFIED) {
-    return absl::InvalidArgumentError("fault: kind is required");
+  if (absl::Status s = ValidateFault(fault); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("fault: ", s.message()));
   }
   absl::MutexLock lock(&mu_);
   faults_.push_back(fault);

@@ -42,11 +42,6 @@ int64_t SnapshotBytesNeeded(const Object& sr, const Object& vdi) {
   return IsThickType(sr.str("type")) ? vdi.at("virtual_size").i : 46592;
 }
 
-struct Arity {
-  size_t min;
-  size_t max;
-};
-
 }  // namespace
 
 std::string SimPool::HandleXmlRpc(const std::string& host,
@@ -133,64 +128,14 @@ SimPool::RpcResult SimPool::DispatchLocked(const std::string& host,
     return LoginLocked(host, call);
   }
 
-  // Which messages exist, and their arity (the session included).
-  const ClassSchema* schema = FindClass(cls);
-  Arity arity{0, 0};
-  bool known = true;
-  if (method == "session.logout") {
-    arity = {1, 1};
-  } else if (method == "session.get_this_host") {
-    arity = {2, 2};
-  } else if (method == "VM.snapshot") {
-    arity = settings_.old_host_snapshot_arity() ? Arity{3, 3} : Arity{3, 4};
-  } else if (method == "VM.destroy" || method == "VDI.destroy" ||
-             method == "task.cancel" || method == "task.destroy") {
-    arity = {2, 2};
-  } else if (method == "VM.set_is_a_template" || method == "VM.set_affinity") {
-    arity = {3, 3};
-  } else if (method == "VDI.snapshot") {
-    arity = {2, 3};
-  } else if (method == "task.create") {
-    arity = {3, 3};
-  } else if (schema != nullptr) {
-    if (message == "get_all" || message == "get_all_records") {
-      arity = {1, 1};
-    } else if (message == "get_record" || message == "get_by_uuid") {
-      arity = {2, 2};
-    } else if (message == "get_by_name_label" &&
-               schema->Find("name_label") >= 0) {
-      arity = {2, 2};
-    } else if (absl::StartsWith(message, "get_") &&
-               schema->Find(message.substr(4)) >= 0) {
-      arity = {2, 2};
-    } else if ((message == "set_name_label" ||
-                message == "set_name_description") &&
-               schema->Find("name_label") >= 0) {
-      arity = {3, 3};
-    } else if (message == "set_other_config" &&
-               schema->Find("other_config") >= 0) {
-      arity = {3, 3};
-    } else if (message == "add_to_other_config" &&
-               schema->Find("other_config") >= 0) {
-      arity = {4, 4};
-    } else if (message == "remove_from_other_config" &&
-               schema->Find("other_config") >= 0) {
-      arity = {3, 3};
-    } else if ((message == "add_tags" || message == "remove_tags" ||
-                message == "set_tags") &&
-               schema->Find("tags") >= 0) {
-      arity = {3, 3};
-    } else {
-      known = false;
-    }
-  } else {
-    known = false;
-  }
-  if (!known) return {SimValue(), Err({"MESSAGE_METHOD_UNKNOWN", method})};
-  if (call.params.size() < arity.min || call.params.size() > arity.max) {
+  // Which messages exist, and their arity (the session included): the table
+  // of ServedMethods().
+  const std::optional<Arity> arity = ArityOf(method);
+  if (!arity) return {SimValue(), Err({"MESSAGE_METHOD_UNKNOWN", method})};
+  if (call.params.size() < arity->min || call.params.size() > arity->max) {
     return {SimValue(),
             Err({"MESSAGE_PARAMETER_COUNT_MISMATCH", method,
-                 absl::StrCat(arity.max), absl::StrCat(call.params.size())})};
+                 absl::StrCat(arity->max), absl::StrCat(call.params.size())})};
   }
   if (!on_master)
     return {SimValue(), Err({"HOST_IS_SLAVE", MasterAddressLocked()})};
