@@ -153,6 +153,19 @@ SimPool::StreamFaults SimPool::MatchStreamFaultsLocked(
   return f;
 }
 
+void SimPool::UploadProgress(const std::string& task, int log_index,
+                             uint64_t received, int64_t content_length) {
+  absl::MutexLock lock(&mu_);
+  Object* t = GetLocked("task", task);
+  if (t != nullptr && content_length > 0) {
+    t->at("progress") = SimValue::Float(std::min(
+        0.99,
+        static_cast<double>(received) / static_cast<double>(content_length)));
+  }
+  if (log_index >= 0 && static_cast<size_t>(log_index) < request_log_.size())
+    request_log_[static_cast<size_t>(log_index)].set_bytes_received(received);
+}
+
 void SimPool::SetStalling(int log_index, bool stalling) {
   absl::MutexLock lock(&mu_);
   if (log_index >= 0 && static_cast<size_t>(log_index) < request_log_.size())
@@ -969,6 +982,7 @@ class SimPool::UploadBase : public UploadSink {
       if (pool_->shutting_down()) return false;
       if (faults_.stall && received_ == faults_.stall_at) {
         faults_.stall = false;
+        pool_->UploadProgress(task_, log_index_, received_, content_length_);
         bool client_gone = false;
         if (!WaitOutStall(pool_, log_index_, fd_, faults_.stall_ms,
                           &client_gone)) {
@@ -988,10 +1002,7 @@ class SimPool::UploadBase : public UploadSink {
       }
       if (received_ == 0 || received_ - last_check_ >= (4u << 20)) {
         last_check_ = received_;
-        if (content_length_ > 0) {
-          pool_->StreamProgress(task_, received_,
-                                static_cast<uint64_t>(content_length_));
-        }
+        pool_->UploadProgress(task_, log_index_, received_, content_length_);
         if (pool_->TaskCancelling(task_)) {
           Fail({"TASK_CANCELLED", task_}, "cancelled");
           continue;

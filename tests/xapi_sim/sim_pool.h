@@ -185,6 +185,9 @@ class SimPool {
                       const std::string& outcome,
                       const std::vector<std::string>& exported_vdis);
   bool TaskCancelling(const std::string& task);
+  // An upload's progress: its task's, and the body bytes read so far.
+  void UploadProgress(const std::string& task, int log_index, uint64_t received,
+                      int64_t content_length);
   // Marks whether a STALL fault holds request `log_index` now.
   void SetStalling(int log_index, bool stalling);
   // Blocks to keep `host`'s outgoing rate under its BANDWIDTH fault.

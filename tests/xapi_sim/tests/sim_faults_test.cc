@@ -1,0 +1,603 @@
+// SPDX-License-Identifier: Apache-2.0
+// xapi-sim's faults on every data handler, seen through a raw socket as a
+// client sees them: for each handler and each fault kind that applies to it,
+// the fault fires once and the reply is what XAPI would send. Also: faults
+// that cannot fire are refused, PUT /import runs outside the simulator's
+// lock, and PUT /import_raw_vdi puts chosen bytes on a disk.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <future>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include <openssl/evp.h>
+
+#include "common/xmlrpc_codec.h"
+#include "tests/testing/sim_process.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/xapi_sim/fixture.h"
+#include "tests/xapi_sim/sim_pool.h"
+
+namespace vmb {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using ::vmb::testing::SimProcess;
+
+constexpr absl::Duration kDeadline = absl::Seconds(60);
+
+std::string Sha256Hex(absl::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(md), len));
+}
+
+// ---- a plain HTTP client on a socket ----------------------------------------
+
+// What came back on a connection, up to its end.
+struct Reply {
+  std::string raw;   // every byte received
+  int status = 0;    // 0: no status line came
+  std::string head;  // status line and headers
+  std::string body;  // the bytes after the headers
+
+  std::string Header(absl::string_view name) const {
+    for (absl::string_view line : absl::StrSplit(head, "\r\n")) {
+      const size_t colon = line.find(':');
+      if (colon == absl::string_view::npos) continue;
+      if (absl::EqualsIgnoreCase(line.substr(0, colon), name))
+        return std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+    }
+    return "";
+  }
+};
+
+Reply ParseReply(std::string raw) {
+  Reply r;
+  r.raw = std::move(raw);
+  const size_t end = r.raw.find("\r\n\r\n");
+  if (end == std::string::npos) return r;
+  r.head = r.raw.substr(0, end);
+  r.body = r.raw.substr(end + 4);
+  std::vector<std::string> words = absl::StrSplit(r.head, ' ');
+  if (words.size() >= 2) (void)absl::SimpleAtoi(words[1], &r.status);
+  return r;
+}
+
+// A connection to one host of the simulator.
+class Connection {
+ public:
+  // `base_url` is "http://ADDRESS:PORT".
+  explicit Connection(const std::string& base_url) {
+    absl::string_view rest = base_url;
+    absl::ConsumePrefix(&rest, "http://");
+    const size_t colon = rest.rfind(':');
+    int port = 0;
+    EXPECT_TRUE(absl::SimpleAtoi(rest.substr(colon + 1), &port));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, std::string(rest.substr(0, colon)).c_str(),
+              &addr.sin_addr);
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    EXPECT_EQ(connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
+              0);
+  }
+  ~Connection() {
+    Reset();
+    if (writer_.joinable()) writer_.join();
+  }
+
+  // Sends all of `data` (false if the peer stopped it).
+  bool Send(absl::string_view data) {
+    while (!data.empty()) {
+      const ssize_t n = send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+  // Sends `data` from a thread of its own, so that a server that stops
+  // reading cannot block the test.
+  void SendInBackground(std::string data) {
+    writer_ = std::thread([this, data = std::move(data)] { (void)Send(data); });
+  }
+
+  // Reads the status line and headers (and perhaps more).
+  std::string ReadHead() {
+    while (received_.find("\r\n\r\n") == std::string::npos) {
+      const size_t had = received_.size();
+      if (Read(had + 1).size() == had) break;
+    }
+    return received_;
+  }
+  // Reads until the peer closes (or resets) the connection, or until
+  // `want` bytes have come when `want` is set.
+  std::string Read(size_t want = std::string::npos) {
+    const absl::Time end = absl::Now() + kDeadline;
+    char buf[65536];
+    while (received_.size() < want && absl::Now() < end) {
+      pollfd p = {fd_, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      const size_t room = std::min(sizeof(buf), want - received_.size());
+      const ssize_t n = recv(fd_, buf, room, 0);
+      if (n <= 0) break;
+      received_.append(buf, static_cast<size_t>(n));
+    }
+    return received_;
+  }
+  // True if nothing more arrives within `wait` (the peer holds the rest).
+  bool Quiet(absl::Duration wait) {
+    pollfd p = {fd_, POLLIN, 0};
+    return poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(wait))) == 0;
+  }
+  // Ends the connection with a reset, as a client that gives up does.
+  void Reset() {
+    if (fd_ < 0) return;
+    shutdown(fd_, SHUT_RDWR);  // wakes a writer blocked in send()
+    if (writer_.joinable()) writer_.join();
+    linger l = {1, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+  std::thread writer_;
+  std::string received_;
+};
+
+std::string RequestHead(const std::string& method, const std::string& target,
+                        const std::string& session,
+                        std::optional<size_t> content_length) {
+  std::string head = absl::StrCat(method, " ", target,
+                                  " HTTP/1.1\r\nHost: xapi\r\nCookie: "
+                                  "session_id=",
+                                  session, "\r\nConnection: close\r\n");
+  if (content_length.has_value())
+    absl::StrAppend(&head, "Content-Length: ", *content_length, "\r\n");
+  return head + "\r\n";
+}
+
+// ---- the handlers and what each kind looks like
+// -------------------------------
+
+enum class Handler {
+  kExport,
+  kExportRawVdi,
+  kExportMetadata,
+  kDbDump,
+  kImport,
+  kImportRawVdi
+};
+
+const char* PathOf(Handler h) {
+  switch (h) {
+    case Handler::kExport:
+      return "/export";
+    case Handler::kExportRawVdi:
+      return "/export_raw_vdi";
+    case Handler::kExportMetadata:
+      return "/export_metadata";
+    case Handler::kDbDump:
+      return "/pool/xmldbdump";
+    case Handler::kImport:
+      return "/import";
+    case Handler::kImportRawVdi:
+      return "/import_raw_vdi";
+  }
+  return "";
+}
+
+bool IsUpload(Handler h) {
+  return h == Handler::kImport || h == Handler::kImportRawVdi;
+}
+
+struct Case {
+  Handler handler;
+  std::string kind;
+};
+
+std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
+  std::string path = PathOf(info.param.handler);
+  for (char& c : path) {
+    if (!absl::ascii_isalnum(c)) c = '_';
+  }
+  return absl::StrCat(path.substr(1), "_", info.param.kind);
+}
+
+std::vector<Case> AllCases() {
+  std::vector<Case> cases;
+  for (Handler h :
+       {Handler::kExport, Handler::kExportRawVdi, Handler::kExportMetadata,
+        Handler::kDbDump, Handler::kImport, Handler::kImportRawVdi}) {
+    for (const char* kind : {"CALL_ERROR", "TASK_FAIL", "STALL", "CUT",
+                             "EMBEDDED_500", "CORRUPT"}) {
+      cases.push_back({h, kind});
+    }
+  }
+  return cases;
+}
+
+// The demo pool's halted TEST-debian9 (one 16 MiB disk on the shared SR)
+// is what every handler works on.
+class SimFaultsTest : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override {
+    auto sim = SimProcess::Start();
+    ASSERT_OK(sim.status());
+    sim_ = *std::move(sim);
+    client_ = sim_->NewClient();
+    ASSERT_OK_AND_ASSIGN(session_, client_->SessionRef());
+    ASSERT_OK_AND_ASSIGN(vm_,
+                         vmb::testing::VmRefByName(*client_, "TEST-debian9"));
+    ASSERT_OK_AND_ASSIGN(VmRecord vm, client_->GetVm(vm_));
+    ASSERT_OK_AND_ASSIGN(VbdRecord vbd, client_->GetVbd(vm.vbds[0]));
+    vdi_ = vbd.vdi;
+    ASSERT_OK_AND_ASSIGN(VdiRecord vdi, client_->GetVdi(vdi_));
+    vdi_uuid_ = vdi.uuid;
+  }
+
+  std::string Target(Handler h, const std::string& task) {
+    std::string query;
+    switch (h) {
+      case Handler::kExport:
+      case Handler::kExportMetadata:
+        query = "ref=" + vm_;
+        break;
+      case Handler::kExportRawVdi:
+      case Handler::kImportRawVdi:
+        query = "vdi=" + vdi_;
+        break;
+      case Handler::kDbDump:
+      case Handler::kImport:
+        break;
+    }
+    return absl::StrCat(PathOf(h), "?task_id=", task, query.empty() ? "" : "&",
+                        query);
+  }
+
+  // A download, read to its end.
+  Reply Get(Handler h, const std::string& task) {
+    Connection c(sim_->master_url());
+    EXPECT_TRUE(c.Send(RequestHead("GET", Target(h, task), session_, {})));
+    return ParseReply(c.Read());
+  }
+
+  // An upload of `body`, with the reply read to its end.
+  Reply Put(Handler h, const std::string& task, const std::string& body) {
+    Connection c(sim_->master_url());
+    EXPECT_TRUE(
+        c.Send(RequestHead("PUT", Target(h, task), session_, body.size())));
+    c.SendInBackground(body);
+    return ParseReply(c.Read());
+  }
+
+  // The body an upload sends: an XVA of TEST-debian9 for /import, 3 MiB of
+  // chosen bytes for /import_raw_vdi.
+  std::string UploadBody(Handler h) {
+    if (h == Handler::kImport) {
+      absl::StatusOr<std::string> task = client_->CreateTask("x", "");
+      EXPECT_OK(task.status());
+      Reply xva = Get(Handler::kExport, task.value_or(""));
+      EXPECT_EQ(xva.status, 200);
+      return xva.body;
+    }
+    std::string bytes = "HTTP/1.1 500 Internal Error\r\n\r\n";
+    while (bytes.size() < (3u << 20)) bytes += absl::StrCat(bytes.size(), ";");
+    bytes.resize(3u << 20);
+    return bytes;
+  }
+
+  // Where a byte-offset fault fires in the handler's body.
+  static uint64_t AfterBytes(Handler h) {
+    switch (h) {
+      case Handler::kExport:
+      case Handler::kExportRawVdi:
+        return 65536 + 3;
+      case Handler::kExportMetadata:
+      case Handler::kDbDump:
+        return 1024 + 3;
+      case Handler::kImport:
+        return 100000;  // inside the first disk chunk
+      case Handler::kImportRawVdi:
+        return (1u << 20) + 7;
+    }
+    return 0;
+  }
+
+  absl::StatusOr<sim::RequestLogEntry> LastLogEntry() {
+    absl::StatusOr<sim::RequestLog> log = sim_->Requests();
+    if (!log.ok()) return log.status();
+    if (log->requests().empty()) return absl::NotFoundError("no request");
+    return log->requests(log->requests_size() - 1);
+  }
+
+  // Polls the request log until the last request is stalling.
+  void WaitUntilStalling() {
+    const absl::Time end = absl::Now() + kDeadline;
+    while (absl::Now() < end) {
+      absl::StatusOr<sim::RequestLogEntry> e = LastLogEntry();
+      ASSERT_OK(e.status());
+      if (e->stalling()) return;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    FAIL() << "the request never stalled";
+  }
+
+  // Polls the request log until the last request has an outcome.
+  sim::RequestLogEntry WaitUntilFinished() {
+    const absl::Time end = absl::Now() + kDeadline;
+    while (absl::Now() < end) {
+      absl::StatusOr<sim::RequestLogEntry> e = LastLogEntry();
+      EXPECT_OK(e.status());
+      if (!e.ok()) break;
+      if (!e->outcome().empty()) return *e;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    ADD_FAILURE() << "the request never finished";
+    return {};
+  }
+
+  TaskRecord Task(const std::string& task) {
+    absl::StatusOr<TaskRecord> t = vmb::testing::WaitForTask(*client_, task);
+    EXPECT_OK(t.status());
+    return t.ok() ? *t : TaskRecord();
+  }
+
+  // What an upload left behind, to tell whether it took effect.
+  std::string Effect(Handler h) {
+    if (h == Handler::kImport) {
+      absl::StatusOr<sim::SimState> s = sim_->State();
+      EXPECT_OK(s.status());
+      return s.ok() ? absl::StrCat(s->vms(), " VMs, ", s->vdis(), " VDIs") : "";
+    }
+    absl::StatusOr<sim::VdiInfo> v = sim_->Vdi(vdi_uuid_);
+    EXPECT_OK(v.status());
+    return v.ok() ? v->sha256() : "";
+  }
+
+  std::unique_ptr<SimProcess> sim_;
+  std::unique_ptr<XmlRpcXenApiClient> client_;
+  std::string session_;
+  std::string vm_;
+  std::string vdi_;
+  std::string vdi_uuid_;
+};
+
+// Complete bodies of each download handler end as the format says.
+void ExpectComplete(Handler h, const Reply& r) {
+  switch (h) {
+    case Handler::kExport:
+      EXPECT_TRUE(absl::EndsWith(r.body, std::string(1024, '\0')));
+      break;
+    case Handler::kExportRawVdi:
+      EXPECT_EQ(r.body.size(), 16u << 20);
+      break;
+    case Handler::kExportMetadata:
+      EXPECT_EQ(r.Header("Content-Length"), absl::StrCat(r.body.size()));
+      EXPECT_TRUE(absl::EndsWith(r.body, std::string(1024, '\0')));
+      break;
+    case Handler::kDbDump:
+      EXPECT_TRUE(absl::EndsWith(r.body, "</database>"));
+      break;
+    default:
+      break;
+  }
+}
+
+TEST_P(SimFaultsTest, FiresOnceAndLooksLikeXapi) {
+  const Handler h = GetParam().handler;
+  const std::string& kind = GetParam().kind;
+  const uint64_t at = AfterBytes(h);
+  std::string body;
+  std::string disk_before;  // TEST-debian9's disk
+  if (IsUpload(h)) body = UploadBody(h);
+  if (h == Handler::kImportRawVdi) {
+    ASSERT_OK_AND_ASSIGN(std::string task, client_->CreateTask("x", ""));
+    disk_before = Get(Handler::kExportRawVdi, task).body;
+    ASSERT_EQ(disk_before.size(), 16u << 20);
+  }
+  ASSERT_OK_AND_ASSIGN(sim::SimState state_before, sim_->State());
+  const std::string before = IsUpload(h) ? Effect(h) : "";
+  std::string fault = absl::StrCat(R"({"kind": ")", kind, R"(", "call": ")",
+                                   PathOf(h), R"(", "times": 1)");
+  if (kind == "CALL_ERROR") {
+    absl::StrAppend(&fault, R"(, "error": ["SR_BACKEND_FAILURE_44"])");
+  } else if (kind != "TASK_FAIL") {
+    absl::StrAppend(&fault, R"(, "after_bytes": ")", at, R"(")");
+  }
+  ASSERT_OK(sim_->AddFault(fault + "}"));
+  // Both tasks first: XML-RPC calls between the two requests would change
+  // the database dump.
+  ASSERT_OK_AND_ASSIGN(std::string task1, client_->CreateTask("first", ""));
+  ASSERT_OK_AND_ASSIGN(std::string task2, client_->CreateTask("second", ""));
+
+  Reply first;
+  if (kind == "STALL") {
+    // The body stops at the offset until the client gives up.
+    Connection c(sim_->master_url());
+    const std::string target = Target(h, task1);
+    if (IsUpload(h)) {
+      ASSERT_TRUE(c.Send(RequestHead("PUT", target, session_, body.size())));
+      c.SendInBackground(body);
+      WaitUntilStalling();
+      ASSERT_OK_AND_ASSIGN(sim::RequestLogEntry e, LastLogEntry());
+      EXPECT_EQ(e.bytes_received(), at);
+    } else {
+      ASSERT_TRUE(c.Send(RequestHead("GET", target, session_, {})));
+      const size_t head_end = c.ReadHead().find("\r\n\r\n");
+      ASSERT_NE(head_end, std::string::npos);
+      const std::string got = c.Read(head_end + 4 + at);
+      EXPECT_EQ(got.size(), head_end + 4 + at);
+      WaitUntilStalling();
+      EXPECT_TRUE(c.Quiet(absl::Milliseconds(200)))
+          << "bytes came after the stall offset";
+      first = ParseReply(got);
+      EXPECT_EQ(first.status, 200);
+    }
+    c.Reset();
+    sim::RequestLogEntry e = WaitUntilFinished();
+    EXPECT_EQ(e.outcome(), "client closed during stall");
+  } else {
+    first = IsUpload(h) ? Put(h, task1, body) : Get(h, task1);
+  }
+  const std::string after_first = IsUpload(h) ? Effect(h) : "";
+  // The fault is spent: the same request again succeeds.
+  Reply second = IsUpload(h) ? Put(h, task2, body) : Get(h, task2);
+  EXPECT_EQ(second.status, 200) << second.head;
+  if (!IsUpload(h)) ExpectComplete(h, second);
+  EXPECT_EQ(second.body.size() > 0, !IsUpload(h)) << second.body;
+
+  const TaskRecord t1 = Task(task1);
+  const TaskRecord t2 = Task(task2);
+  EXPECT_EQ(t2.status, TaskStatus::kSuccess)
+      << ::testing::PrintToString(t2.error_info);
+  EXPECT_EQ(t1.status, kind == "CORRUPT" && h != Handler::kImport
+                           ? TaskStatus::kSuccess
+                           : TaskStatus::kFailure)
+      << ::testing::PrintToString(t1.error_info);
+
+  const bool disk = h == Handler::kExport || h == Handler::kExportRawVdi ||
+                    h == Handler::kImportRawVdi;
+  const std::string page_46 = absl::StrCat(
+      "SR_BACKEND_FAILURE_46: [ ; The VDI is not available [opterr=VDI ",
+      disk ? vdi_uuid_ : "", " not detached cleanly];  ]");
+  if (kind == "CALL_ERROR") {
+    EXPECT_EQ(first.status, 500);
+    EXPECT_THAT(first.body, HasSubstr("<h1> Additional information </h1>"
+                                      "SR_BACKEND_FAILURE_44: [ ; There is "
+                                      "insufficient space;  ]</body></html>"));
+    EXPECT_THAT(t1.error_info, ElementsAre("SR_BACKEND_FAILURE_44", "",
+                                           "There is insufficient space", ""));
+  } else if (kind == "TASK_FAIL") {
+    EXPECT_EQ(first.status, 200);
+    if (IsUpload(h)) {
+      EXPECT_EQ(first.body, "");
+    } else {
+      EXPECT_EQ(first.body.size(), second.body.size());
+      ExpectComplete(h, first);
+    }
+    EXPECT_THAT(t1.error_info,
+                ElementsAre("VDI_IO_ERROR", "Device I/O errors"));
+  } else if (kind == "STALL") {
+    if (h == Handler::kImport) {
+      EXPECT_THAT(t1.error_info, ElementsAre("IMPORT_ERROR_PREMATURE_EOF"));
+    } else if (h == Handler::kImportRawVdi) {
+      EXPECT_THAT(t1.error_info,
+                  ElementsAre("VDI_IO_ERROR", "Device I/O errors"));
+    } else {
+      EXPECT_EQ(first.body, second.body.substr(0, at));
+      EXPECT_THAT(t1.error_info,
+                  ElementsAre("INTERNAL_ERROR", HasSubstr("EPIPE")));
+    }
+  } else if (kind == "CUT") {
+    if (IsUpload(h)) {
+      EXPECT_EQ(first.raw, "") << "a cut upload gets no reply";
+    } else {
+      EXPECT_EQ(first.status, 200);
+      EXPECT_EQ(first.body, second.body.substr(0, at));
+      if (h == Handler::kExportMetadata) {
+        EXPECT_EQ(first.Header("Content-Length"),
+                  absl::StrCat(second.body.size()))
+            << "the client sees a body shorter than announced";
+      }
+    }
+    if (disk || h == Handler::kImport) {
+      EXPECT_THAT(t1.error_info,
+                  ElementsAre("VDI_IO_ERROR", "Device I/O errors"));
+    } else {
+      EXPECT_THAT(t1.error_info,
+                  ElementsAre("INTERNAL_ERROR", "simulated failure"));
+    }
+  } else if (kind == "EMBEDDED_500") {
+    EXPECT_EQ(first.status, 200);
+    std::string page;
+    if (IsUpload(h)) {
+      page = first.body;
+    } else {
+      EXPECT_EQ(first.body.substr(0, at), second.body.substr(0, at));
+      page = first.body.substr(std::min<size_t>(at, first.body.size()));
+    }
+    EXPECT_THAT(page,
+                StartsWith("HTTP/1.1 500 Internal Error\r\ncontent-length: "));
+    EXPECT_THAT(page, HasSubstr(page_46));
+    EXPECT_EQ(t1.error_info.size(), 4u);
+    EXPECT_EQ(t1.error_info[0], "SR_BACKEND_FAILURE_46");
+  } else if (kind == "CORRUPT") {
+    EXPECT_EQ(first.status, 200);
+    if (h == Handler::kImport) {
+      // The flipped byte breaks the chunk's checksum: the import fails,
+      // inside the 200 as XAPI reports errors met in the body.
+      EXPECT_THAT(first.body, StartsWith("HTTP/1.1 500 Internal Error\r\n"));
+      EXPECT_THAT(first.body,
+                  HasSubstr("IMPORT_ERROR: [ checksum mismatch in Ref:"));
+      ASSERT_EQ(t1.error_info.size(), 2u);
+      EXPECT_EQ(t1.error_info[0], "IMPORT_ERROR");
+    } else if (h == Handler::kImportRawVdi) {
+      EXPECT_EQ(first.body, "");
+    } else {
+      ASSERT_EQ(first.body.size(), second.body.size());
+      for (size_t i = 0; i < first.body.size(); ++i) {
+        if (i == at) {
+          EXPECT_EQ(first.body[i], static_cast<char>(second.body[i] ^ 0x5a));
+        } else if (first.body[i] != second.body[i]) {
+          ADD_FAILURE() << "byte " << i << " differs too";
+          break;
+        }
+      }
+    }
+  }
+
+  if (IsUpload(h)) {
+    // A failed upload changes nothing; the successful one (and a raw upload
+    // with a flipped byte, which XAPI cannot tell) takes effect.
+    std::string flipped = body;
+    flipped[at] ^= 0x5a;
+    const std::string rest =
+        h == Handler::kImportRawVdi ? disk_before.substr(body.size()) : "";
+    if (kind == "CORRUPT" && h == Handler::kImportRawVdi) {
+      EXPECT_EQ(after_first, Sha256Hex(flipped + rest));
+    } else {
+      EXPECT_EQ(after_first, before);
+    }
+    if (h == Handler::kImport) {
+      EXPECT_EQ(Effect(h), absl::StrCat(state_before.vms() + 1, " VMs, ",
+                                        state_before.vdis() + 1, " VDIs"));
+      ASSERT_OK_AND_ASSIGN(XmlRpcValue result, DecodeXmlRpcValue(t2.result));
+      EXPECT_EQ(result.size(), 1u);
+    } else {
+      EXPECT_EQ(Effect(h), Sha256Hex(body + rest));
+      EXPECT_EQ(t2.result, absl::StrCat("<value>", vdi_, "</value>"));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryHandlerAndKind, SimFaultsTest,
+                         ::testing::ValuesIn(AllCases()), CaseName);
+
+}  // namespace
+}  // namespace vmb
