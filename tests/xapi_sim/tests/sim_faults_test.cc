@@ -599,5 +599,317 @@ TEST_P(SimFaultsTest, FiresOnceAndLooksLikeXapi) {
 INSTANTIATE_TEST_SUITE_P(EveryHandlerAndKind, SimFaultsTest,
                          ::testing::ValuesIn(AllCases()), CaseName);
 
+// ---- faults that cannot fire are refused ------------------------------------
+
+TEST(SimBadFaultTest, ControlEndpointAnswers400NamingTheProblem) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SimProcess> sim, SimProcess::Start());
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"kind": "CALL_ERROR", "call": "VM.snapshott"})",
+       "bad fault: call \"VM.snapshott\" is neither an XML-RPC method nor a "
+       "data handler the simulator serves"},
+      {R"({"kind": "CALL_ERROR", "call": "/export/"})",
+       "call \"/export/\" is neither"},
+      {R"({"kind": "STALL", "call": "VM.snapshot"})",
+       "bad fault: STALL never applies to \"VM.snapshot\""},
+      {R"({"kind": "CUT", "call": "VM.snapshot"})",
+       "bad fault: CUT never applies to \"VM.snapshot\""},
+      {R"({"kind": "TASK_FAIL", "call": "task.create"})",
+       "TASK_FAIL never applies to \"task.create\""},
+      {R"({"kind": "SLOW_CALL", "call": "/export", "delay_ms": 10})",
+       "SLOW_CALL never applies to \"/export\""},
+      {R"({"kind": "SLOW_CALL", "call": "VM.snapshot"})",
+       "SLOW_CALL needs delay_ms"},
+      {R"({"kind": "CALL_ERROR", "call": "session.login_with_password"})",
+       "CALL_ERROR never applies to \"session.login_with_password\""},
+      {R"({"kind": "CALL_ERROR", "call": "/pool/xmldbdump", "vm": "DEV-RH6"})",
+       "vm never matches \"/pool/xmldbdump\""},
+      {R"({"kind": "CUT", "call": "/import", "vm": "DEV-RH6"})",
+       "vm never matches \"/import\""},
+      {R"({"kind": "CALL_ERROR", "call": "host.get_all", "vm": "DEV-RH6"})",
+       "vm never matches \"host.get_all\""},
+      {R"({"kind": "SESSION_INVALID", "call": "VM.snapshot"})",
+       "SESSION_INVALID does not look at call"},
+      {R"({"kind": "HOST_DOWN", "host": "xcp-host2", "vm": "DEV-RH6"})",
+       "HOST_DOWN does not look at vm"},
+      {R"({"kind": "BANDWIDTH"})", "BANDWIDTH needs bytes_per_second"},
+      {R"({"call": "/export"})", "bad fault: kind is required"},
+  };
+  for (const auto& [json, message] : cases) {
+    ASSERT_OK_AND_ASSIGN(vmb::testing::HttpReply r,
+                         vmb::testing::HttpRequestForTest(
+                             "POST", sim->master_url() + "/sim/faults", json));
+    EXPECT_EQ(r.status, 400) << json;
+    EXPECT_THAT(r.body, HasSubstr(message)) << json;
+  }
+  // None of them was armed; good ones still are.
+  ASSERT_OK(sim->AddFault(
+      R"({"kind": "CALL_ERROR", "call": "/export_metadata", "vm": "DEV-RH6"})"));
+  ASSERT_OK(sim->AddFault(R"({"kind": "STALL", "call": "/import_raw_vdi"})"));
+  ASSERT_OK(sim->AddFault(
+      R"({"kind": "SLOW_CALL", "call": "VM.get_all", "delay_ms": 1})"));
+  ASSERT_OK_AND_ASSIGN(vmb::testing::HttpReply list,
+                       vmb::testing::HttpRequestForTest(
+                           "GET", sim->master_url() + "/sim/faults"));
+  EXPECT_EQ(std::count(list.body.begin(), list.body.end(), '{'), 4)
+      << list.body;  // the list and its three faults
+}
+
+TEST(SimBadFaultTest, AFixtureWithABadFaultDoesNotLoad) {
+  sim::Fixture fixture = sim::DemoFixture();
+  sim::Fault* f = fixture.add_faults();
+  f->set_kind(sim::Fault::CORRUPT);
+  f->set_call("VM.destroy");
+  EXPECT_THAT(sim::SimPool::Create(fixture).status(),
+              vmb::testing::StatusIs(
+                  absl::StatusCode::kInvalidArgument,
+                  HasSubstr("fixture: faults[0]: CORRUPT never applies to "
+                            "\"VM.destroy\"")));
+  f->set_call("/export_metadata");
+  EXPECT_OK(sim::SimPool::Create(fixture).status());
+}
+
+// The list of served methods is the dispatcher's: every method in it is
+// dispatched (not MESSAGE_METHOD_UNKNOWN), with the arity it accepts.
+TEST(SimServedMethodsTest, EveryListedMethodIsServedAndNoOther) {
+  auto pool = sim::SimPool::Create(sim::DemoFixture());
+  ASSERT_OK(pool.status());
+  InitXmlRpcCodec();
+  int status = 0;
+  auto call = [&](const std::string& method,
+                  std::vector<XmlRpcValue> params) -> XmlRpcValue {
+    const std::string body = (*pool)->HandleXmlRpc(
+        "xcp-host1", EncodeMethodCall(method, params), &status);
+    absl::StatusOr<XmlRpcValue> v = DecodeMethodResponse(body);
+    EXPECT_OK(v.status()) << method;
+    return v.ok() ? *v : XmlRpcValue();
+  };
+  const std::string session =
+      call("session.login_with_password",
+           {XmlRpcValue::String("root"), XmlRpcValue::String("demo-password")})
+          .Find("Value")
+          ->text();
+  const std::vector<std::string> methods = sim::SimPool::ServedMethods();
+  EXPECT_TRUE(std::is_sorted(methods.begin(), methods.end()));
+  for (const char* m : {"VM.snapshot", "VM.get_record", "VM.get_all_records",
+                        "VDI.destroy", "task.cancel", "host.get_address",
+                        "session.login_with_password", "VM.add_tags"}) {
+    EXPECT_THAT(methods, ::testing::Contains(m));
+  }
+  for (const std::string& method : methods) {
+    if (method == "session.login_with_password" || method == "session.logout")
+      continue;
+    // A wrong number of parameters is refused as MESSAGE_PARAMETER_COUNT_
+    // MISMATCH, which only a served method gets.
+    std::vector<XmlRpcValue> params(8, XmlRpcValue::String(session));
+    XmlRpcValue reply = call(method, params);
+    ASSERT_NE(reply.Find("ErrorDescription"), nullptr) << method;
+    EXPECT_EQ(reply.Find("ErrorDescription")->items()[0].text(),
+              "MESSAGE_PARAMETER_COUNT_MISMATCH")
+        << method;
+  }
+  for (const char* unknown :
+       {"VM.snapshott", "VM.get_nothing", "VM.start", "Async.VM.snapshot"}) {
+    EXPECT_THAT(methods, ::testing::Not(::testing::Contains(unknown)));
+    XmlRpcValue reply = call(unknown, {XmlRpcValue::String(session)});
+    EXPECT_EQ(reply.Find("ErrorDescription")->items()[0].text(),
+              "MESSAGE_METHOD_UNKNOWN")
+        << unknown;
+  }
+  EXPECT_THAT(sim::SimPool::ServedHandlers(),
+              ElementsAre("/export", "/export_raw_vdi", "/export_metadata",
+                          "/pool/xmldbdump", "/import", "/import_raw_vdi"));
+}
+
+// ---- uploads
+// ------------------------------------------------------------------
+
+class SimUploadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto sim = SimProcess::Start();
+    ASSERT_OK(sim.status());
+    sim_ = *std::move(sim);
+    client_ = sim_->NewClient();
+    ASSERT_OK_AND_ASSIGN(session_, client_->SessionRef());
+  }
+
+  std::string DiskOf(const std::string& vm_name) {
+    auto vm = vmb::testing::VmRefByName(*client_, vm_name);
+    EXPECT_OK(vm.status());
+    auto rec = client_->GetVm(vm.value_or(""));
+    EXPECT_OK(rec.status());
+    if (!rec.ok()) return "";
+    auto vbd = client_->GetVbd(rec->vbds[0]);
+    EXPECT_OK(vbd.status());
+    return vbd.ok() ? vbd->vdi : "";
+  }
+
+  Reply Request(const std::string& method, const std::string& target,
+                const std::string& body, bool with_length = true) {
+    Connection c(sim_->master_url());
+    EXPECT_TRUE(c.Send(RequestHead(
+        method, target, session_,
+        with_length ? std::optional<size_t>(body.size()) : std::nullopt)));
+    if (!body.empty()) c.SendInBackground(body);
+    return ParseReply(c.Read());
+  }
+
+  std::unique_ptr<SimProcess> sim_;
+  std::unique_ptr<XmlRpcXenApiClient> client_;
+  std::string session_;
+};
+
+// While an import is held in the middle of its body (a STALL that lasts until
+// the client leaves), XML-RPC calls still complete: the upload is read and
+// parsed without the simulator's lock.
+TEST_F(SimUploadTest, AnImportInProgressDoesNotBlockOtherRequests) {
+  ASSERT_OK_AND_ASSIGN(std::string vm,
+                       vmb::testing::VmRefByName(*client_, "TEST-debian9"));
+  Reply xva = Request("GET", "/export?ref=" + vm, "", false);
+  ASSERT_EQ(xva.status, 200);
+  // Past ova.xml, in the middle of the first disk chunk.
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind": "STALL", "call": "/import", "after_bytes": "300000", "times": 1})"));
+  Connection upload(sim_->master_url());
+  ASSERT_TRUE(
+      upload.Send(RequestHead("PUT", "/import", session_, xva.body.size())));
+  upload.SendInBackground(xva.body);
+  const absl::Time end = absl::Now() + kDeadline;
+  bool stalling = false;
+  while (!stalling && absl::Now() < end) {
+    ASSERT_OK_AND_ASSIGN(sim::RequestLog log, sim_->Requests());
+    stalling = log.requests(log.requests_size() - 1).stalling();
+  }
+  ASSERT_TRUE(stalling);
+  auto calls = std::async(std::launch::async, [&] {
+    std::unique_ptr<XmlRpcXenApiClient> other = sim_->NewClient();
+    absl::Status s = other->SessionRef().status();
+    if (s.ok()) s = other->GetAllVms().status();
+    return s;
+  });
+  const bool done =
+      calls.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  upload.Reset();  // ends the stall either way
+  ASSERT_TRUE(done) << "XML-RPC blocked behind the import";
+  EXPECT_OK(calls.get());
+}
+
+// The bytes put on a disk with /import_raw_vdi are what every later export
+// of it reads; a snapshot taken before keeps the old bytes.
+TEST_F(SimUploadTest, ImportRawVdiPutsChosenBytesOnADisk) {
+  const std::string vdi = DiskOf("TEST-debian9");
+  ASSERT_OK_AND_ASSIGN(VdiRecord rec, client_->GetVdi(vdi));
+  ASSERT_OK_AND_ASSIGN(std::string vm,
+                       vmb::testing::VmRefByName(*client_, "TEST-debian9"));
+  ASSERT_OK_AND_ASSIGN(std::string snap, client_->SnapshotVm(vm, "before", {}));
+  const std::string old_disk =
+      Request("GET", "/export_raw_vdi?vdi=" + vdi, "", false).body;
+  ASSERT_EQ(old_disk.size(), 16u << 20);
+  const std::string page =
+      "HTTP/1.1 500 Internal Error\r\ncontent-length: 10\r\n\r\n0123456789";
+  ASSERT_OK_AND_ASSIGN(std::string task, client_->CreateTask("upload", ""));
+  Reply put = Request("PUT",
+                      absl::StrCat("/import_raw_vdi?format=raw&task_id=", task,
+                                   "&vdi=", rec.uuid),
+                      page);
+  EXPECT_EQ(put.status, 200);
+  EXPECT_EQ(put.Header("task-id"), task);
+  EXPECT_EQ(put.body, "");
+  ASSERT_OK_AND_ASSIGN(TaskRecord t, vmb::testing::WaitForTask(*client_, task));
+  EXPECT_EQ(t.status, TaskStatus::kSuccess);
+  EXPECT_EQ(t.result, absl::StrCat("<value>", vdi, "</value>"));
+
+  const std::string new_disk = page + old_disk.substr(page.size());
+  Reply raw = Request("GET", "/export_raw_vdi?vdi=" + vdi, "", false);
+  EXPECT_EQ(raw.body, new_disk);
+  ASSERT_OK_AND_ASSIGN(sim::VdiInfo info, sim_->Vdi(rec.uuid));
+  EXPECT_EQ(info.sha256(), Sha256Hex(new_disk));
+  EXPECT_EQ(info.content_seed(), 0u);
+  // The XVA of the VM carries the new first chunk.
+  Reply xva = Request("GET", "/export?ref=" + vm, "", false);
+  EXPECT_THAT(xva.body, HasSubstr(page));
+  // The snapshot was taken before: its disk keeps the old bytes.
+  ASSERT_OK_AND_ASSIGN(VmRecord s, client_->GetVm(snap));
+  ASSERT_OK_AND_ASSIGN(VbdRecord svbd, client_->GetVbd(s.vbds[0]));
+  EXPECT_EQ(Request("GET", "/export_raw_vdi?vdi=" + svbd.vdi, "", false).body,
+            old_disk);
+  // A whole disk replaces everything.
+  std::string whole(16u << 20, 'z');
+  EXPECT_EQ(Request("PUT", "/import_raw_vdi?vdi=" + vdi, whole).status, 200);
+  ASSERT_OK_AND_ASSIGN(info, sim_->Vdi(rec.uuid));
+  EXPECT_EQ(info.sha256(), Sha256Hex(whole));
+}
+
+TEST_F(SimUploadTest, ImportRawVdiRefusesWhatXapiRefuses) {
+  const std::string vdi = DiskOf("TEST-debian9");
+  ASSERT_OK_AND_ASSIGN(VdiRecord rec, client_->GetVdi(vdi));
+  ASSERT_OK_AND_ASSIGN(sim::VdiInfo before, sim_->Vdi(rec.uuid));
+  auto task_error = [&](const std::string& target, const std::string& body,
+                        int status, bool with_length = true) {
+    absl::StatusOr<std::string> task = client_->CreateTask("t", "");
+    EXPECT_OK(task.status());
+    Reply r = Request("PUT", absl::StrCat(target, "&task_id=", *task), body,
+                      with_length);
+    EXPECT_EQ(r.status, status) << target << "\n" << r.raw.substr(0, 300);
+    absl::StatusOr<TaskRecord> t = vmb::testing::WaitForTask(*client_, *task);
+    EXPECT_OK(t.status());
+    EXPECT_EQ(t->status, TaskStatus::kFailure);
+    return std::make_pair(r, t->error_info);
+  };
+  // More bytes than the disk holds: vhd-tool's write fails after the 200.
+  auto [big, big_error] = task_error("/import_raw_vdi?vdi=" + vdi,
+                                     std::string((16u << 20) + 512, 'x'), 200);
+  EXPECT_THAT(big.body, StartsWith("HTTP/1.1 500 Internal Error\r\n"));
+  EXPECT_THAT(big.body, HasSubstr("VDI_IO_ERROR: [ Device I/O errors ]"));
+  EXPECT_THAT(big_error, ElementsAre("VDI_IO_ERROR", "Device I/O errors"));
+  // A format XAPI does not know: 404 headers, no page.
+  auto [unknown, unknown_error] =
+      task_error("/import_raw_vdi?format=iso&vdi=" + vdi, "abc", 404);
+  EXPECT_EQ(unknown.body, "");
+  EXPECT_THAT(unknown_error,
+              ElementsAre("INTERNAL_ERROR", "Unknown format iso"));
+  // No VDI named.
+  auto [missing, missing_error] = task_error("/import_raw_vdi?x=1", "abc", 400);
+  EXPECT_THAT(missing_error, ElementsAre("VDI_MISSING"));
+  // No such VDI.
+  auto [bad, bad_error] = task_error("/import_raw_vdi?vdi=nope", "abc", 500);
+  EXPECT_THAT(bad.body, HasSubstr("HANDLE_INVALID: [ VDI; nope ]"));
+  // A VHD is not simulated.
+  auto [vhd, vhd_error] =
+      task_error("/import_raw_vdi?format=vhd&vdi=" + vdi, "abc", 500);
+  EXPECT_THAT(vhd_error,
+              ElementsAre("INTERNAL_ERROR", "format vhd is not simulated"));
+  // Nothing was written.
+  ASSERT_OK_AND_ASSIGN(sim::VdiInfo after, sim_->Vdi(rec.uuid));
+  EXPECT_EQ(after.sha256(), before.sha256());
+  // Without a session: 401, before the body is read.
+  Reply denied = ParseReply([&] {
+    Connection c(sim_->master_url());
+    EXPECT_TRUE(c.Send(absl::StrCat("PUT /import_raw_vdi?vdi=", vdi,
+                                    " HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                                    "3\r\n\r\nabc")));
+    return c.Read();
+  }());
+  EXPECT_EQ(denied.status, 401);
+}
+
+// A STALL with a delay holds an upload that long, then it completes.
+TEST_F(SimUploadTest, AStallWithADelayHoldsAnUploadThenItCompletes) {
+  const std::string vdi = DiskOf("TEST-debian9");
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind": "STALL", "call": "/import_raw_vdi", "after_bytes": "1000", "delay_ms": 300})"));
+  const absl::Time start = absl::Now();
+  Reply r =
+      Request("PUT", "/import_raw_vdi?vdi=" + vdi, std::string(5000, 'q'));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(300));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "");
+  ASSERT_OK_AND_ASSIGN(sim::RequestLog log, sim_->Requests());
+  const sim::RequestLogEntry& e = log.requests(log.requests_size() - 1);
+  EXPECT_EQ(e.outcome(), "ok");
+  EXPECT_EQ(e.bytes_received(), 5000u);
+  EXPECT_FALSE(e.stalling());
+}
+
 }  // namespace
 }  // namespace vmb
