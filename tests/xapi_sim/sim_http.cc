@@ -1137,7 +1137,8 @@ class SimPool::ImportSink final : public SimPool::UploadBase {
     return importer_.Feed(data);
   }
   absl::Status Prepare() override { return importer_.Finish(); }
-  absl::StatusOr<std::string> CommitLocked() override {
+  absl::StatusOr<std::string> CommitLocked() override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool_->mu_) {
     auto disks = importer_.TakeDisks();
     if (!disks.ok()) return disks.status();
     auto vm = pool_->CreateImportedVmLocked(importer_, *std::move(disks), sr_);
@@ -1187,7 +1188,8 @@ class SimPool::RawVdiSink final : public SimPool::UploadBase {
     return absl::OkStatus();
   }
   absl::Status Prepare() override { return absl::OkStatus(); }
-  absl::StatusOr<std::string> CommitLocked() override {
+  absl::StatusOr<std::string> CommitLocked() override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool_->mu_) {
     auto it = pool_->vdi_data_.find(vdi_);
     if (it == pool_->vdi_data_.end() || it->second.image == nullptr)
       return absl::NotFoundError("the VDI is gone");
@@ -1417,14 +1419,18 @@ UploadStart SimPool::ImportRawVdiStartLocked(HttpRequest& r) {
   }
   if (vdi == nullptr) return fail(500, {"HANDLE_INVALID", "VDI", which});
   if (RedirectLocked(r, {vdi->str("SR")}, task, &out)) return start;
-  std::string format = absl::AsciiStrToLower(Param(r, "format"));
+  const std::string format_param = Param(r, "format");
+  std::string format = absl::AsciiStrToLower(format_param);
   if (format.empty()) format = "raw";
   if (format != "raw" && format != "vhd" && format != "tar" &&
       format != "qcow2") {
-    return refuse(404,
-                  {"INTERNAL_ERROR", absl::StrCat("Unknown format ", format)});
+    return refuse(
+        404, {"INTERNAL_ERROR", absl::StrCat("Unknown format ", format_param)});
   }
-  if (format != "raw" && r.query.count("chunked") != 0)
+  // XAPI's own chunk framing: a `chunked` flag in the query or a cookie.
+  const bool chunked_flag =
+      r.query.count("chunked") != 0 || r.cookies.count("chunked") != 0;
+  if (format != "raw" && chunked_flag)
     return refuse(404, {"INTERNAL_ERROR", "Cannot handle chunked VHD"});
   if (r.chunked)
     return refuse(404, {"INTERNAL_ERROR", "Cannot handle encoding: chunked"});
@@ -1432,7 +1438,7 @@ UploadStart SimPool::ImportRawVdiStartLocked(HttpRequest& r) {
     return fail(500, {"INTERNAL_ERROR",
                       absl::StrCat("format ", format, " is not simulated")});
   }
-  if (r.query.count("chunked") != 0) {
+  if (chunked_flag) {
     return fail(500, {"INTERNAL_ERROR",
                       "the chunked protocol (chunked=) is not simulated"});
   }
