@@ -5,8 +5,9 @@
 // logic of XAPI's XML-RPC calls and HTTP data handlers. The HTTP server
 // (sim_server.h) only moves bytes; every decision is made here.
 //
-// Thread-safe: one mutex guards all state; streams run without it and take it
-// briefly to update their task.
+// Thread-safe: one mutex guards all state; download streams and uploads run
+// without it and take it briefly to update their task, the request log and
+// the records.
 
 #include <stdint.h>
 
@@ -93,7 +94,6 @@ struct HttpResponse {
   std::unique_ptr<ResponseStream> stream;
   std::optional<uint64_t> stream_length;
   bool drop_connection = false;  // write nothing at all, just close
-  int log_index = -1;            // this request's entry in the request log
 };
 
 // The body of a PUT that a data handler reads as it arrives (/import,

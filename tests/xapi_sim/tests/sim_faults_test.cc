@@ -911,5 +911,42 @@ TEST_F(SimUploadTest, AStallWithADelayHoldsAnUploadThenItCompletes) {
   EXPECT_FALSE(e.stalling());
 }
 
+// A fault on a handler also fires for the same handler reached with a
+// trailing slash.
+TEST_F(SimUploadTest, AFaultOnAHandlerMatchesItsPathWithASlash) {
+  ASSERT_OK_AND_ASSIGN(std::string vm,
+                       vmb::testing::VmRefByName(*client_, "TEST-debian9"));
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind": "CALL_ERROR", "call": "/export_metadata", "times": 1})"));
+  Reply r = Request("GET", "/export_metadata/?ref=" + vm, "", false);
+  EXPECT_EQ(r.status, 500);
+  EXPECT_THAT(r.body, HasSubstr("INTERNAL_ERROR: [ simulated failure ]"));
+  EXPECT_EQ(Request("GET", "/export_metadata/?ref=" + vm, "", false).status,
+            200);
+}
+
+// An upload whose task is cancelled stops and changes nothing.
+TEST_F(SimUploadTest, ACancelledTaskStopsAnUpload) {
+  const std::string vdi = DiskOf("TEST-debian9");
+  ASSERT_OK_AND_ASSIGN(VdiRecord rec, client_->GetVdi(vdi));
+  ASSERT_OK_AND_ASSIGN(sim::VdiInfo before, sim_->Vdi(rec.uuid));
+  ASSERT_OK_AND_ASSIGN(std::string task, client_->CreateTask("upload", ""));
+  ASSERT_OK(client_->CancelTask(task));
+  Reply r = Request(
+      "PUT", absl::StrCat("/import_raw_vdi?task_id=", task, "&vdi=", vdi),
+      std::string(4096, 'c'));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_THAT(r.body, StartsWith("HTTP/1.1 500 Internal Error\r\n"));
+  EXPECT_THAT(r.body,
+              HasSubstr(absl::StrCat("TASK_CANCELLED: [ ", task, " ]")));
+  ASSERT_OK_AND_ASSIGN(TaskRecord t, client_->GetTask(task));
+  EXPECT_EQ(t.status, TaskStatus::kCancelled);
+  EXPECT_THAT(t.error_info, ElementsAre("TASK_CANCELLED", task));
+  ASSERT_OK_AND_ASSIGN(sim::VdiInfo after, sim_->Vdi(rec.uuid));
+  EXPECT_EQ(after.sha256(), before.sha256());
+  ASSERT_OK_AND_ASSIGN(sim::RequestLog log, sim_->Requests());
+  EXPECT_EQ(log.requests(log.requests_size() - 1).outcome(), "cancelled");
+}
+
 }  // namespace
 }  // namespace vmb
