@@ -118,6 +118,29 @@ absl::StatusOr<std::unique_ptr<FileDisk>> FileDisk::Open(
 
 FileDisk::~FileDisk() { close(fd_); }
 
+void PrefixOverlayDisk::Read(uint64_t offset, char* buf, size_t len) const {
+  const uint64_t split = top_->size();
+  if (offset < split) {
+    const size_t n =
+        static_cast<size_t>(std::min<uint64_t>(len, split - offset));
+    top_->Read(offset, buf, n);
+    offset += n;
+    buf += n;
+    len -= n;
+  }
+  if (len > 0) base_->Read(offset, buf, len);
+}
+
+bool PrefixOverlayDisk::IsZero(uint64_t offset, uint64_t len) const {
+  const uint64_t split = top_->size();
+  const uint64_t end = offset + len;
+  if (offset < split && !top_->IsZero(offset, std::min(end, split) - offset)) {
+    return false;
+  }
+  return end <= split ||
+         base_->IsZero(std::max(offset, split), end - std::max(offset, split));
+}
+
 void FileDisk::Read(uint64_t offset, char* buf, size_t len) const {
   while (len > 0) {
     ssize_t n = pread(fd_, buf, len, static_cast<off_t>(offset));

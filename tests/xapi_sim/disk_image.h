@@ -69,6 +69,23 @@ class FileDisk final : public DiskImage {
   const uint64_t size_;
 };
 
+// A disk whose start was overwritten: the first top->size() bytes come from
+// `top`, the rest from `base` (as a PUT /import_raw_vdi shorter than the disk
+// leaves it). `top` must not be larger than `base`.
+class PrefixOverlayDisk final : public DiskImage {
+ public:
+  PrefixOverlayDisk(std::shared_ptr<const DiskImage> base,
+                    std::unique_ptr<const DiskImage> top)
+      : base_(std::move(base)), top_(std::move(top)) {}
+  uint64_t size() const override { return base_->size(); }
+  void Read(uint64_t offset, char* buf, size_t len) const override;
+  bool IsZero(uint64_t offset, uint64_t len) const override;
+
+ private:
+  const std::shared_ptr<const DiskImage> base_;
+  const std::unique_ptr<const DiskImage> top_;
+};
+
 // SHA-256 (lower-case hex) of a disk's bytes, for tests and /sim/vdi.
 std::string DiskSha256(const DiskImage& disk);
 

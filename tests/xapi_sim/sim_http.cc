@@ -98,30 +98,123 @@ bool ClientGone(int fd) {
 
 }  // namespace
 
+// ---- faults on a body -------------------------------------------------------
+
+// The stream faults that fire on one request's body, with their offsets.
+struct SimPool::StreamFaults {
+  bool stall = false;
+  uint64_t stall_at = 0;
+  uint32_t stall_ms = 0;
+  bool cut = false;
+  uint64_t cut_at = 0;
+  std::vector<std::string> cut_error;
+  bool embedded = false;
+  uint64_t embedded_at = 0;
+  std::vector<std::string> embedded_error;
+  bool corrupt = false;
+  uint64_t corrupt_at = 0;
+  std::vector<std::string> task_error;  // TASK_FAIL
+};
+
+SimPool::StreamFaults SimPool::MatchStreamFaultsLocked(
+    const HttpRequest& r, const std::vector<std::string>& vm_ids,
+    const std::string& vdi_uuid, std::vector<std::string> cut_error) {
+  StreamFaults f;
+  const std::string& call = r.handler;
+  if (const Fault* x = MatchFaultLocked(Fault::STALL, r.host, call, vm_ids)) {
+    f.stall = true;
+    f.stall_at = x->after_bytes();
+    f.stall_ms = x->delay_ms();
+  }
+  if (const Fault* x = MatchFaultLocked(Fault::CUT, r.host, call, vm_ids)) {
+    f.cut = true;
+    f.cut_at = x->after_bytes();
+    f.cut_error = x->error().empty() ? std::move(cut_error)
+                                     : FaultErrorLocked(*x, vdi_uuid);
+  }
+  if (const Fault* x =
+          MatchFaultLocked(Fault::EMBEDDED_500, r.host, call, vm_ids)) {
+    f.embedded = true;
+    f.embedded_at = x->after_bytes();
+    Fault copy = *x;
+    if (copy.error().empty()) copy.add_error("SR_BACKEND_FAILURE_46");
+    f.embedded_error = FaultErrorLocked(copy, vdi_uuid);
+  }
+  if (const Fault* x = MatchFaultLocked(Fault::CORRUPT, r.host, call, vm_ids)) {
+    f.corrupt = true;
+    f.corrupt_at = x->after_bytes();
+  }
+  if (const Fault* x =
+          MatchFaultLocked(Fault::TASK_FAIL, r.host, call, vm_ids)) {
+    Fault copy = *x;
+    if (copy.error().empty()) copy.add_error("VDI_IO_ERROR");
+    f.task_error = FaultErrorLocked(copy, "");
+  }
+  return f;
+}
+
+void SimPool::UploadProgress(const std::string& task, int log_index,
+                             uint64_t received, int64_t content_length) {
+  absl::MutexLock lock(&mu_);
+  Object* t = GetLocked("task", task);
+  if (t != nullptr && content_length > 0) {
+    t->at("progress") = SimValue::Float(std::min(
+        0.99,
+        static_cast<double>(received) / static_cast<double>(content_length)));
+  }
+  if (log_index >= 0 && static_cast<size_t>(log_index) < request_log_.size())
+    request_log_[static_cast<size_t>(log_index)].set_bytes_received(received);
+}
+
+void SimPool::SetStalling(int log_index, bool stalling) {
+  absl::MutexLock lock(&mu_);
+  if (log_index >= 0 && static_cast<size_t>(log_index) < request_log_.size())
+    request_log_[static_cast<size_t>(log_index)].set_stalling(stalling);
+}
+
+namespace {
+
+// Waits out a STALL of `ms` milliseconds (0: until the client leaves or the
+// simulator stops), marking the request as stalling meanwhile. Returns false
+// when the wait ended because the client left (*client_gone) or the
+// simulator is stopping.
+bool WaitOutStall(SimPool* pool, int log_index, int fd, uint32_t ms,
+                  bool* client_gone) {
+  pool->SetStalling(log_index, true);
+  const absl::Time end = absl::Now() + absl::Milliseconds(ms);
+  bool ok = true;
+  while (ms == 0 || absl::Now() < end) {
+    if (pool->shutting_down()) {
+      ok = false;
+      break;
+    }
+    if (ClientGone(fd)) {
+      *client_gone = true;
+      ok = false;
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  pool->SetStalling(log_index, false);
+  return ok;
+}
+
+}  // namespace
+
 // ---- the streaming body
 // -------------------------------------------------------
 
 class ExportStream final : public ResponseStream {
  public:
-  struct Faults {
-    bool stall = false;
-    uint64_t stall_at = 0;
-    uint32_t stall_ms = 0;
-    bool cut = false;
-    uint64_t cut_at = 0;
-    bool embedded = false;
-    uint64_t embedded_at = 0;
-    std::vector<std::string> embedded_error;
-    bool corrupt = false;
-    uint64_t corrupt_at = 0;
-    std::vector<std::string> task_error;  // TASK_FAIL
-  };
+  using Faults = SimPool::StreamFaults;
 
   // `images` keeps the disks the source reads alive for the whole stream.
+  // `length` is the body's Content-Length, if it has one.
   ExportStream(SimPool* pool, std::unique_ptr<ByteSource> source,
                std::string task, std::string host, int fd, int log_index,
                std::vector<std::string> vdis,
-               std::vector<std::shared_ptr<DiskImage>> images, Faults faults)
+               std::vector<std::shared_ptr<DiskImage>> images, Faults faults,
+               bool check_cancel, std::optional<uint64_t> length)
       : pool_(pool),
         images_(std::move(images)),
         source_(std::move(source)),
@@ -130,7 +223,9 @@ class ExportStream final : public ResponseStream {
         fd_(fd),
         log_index_(log_index),
         vdis_(std::move(vdis)),
-        faults_(std::move(faults)) {}
+        faults_(std::move(faults)),
+        check_cancel_(check_cancel),
+        length_(length) {}
 
   absl::StatusOr<size_t> Read(char* buf, size_t max) override {
     if (pool_->shutting_down())
@@ -146,7 +241,7 @@ class ExportStream final : public ResponseStream {
       last_check_ = sent_;
       pool_->StreamProgress(task_, source_->progress_done(),
                             source_->progress_total());
-      if (pool_->TaskCancelling(task_)) {
+      if (check_cancel_ && pool_->TaskCancelling(task_)) {
         cancelled_ = true;
         return absl::CancelledError("task cancelled");
       }
@@ -160,15 +255,12 @@ class ExportStream final : public ResponseStream {
     bound(faults_.embedded, faults_.embedded_at);
     if (faults_.stall && sent_ == faults_.stall_at) {
       faults_.stall = false;
-      const absl::Time end = absl::Now() + absl::Milliseconds(faults_.stall_ms);
-      while (faults_.stall_ms == 0 || absl::Now() < end) {
-        if (pool_->shutting_down())
-          return absl::CancelledError("simulator stopping");
-        if (ClientGone(fd_)) {
-          outcome_ = "client closed during stall";
-          return absl::AbortedError("client closed");
-        }
-        absl::SleepFor(absl::Milliseconds(20));
+      bool client_gone = false;
+      if (!WaitOutStall(pool_, log_index_, fd_, faults_.stall_ms,
+                        &client_gone)) {
+        if (!client_gone) return absl::CancelledError("simulator stopping");
+        outcome_ = "client closed during stall";
+        return absl::AbortedError("client closed");
       }
       return Read(buf, max);
     }
@@ -192,7 +284,7 @@ class ExportStream final : public ResponseStream {
     }
     pool_->Throttle(host_, *n);
     sent_ += *n;
-    if (*n == 0) ended_ = true;
+    if (*n == 0 || (length_.has_value() && sent_ >= *length_)) ended_ = true;
     return *n;
   }
 
@@ -203,7 +295,7 @@ class ExportStream final : public ResponseStream {
       error = {"TASK_CANCELLED", task_};
       outcome = "cancelled";
     } else if (cut_) {
-      error = {"VDI_IO_ERROR", "Device I/O errors"};
+      error = faults_.cut_error;
       outcome = "cut";
     } else if (embedded_) {
       error = faults_.embedded_error;
@@ -230,6 +322,8 @@ class ExportStream final : public ResponseStream {
   int log_index_;
   std::vector<std::string> vdis_;
   Faults faults_;
+  const bool check_cancel_;
+  const std::optional<uint64_t> length_;
   uint64_t sent_ = 0;
   uint64_t last_check_ = 0;
   bool ended_ = false;
@@ -243,39 +337,8 @@ class ExportStream final : public ResponseStream {
 
 std::unique_ptr<ResponseStream> SimPool::MakeStreamLocked(
     HttpRequest& r, std::unique_ptr<ByteSource> src, const std::string& task,
-    const std::vector<std::string>& vm_ids,
-    const std::vector<std::string>& vdis, int log_index) {
-  ExportStream::Faults f;
-  if (const Fault* x = MatchFaultLocked(Fault::STALL, r.host, r.path, vm_ids)) {
-    f.stall = true;
-    f.stall_at = x->after_bytes();
-    f.stall_ms = x->delay_ms();
-  }
-  if (const Fault* x = MatchFaultLocked(Fault::CUT, r.host, r.path, vm_ids)) {
-    f.cut = true;
-    f.cut_at = x->after_bytes();
-  }
-  if (const Fault* x =
-          MatchFaultLocked(Fault::EMBEDDED_500, r.host, r.path, vm_ids)) {
-    f.embedded = true;
-    f.embedded_at = x->after_bytes();
-    Fault copy = *x;
-    if (copy.error().empty()) copy.add_error("SR_BACKEND_FAILURE_46");
-    Object* vdi = vdis.empty() ? nullptr : GetLocked("VDI", vdis[0]);
-    f.embedded_error =
-        FaultErrorLocked(copy, vdi != nullptr ? vdi->str("uuid") : "");
-  }
-  if (const Fault* x =
-          MatchFaultLocked(Fault::CORRUPT, r.host, r.path, vm_ids)) {
-    f.corrupt = true;
-    f.corrupt_at = x->after_bytes();
-  }
-  if (const Fault* x =
-          MatchFaultLocked(Fault::TASK_FAIL, r.host, r.path, vm_ids)) {
-    Fault copy = *x;
-    if (copy.error().empty()) copy.add_error("VDI_IO_ERROR");
-    f.task_error = FaultErrorLocked(copy, "");
-  }
+    const std::vector<std::string>& vdis, StreamFaults faults,
+    bool check_cancel, std::optional<uint64_t> length) {
   task_streaming_[task] = true;
   std::vector<std::shared_ptr<DiskImage>> images;
   for (const std::string& ref : vdis) {
@@ -285,9 +348,9 @@ std::unique_ptr<ResponseStream> SimPool::MakeStreamLocked(
     // Attached to dom0 while it is read: VDI.destroy says VDI_IN_USE.
     ++it->second.exporting;
   }
-  return std::make_unique<ExportStream>(this, std::move(src), task, r.host,
-                                        r.socket_fd, log_index, vdis,
-                                        std::move(images), std::move(f));
+  return std::make_unique<ExportStream>(
+      this, std::move(src), task, r.host, r.socket_fd, r.log_index, vdis,
+      std::move(images), std::move(faults), check_cancel, length);
 }
 
 void SimPool::StreamProgress(const std::string& task, uint64_t done,
@@ -606,7 +669,7 @@ HttpResponse SimPool::ExportLocked(HttpRequest& r) {
     error = {"VM_BAD_POWER_STATE", vm->ref, "halted",
              absl::AsciiStrToLower(state)};
   } else if (const Fault* f =
-                 MatchFaultLocked(Fault::CALL_ERROR, r.host, r.path, ids)) {
+                 MatchFaultLocked(Fault::CALL_ERROR, r.host, r.handler, ids)) {
     error = FaultErrorLocked(*f, vm->ref);
   }
   if (!error.empty()) {
@@ -633,8 +696,13 @@ HttpResponse SimPool::ExportLocked(HttpRequest& r) {
   out.headers.emplace_back("Content-Disposition",
                            "attachment; filename=\"export.xva\"");
   out.headers.emplace_back("task-id", task);
-  out.stream =
-      MakeStreamLocked(r, std::move(source), task, ids, vdi_refs, r.log_index);
+  Object* first_vdi =
+      vdi_refs.empty() ? nullptr : GetLocked("VDI", vdi_refs.front());
+  StreamFaults faults = MatchStreamFaultsLocked(
+      r, ids, first_vdi != nullptr ? first_vdi->str("uuid") : "",
+      {"VDI_IO_ERROR", "Device I/O errors"});
+  out.stream = MakeStreamLocked(r, std::move(source), task, vdi_refs,
+                                std::move(faults), /*check_cancel=*/true);
   return out;
 }
 
@@ -670,7 +738,7 @@ HttpResponse SimPool::ExportRawVdiLocked(HttpRequest& r) {
   }
   const std::vector<std::string> ids = VdiVmIdentitiesLocked(*vdi);
   if (const Fault* f =
-          MatchFaultLocked(Fault::CALL_ERROR, r.host, r.path, ids)) {
+          MatchFaultLocked(Fault::CALL_ERROR, r.host, r.handler, ids)) {
     return fail(FaultErrorLocked(*f, vdi->ref));
   }
   std::unique_ptr<ByteSource> source;
@@ -698,8 +766,10 @@ HttpResponse SimPool::ExportRawVdiLocked(HttpRequest& r) {
   out.headers.emplace_back("content-disposition",
                            absl::StrCat("attachment; filename=\"",
                                         vdi->str("uuid"), ".", format, "\""));
-  out.stream = MakeStreamLocked(r, std::move(source), task, ids, {vdi->ref},
-                                r.log_index);
+  StreamFaults faults = MatchStreamFaultsLocked(
+      r, ids, vdi->str("uuid"), {"VDI_IO_ERROR", "Device I/O errors"});
+  out.stream = MakeStreamLocked(r, std::move(source), task, {vdi->ref},
+                                std::move(faults), /*check_cancel=*/true);
   return out;
 }
 
@@ -716,22 +786,33 @@ HttpResponse SimPool::ExportMetadataLocked(HttpRequest& r) {
     FailTaskLocked(task, error);
     return ErrorPageLocked(500, error);
   }
+  const std::vector<std::string> ids = VmIdentitiesLocked(*vm);
+  if (const Fault* f =
+          MatchFaultLocked(Fault::CALL_ERROR, r.host, r.handler, ids)) {
+    std::vector<std::string> error = FaultErrorLocked(*f, vm->ref);
+    FailTaskLocked(task, error);
+    return ErrorPageLocked(500, error);
+  }
   std::vector<XvaDisk> none;
   std::vector<std::string> none_refs;
   const std::string ova = OvaXmlLocked(*vm, true, &none, &none_refs);
   std::string tar = TarHeader("ova.xml", ova.size()) + ova;
   tar.resize((tar.size() + 511) / 512 * 512, '\0');
   tar.append(1024, '\0');
-  if (Object* t = GetLocked("task", task)) {
-    t->at("status") = SimValue::Str("success");
-    t->at("progress") = SimValue::Float(1);
-    t->at("finished") = SimValue::Time(NowLocked());
-  }
+  // XAPI builds the whole tar first and sends it with its length; the body
+  // still goes through the stream faults.
   out.status = 200;
   out.http10 = true;
   out.headers.emplace_back("Content-Type", "application/octet-stream");
+  out.headers.emplace_back("Content-Disposition",
+                           "attachment; filename=\"export.xva\"");
   out.headers.emplace_back("task-id", task);
-  out.body = std::move(tar);
+  out.stream_length = tar.size();
+  StreamFaults faults = MatchStreamFaultsLocked(
+      r, ids, "", {"INTERNAL_ERROR", "simulated failure"});
+  out.stream = MakeStreamLocked(
+      r, std::make_unique<StringSource>(std::move(tar)), task, {},
+      std::move(faults), /*check_cancel=*/false, out.stream_length);
   return out;
 }
 
@@ -853,388 +934,429 @@ HttpResponse SimPool::DbDumpLocked(HttpRequest& r) {
   HttpResponse out;
   const std::string task = TaskForRequestLocked(r, "pool database dump");
   if (!AuthenticateHttpLocked(r, task, &out)) return out;
+  if (const Fault* f =
+          MatchFaultLocked(Fault::CALL_ERROR, r.host, r.handler, {})) {
+    std::vector<std::string> error = FaultErrorLocked(*f, "");
+    FailTaskLocked(task, error);
+    return ErrorPageLocked(500, error);
+  }
   std::string dump = DbDumpXmlLocked();
   out.status = 200;
   out.content_length = false;
   out.headers.emplace_back("task-id", task);
   out.headers.emplace_back("Content-Type", "application/octet-stream");
+  StreamFaults faults = MatchStreamFaultsLocked(
+      r, {}, "", {"INTERNAL_ERROR", "simulated failure"});
   out.stream =
       MakeStreamLocked(r, std::make_unique<StringSource>(std::move(dump)), task,
-                       {}, {}, r.log_index);
+                       {}, std::move(faults), /*check_cancel=*/true);
   return out;
 }
 
-// ---- import
+// ---- uploads
 // -------------------------------------------------------------------
 
-namespace {
-
-// Reads a plain, gzip or zstd file as one byte stream (the simulator's own
-// decoder; XAPI sniffs the same magic numbers).
-class Decompressor {
+// The part both upload handlers share: counts the body, applies the stream
+// faults at their offsets, watches the task for cancellation, and hands the
+// bytes on to Consume(). Runs without the pool's lock, taking it briefly for
+// the task and the records.
+class SimPool::UploadBase : public UploadSink {
  public:
-  explicit Decompressor(const std::string& path) : in_(path, std::ios::binary) {
-    unsigned char magic[4] = {0, 0, 0, 0};
-    in_.read(reinterpret_cast<char*>(magic), 4);
-    const std::streamsize got = in_.gcount();
-    in_.clear();
-    in_.seekg(0);
-    if (got == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f &&
-        magic[3] == 0xfd) {
-      kind_ = kZstd;
-      dctx_ = ZSTD_createDCtx();
-    } else if (got >= 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
-      kind_ = kGzip;
-      memset(&z_, 0, sizeof(z_));
-      inflateInit2(&z_, 15 + 32);
-    }
-    buf_.resize(1 << 20);
-  }
-  ~Decompressor() {
-    if (dctx_ != nullptr) ZSTD_freeDCtx(dctx_);
-    if (kind_ == kGzip) inflateEnd(&z_);
-  }
-  bool ok() const { return in_.good() || in_.eof(); }
+  UploadBase(SimPool* pool, const std::string& task, const HttpRequest& r,
+             StreamFaults faults, std::vector<std::string> client_gone_error)
+      : pool_(pool),
+        task_(task),
+        fd_(r.socket_fd),
+        log_index_(r.log_index),
+        content_length_(r.content_length),
+        faults_(std::move(faults)),
+        client_gone_error_(std::move(client_gone_error)) {}
 
-  // Reads exactly n bytes unless the stream ends; returns bytes read, -1 on a
-  // decoding error.
-  int64_t ReadFully(char* out, size_t n) {
-    size_t got = 0;
-    while (got < n) {
-      int64_t r = ReadSome(out + got, n - got);
-      if (r < 0) return -1;
-      if (r == 0) break;
-      got += static_cast<size_t>(r);
+  bool Write(const char* data, size_t size) final {
+    size_t pos = 0;
+    while (pos < size) {
+      if (!error_.empty()) {  // failed: the rest is read and dropped
+        received_ += size - pos;
+        return true;
+      }
+      if (pool_->shutting_down()) return false;
+      if (faults_.stall && received_ == faults_.stall_at) {
+        faults_.stall = false;
+        pool_->UploadProgress(task_, log_index_, received_, content_length_);
+        bool client_gone = false;
+        if (!WaitOutStall(pool_, log_index_, fd_, faults_.stall_ms,
+                          &client_gone)) {
+          if (client_gone) outcome_ = "client closed during stall";
+          return false;
+        }
+        continue;
+      }
+      if (faults_.cut && received_ == faults_.cut_at) {
+        cut_ = true;
+        return false;
+      }
+      if (faults_.embedded && received_ == faults_.embedded_at) {
+        faults_.embedded = false;
+        Fail(faults_.embedded_error, "embedded 500");
+        continue;
+      }
+      if (received_ == 0 || received_ - last_check_ >= (4u << 20)) {
+        last_check_ = received_;
+        pool_->UploadProgress(task_, log_index_, received_, content_length_);
+        if (pool_->TaskCancelling(task_)) {
+          Fail({"TASK_CANCELLED", task_}, "cancelled");
+          continue;
+        }
+      }
+      size_t limit = size - pos;
+      auto bound = [&](bool armed, uint64_t at) {
+        if (armed && at > received_)
+          limit = std::min<uint64_t>(limit, at - received_);
+      };
+      bound(faults_.stall, faults_.stall_at);
+      bound(faults_.cut, faults_.cut_at);
+      bound(faults_.embedded, faults_.embedded_at);
+      absl::string_view piece(data + pos, limit);
+      std::string flipped;
+      if (faults_.corrupt && faults_.corrupt_at >= received_ &&
+          faults_.corrupt_at < received_ + limit) {
+        flipped.assign(piece.data(), piece.size());
+        flipped[faults_.corrupt_at - received_] ^= 0x5a;
+        piece = flipped;
+        faults_.corrupt = false;
+      }
+      absl::Status consumed = Consume(piece);
+      received_ += limit;
+      pos += limit;
+      if (!consumed.ok()) Fail(ErrorFor(consumed), "embedded 500");
     }
-    return static_cast<int64_t>(got);
+    return true;
+  }
+
+  HttpResponse Finish() final {
+    if (error_.empty() && pool_->TaskCancelling(task_))
+      Fail({"TASK_CANCELLED", task_}, "cancelled");
+    if (error_.empty()) {
+      if (absl::Status s = Prepare(); !s.ok())
+        Fail(ErrorFor(s), "embedded 500");
+    }
+    // XAPI sends these headers before it reads the body, and writes an error
+    // met on the way as its 500 response after them (7.6).
+    HttpResponse reply;
+    reply.status = 200;
+    reply.content_length = false;
+    reply.headers.emplace_back("task-id", task_);
+    reply.headers.emplace_back("content-type", "application/octet-stream");
+    absl::MutexLock lock(&pool_->mu_);
+    std::vector<std::string> error = error_;
+    std::string outcome = outcome_.empty() ? "ok" : outcome_;
+    std::string result;
+    if (error.empty() && !faults_.task_error.empty()) {
+      error = faults_.task_error;
+      outcome = "task failed after body";
+    } else if (error.empty()) {
+      absl::StatusOr<std::string> committed = CommitLocked();
+      if (committed.ok()) {
+        result = *std::move(committed);
+      } else {
+        error = ErrorFor(committed.status());
+        outcome = "embedded 500";
+      }
+    }
+    if (!error.empty() && outcome != "task failed after body")
+      reply.body = EmbeddedErrorResponse(error);
+    pool_->FinishUploadLocked(task_, log_index_, received_, reply.status,
+                              reply.body.size(), error, outcome, result);
+    finished_ = true;
+    return reply;
+  }
+
+  void Abort() final {
+    if (finished_) return;
+    finished_ = true;
+    std::vector<std::string> error = client_gone_error_;
+    std::string outcome = outcome_.empty() ? "client closed" : outcome_;
+    if (cut_) {
+      error = faults_.cut_error;
+      outcome = "cut";
+    } else if (!error_.empty()) {
+      error = error_;
+    }
+    absl::MutexLock lock(&pool_->mu_);
+    pool_->FinishUploadLocked(task_, log_index_, received_, 0, 0, error,
+                              outcome, "");
+  }
+
+ protected:
+  // Takes the next body bytes (after CORRUPT). An error fails the upload
+  // (ErrorFor() says with what); the rest of the body is read and dropped.
+  virtual absl::Status Consume(absl::string_view data) = 0;
+  // The body has ended, without error so far: the last checks.
+  virtual absl::Status Prepare() = 0;
+  // Makes the upload's effect visible; returns the task's result.
+  virtual absl::StatusOr<std::string> CommitLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool_->mu_) = 0;
+  // The XAPI error for a failure of Consume(), Prepare() or CommitLocked().
+  virtual std::vector<std::string> ErrorFor(const absl::Status& s) = 0;
+
+  SimPool* const pool_;
+
+ private:
+  void Fail(std::vector<std::string> error, const std::string& outcome) {
+    error_ = std::move(error);
+    outcome_ = outcome;
+  }
+
+  const std::string task_;
+  const int fd_;
+  const int log_index_;
+  const int64_t content_length_;
+  StreamFaults faults_;
+  const std::vector<std::string> client_gone_error_;
+  uint64_t received_ = 0;
+  uint64_t last_check_ = 0;
+  bool cut_ = false;
+  bool finished_ = false;
+  std::vector<std::string> error_;
+  std::string outcome_;
+};
+
+// PUT /import: the XVA is read as it arrives; the records are made at the
+// end.
+class SimPool::ImportSink final : public SimPool::UploadBase {
+ public:
+  ImportSink(SimPool* pool, const std::string& task, const HttpRequest& r,
+             StreamFaults faults, std::string sr, bool force)
+      : UploadBase(pool, task, r, std::move(faults),
+                   {"IMPORT_ERROR_PREMATURE_EOF"}),
+        importer_(pool->state_dir_, force),
+        sr_(std::move(sr)) {}
+
+ protected:
+  absl::Status Consume(absl::string_view data) override {
+    return importer_.Feed(data);
+  }
+  absl::Status Prepare() override { return importer_.Finish(); }
+  absl::StatusOr<std::string> CommitLocked() override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool_->mu_) {
+    auto disks = importer_.TakeDisks();
+    if (!disks.ok()) return disks.status();
+    auto vm = pool_->CreateImportedVmLocked(importer_, *std::move(disks), sr_);
+    if (!vm.ok()) return vm.status();
+    return XapiValue(SimValue::StrSet({*vm}));
+  }
+  std::vector<std::string> ErrorFor(const absl::Status& s) override {
+    return {"IMPORT_ERROR", std::string(s.message())};
   }
 
  private:
-  int64_t Fill() {
-    if (pos_ < len_) return 1;
-    in_.read(buf_.data(), static_cast<std::streamsize>(buf_.size()));
-    len_ = static_cast<size_t>(in_.gcount());
-    pos_ = 0;
-    return len_ > 0 ? 1 : 0;
-  }
-
-  int64_t ReadSome(char* out, size_t n) {
-    if (kind_ == kPlain) {
-      if (Fill() == 0) return 0;
-      size_t k = std::min(n, len_ - pos_);
-      memcpy(out, buf_.data() + pos_, k);
-      pos_ += k;
-      return static_cast<int64_t>(k);
-    }
-    if (kind_ == kGzip) {
-      while (true) {
-        if (gz_done_) return 0;
-        if (z_.avail_in == 0) {
-          if (Fill() == 0) return 0;
-          z_.next_in = reinterpret_cast<Bytef*>(buf_.data() + pos_);
-          z_.avail_in = static_cast<uInt>(len_ - pos_);
-          pos_ = len_;
-        }
-        z_.next_out = reinterpret_cast<Bytef*>(out);
-        z_.avail_out = static_cast<uInt>(n);
-        int rc = inflate(&z_, Z_NO_FLUSH);
-        if (rc == Z_STREAM_END)
-          gz_done_ = true;
-        else if (rc != Z_OK && rc != Z_BUF_ERROR)
-          return -1;
-        size_t produced = n - z_.avail_out;
-        if (produced > 0 || gz_done_) return static_cast<int64_t>(produced);
-      }
-    }
-    while (true) {
-      if (zin_.pos == zin_.size) {
-        if (Fill() == 0) return 0;
-        zin_ = ZSTD_inBuffer{buf_.data() + pos_, len_ - pos_, 0};
-        pos_ = len_;
-      }
-      ZSTD_outBuffer zout{out, n, 0};
-      size_t rc = ZSTD_decompressStream(dctx_, &zout, &zin_);
-      if (ZSTD_isError(rc)) return -1;
-      if (zout.pos > 0) return static_cast<int64_t>(zout.pos);
-    }
-  }
-
-  enum { kPlain, kGzip, kZstd } kind_ = kPlain;
-  std::ifstream in_;
-  std::string buf_;
-  size_t pos_ = 0;
-  size_t len_ = 0;
-  z_stream z_;
-  bool gz_done_ = false;
-  ZSTD_DCtx* dctx_ = nullptr;
-  ZSTD_inBuffer zin_{nullptr, 0, 0};
+  XvaImporter importer_;
+  const std::string sr_;
 };
 
-uint64_t Octal(const char* p, size_t n) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < n && p[i] >= '0' && p[i] <= '7'; ++i)
-    v = v * 8 + static_cast<uint64_t>(p[i] - '0');
-  return v;
-}
+// PUT /import_raw_vdi: the bytes go to a file of their own, which becomes the
+// start of the VDI's content when the upload succeeds.
+class SimPool::RawVdiSink final : public SimPool::UploadBase {
+ public:
+  RawVdiSink(SimPool* pool, const std::string& task, const HttpRequest& r,
+             StreamFaults faults, std::string vdi, uint64_t size,
+             std::string path, int fd)
+      : UploadBase(pool, task, r, std::move(faults),
+                   {"VDI_IO_ERROR", "Device I/O errors"}),
+        vdi_(std::move(vdi)),
+        size_(size),
+        path_(std::move(path)),
+        fd_(fd) {}
+  ~RawVdiSink() override {
+    close(fd_);
+    if (!kept_) unlink(path_.c_str());
+  }
 
-// Parses a bare `<value>` document with the simulator's own reader.
-absl::StatusOr<SimValue> ParseOva(const std::string& xml) {
-  std::string call =
-      absl::StrCat("<methodCall><methodName>ova</methodName><params><param>",
-                   xml, "</param></params></methodCall>");
-  auto parsed = ParseSimCall(call);
-  if (!parsed.ok()) return parsed.status();
-  if (parsed->params.size() != 1)
-    return absl::InvalidArgumentError("bad ova.xml");
-  return parsed->params[0];
-}
-
-}  // namespace
-
-absl::StatusOr<std::string> SimPool::ImportXvaLocked(const std::string& path,
-                                                     const std::string& sr_ref,
-                                                     bool force) {
-  Decompressor in(path);
-  char header[512];
-  auto read_member = [&](std::string* name,
-                         uint64_t* size) -> absl::StatusOr<bool> {
-    int64_t n = in.ReadFully(header, 512);
-    if (n < 0) return absl::DataLossError("decompression failed");
-    if (n == 0) return false;
-    if (n != 512) return absl::DataLossError("truncated tar header");
-    bool zero =
-        std::all_of(header, header + 512, [](char c) { return c == 0; });
-    if (zero) return false;
-    *name = std::string(header, strnlen(header, 100));
-    *size = Octal(header + 124, 12);
-    return true;
-  };
-  auto read_body = [&](uint64_t size, std::string* out) -> absl::Status {
-    out->resize(size);
-    if (in.ReadFully(out->data(), size) != static_cast<int64_t>(size)) {
-      return absl::DataLossError("truncated tar member");
-    }
-    uint64_t pad = (512 - size % 512) % 512;
-    char skip[512];
-    if (pad > 0 && in.ReadFully(skip, pad) != static_cast<int64_t>(pad)) {
-      return absl::DataLossError("truncated tar padding");
+ protected:
+  absl::Status Consume(absl::string_view data) override {
+    // Past the end of the disk vhd-tool's write fails.
+    if (data.size() > size_ - written_)
+      return absl::OutOfRangeError("write past the end of the disk");
+    size_t done = 0;
+    while (done < data.size()) {
+      const ssize_t n = pwrite(fd_, data.data() + done, data.size() - done,
+                               static_cast<off_t>(written_));
+      if (n <= 0) return absl::InternalError("cannot write upload file");
+      done += static_cast<size_t>(n);
+      written_ += static_cast<uint64_t>(n);
     }
     return absl::OkStatus();
-  };
-  std::string name;
-  uint64_t size = 0;
-  auto first = read_member(&name, &size);
-  if (!first.ok()) return first.status();
-  if (!*first || name != "ova.xml")
-    return absl::InvalidArgumentError(
-        "IMPORT_ERROR: ova.xml is not the first member");
-  std::string ova_text;
-  if (absl::Status s = read_body(size, &ova_text); !s.ok()) return s;
-  auto ova = ParseOva(ova_text);
-  if (!ova.ok())
-    return absl::InvalidArgumentError("IMPORT_ERROR: cannot parse ova.xml");
-  const SimValue* objects = ova->Get("objects");
-  if (objects == nullptr)
-    return absl::InvalidArgumentError("IMPORT_ERROR: ova.xml has no objects");
-  // id -> (class, record)
-  std::map<std::string, std::pair<std::string, const SimValue*>> by_id;
-  for (const SimValue& o : objects->items) {
-    const SimValue* cls = o.Get("class");
-    const SimValue* id = o.Get("id");
-    const SimValue* snap = o.Get("snapshot");
-    if (cls == nullptr || id == nullptr || snap == nullptr) continue;
-    by_id[id->s] = {cls->s, snap};
   }
-  // Disk data: write each VDI's chunks into a sparse file.
-  std::map<std::string, std::string> vdi_files;  // id -> path
-  std::map<std::string, int> fds;
-  std::string data;
-  std::string last_chunk;
-  uint64_t prev_offset = 0, prev_len = 0;
-  int64_t prev_number = -1;
-  std::string prev_id;
-  while (true) {
-    auto more = read_member(&name, &size);
-    if (!more.ok()) return more.status();
-    if (!*more) break;
-    if (absl::Status s = read_body(size, &data); !s.ok()) return s;
-    const size_t slash = name.find('/');
-    if (slash == std::string::npos) continue;
-    const std::string id = name.substr(0, slash);
-    const std::string rest = name.substr(slash + 1);
-    if (absl::EndsWith(rest, ".xxhash") || absl::EndsWith(rest, ".checksum")) {
-      const bool xx = absl::EndsWith(rest, ".xxhash");
-      std::string expected =
-          xx ? absl::StrFormat("%016X",
-                               XXH64(last_chunk.data(), last_chunk.size(), 0))
-             : [&] {
-                 unsigned char md[SHA_DIGEST_LENGTH];
-                 SHA1(reinterpret_cast<const unsigned char*>(last_chunk.data()),
-                      last_chunk.size(), md);
-                 return absl::BytesToHexString(absl::string_view(
-                     reinterpret_cast<const char*>(md), sizeof(md)));
-               }();
-      if (!force && !absl::EqualsIgnoreCase(expected, data)) {
-        return absl::DataLossError(
-            absl::StrCat("IMPORT_ERROR: checksum mismatch in ", name));
-      }
-      continue;
+  absl::Status Prepare() override { return absl::OkStatus(); }
+  absl::StatusOr<std::string> CommitLocked() override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool_->mu_) {
+    auto it = pool_->vdi_data_.find(vdi_);
+    if (it == pool_->vdi_data_.end() || it->second.image == nullptr)
+      return absl::NotFoundError("the VDI is gone");
+    if (written_ > 0) {
+      auto top = FileDisk::Open(path_);
+      if (!top.ok()) return top.status();
+      VdiData& data = it->second;
+      // Snapshots and running streams keep the bytes they had.
+      data.image = written_ == size_
+                       ? std::shared_ptr<DiskImage>(*std::move(top))
+                       : std::make_shared<PrefixOverlayDisk>(data.image,
+                                                             *std::move(top));
+      data.seed = 0;
+      kept_ = true;
     }
-    int64_t number = 0;
-    if (!absl::SimpleAtoi(rest, &number)) continue;
-    // Offsets as XAPI's importer computes them (tolerating keep-alive chunks).
-    uint64_t offset;
-    if (id != prev_id) {
-      offset = static_cast<uint64_t>(number) * (1 << 20);
+    return XapiValue(SimValue::Str(vdi_));
+  }
+  std::vector<std::string> ErrorFor(const absl::Status&) override {
+    return {"VDI_IO_ERROR", "Device I/O errors"};
+  }
+
+ private:
+  const std::string vdi_;
+  const uint64_t size_;
+  const std::string path_;
+  const int fd_;
+  uint64_t written_ = 0;
+  bool kept_ = false;
+};
+
+void SimPool::FinishUploadLocked(const std::string& task, int log_index,
+                                 uint64_t received, int status,
+                                 uint64_t bytes_sent,
+                                 const std::vector<std::string>& error,
+                                 const std::string& outcome,
+                                 const std::string& result) {
+  task_streaming_.erase(task);
+  if (Object* t = GetLocked("task", task)) {
+    t->at("finished") = SimValue::Time(NowLocked());
+    if (error.empty()) {
+      t->at("status") = SimValue::Str("success");
+      t->at("progress") = SimValue::Float(1);
+      t->at("result") = SimValue::Str(result);
     } else {
-      offset = prev_offset + prev_len +
-               static_cast<uint64_t>(number - prev_number - 1) * (1 << 20);
+      t->at("status") =
+          SimValue::Str(error[0] == "TASK_CANCELLED" ? "cancelled" : "failure");
+      t->at("error_info") = SimValue::StrSet(error);
     }
-    prev_id = id;
-    prev_offset = offset;
-    prev_len = size;
-    prev_number = number;
-    if (fds.count(id) == 0) {
-      std::string file =
-          absl::StrCat(state_dir_, "/import-", NewUuidLocked(), ".img");
-      int fd = open(file.c_str(), O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0600);
-      if (fd < 0) return absl::InternalError("cannot create import file");
-      fds[id] = fd;
-      vdi_files[id] = file;
-    }
-    if (pwrite(fds[id], data.data(), data.size(), static_cast<off_t>(offset)) !=
-        static_cast<ssize_t>(data.size())) {
-      return absl::InternalError("cannot write import file");
-    }
-    last_chunk = data;
   }
-  // Records.
-  Object* vm = nullptr;
+  if (log_index >= 0 && static_cast<size_t>(log_index) < request_log_.size()) {
+    RequestLogEntry& e = request_log_[static_cast<size_t>(log_index)];
+    e.set_status(status);
+    e.set_bytes_sent(bytes_sent);
+    e.set_bytes_received(received);
+    e.set_outcome(outcome);
+    e.set_finished(absl::ToDoubleSeconds(absl::Now() - started_));
+  }
+}
+
+absl::StatusOr<std::string> SimPool::CreateImportedVmLocked(
+    const XvaImporter& xva,
+    std::map<std::string, std::shared_ptr<DiskImage>> disks,
+    const std::string& sr_ref) {
+  const auto& objects = xva.objects();
+  // The first VM object (by id, compared as strings) is imported.
+  auto first_vm = std::find_if(objects.begin(), objects.end(),
+                               [](auto& o) { return o.second.first == "VM"; });
+  if (first_vm == objects.end())
+    return absl::InvalidArgumentError("no VM in ova.xml");
   std::map<std::string, Object*> vdis;
-  for (const auto& [id, entry] : by_id) {
+  for (const auto& [id, entry] : objects) {
     if (entry.first != "VDI") continue;
     const SimValue& rec = *entry.second;
     Object* vdi = CreateLocked("VDI");
     if (const SimValue* n = rec.Get("name_label")) vdi->at("name_label") = *n;
     if (const SimValue* n = rec.Get("name_description"))
       vdi->at("name_description") = *n;
-    int64_t vsize = 0;
-    if (const SimValue* s = rec.Get("virtual_size")) {
-      if (s->kind == SimValue::Kind::kInt)
-        vsize = s->i;
-      else
-        (void)absl::SimpleAtoi(s->s, &vsize);
-    }
-    vdi->at("virtual_size") = SimValue::Int(vsize);
+    const std::shared_ptr<DiskImage>& image = disks[id];
+    vdi->at("virtual_size") = SimValue::Int(
+        static_cast<int64_t>(image != nullptr ? image->size() : 0));
     vdi->at("SR") = SimValue::Str(sr_ref);
     vdi->at("location") = SimValue::Str(vdi->str("uuid"));
     if (Object* sr = GetLocked("SR", sr_ref))
       sr->at("VDIs").items.push_back(SimValue::Str(vdi->ref));
     VdiData d;
-    auto file = vdi_files.find(id);
-    std::string path_for_disk;
-    if (file != vdi_files.end()) {
-      path_for_disk = file->second;
-    } else {
-      path_for_disk =
-          absl::StrCat(state_dir_, "/import-", NewUuidLocked(), ".img");
-      int fd = open(path_for_disk.c_str(),
-                    O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0600);
-      if (fd >= 0) fds[id + "#empty"] = fd;
-    }
-    int fd = file != vdi_files.end() ? fds[id] : fds[id + "#empty"];
-    if (fd >= 0 && ftruncate(fd, vsize) != 0)
-      return absl::InternalError("cannot size import file");
-    auto image = FileDisk::Open(path_for_disk);
-    if (!image.ok()) return image.status();
-    d.image = std::shared_ptr<DiskImage>(std::move(*image));
+    d.image = image;
     vdi_data_[vdi->ref] = std::move(d);
     vdis[id] = vdi;
   }
-  for (auto& [unused, fd] : fds) close(fd);
-  for (const auto& [id, entry] : by_id) {
-    if (entry.first != "VM") continue;
-    const SimValue& rec = *entry.second;
-    vm = CreateLocked("VM");
-    const std::string uuid = vm->str("uuid");
-    for (const auto& [field, value] : rec.map) {
-      int i = vm->schema->Find(field);
-      if (i < 0) continue;
-      const FieldSchema& f = vm->schema->fields[static_cast<size_t>(i)];
-      if (f.kind == FieldKind::kRef ||
-          (f.kind == FieldKind::kSet && f.value_kind == FieldKind::kRef)) {
-        continue;
-      }
-      SimValue v = value;
-      if (f.kind == FieldKind::kInt && v.kind == SimValue::Kind::kString) {
-        int64_t n = 0;
-        (void)absl::SimpleAtoi(v.s, &n);
-        v = SimValue::Int(n);
-      }
-      if (v.kind == f.default_value.kind)
-        vm->fields[static_cast<size_t>(i)] = v;
+  const std::string& id = first_vm->first;
+  const SimValue& rec = *first_vm->second.second;
+  Object* vm = CreateLocked("VM");
+  const std::string uuid = vm->str("uuid");
+  for (const auto& [field, value] : rec.map) {
+    int i = vm->schema->Find(field);
+    if (i < 0) continue;
+    const FieldSchema& f = vm->schema->fields[static_cast<size_t>(i)];
+    if (f.kind == FieldKind::kRef ||
+        (f.kind == FieldKind::kSet && f.value_kind == FieldKind::kRef)) {
+      continue;
     }
-    vm->at("uuid") = SimValue::Str(uuid);
-    vm->at("power_state") = SimValue::Str("Halted");
-    vm->at("resident_on") = SimValue::Str("OpaqueRef:NULL");
-    vm->at("domid") = SimValue::Int(-1);
-    Object* metrics = CreateLocked("VM_metrics");
-    vm->at("metrics") = SimValue::Str(metrics->ref);
-    for (const auto& [vbd_id, vbd_entry] : by_id) {
-      if (vbd_entry.first != "VBD") continue;
-      const SimValue& vrec = *vbd_entry.second;
-      const SimValue* owner = vrec.Get("VM");
-      if (owner == nullptr || owner->s != id) continue;
-      Object* vbd = CreateLocked("VBD");
-      for (const char* f :
-           {"device", "userdevice", "bootable", "mode", "type", "empty"}) {
-        if (const SimValue* v = vrec.Get(f)) {
-          if (v->kind == vbd->at(f).kind) vbd->at(f) = *v;
-        }
-      }
-      vbd->at("VM") = SimValue::Str(vm->ref);
-      const SimValue* vdi_id = vrec.Get("VDI");
-      auto it = vdi_id != nullptr ? vdis.find(vdi_id->s) : vdis.end();
-      if (it != vdis.end()) {
-        vbd->at("VDI") = SimValue::Str(it->second->ref);
-        it->second->at("VBDs").items.push_back(SimValue::Str(vbd->ref));
-      } else {
-        vbd->at("VDI") = SimValue::Str("OpaqueRef:NULL");
-      }
-      vm->at("VBDs").items.push_back(SimValue::Str(vbd->ref));
+    SimValue v = value;
+    if (f.kind == FieldKind::kInt && v.kind == SimValue::Kind::kString) {
+      int64_t n = 0;
+      (void)absl::SimpleAtoi(v.s, &n);
+      v = SimValue::Int(n);
     }
-    Object* network = AllLocked("network").front();
-    for (const auto& [vif_id, vif_entry] : by_id) {
-      if (vif_entry.first != "VIF") continue;
-      const SimValue& frec = *vif_entry.second;
-      const SimValue* owner = frec.Get("VM");
-      if (owner == nullptr || owner->s != id) continue;
-      Object* vif = CreateLocked("VIF");
-      if (const SimValue* v = frec.Get("device")) vif->at("device") = *v;
-      if (const SimValue* v = frec.Get("MAC")) vif->at("MAC") = *v;
-      vif->at("VM") = SimValue::Str(vm->ref);
-      vif->at("network") = SimValue::Str(network->ref);
-      network->at("VIFs").items.push_back(SimValue::Str(vif->ref));
-      vm->at("VIFs").items.push_back(SimValue::Str(vif->ref));
-    }
-    break;
+    if (v.kind == f.default_value.kind) vm->fields[static_cast<size_t>(i)] = v;
   }
-  if (vm == nullptr)
-    return absl::InvalidArgumentError("IMPORT_ERROR: no VM in ova.xml");
+  vm->at("uuid") = SimValue::Str(uuid);
+  vm->at("power_state") = SimValue::Str("Halted");
+  vm->at("resident_on") = SimValue::Str("OpaqueRef:NULL");
+  vm->at("domid") = SimValue::Int(-1);
+  Object* metrics = CreateLocked("VM_metrics");
+  vm->at("metrics") = SimValue::Str(metrics->ref);
+  for (const auto& [vbd_id, vbd_entry] : objects) {
+    if (vbd_entry.first != "VBD") continue;
+    const SimValue& vrec = *vbd_entry.second;
+    const SimValue* owner = vrec.Get("VM");
+    if (owner == nullptr || owner->s != id) continue;
+    Object* vbd = CreateLocked("VBD");
+    for (const char* f :
+         {"device", "userdevice", "bootable", "mode", "type", "empty"}) {
+      if (const SimValue* v = vrec.Get(f)) {
+        if (v->kind == vbd->at(f).kind) vbd->at(f) = *v;
+      }
+    }
+    vbd->at("VM") = SimValue::Str(vm->ref);
+    const SimValue* vdi_id = vrec.Get("VDI");
+    auto it = vdi_id != nullptr ? vdis.find(vdi_id->s) : vdis.end();
+    if (it != vdis.end()) {
+      vbd->at("VDI") = SimValue::Str(it->second->ref);
+      it->second->at("VBDs").items.push_back(SimValue::Str(vbd->ref));
+    } else {
+      vbd->at("VDI") = SimValue::Str("OpaqueRef:NULL");
+    }
+    vm->at("VBDs").items.push_back(SimValue::Str(vbd->ref));
+  }
+  Object* network = AllLocked("network").front();
+  for (const auto& [vif_id, vif_entry] : objects) {
+    if (vif_entry.first != "VIF") continue;
+    const SimValue& frec = *vif_entry.second;
+    const SimValue* owner = frec.Get("VM");
+    if (owner == nullptr || owner->s != id) continue;
+    Object* vif = CreateLocked("VIF");
+    if (const SimValue* v = frec.Get("device")) vif->at("device") = *v;
+    if (const SimValue* v = frec.Get("MAC")) vif->at("MAC") = *v;
+    vif->at("VM") = SimValue::Str(vm->ref);
+    vif->at("network") = SimValue::Str(network->ref);
+    network->at("VIFs").items.push_back(SimValue::Str(vif->ref));
+    vm->at("VIFs").items.push_back(SimValue::Str(vif->ref));
+  }
   return vm->ref;
 }
 
-HttpResponse SimPool::ImportLocked(HttpRequest& r) {
-  HttpResponse out;
+UploadStart SimPool::ImportStartLocked(HttpRequest& r) {
+  UploadStart start;
+  HttpResponse& out = start.response;
   const std::string task = TaskForRequestLocked(r, "VM import");
   if (r.chunked) {
     // XAPI answers with 403 headers and then its 500 page.
     std::vector<std::string> error = {"IMPORT_ERROR_CANNOT_HANDLE_CHUNKED"};
     FailTaskLocked(task, error);
-    HttpResponse page = ErrorPageLocked(403, error);
-    return page;
+    out = ErrorPageLocked(403, error);
+    return start;
   }
-  if (!AuthenticateHttpLocked(r, task, &out)) return out;
+  if (!AuthenticateHttpLocked(r, task, &out)) return start;
   std::string sr = Param(r, "sr_id");
   if (sr.empty() && !Param(r, "sr_uuid").empty()) {
     if (Object* o = ByUuidLocked("SR", Param(r, "sr_uuid"))) sr = o->ref;
@@ -1243,28 +1365,151 @@ HttpResponse SimPool::ImportLocked(HttpRequest& r) {
   if (GetLocked("SR", sr) == nullptr) {
     std::vector<std::string> error = {"DEFAULT_SR_NOT_FOUND", sr};
     FailTaskLocked(task, error);
-    return ErrorPageLocked(500, error);
+    out = ErrorPageLocked(500, error);
+    return start;
   }
-  if (RedirectLocked(r, {sr}, task, &out)) return out;
-  auto vm = ImportXvaLocked(r.body_path, sr, Param(r, "force") == "true");
-  if (!vm.ok()) {
-    absl::string_view message = vm.status().message();
-    absl::ConsumePrefix(&message, "IMPORT_ERROR: ");
-    std::vector<std::string> error = {"IMPORT_ERROR", std::string(message)};
+  if (RedirectLocked(r, {sr}, task, &out)) return start;
+  // The VM being imported is in the body: faults with a `vm` never match.
+  if (const Fault* f =
+          MatchFaultLocked(Fault::CALL_ERROR, r.host, r.handler, {})) {
+    std::vector<std::string> error = FaultErrorLocked(*f, "");
     FailTaskLocked(task, error);
-    HttpResponse page = ErrorPageLocked(500, error);
-    return page;
+    out = ErrorPageLocked(500, error);
+    return start;
   }
-  if (Object* t = GetLocked("task", task)) {
-    t->at("status") = SimValue::Str("success");
-    t->at("progress") = SimValue::Float(1);
-    t->at("finished") = SimValue::Time(NowLocked());
-    t->at("result") = SimValue::Str(XapiValue(SimValue::StrSet({*vm})));
-  }
-  out.status = 200;
-  out.headers.emplace_back("task-id", task);
-  return out;
+  StreamFaults faults =
+      MatchStreamFaultsLocked(r, {}, "", {"VDI_IO_ERROR", "Device I/O errors"});
+  task_streaming_[task] = true;
+  start.sink = std::make_unique<ImportSink>(this, task, r, std::move(faults),
+                                            sr, Param(r, "force") == "true");
+  return start;
 }
+
+UploadStart SimPool::ImportRawVdiStartLocked(HttpRequest& r) {
+  UploadStart start;
+  HttpResponse& out = start.response;
+  const std::string which = Param(r, "vdi");
+  Object* vdi = GetLocked("VDI", which);
+  if (vdi == nullptr) vdi = ByUuidLocked("VDI", which);
+  const std::string task = TaskForRequestLocked(r, "Importing raw VDI");
+  if (!AuthenticateHttpLocked(r, task, &out)) return start;
+  auto fail = [&](int status, const std::vector<std::string>& error) {
+    mu_.AssertHeld();
+    FailTaskLocked(task, error);
+    out = ErrorPageLocked(status, error);
+    return std::move(start);
+  };
+  // XAPI's refusals of the request's form: headers only, no page.
+  auto refuse = [&](int status, const std::vector<std::string>& error) {
+    mu_.AssertHeld();
+    FailTaskLocked(task, error);
+    out.status = status;
+    out.http10 = status == 404;
+    out.content_length = false;
+    out.headers.emplace_back("Cache-Control", "no-cache, no-store");
+    return std::move(start);
+  };
+  if (vdi == nullptr && which.empty()) {
+    if (!Param(r, "sr_id").empty() || !Param(r, "sr_uuid").empty()) {
+      return refuse(400, {"INTERNAL_ERROR",
+                          "importing into a new VDI (sr_id without vdi) is "
+                          "not simulated"});
+    }
+    return refuse(400, {"VDI_MISSING"});
+  }
+  if (vdi == nullptr) return fail(500, {"HANDLE_INVALID", "VDI", which});
+  if (RedirectLocked(r, {vdi->str("SR")}, task, &out)) return start;
+  const std::string format_param = Param(r, "format");
+  std::string format = absl::AsciiStrToLower(format_param);
+  if (format.empty()) format = "raw";
+  if (format != "raw" && format != "vhd" && format != "tar" &&
+      format != "qcow2") {
+    return refuse(
+        404, {"INTERNAL_ERROR", absl::StrCat("Unknown format ", format_param)});
+  }
+  // XAPI's own chunk framing: a `chunked` flag in the query or a cookie.
+  const bool chunked_flag =
+      r.query.count("chunked") != 0 || r.cookies.count("chunked") != 0;
+  if (format != "raw" && chunked_flag)
+    return refuse(404, {"INTERNAL_ERROR", "Cannot handle chunked VHD"});
+  if (r.chunked)
+    return refuse(404, {"INTERNAL_ERROR", "Cannot handle encoding: chunked"});
+  if (format != "raw") {
+    return fail(500, {"INTERNAL_ERROR",
+                      absl::StrCat("format ", format, " is not simulated")});
+  }
+  if (chunked_flag) {
+    return fail(500, {"INTERNAL_ERROR",
+                      "the chunked protocol (chunked=) is not simulated"});
+  }
+  auto data = vdi_data_.find(vdi->ref);
+  if (data == vdi_data_.end() || data->second.image == nullptr)
+    return fail(500, {"VDI_MISSING", vdi->str("SR"), vdi->ref});
+  const std::vector<std::string> ids = VdiVmIdentitiesLocked(*vdi);
+  if (const Fault* f =
+          MatchFaultLocked(Fault::CALL_ERROR, r.host, r.handler, ids)) {
+    return fail(500, FaultErrorLocked(*f, vdi->ref));
+  }
+  std::string path = absl::StrCat(state_dir_, "/upload-XXXXXX");
+  const int fd = mkstemp(path.data());
+  if (fd < 0) return fail(500, {"INTERNAL_ERROR", "cannot create a file"});
+  StreamFaults faults = MatchStreamFaultsLocked(
+      r, ids, vdi->str("uuid"), {"VDI_IO_ERROR", "Device I/O errors"});
+  task_streaming_[task] = true;
+  start.sink =
+      std::make_unique<RawVdiSink>(this, task, r, std::move(faults), vdi->ref,
+                                   data->second.image->size(), path, fd);
+  return start;
+}
+
+std::optional<UploadStart> SimPool::StartUpload(HttpRequest& r) {
+  auto is = [&](absl::string_view handler) {
+    return r.path == handler || r.path == absl::StrCat(handler, "/");
+  };
+  if (r.method != "PUT") return std::nullopt;
+  if (is("/import")) {
+    r.handler = "/import";
+  } else if (is("/import_raw_vdi")) {
+    r.handler = "/import_raw_vdi";
+  } else {
+    return std::nullopt;
+  }
+  absl::MutexLock lock(&mu_);
+  UploadStart start;
+  Object* here = HostByNameLocked(r.host);
+  if (here != nullptr && !HostLiveLocked(*here)) {
+    start.response.drop_connection = true;  // a dead host answers nothing
+    return start;
+  }
+  r.log_index = LogRequestLocked(r);
+  start = r.handler == "/import" ? ImportStartLocked(r)
+                                 : ImportRawVdiStartLocked(r);
+  if (start.sink == nullptr) LogReplyLocked(start.response, r.log_index);
+  return start;
+}
+
+namespace {
+
+// Serves an upload whose body was spooled to a file.
+HttpResponse FeedSpooledBody(UploadStart start, const HttpRequest& r) {
+  if (start.sink == nullptr) return std::move(start.response);
+  std::ifstream in(r.body_path, std::ios::binary);
+  std::string buf(1 << 20, '\0');
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const size_t n = static_cast<size_t>(in.gcount());
+    if (n == 0) break;
+    if (!start.sink->Write(buf.data(), n)) {
+      start.sink->Abort();
+      HttpResponse dropped;
+      dropped.drop_connection = true;
+      return dropped;
+    }
+  }
+  return start.sink->Finish();
+}
+
+}  // namespace
 
 // ---- dispatch
 // -------------------------------------------------------------------
@@ -1280,6 +1525,8 @@ HttpResponse SimPool::HandleHttp(HttpRequest& r) {
     absl::MutexLock lock(&mu_);
     return ControlLocked(r);
   }
+  if (std::optional<UploadStart> upload = StartUpload(r))
+    return FeedSpooledBody(*std::move(upload), r);
   absl::MutexLock lock(&mu_);
   Object* here = HostByNameLocked(r.host);
   if (here != nullptr && !HostLiveLocked(*here)) {
@@ -1288,7 +1535,9 @@ HttpResponse SimPool::HandleHttp(HttpRequest& r) {
     return dead;
   }
   auto is = [&](absl::string_view handler) {
-    return r.path == handler || r.path == absl::StrCat(handler, "/");
+    if (r.path != handler && r.path != absl::StrCat(handler, "/")) return false;
+    r.handler = std::string(handler);
+    return true;
   };
   r.log_index = LogRequestLocked(r);
   HttpResponse out;
@@ -1300,8 +1549,6 @@ HttpResponse SimPool::HandleHttp(HttpRequest& r) {
     out = ExportLocked(r);
   } else if (r.method == "GET" && is("/pool/xmldbdump")) {
     out = DbDumpLocked(r);
-  } else if (r.method == "PUT" && is("/import")) {
-    out = ImportLocked(r);
   } else {
     out.status = 404;
     out.headers.emplace_back("content-type", "text/html");
@@ -1309,8 +1556,14 @@ HttpResponse SimPool::HandleHttp(HttpRequest& r) {
         "<html><body><h1>HTTP 404 not found</h1>The requested URL was not "
         "found</body></html>";
   }
-  out.log_index = r.log_index;
-  RequestLogEntry& e = request_log_[static_cast<size_t>(r.log_index)];
+  LogReplyLocked(out, r.log_index);
+  return out;
+}
+
+void SimPool::LogReplyLocked(const HttpResponse& out, int log_index) {
+  if (log_index < 0 || static_cast<size_t>(log_index) >= request_log_.size())
+    return;
+  RequestLogEntry& e = request_log_[static_cast<size_t>(log_index)];
   if (out.drop_connection) {
     e.set_outcome("connection closed without a response");
     e.set_finished(absl::ToDoubleSeconds(absl::Now() - started_));
@@ -1323,7 +1576,6 @@ HttpResponse SimPool::HandleHttp(HttpRequest& r) {
       e.set_finished(absl::ToDoubleSeconds(absl::Now() - started_));
     }
   }
-  return out;
 }
 
 HttpResponse SimPool::ControlLocked(HttpRequest& r) {
@@ -1350,8 +1602,10 @@ HttpResponse SimPool::ControlLocked(HttpRequest& r) {
       if (!status.ok())
         return TextResponse(
             400, absl::StrCat("bad fault: ", status.ToString(), "\n"));
-      if (f.kind() == Fault::KIND_UNSPECIFIED)
-        return TextResponse(400, "bad fault: kind is required\n");
+      if (absl::Status valid = ValidateFault(f); !valid.ok()) {
+        return TextResponse(400,
+                            absl::StrCat("bad fault: ", valid.message(), "\n"));
+      }
       faults_.push_back(f);
       fault_fired_.push_back(0);
       RefreshLivenessLocked();

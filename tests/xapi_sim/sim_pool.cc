@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// The simulated pool: database, fixture loading, faults and bookkeeping.
-// XML-RPC calls are in sim_rpc.cc, HTTP handlers in sim_http.cc.
+// The simulated pool: database, fixture loading, the table of served
+// methods, faults and bookkeeping. XML-RPC and JSON-RPC calls are in
+// sim_rpc.cc, HTTP handlers in sim_http.cc.
 #include "tests/xapi_sim/sim_pool.h"
 
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -568,7 +570,10 @@ absl::Status SimPool::LoadFixtureLocked(const Fixture& fx) {
     }
   }
 
-  for (const Fault& f : fx.faults()) {
+  for (int i = 0; i < fx.faults_size(); ++i) {
+    const Fault& f = fx.faults(i);
+    if (absl::Status s = ValidateFault(f); !s.ok())
+      return bad("faults[", i, "]: ", s.message());
     faults_.push_back(f);
     fault_fired_.push_back(0);
   }
@@ -662,6 +667,223 @@ std::vector<std::string> SimPool::VdiVmIdentitiesLocked(const Object& vdi) {
   return ids;
 }
 
+// ---- served methods and handlers
+// ---------------------------------------------
+
+namespace {
+
+// The one table of served XML-RPC/JSON-RPC methods, in the order
+// system.listMethods lists them.
+struct MethodTable {
+  std::vector<ServedMethod> rows;
+  absl::flat_hash_map<std::string, size_t> index;  // name to row
+};
+
+ServedMethod MethodRow(std::string name, size_t min_params, size_t max_params) {
+  ServedMethod m;
+  m.name = std::move(name);
+  m.min_params = min_params;
+  m.max_params = max_params;
+  return m;
+}
+
+// Built once from the schema (docs/xapi-sim.md section 5.5): class by class
+// in schema order, the specific messages the class has, then the generic
+// messages it has, then get_<field> for every field. Parameter counts include
+// the session. A name already in the table keeps its first row.
+const MethodTable& Methods() {
+  static const MethodTable* const table = [] {
+    std::vector<ServedMethod> specific = {
+        MethodRow("session.login_with_password", 2, 4),
+        MethodRow("session.logout", 1, 1),
+        MethodRow("session.get_this_host", 2, 2),
+        MethodRow("VM.snapshot", 3, 4),
+        MethodRow("VM.destroy", 2, 2),
+        MethodRow("VM.set_is_a_template", 3, 3),
+        MethodRow("VM.set_affinity", 3, 3),
+        MethodRow("VDI.snapshot", 2, 3),
+        MethodRow("VDI.destroy", 2, 2),
+        MethodRow("task.create", 3, 3),
+        MethodRow("task.cancel", 2, 2),
+        MethodRow("task.destroy", 2, 2),
+    };
+    specific[0].session = false;          // session.login_with_password
+    specific[3].old_host_max_params = 3;  // VM.snapshot
+    auto* t = new MethodTable;
+    auto add = [t](ServedMethod m) {
+      if (t->index.emplace(m.name, t->rows.size()).second)
+        t->rows.push_back(std::move(m));
+    };
+    for (const ClassSchema& c : AllClasses()) {
+      const std::string& cls = c.name;
+      for (const ServedMethod& m : specific) {
+        if (absl::StartsWith(m.name, cls + ".")) add(m);
+      }
+      add(MethodRow(cls + ".get_all", 1, 1));
+      add(MethodRow(cls + ".get_all_records", 1, 1));
+      add(MethodRow(cls + ".get_record", 2, 2));
+      add(MethodRow(cls + ".get_by_uuid", 2, 2));
+      if (c.Find("name_label") >= 0) {
+        add(MethodRow(cls + ".get_by_name_label", 2, 2));
+        add(MethodRow(cls + ".set_name_label", 3, 3));
+        add(MethodRow(cls + ".set_name_description", 3, 3));
+      }
+      if (c.Find("other_config") >= 0) {
+        add(MethodRow(cls + ".set_other_config", 3, 3));
+        add(MethodRow(cls + ".add_to_other_config", 4, 4));
+        add(MethodRow(cls + ".remove_from_other_config", 3, 3));
+      }
+      if (c.Find("tags") >= 0) {
+        add(MethodRow(cls + ".set_tags", 3, 3));
+        add(MethodRow(cls + ".add_tags", 3, 3));
+        add(MethodRow(cls + ".remove_tags", 3, 3));
+      }
+      for (const FieldSchema& f : c.fields)
+        add(MethodRow(cls + ".get_" + f.name, 2, 2));
+    }
+    for (const ServedMethod& m : specific)
+      VMB_CHECK(t->index.count(m.name) != 0) << m.name << ": not in the schema";
+    // Any parameters, not looked at; needs no session; not in its own list.
+    ServedMethod list = MethodRow("system.listMethods", 0, SIZE_MAX);
+    list.session = false;
+    list.listed = false;
+    add(std::move(list));
+    return t;
+  }();
+  return *table;
+}
+
+// A data handler: its path and whether its requests concern a VM (that a
+// fault's `vm` can match).
+struct Handler {
+  const char* path;
+  bool has_vm;
+};
+constexpr Handler kHandlers[] = {
+    {"/export", true},          {"/export_raw_vdi", true},
+    {"/export_metadata", true}, {"/pool/xmldbdump", false},
+    {"/import", false},         {"/import_raw_vdi", true},
+};
+
+const Handler* FindHandler(absl::string_view path) {
+  for (const Handler& h : kHandlers) {
+    if (path == h.path) return &h;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::vector<std::string> SimPool::ServedMethods() {
+  std::vector<std::string> names;
+  for (const ServedMethod& m : Methods().rows) {
+    if (m.listed) names.push_back(m.name);
+  }
+  return names;
+}
+
+std::vector<std::string> SimPool::ServedHandlers() {
+  std::vector<std::string> out;
+  for (const Handler& h : kHandlers) out.emplace_back(h.path);
+  return out;
+}
+
+const ServedMethod* SimPool::FindServedMethod(absl::string_view method) {
+  const MethodTable& table = Methods();
+  auto it = table.index.find(method);
+  return it == table.index.end() ? nullptr : &table.rows[it->second];
+}
+
+SimPool::Arity SimPool::ArityOf(const ServedMethod& served) const {
+  if (served.old_host_max_params != 0 && settings_.old_host_snapshot_arity())
+    return Arity{served.min_params, served.old_host_max_params};
+  return Arity{served.min_params, served.max_params};
+}
+
+absl::Status SimPool::ValidateFault(const Fault& f) {
+  auto bad = [](auto&&... parts) {
+    return absl::InvalidArgumentError(absl::StrCat(parts...));
+  };
+  if (f.kind() == Fault::KIND_UNSPECIFIED) return bad("kind is required");
+  const std::string kind = Fault::Kind_Name(f.kind());
+  if (kind.empty()) return bad("unknown kind ", static_cast<int>(f.kind()));
+  const std::string& call = f.call();
+  const Handler* handler = FindHandler(call);
+  const ServedMethod* served = FindServedMethod(call);
+  const bool method = served != nullptr;
+  if (!call.empty() && handler == nullptr && !method) {
+    return bad("call \"", call,
+               "\" is neither an XML-RPC method nor a data handler the "
+               "simulator serves (handlers: ",
+               absl::StrJoin(ServedHandlers(), ", "), ")");
+  }
+  // Kinds that ignore some of the matching fields.
+  auto must_be_empty = [&](absl::string_view field,
+                           const std::string& value) -> absl::Status {
+    if (value.empty()) return absl::OkStatus();
+    return bad(kind, " does not look at ", field, " (\"", value,
+               "\"); leave it empty");
+  };
+  switch (f.kind()) {
+    case Fault::SESSION_INVALID:
+      for (auto [field, value] :
+           {std::pair<absl::string_view, const std::string*>{"call", &f.call()},
+            {"vm", &f.vm()},
+            {"host", &f.host()}}) {
+        if (absl::Status s = must_be_empty(field, *value); !s.ok()) return s;
+      }
+      return absl::OkStatus();
+    case Fault::BANDWIDTH:
+      if (f.bytes_per_second() == 0)
+        return bad("BANDWIDTH needs bytes_per_second");
+      [[fallthrough]];
+    case Fault::HOST_DOWN:
+      if (absl::Status s = must_be_empty("call", f.call()); !s.ok()) return s;
+      return must_be_empty("vm", f.vm());
+    case Fault::SLOW_CALL:
+      if (f.delay_ms() == 0) return bad("SLOW_CALL needs delay_ms");
+      if (handler != nullptr) {
+        return bad("SLOW_CALL never applies to \"", call,
+                   "\": it delays XML-RPC and JSON-RPC calls, not data "
+                   "handlers");
+      }
+      if (!f.vm().empty() && method && !absl::StartsWith(call, "VM.")) {
+        return bad("vm never matches a SLOW_CALL on \"", call,
+                   "\": only VM.* calls have a VM");
+      }
+      return absl::OkStatus();
+    case Fault::CALL_ERROR:
+      if (method && !served->session) {
+        return bad("CALL_ERROR never applies to \"", call,
+                   "\": it takes no session, and faults fail only calls "
+                   "made with one");
+      }
+      if (!f.vm().empty() && method && !absl::StartsWith(call, "VM.") &&
+          !absl::StartsWith(call, "VDI.")) {
+        return bad("vm never matches \"", call,
+                   "\": only VM.* and VDI.* calls have a VM");
+      }
+      break;
+    case Fault::STALL:
+    case Fault::CUT:
+    case Fault::EMBEDDED_500:
+    case Fault::CORRUPT:
+    case Fault::TASK_FAIL:
+      if (method) {
+        return bad(kind, " never applies to \"", call,
+                   "\": it applies to the data handlers (",
+                   absl::StrJoin(ServedHandlers(), ", "), ")");
+      }
+      break;
+    default:
+      return bad("unknown kind ", kind);
+  }
+  if (handler != nullptr && !handler->has_vm && !f.vm().empty()) {
+    return bad("vm never matches \"", call, "\": its requests concern no VM");
+  }
+  return absl::OkStatus();
+}
+
 // ---- faults -----------------------------------------------------------------
 
 const Fault* SimPool::MatchFaultLocked(Fault::Kind kind,
@@ -712,8 +934,8 @@ std::vector<std::string> SimPool::FaultErrorLocked(const Fault& f,
 }
 
 absl::Status SimPool::AddFault(const Fault& fault) {
-  if (fault.kind() == Fault::KIND_UNSPECIFIED) {
-    return absl::InvalidArgumentError("fault: kind is required");
+  if (absl::Status s = ValidateFault(fault); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("fault: ", s.message()));
   }
   absl::MutexLock lock(&mu_);
   faults_.push_back(fault);

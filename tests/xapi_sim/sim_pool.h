@@ -2,11 +2,12 @@
 #pragma once
 
 // The simulated pool: the object database, sessions, tasks, faults and the
-// logic of XAPI's XML-RPC calls and HTTP data handlers. The HTTP server
-// (sim_server.h) only moves bytes; every decision is made here.
+// logic of XAPI's XML-RPC/JSON-RPC calls and HTTP data handlers. The HTTP
+// server (sim_server.h) only moves bytes; every decision is made here.
 //
-// Thread-safe: one mutex guards all state; streams run without it and take it
-// briefly to update their task.
+// Thread-safe: one mutex guards all state; download streams and uploads run
+// without it and take it briefly to update their task, the request log and
+// the records.
 
 #include <stdint.h>
 
@@ -29,6 +30,7 @@
 #include "tests/xapi_sim/schema.h"
 #include "tests/xapi_sim/sim_value.h"
 #include "tests/xapi_sim/streams.h"
+#include "tests/xapi_sim/xva_import.h"
 
 namespace vmb::sim {
 
@@ -47,7 +49,8 @@ struct Object {
 struct HttpRequest {
   std::string host;  // name_label of the host whose address received it
   std::string method;
-  std::string path;  // without the query
+  std::string path;     // without the query
+  std::string handler;  // set by SimPool: the data handler serving it
   std::string raw_query;
   std::map<std::string, std::string> query;
   std::map<std::string, std::string> cookies;
@@ -58,6 +61,7 @@ struct HttpRequest {
   int socket_fd = -1;     // for stall faults: to see the client leave
   std::string body_path;  // PUT bodies are spooled to this file
   uint64_t body_size = 0;
+  int64_t content_length = -1;  // the Content-Length header; -1 if none
   int log_index =
       -1;  // set by SimPool: this request's entry in the request log
 };
@@ -85,10 +89,35 @@ struct HttpResponse {
   bool content_length = true;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
-  std::unique_ptr<ResponseStream>
-      stream;                    // set: body comes from here, no length
+  // Set: the body comes from here, close-delimited unless stream_length is
+  // set (then a Content-Length of that many bytes is sent).
+  std::unique_ptr<ResponseStream> stream;
+  std::optional<uint64_t> stream_length;
   bool drop_connection = false;  // write nothing at all, just close
-  int log_index = -1;            // this request's entry in the request log
+};
+
+// The body of a PUT that a data handler reads as it arrives (/import,
+// /import_raw_vdi), without the simulator's lock. Called from the
+// connection's thread.
+class UploadSink {
+ public:
+  virtual ~UploadSink() = default;
+  // Takes the next bytes of the body. False: close the connection now,
+  // without a reply (a CUT fault, the client leaving during a stall, the
+  // simulator stopping); Abort() follows.
+  virtual bool Write(const char* data, size_t size) = 0;
+  // The whole body has arrived: the reply.
+  virtual HttpResponse Finish() = 0;
+  // The connection ended before Finish().
+  virtual void Abort() = 0;
+};
+
+// What a data handler decides once a PUT's headers have arrived.
+struct UploadStart {
+  // Null: `response` is the reply, sent before any of the body is read (a
+  // refusal, a redirect, an error page). Set: the body goes here.
+  std::unique_ptr<UploadSink> sink;
+  HttpResponse response;
 };
 
 // What the RPC front end of the modelled release does, from
@@ -121,6 +150,25 @@ struct RpcReply {
   bool cors = true;              // Access-Control-Allow-Origin and -Headers
   bool close = false;            // Connection: close
   bool drop_connection = false;  // a host that is down: write nothing
+};
+
+// A method the XML-RPC/JSON-RPC dispatcher serves: a row of the one table
+// of served methods (Methods() in sim_pool.cc), from which the dispatcher
+// takes method names and parameter counts, system.listMethods its list and
+// SimPool::ValidateFault the calls a fault may name.
+struct ServedMethod {
+  std::string name;       // "VM.snapshot"
+  size_t min_params = 0;  // the session included
+  size_t max_params = 0;  // SIZE_MAX: any number, not looked at
+  // The maximum with settings.old_host_snapshot_arity; 0: max_params.
+  size_t old_host_max_params = 0;
+  // Takes a session as its first parameter. The others
+  // (session.login_with_password, system.listMethods) are not counted by
+  // SESSION_INVALID faults and no CALL_ERROR fault applies to them.
+  bool session = true;
+  // In system.listMethods and ServedMethods(): every method but
+  // system.listMethods itself, which XAPI does not list either.
+  bool listed = true;
 };
 
 // A host's listening endpoint.
@@ -163,14 +211,30 @@ class SimPool {
   std::string HandleXmlRpc(const std::string& host, absl::string_view body,
                            int* status);
 
-  // Every method the dispatcher knows (what system.listMethods answers),
-  // grouped by class in AllClasses() order.
-  std::vector<std::string> MethodNames() const;
-
   RpcGeneration rpc_generation() const { return rpc_generation_; }
 
-  // GET/PUT data handlers and the /sim/ control endpoint.
+  // GET/PUT data handlers and the /sim/ control endpoint, for requests whose
+  // body (if any) has been read.
   HttpResponse HandleHttp(HttpRequest& request);
+  // A PUT whose headers have arrived. Nullopt: its handler wants the whole
+  // body first (HandleHttp). Otherwise the handler streams the body
+  // (/import, /import_raw_vdi) or answers before reading it.
+  std::optional<UploadStart> StartUpload(HttpRequest& request);
+
+  // Every XML-RPC/JSON-RPC method the simulator serves but
+  // system.listMethods itself, which is what system.listMethods answers:
+  // class by class in schema order, the class's specific messages, its
+  // generic ones, then its field getters (docs/xapi-sim.md 5.5). The listed
+  // rows of the one table the dispatcher takes method names and parameter
+  // counts from and ValidateFault checks a fault's `call` against.
+  static std::vector<std::string> ServedMethods();
+  // Every data handler it serves, by path ("/export", ...), in the order of
+  // docs/xapi-sim.md section 7.
+  static std::vector<std::string> ServedHandlers();
+  // OK if `fault` can fire as written: a kind, a `call` that names a served
+  // method or handler to which the kind applies, and no field the kind
+  // ignores. Errors: INVALID_ARGUMENT saying what is wrong.
+  static absl::Status ValidateFault(const Fault& fault);
 
   // Test support: SHA-256 and size of a VDI's bytes.
   absl::StatusOr<VdiInfo> DescribeVdi(const std::string& uuid);
@@ -191,6 +255,11 @@ class SimPool {
                       const std::string& outcome,
                       const std::vector<std::string>& exported_vdis);
   bool TaskCancelling(const std::string& task);
+  // An upload's progress: its task's, and the body bytes read so far.
+  void UploadProgress(const std::string& task, int log_index, uint64_t received,
+                      int64_t content_length);
+  // Marks whether a STALL fault holds request `log_index` now.
+  void SetStalling(int log_index, bool stalling);
   // Blocks to keep `host`'s outgoing rate under its BANDWIDTH fault.
   void Throttle(const std::string& host, size_t bytes);
 
@@ -232,6 +301,11 @@ class SimPool {
     absl::flat_hash_map<std::string, std::unique_ptr<Object>> rows;
   };
   struct StreamPlan;
+  struct StreamFaults;
+  friend class ExportStream;
+  class UploadBase;
+  class ImportSink;
+  class RawVdiSink;
 
   // Database.
   // A new row with the class's defaults and a new uuid; `ref` defaults to a
@@ -262,9 +336,13 @@ class SimPool {
                        absl::string_view body) ABSL_LOCKS_EXCLUDED(mu_);
   RpcReply JsonRpcReply(const std::string& host, absl::string_view body)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // The parameter counts a known method takes (the session included), or
-  // nothing for a method the dispatcher does not know.
-  std::optional<Arity> MethodArity(const std::string& method) const;
+  // The row of the served-method table for `method`, or null for a method
+  // that is not served.
+  static const ServedMethod* FindServedMethod(absl::string_view method);
+  // The parameter counts `served` accepts on this pool (the session
+  // included): its row's, but VM.snapshot's old maximum with
+  // settings.old_host_snapshot_arity.
+  Arity ArityOf(const ServedMethod& served) const;
   RpcResult DispatchLocked(const std::string& host, const SimCall& call)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   RpcResult GenericLocked(const std::string& cls, const std::string& message,
@@ -312,7 +390,13 @@ class SimPool {
   HttpResponse ExportMetadataLocked(HttpRequest& r)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   HttpResponse DbDumpLocked(HttpRequest& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  HttpResponse ImportLocked(HttpRequest& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  UploadStart ImportStartLocked(HttpRequest& r)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  UploadStart ImportRawVdiStartLocked(HttpRequest& r)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records the reply of a request that did not stream in its log entry.
+  void LogReplyLocked(const HttpResponse& out, int log_index)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   HttpResponse ControlLocked(HttpRequest& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Authenticates a data-handler request. On failure fills *denied.
   bool AuthenticateHttpLocked(HttpRequest& r, const std::string& task,
@@ -340,19 +424,40 @@ class SimPool {
   std::string DbDumpXmlLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string SexprRecordLocked(const Object& o)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The stream faults (STALL, CUT, EMBEDDED_500, CORRUPT, TASK_FAIL) that
+  // match a request of r.handler, each consumed. `vdi_uuid` names the disk in
+  // the default EMBEDDED_500 error; `cut_error` is the task's error after a
+  // CUT without an `error`.
+  StreamFaults MatchStreamFaultsLocked(const HttpRequest& r,
+                                       const std::vector<std::string>& vm_ids,
+                                       const std::string& vdi_uuid,
+                                       std::vector<std::string> cut_error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A streamed response body reading `src`, with `faults` applied. `vdis`
+  // count as being read until it ends. With `check_cancel`, a cancelled task
+  // stops it. `length`: the body's Content-Length, if it has one.
   std::unique_ptr<ResponseStream> MakeStreamLocked(
       HttpRequest& r, std::unique_ptr<ByteSource> src, const std::string& task,
-      const std::vector<std::string>& vm_ids,
-      const std::vector<std::string>& vdis, int log_index)
+      const std::vector<std::string>& vdis, StreamFaults faults,
+      bool check_cancel, std::optional<uint64_t> length = std::nullopt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int LogRequestLocked(const HttpRequest& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   SimState StateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   RequestLog RequestsLocked(const std::string& host)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   FaultList FaultsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::string> ImportXvaLocked(const std::string& path,
-                                              const std::string& sr_ref,
-                                              bool force)
+  // The records of an imported XVA (its disks already on file): the first VM
+  // with its VBDs, VIFs and VDIs. Returns the VM's ref.
+  absl::StatusOr<std::string> CreateImportedVmLocked(
+      const XvaImporter& xva,
+      std::map<std::string, std::shared_ptr<DiskImage>> disks,
+      const std::string& sr_ref) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends an upload's task (success with `result`, or `error`) and its log
+  // entry (`status` 0: no reply was sent).
+  void FinishUploadLocked(const std::string& task, int log_index,
+                          uint64_t received, int status, uint64_t bytes_sent,
+                          const std::vector<std::string>& error,
+                          const std::string& outcome, const std::string& result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;

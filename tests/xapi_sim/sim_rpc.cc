@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// XAPI's XML-RPC calls, as the simulator answers them.
+// XAPI's XML-RPC and JSON-RPC calls, as the simulator answers them.
 #include <algorithm>
-#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -269,78 +268,6 @@ RpcReply SimPool::JsonRpcReply(const std::string& host,
   return reply;
 }
 
-std::optional<SimPool::Arity> SimPool::MethodArity(
-    const std::string& method) const {
-  const size_t dot = method.find('.');
-  if (dot == std::string::npos) return std::nullopt;
-  const std::string cls = method.substr(0, dot);
-  const std::string message = method.substr(dot + 1);
-  if (method == "session.login_with_password") return Arity{2, 4};
-  if (method == "session.logout") return Arity{1, 1};
-  if (method == "session.get_this_host") return Arity{2, 2};
-  if (method == "VM.snapshot")
-    return settings_.old_host_snapshot_arity() ? Arity{3, 3} : Arity{3, 4};
-  if (method == "VM.destroy" || method == "VDI.destroy" ||
-      method == "task.cancel" || method == "task.destroy") {
-    return Arity{2, 2};
-  }
-  if (method == "VM.set_is_a_template" || method == "VM.set_affinity")
-    return Arity{3, 3};
-  if (method == "VDI.snapshot") return Arity{2, 3};
-  if (method == "task.create") return Arity{3, 3};
-  const ClassSchema* schema = FindClass(cls);
-  if (schema == nullptr) return std::nullopt;
-  if (message == "get_all" || message == "get_all_records") return Arity{1, 1};
-  if (message == "get_record" || message == "get_by_uuid") return Arity{2, 2};
-  if (message == "get_by_name_label" && schema->Find("name_label") >= 0)
-    return Arity{2, 2};
-  if (absl::StartsWith(message, "get_") && schema->Find(message.substr(4)) >= 0)
-    return Arity{2, 2};
-  if ((message == "set_name_label" || message == "set_name_description") &&
-      schema->Find("name_label") >= 0) {
-    return Arity{3, 3};
-  }
-  if (schema->Find("other_config") >= 0) {
-    if (message == "set_other_config" ||
-        message == "remove_from_other_config") {
-      return Arity{3, 3};
-    }
-    if (message == "add_to_other_config") return Arity{4, 4};
-  }
-  if ((message == "add_tags" || message == "remove_tags" ||
-       message == "set_tags") &&
-      schema->Find("tags") >= 0) {
-    return Arity{3, 3};
-  }
-  return std::nullopt;
-}
-
-std::vector<std::string> SimPool::MethodNames() const {
-  static constexpr absl::string_view kMessages[] = {
-      // Specific messages (only some classes have them).
-      "login_with_password", "logout", "get_this_host", "create", "snapshot",
-      "destroy", "cancel", "set_is_a_template", "set_affinity",
-      // Generic messages.
-      "get_all", "get_all_records", "get_record", "get_by_uuid",
-      "get_by_name_label", "set_name_label", "set_name_description",
-      "set_other_config", "add_to_other_config", "remove_from_other_config",
-      "set_tags", "add_tags", "remove_tags"};
-  std::vector<std::string> names;
-  std::set<std::string> seen;
-  for (const ClassSchema& c : AllClasses()) {
-    std::vector<std::string> candidates;
-    for (absl::string_view m : kMessages)
-      candidates.push_back(absl::StrCat(c.name, ".", m));
-    for (const FieldSchema& f : c.fields)
-      candidates.push_back(absl::StrCat(c.name, ".get_", f.name));
-    for (std::string& name : candidates) {
-      if (MethodArity(name).has_value() && seen.insert(name).second)
-        names.push_back(std::move(name));
-    }
-  }
-  return names;
-}
-
 SimPool::RpcResult SimPool::DispatchLocked(const std::string& host,
                                            const SimCall& call) {
   const std::string& method = call.method;
@@ -365,16 +292,17 @@ SimPool::RpcResult SimPool::DispatchLocked(const std::string& host,
     }
   }
 
+  // The method's row in the table of served methods: whether it exists,
+  // its parameter counts, whether it takes a session.
+  const ServedMethod* served = FindServedMethod(method);
+
   // SESSION_INVALID faults: after `after_calls` calls, every session goes,
-  // as when the toolstack restarts.
+  // as when the toolstack restarts. Calls without a session do not count.
   for (size_t i = 0; i < faults_.size(); ++i) {
     const Fault& f = faults_[i];
     if (f.kind() != Fault::SESSION_INVALID) continue;
     if (f.times() != 0 && fault_fired_[i] >= f.times()) continue;
-    if (method == "session.login_with_password" ||
-        method == "system.listMethods") {
-      continue;
-    }
+    if (served != nullptr && !served->session) continue;
     uint32_t& seen = session_invalid_seen_[i];
     if (++seen > f.after_calls()) {
       seen = 0;
@@ -385,29 +313,25 @@ SimPool::RpcResult SimPool::DispatchLocked(const std::string& host,
     }
   }
 
-  // Needs no session, ignores its parameters and answers on every host.
-  if (method == "system.listMethods")
-    return {SimValue::StrSet(MethodNames()), {}};
-
-  if (method == "session.login_with_password") {
-    if (call.params.size() < 2 || call.params.size() > 4) {
-      return {SimValue(), Err({"MESSAGE_PARAMETER_COUNT_MISMATCH", method, "4",
-                               absl::StrCat(call.params.size())})};
-    }
-    if (!on_master)
-      return {SimValue(), Err({"HOST_IS_SLAVE", MasterAddressLocked()})};
-    return LoginLocked(host, call);
-  }
-
-  // Which messages exist, and their arity (the session included).
-  const std::optional<Arity> arity = MethodArity(method);
-  if (!arity.has_value())
+  if (served == nullptr)
     return {SimValue(), Err({"MESSAGE_METHOD_UNKNOWN", method})};
-  if (call.params.size() < arity->min || call.params.size() > arity->max) {
+  const Arity arity = ArityOf(*served);
+  if (call.params.size() < arity.min || call.params.size() > arity.max) {
     return {SimValue(),
             Err({"MESSAGE_PARAMETER_COUNT_MISMATCH", method,
-                 absl::StrCat(arity->max), absl::StrCat(call.params.size())})};
+                 absl::StrCat(arity.max), absl::StrCat(call.params.size())})};
   }
+
+  // The two methods without a session; no CALL_ERROR applies to them.
+  if (!served->session) {
+    // Ignores its parameters and answers on every host.
+    if (method == "system.listMethods")
+      return {SimValue::StrSet(ServedMethods()), {}};
+    if (!on_master)
+      return {SimValue(), Err({"HOST_IS_SLAVE", MasterAddressLocked()})};
+    return LoginLocked(host, call);  // session.login_with_password
+  }
+
   if (!on_master)
     return {SimValue(), Err({"HOST_IS_SLAVE", MasterAddressLocked()})};
   const std::string& session = StrParam(call, 0);

@@ -14,6 +14,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include <microhttpd.h>
@@ -44,6 +45,7 @@ struct RequestState {
   bool chunked = false;
   bool too_big = false;
   std::shared_ptr<struct StreamCtx> stream;
+  std::unique_ptr<UploadSink> upload;  // a PUT its handler reads as it comes
   ~RequestState() {
     if (spool_fd >= 0) close(spool_fd);
     if (!spool_path.empty()) unlink(spool_path.c_str());
@@ -52,6 +54,8 @@ struct RequestState {
 
 struct StreamCtx {
   std::unique_ptr<ResponseStream> stream;
+  uint64_t size = MHD_SIZE_UNKNOWN;  // known: MHD asks for no more
+  uint64_t sent = 0;
   bool ended = false;
   bool failed = false;
   bool finished = false;
@@ -68,6 +72,8 @@ ssize_t ReadStream(void* cls, uint64_t /*pos*/, char* buf, size_t max) {
     ctx->ended = true;
     return MHD_CONTENT_READER_END_OF_STREAM;
   }
+  ctx->sent += *n;
+  if (ctx->sent == ctx->size) ctx->ended = true;
   return static_cast<ssize_t>(*n);
 }
 
@@ -105,10 +111,11 @@ MHD_Result Queue(MHD_Connection* c, HttpResponse& r, RequestState* state) {
   if (r.stream != nullptr) {
     auto ctx = std::make_shared<StreamCtx>();
     ctx->stream = std::move(r.stream);
+    if (r.stream_length.has_value()) ctx->size = *r.stream_length;
     state->stream = ctx;
     resp = MHD_create_response_from_callback(
-        MHD_SIZE_UNKNOWN, 256 * 1024, &ReadStream,
-        new std::shared_ptr<StreamCtx>(ctx), &FreeStream);
+        ctx->size, 256 * 1024, &ReadStream, new std::shared_ptr<StreamCtx>(ctx),
+        &FreeStream);
   } else if (!r.content_length) {
     auto ctx = std::make_shared<StreamCtx>();
     ctx->stream = nullptr;
@@ -153,6 +160,42 @@ MHD_Result Queue(MHD_Connection* c, HttpResponse& r, RequestState* state) {
   return ret;
 }
 
+// The request as SimPool sees it (everything but the body).
+HttpRequest RequestOf(MHD_Connection* c, SimServer::Listener* listener,
+                      const RequestState& state, const std::string& path) {
+  HttpRequest req;
+  req.host = listener->host.name;
+  req.method = state.method;
+  req.path = path;
+  req.chunked = state.chunked;
+  req.scheme = listener->server->scheme();
+  req.port = listener->server->port();
+  std::vector<std::pair<std::string, std::string>> args, cookies;
+  MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, &CollectArg, &args);
+  MHD_get_connection_values(c, MHD_COOKIE_KIND, &CollectArg, &cookies);
+  std::vector<std::string> parts;
+  for (const auto& [k, v] : args) {
+    req.query[k] = v;
+    parts.push_back(absl::StrCat(UrlEncode(k), "=", UrlEncode(v)));
+  }
+  req.raw_query = absl::StrJoin(parts, "&");
+  for (const auto& [k, v] : cookies) req.cookies[k] = v;
+  if (const char* auth =
+          MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization")) {
+    req.authorization = auth;
+  }
+  if (const char* length =
+          MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length")) {
+    int64_t n = 0;
+    if (absl::SimpleAtoi(length, &n)) req.content_length = n;
+  }
+  if (const MHD_ConnectionInfo* info =
+          MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD)) {
+    req.socket_fd = info->connect_fd;
+  }
+  return req;
+}
+
 MHD_Result OnRequest(void* cls, MHD_Connection* c, const char* url,
                      const char* method, const char* /*version*/,
                      const char* upload_data, size_t* upload_size,
@@ -168,6 +211,17 @@ MHD_Result OnRequest(void* cls, MHD_Connection* c, const char* url,
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
     state->chunked = te != nullptr &&
                      absl::StrContains(absl::AsciiStrToLower(te), "chunked");
+    if (state->method == "PUT") {
+      // /import and /import_raw_vdi read the body as it arrives, or answer
+      // before reading it.
+      HttpRequest req = RequestOf(c, listener, *state, path);
+      if (std::optional<UploadStart> upload =
+              listener->pool->StartUpload(req)) {
+        if (upload->sink == nullptr) return Queue(c, upload->response, state);
+        state->upload = std::move(upload->sink);
+        return MHD_YES;
+      }
+    }
     if (state->method == "PUT" && !state->chunked) {
       std::string templ =
           (std::filesystem::temp_directory_path() / "xapi-sim-upload-XXXXXX")
@@ -177,6 +231,16 @@ MHD_Result OnRequest(void* cls, MHD_Connection* c, const char* url,
     }
     // XAPI refuses a chunked upload before reading it; so do we.
     if (!(state->method == "PUT" && state->chunked)) return MHD_YES;
+  }
+  if (state->upload != nullptr) {
+    if (*upload_size > 0) {
+      const bool go_on = state->upload->Write(upload_data, *upload_size);
+      *upload_size = 0;
+      return go_on ? MHD_YES : MHD_NO;
+    }
+    HttpResponse r = state->upload->Finish();
+    state->upload.reset();
+    return Queue(c, r, state);
   }
   if (*upload_size > 0) {
     if (state->method == "PUT" && !state->chunked && state->spool_fd >= 0) {
@@ -228,31 +292,7 @@ MHD_Result OnRequest(void* cls, MHD_Connection* c, const char* url,
                                          requested != nullptr ? requested : "");
     return Queue(c, r, state);
   }
-  HttpRequest req;
-  req.host = listener->host.name;
-  req.method = state->method;
-  req.path = path;
-  req.chunked = state->chunked;
-  req.scheme = listener->server->scheme();
-  req.port = listener->server->port();
-  std::vector<std::pair<std::string, std::string>> args, cookies;
-  MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, &CollectArg, &args);
-  MHD_get_connection_values(c, MHD_COOKIE_KIND, &CollectArg, &cookies);
-  std::vector<std::string> parts;
-  for (const auto& [k, v] : args) {
-    req.query[k] = v;
-    parts.push_back(absl::StrCat(UrlEncode(k), "=", UrlEncode(v)));
-  }
-  req.raw_query = absl::StrJoin(parts, "&");
-  for (const auto& [k, v] : cookies) req.cookies[k] = v;
-  if (const char* auth =
-          MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization")) {
-    req.authorization = auth;
-  }
-  if (const MHD_ConnectionInfo* info =
-          MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD)) {
-    req.socket_fd = info->connect_fd;
-  }
+  HttpRequest req = RequestOf(c, listener, *state, path);
   if (state->method == "PUT") {
     if (state->spool_fd >= 0) fsync(state->spool_fd);
     req.body_path = state->spool_path;
@@ -279,6 +319,7 @@ void OnCompleted(void* /*cls*/, MHD_Connection* /*c*/, void** con_cls,
                  MHD_RequestTerminationCode toe) {
   auto* state = static_cast<RequestState*>(*con_cls);
   if (state == nullptr) return;
+  if (state->upload != nullptr) state->upload->Abort();
   if (state->stream != nullptr && state->stream->stream != nullptr &&
       !state->stream->finished) {
     state->stream->finished = true;

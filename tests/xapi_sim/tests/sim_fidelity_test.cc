@@ -59,6 +59,20 @@ std::string ReadAll(ByteSource& source) {
   }
 }
 
+// The whole streamed body of an in-process response, which then ends.
+std::string ReadBody(HttpResponse& resp) {
+  std::string body;
+  std::string buf(1 << 16, '\0');
+  while (!resp.stream_length.has_value() || body.size() < *resp.stream_length) {
+    auto n = resp.stream->Read(buf.data(), buf.size());
+    EXPECT_OK(n.status());
+    if (!n.ok() || *n == 0) break;
+    body.append(buf.data(), *n);
+  }
+  resp.stream->Finish(true);
+  return body;
+}
+
 class ZeroDisk final : public DiskImage {
  public:
   explicit ZeroDisk(uint64_t size) : size_(size) {}
@@ -451,8 +465,11 @@ TEST_F(SimPoolTest, OvaXmlHasXapisShape) {
   HttpResponse resp = pool_->HandleHttp(r);
   ASSERT_EQ(resp.status, 200);
   ASSERT_TRUE(resp.http10);
-  const uint64_t size = std::stoull(resp.body.substr(124, 11), nullptr, 8);
-  const std::string ova = resp.body.substr(512, size);
+  ASSERT_NE(resp.stream, nullptr);
+  const std::string body = ReadBody(resp);
+  EXPECT_EQ(resp.stream_length, body.size());  // sent with a Content-Length
+  const uint64_t size = std::stoull(body.substr(124, 11), nullptr, 8);
+  const std::string ova = body.substr(512, size);
   EXPECT_TRUE(
       absl::StartsWith(ova, "<value><struct><member><name>version</name>"));
   EXPECT_THAT(ova, Not(HasSubstr("<?xml")));
@@ -496,15 +513,7 @@ TEST_F(SimPoolTest, PoolDatabaseDumpUsesTheDatabaseSyntax) {
   HttpResponse resp = pool_->HandleHttp(r);
   ASSERT_EQ(resp.status, 200);
   ASSERT_NE(resp.stream, nullptr);
-  std::string dump;
-  std::string buf(1 << 16, '\0');
-  while (true) {
-    auto n = resp.stream->Read(buf.data(), buf.size());
-    ASSERT_OK(n.status());
-    if (*n == 0) break;
-    dump.append(buf.data(), *n);
-  }
-  resp.stream->Finish(true);
+  const std::string dump = ReadBody(resp);
   EXPECT_TRUE(absl::StartsWith(
       dump, "<database><manifest><pair key=\"schema_major_vsn\""));
   EXPECT_THAT(dump, HasSubstr("<table name=\"VM\"><row ref=\"OpaqueRef:"));

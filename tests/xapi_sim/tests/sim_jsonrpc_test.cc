@@ -377,7 +377,7 @@ TEST(SimJsonRpcTest, ListMethodsAnswersOnBothProtocolsWithoutASession) {
     SCOPED_TRACE(version);
     auto pool = MakePool(version);
     ASSERT_NE(pool, nullptr);
-    const std::vector<std::string> names = pool->MethodNames();
+    const std::vector<std::string> names = SimPool::ServedMethods();
     for (const char* m :
          {"session.login_with_password", "session.logout", "VM.get_all_records",
           "VM.snapshot", "VM.get_power_state", "VDI.destroy", "task.create",
@@ -451,6 +451,51 @@ TEST(SimJsonRpcTest, ListMethodsIgnoresSessionFaultsAndObeysHostDown) {
                   .drop_connection);
   EXPECT_TRUE(pool->HandleRpc(kMember, "/", XmlCall("system.listMethods", {}))
                   .drop_connection);
+}
+
+// One table serves both protocols: every listed method is dispatched over
+// JSON-RPC with the parameter counts XML-RPC checks, and fault validation
+// knows system.listMethods as a served method without a session.
+TEST(SimJsonRpcTest, JsonRpcDispatchesFromTheServedMethodTable) {
+  auto pool = MakePool("8.2.1", [](Fixture& f) {
+    f.mutable_settings()->set_old_host_snapshot_arity(true);
+  });
+  ASSERT_NE(pool, nullptr);
+  const std::string session = Q(JsonLogin(*pool));
+  for (const std::string& m : SimPool::ServedMethods()) {
+    if (m == "session.login_with_password" || m == "session.logout") continue;
+    const std::vector<std::string> params(8, session);
+    RpcReply r = pool->HandleRpc(kMaster, "/jsonrpc", V2(m, params));
+    EXPECT_THAT(r.body, HasSubstr(R"("message":"MESSAGE_PARAMETER_COUNT_)"
+                                  R"(MISMATCH","data":[")" +
+                                  m + "\""))
+        << m;
+  }
+  // The old hosts' VM.snapshot takes no ignore_vdis.
+  RpcReply r = pool->HandleRpc(
+      kMaster, "/jsonrpc",
+      V2("VM.snapshot", {session, Q("OpaqueRef:NULL"), Q("x"), "[]"}));
+  EXPECT_THAT(r.body, HasSubstr(R"("data":["VM.snapshot","3","4"])"));
+  r = pool->HandleRpc(kMaster, "/jsonrpc",
+                      V2("VM.snapshott", {session, Q("OpaqueRef:NULL")}));
+  EXPECT_THAT(r.body, HasSubstr(R"("message":"MESSAGE_METHOD_UNKNOWN")"));
+
+  Fault error;
+  error.set_kind(Fault::CALL_ERROR);
+  error.set_call("system.listMethods");
+  EXPECT_THAT(SimPool::ValidateFault(error),
+              vmb::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                     HasSubstr("CALL_ERROR never applies to "
+                                               "\"system.listMethods\"")));
+  Fault slow;
+  slow.set_kind(Fault::SLOW_CALL);
+  slow.set_call("system.listMethods");
+  slow.set_delay_ms(1);
+  EXPECT_OK(SimPool::ValidateFault(slow));
+  slow.set_vm("DEV-RH6");
+  EXPECT_THAT(SimPool::ValidateFault(slow),
+              vmb::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                     HasSubstr("only VM.* calls have a VM")));
 }
 
 TEST(SimJsonRpcTest, HostsBefore65AnswerJsonWithAnXmlRpcFault) {
