@@ -16,6 +16,7 @@
 
 #include "common/backup/backup_layout.h"
 #include "common/backup/backup_manifest.h"
+#include "common/backup/export_format.h"
 #include "common/backup/snapshot_janitor.h"
 #include "common/xapi/xml_rpc_xen_api_client.h"
 #include "tests/testing/backup_check.h"
@@ -772,46 +773,81 @@ TEST_F(VmBackupJobFaultTest, AVmThatIsGone) {
   EXPECT_EQ(st.xenapi_error().code(), "UUID_INVALID");
 }
 
+// A pool of its own for one test, from `fixture_json`: the simulator, a
+// logged-in client, a job context on the pool's first host, and a spec for
+// one of its VMs (vm-export, one backup kept).
+class OwnPool {
+ public:
+  static std::unique_ptr<OwnPool> Start(const std::string& fixture_json) {
+    SimProcess::Options options;
+    options.fixture_json = fixture_json;
+    absl::StatusOr<std::unique_ptr<SimProcess>> sim =
+        SimProcess::Start(options);
+    EXPECT_TRUE(sim.ok()) << sim.status();
+    if (!sim.ok()) return nullptr;
+    auto pool = std::unique_ptr<OwnPool>(new OwnPool());
+    pool->sim = *std::move(sim);
+    pool->client = pool->sim->NewClient();
+    absl::StatusOr<RecordMap<HostRecord>> hosts = pool->client->GetAllHosts();
+    EXPECT_TRUE(hosts.ok()) << hosts.status();
+    if (!hosts.ok() || hosts->empty()) return nullptr;
+    JobContext& c = pool->context;
+    c.xapi = pool->client.get();
+    c.fs = &pool->fs;
+    c.clock = SystemClock::Get();
+    c.host = hosts->begin()->second;
+    c.data_url = pool->sim->host_url(c.host.name_label);
+    return pool;
+  }
+
+  VmRecord Vm(const std::string& name) {
+    absl::StatusOr<std::string> ref = testing::VmRefByName(*client, name);
+    EXPECT_TRUE(ref.ok()) << ref.status();
+    absl::StatusOr<VmRecord> vm = client->GetVm(ref.value_or(""));
+    EXPECT_TRUE(vm.ok()) << vm.status();
+    return vm.value_or(VmRecord());
+  }
+
+  v1::JobSpec Spec(const std::string& vm_name, const std::string& share) {
+    v1::JobSpec spec;
+    spec.set_job_id("r/1");
+    spec.set_run_id("r");
+    spec.set_vm_uuid(Vm(vm_name).uuid);
+    spec.set_kind(v1::EXPORT_KIND_VM);
+    spec.set_backup_dir(share);
+    spec.set_vm_folder(vm_name);
+    spec.set_max_backups(1);
+    spec.set_share_id("s");
+    return spec;
+  }
+
+  std::unique_ptr<SimProcess> sim;
+  std::unique_ptr<XmlRpcXenApiClient> client;
+  PosixFilesystem fs;
+  JobContext context;
+
+ private:
+  OwnPool() = default;
+};
+
 // A thick (LVM) SR allocates a snapshot's whole size at once: without room
 // for it, no snapshot is taken.
 TEST(VmBackupJobThickSrTest, NoRoomForTheSnapshotTakesNone) {
-  SimProcess::Options options;
-  options.fixture_json = R"({
+  std::unique_ptr<OwnPool> pool = OwnPool::Start(R"({
       "credentials": {"username": "root", "password": "pw"},
       "hosts": [{"name_label": "h1", "master": true}],
       "srs": [{"name_label": "lvm", "type": "lvm", "host": "h1",
                "physical_size": "20971520"}],
       "vms": [{"name_label": "thick", "resident_on": "h1",
-               "disks": [{"size": "16777216", "sr": "lvm"}]}]})";
-  absl::StatusOr<std::unique_ptr<SimProcess>> sim = SimProcess::Start(options);
-  ASSERT_TRUE(sim.ok()) << sim.status();
-  std::unique_ptr<XmlRpcXenApiClient> client = (*sim)->NewClient();
-  ASSERT_OK(client->Login());
-  ASSERT_OK_AND_ASSIGN(auto hosts, client->GetAllHosts());
-  ASSERT_OK_AND_ASSIGN(std::string ref, testing::VmRefByName(*client, "thick"));
-  ASSERT_OK_AND_ASSIGN(VmRecord vm, client->GetVm(ref));
-  PosixFilesystem fs;
-  JobContext c;
-  c.xapi = client.get();
-  c.fs = &fs;
-  c.clock = SystemClock::Get();
-  c.host = hosts.begin()->second;
-  c.data_url = (*sim)->host_url("h1");
-  v1::JobSpec spec;
-  spec.set_job_id("r/1");
-  spec.set_run_id("r");
-  spec.set_vm_uuid(vm.uuid);
-  spec.set_kind(v1::EXPORT_KIND_VM);
-  spec.set_backup_dir(testing::MakeTempDir("share"));
-  spec.set_vm_folder("thick");
-  spec.set_max_backups(1);
-  spec.set_share_id("s");
-  const v1::JobStatus st = RunVmBackupJob(c, spec, {});
+               "disks": [{"size": "16777216", "sr": "lvm"}]}]})");
+  ASSERT_NE(pool, nullptr);
+  const v1::JobSpec spec = pool->Spec("thick", testing::MakeTempDir("share"));
+  const v1::JobStatus st = RunVmBackupJob(pool->context, spec, {});
   EXPECT_EQ(st.phase(), v1::JOB_PHASE_FAILED);
   EXPECT_EQ(st.status_token(), "PREFLIGHT-FAIL");
   EXPECT_THAT(st.error_message(), HasSubstr("thick"));
   EXPECT_THAT(st.error_message(), HasSubstr("the snapshot needs 16 MiB"));
-  ASSERT_OK_AND_ASSIGN(sim::SimState state, (*sim)->State());
+  ASSERT_OK_AND_ASSIGN(sim::SimState state, pool->sim->State());
   EXPECT_EQ(state.snapshots(), 0u);
 }
 
@@ -860,8 +896,7 @@ TEST_F(VmBackupJobFaultTest, ASpecWithUnsafePathsTouchesNothing) {
 // Strings from the pool that become path components (device, userdevice,
 // VIF uuid) are sanitised: a hostile userdevice cannot leave the folder.
 TEST(VmBackupJobPoolStringsTest, AHostileUserdeviceStaysInsideTheBackup) {
-  SimProcess::Options options;
-  options.fixture_json = R"({
+  std::unique_ptr<OwnPool> pool = OwnPool::Start(R"({
       "credentials": {"username": "root", "password": "pw"},
       "hosts": [{"name_label": "h1", "master": true}],
       "srs": [{"name_label": "nfs", "type": "nfs", "shared": true}],
@@ -871,36 +906,16 @@ TEST(VmBackupJobPoolStringsTest, AHostileUserdeviceStaysInsideTheBackup) {
                         {"device": "0", "network": "net0"}],
                "disks": [{"userdevice": "0", "device": "xvda", "size": "1048576", "sr": "nfs"},
                          {"userdevice": "../../../escape", "device": "xvda",
-                          "size": "1048576", "sr": "nfs"}]}]})";
-  absl::StatusOr<std::unique_ptr<SimProcess>> sim = SimProcess::Start(options);
-  ASSERT_TRUE(sim.ok()) << sim.status();
-  std::unique_ptr<XmlRpcXenApiClient> client = (*sim)->NewClient();
-  ASSERT_OK(client->Login());
-  ASSERT_OK_AND_ASSIGN(auto hosts, client->GetAllHosts());
-  ASSERT_OK_AND_ASSIGN(std::string ref, testing::VmRefByName(*client, "twins"));
-  ASSERT_OK_AND_ASSIGN(VmRecord vm, client->GetVm(ref));
-  PosixFilesystem fs;
+                          "size": "1048576", "sr": "nfs"}]}]})");
+  ASSERT_NE(pool, nullptr);
+  PosixFilesystem& fs = pool->fs;
   const std::string top = testing::MakeTempDir("hostile");
   const std::string share = JoinPath(top, "a", "b", "share");
   ASSERT_OK(fs.CreateDir(JoinPath(top, "a")));
   ASSERT_OK(fs.CreateDir(JoinPath(top, "a", "b")));
   ASSERT_OK(fs.CreateDir(share));
-  JobContext c;
-  c.xapi = client.get();
-  c.fs = &fs;
-  c.clock = SystemClock::Get();
-  c.host = hosts.begin()->second;
-  c.data_url = (*sim)->host_url("h1");
-  v1::JobSpec spec;
-  spec.set_job_id("r/1");
-  spec.set_run_id("r");
-  spec.set_vm_uuid(vm.uuid);
-  spec.set_kind(v1::EXPORT_KIND_VM);
-  spec.set_backup_dir(share);
-  spec.set_vm_folder("twins");
-  spec.set_max_backups(1);
-  spec.set_share_id("s");
-  const v1::JobStatus st = RunVmBackupJob(c, spec, {});
+  const v1::JobSpec spec = pool->Spec("twins", share);
+  const v1::JobStatus st = RunVmBackupJob(pool->context, spec, {});
   ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
   // Everything the job wrote is inside the share.
   ASSERT_OK_AND_ASSIGN(auto tree, testing::TreeDigest(top));
@@ -930,51 +945,97 @@ TEST(VmBackupJobPoolStringsTest, AHostileUserdeviceStaysInsideTheBackup) {
 // like XAPI, exports no data for a VDI on an ISO SR, so a data disk placed
 // on one is missing from the export.
 TEST(VmBackupJobMissingDiskTest, AnExportWithoutOneOfTheDisksFails) {
-  SimProcess::Options options;
-  options.fixture_json = R"({
+  std::unique_ptr<OwnPool> pool = OwnPool::Start(R"({
       "credentials": {"username": "root", "password": "pw"},
       "hosts": [{"name_label": "h1", "master": true}],
       "srs": [{"name_label": "nfs", "type": "nfs", "shared": true},
               {"name_label": "isos", "type": "iso", "shared": true}],
       "vms": [{"name_label": "two-disks", "resident_on": "h1",
                "disks": [{"size": "1048576", "sr": "nfs"},
-                         {"size": "2097152", "sr": "isos"}]}]})";
-  absl::StatusOr<std::unique_ptr<SimProcess>> sim = SimProcess::Start(options);
-  ASSERT_TRUE(sim.ok()) << sim.status();
-  std::unique_ptr<XmlRpcXenApiClient> client = (*sim)->NewClient();
-  ASSERT_OK(client->Login());
-  ASSERT_OK_AND_ASSIGN(auto hosts, client->GetAllHosts());
-  ASSERT_OK_AND_ASSIGN(std::string ref,
-                       testing::VmRefByName(*client, "two-disks"));
-  ASSERT_OK_AND_ASSIGN(VmRecord vm, client->GetVm(ref));
-  ASSERT_OK_AND_ASSIGN(sim::SimState before, (*sim)->State());
-  PosixFilesystem fs;
-  JobContext c;
-  c.xapi = client.get();
-  c.fs = &fs;
-  c.clock = SystemClock::Get();
-  c.host = hosts.begin()->second;
-  c.data_url = (*sim)->host_url("h1");
-  v1::JobSpec spec;
-  spec.set_job_id("r/1");
-  spec.set_run_id("r");
-  spec.set_vm_uuid(vm.uuid);
-  spec.set_kind(v1::EXPORT_KIND_VM);
-  spec.set_backup_dir(testing::MakeTempDir("share"));
-  spec.set_vm_folder("two-disks");
-  spec.set_max_backups(1);
-  spec.set_share_id("s");
-  const v1::JobStatus st = RunVmBackupJob(c, spec, {});
+                         {"size": "2097152", "sr": "isos"}]}]})");
+  ASSERT_NE(pool, nullptr);
+  ASSERT_OK_AND_ASSIGN(sim::SimState before, pool->sim->State());
+  const v1::JobSpec spec =
+      pool->Spec("two-disks", testing::MakeTempDir("share"));
+  const v1::JobStatus st = RunVmBackupJob(pool->context, spec, {});
   EXPECT_EQ(st.phase(), v1::JOB_PHASE_FAILED) << st.DebugString();
   EXPECT_EQ(st.status_token(), "VM-EXPORT-FAIL");
   EXPECT_THAT(st.error_message(), HasSubstr("ova.xml has no disk xvdb"));
   ASSERT_OK_AND_ASSIGN(
       std::vector<BackupEntry> backups,
-      ListBackups(fs, JoinPath(spec.backup_dir(), spec.vm_folder())));
+      ListBackups(pool->fs, JoinPath(spec.backup_dir(), spec.vm_folder())));
   EXPECT_THAT(backups, IsEmpty());
-  ASSERT_OK_AND_ASSIGN(sim::SimState after, (*sim)->State());
+  ASSERT_OK_AND_ASSIGN(sim::SimState after, pool->sim->State());
   EXPECT_EQ(after.snapshots(), before.snapshots());
   EXPECT_EQ(after.snapshot_vdis(), before.snapshot_vdis());
+}
+
+// A disk whose first bytes are an HTTP error response, as XAPI writes one
+// into a 200 body (xen-api #4603), is still a disk: backed up by vdi-export
+// raw and by vm-export, byte for byte. The bytes are put on the disk through
+// XAPI's own upload handler, /import_raw_vdi.
+TEST(VmBackupJobLookalikeTest, ADiskThatStartsLikeAnErrorPageIsBackedUp) {
+  std::unique_ptr<OwnPool> pool = OwnPool::Start(R"({
+      "credentials": {"username": "root", "password": "pw"},
+      "hosts": [{"name_label": "h1", "master": true}],
+      "srs": [{"name_label": "nfs", "type": "nfs", "shared": true}],
+      "vms": [{"name_label": "lookalike", "resident_on": "h1",
+               "disks": [{"size": "4194304", "sr": "nfs"}]}]})");
+  ASSERT_NE(pool, nullptr);
+  XmlRpcXenApiClient* client = pool->client.get();
+  PosixFilesystem& fs = pool->fs;
+  const VmRecord vm = pool->Vm("lookalike");
+  ASSERT_EQ(vm.vbds.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(VbdRecord vbd, client->GetVbd(vm.vbds[0]));
+  ASSERT_OK_AND_ASSIGN(VdiRecord vdi, client->GetVdi(vbd.vdi));
+  // XAPI's error response of xen-api #4603, then more of the disk.
+  const std::string page =
+      "<html><body><h1>HTTP 500 internal server error</h1>An unexpected error "
+      "occurred; please wait a while and try again. If the problem persists, "
+      "please contact your support representative.<h1> Additional "
+      "information </h1>SR_BACKEND_FAILURE_46: [ ; The VDI is not available "
+      "[opterr=VDI 929df5ec-a9b5-4f40-8fbe-636509070c03 not detached "
+      "cleanly];  ]</body></html>";
+  const std::string head = absl::StrCat(
+      "HTTP/1.1 500 Internal Error\r\ncontent-length: ", page.size(),
+      "\r\ncontent-type:text/html\r\nconnection:close\r\n"
+      "cache-control:no-cache, no-store\r\n\r\n",
+      page);
+  const std::string dir = testing::MakeTempDir("lookalike");
+  const std::string upload = JoinPath(dir, "head.bin");
+  ASSERT_OK(WriteNewFile(fs, upload, head));
+  ASSERT_OK_AND_ASSIGN(std::string session, client->SessionRef());
+  const testing::CommandResult put = testing::RunCommand(
+      {"curl", "-sS", "-f", "-T", upload, "-b",
+       absl::StrCat("session_id=", session),
+       absl::StrCat(pool->sim->host_url("h1"),
+                    "/import_raw_vdi?format=raw&vdi=", vdi.uuid)});
+  ASSERT_EQ(put.exit_code, 0) << put.output;
+  ASSERT_OK_AND_ASSIGN(sim::VdiInfo info, pool->sim->Vdi(vdi.uuid));
+
+  for (v1::ExportKind kind : {v1::EXPORT_KIND_VDI, v1::EXPORT_KIND_VM}) {
+    SCOPED_TRACE(ExportKindName(kind));
+    v1::JobSpec spec = pool->Spec("lookalike", dir);
+    spec.set_job_id(absl::StrCat("r/", ExportKindName(kind)));
+    spec.set_kind(kind);
+    spec.set_vdi_format(v1::VDI_FORMAT_RAW);
+    spec.set_vm_folder(std::string(ExportKindName(kind)));
+    const v1::JobStatus st = RunVmBackupJob(pool->context, spec, {});
+    ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+    if (kind == v1::EXPORT_KIND_VDI) {
+      const std::string raw = JoinPath(st.backup_folder(), "lookalike.raw");
+      ASSERT_OK_AND_ASSIGN(std::string sha, testing::FileSha256(raw));
+      EXPECT_EQ(sha, info.sha256());
+      ASSERT_OK_AND_ASSIGN(std::string start, fs.ReadFile(raw, 8 << 20));
+      EXPECT_TRUE(absl::StartsWith(start, "HTTP/1.1 500 Internal Error"));
+    } else {
+      ASSERT_OK_AND_ASSIGN(auto disks,
+                           testing::XvaDiskSha256s(
+                               JoinPath(st.backup_folder(), "lookalike.xva")));
+      ASSERT_EQ(disks.size(), 1u);
+      EXPECT_EQ(disks.begin()->second, info.sha256());
+    }
+  }
 }
 
 }  // namespace
