@@ -375,18 +375,7 @@ void SimPool::StreamFinished(const std::string& task, int log_index,
                              const std::string& outcome,
                              const std::vector<std::string>& exported_vdis) {
   absl::MutexLock lock(&mu_);
-  task_streaming_.erase(task);
-  if (Object* t = GetLocked("task", task)) {
-    t->at("finished") = SimValue::Time(NowLocked());
-    if (error.empty()) {
-      t->at("status") = SimValue::Str("success");
-      t->at("progress") = SimValue::Float(1);
-    } else {
-      t->at("status") =
-          SimValue::Str(error[0] == "TASK_CANCELLED" ? "cancelled" : "failure");
-      t->at("error_info") = SimValue::StrSet(error);
-    }
-  }
+  EndTransferTaskLocked(task, error, "");
   for (const std::string& vdi : exported_vdis) {
     auto it = vdi_data_.find(vdi);
     if (it == vdi_data_.end()) continue;
@@ -438,6 +427,24 @@ HttpResponse SimPool::ErrorPageLocked(int status,
   r.headers.emplace_back("cache-control", "no-cache, no-store");
   r.body = ErrorPageBody(error);
   return r;
+}
+
+void SimPool::EndTransferTaskLocked(const std::string& task,
+                                    const std::vector<std::string>& error,
+                                    const std::string& result) {
+  task_streaming_.erase(task);
+  Object* t = GetLocked("task", task);
+  if (t == nullptr) return;
+  t->at("finished") = SimValue::Time(NowLocked());
+  if (error.empty()) {
+    t->at("status") = SimValue::Str("success");
+    t->at("progress") = SimValue::Float(1);
+    if (!result.empty()) t->at("result") = SimValue::Str(result);
+  } else {
+    t->at("status") =
+        SimValue::Str(error[0] == "TASK_CANCELLED" ? "cancelled" : "failure");
+    t->at("error_info") = SimValue::StrSet(error);
+  }
 }
 
 void SimPool::FailTaskLocked(const std::string& task,
@@ -1226,19 +1233,7 @@ void SimPool::FinishUploadLocked(const std::string& task, int log_index,
                                  const std::vector<std::string>& error,
                                  const std::string& outcome,
                                  const std::string& result) {
-  task_streaming_.erase(task);
-  if (Object* t = GetLocked("task", task)) {
-    t->at("finished") = SimValue::Time(NowLocked());
-    if (error.empty()) {
-      t->at("status") = SimValue::Str("success");
-      t->at("progress") = SimValue::Float(1);
-      t->at("result") = SimValue::Str(result);
-    } else {
-      t->at("status") =
-          SimValue::Str(error[0] == "TASK_CANCELLED" ? "cancelled" : "failure");
-      t->at("error_info") = SimValue::StrSet(error);
-    }
-  }
+  EndTransferTaskLocked(task, error, result);
   if (log_index >= 0 && static_cast<size_t>(log_index) < request_log_.size()) {
     RequestLogEntry& e = request_log_[static_cast<size_t>(log_index)];
     e.set_status(status);

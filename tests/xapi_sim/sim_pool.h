@@ -404,6 +404,12 @@ class SimPool {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string TaskForRequestLocked(HttpRequest& r, const std::string& label)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the task of a transfer: success (with `result`, if any) when
+  // `error` is empty, else failure (cancelled for TASK_CANCELLED).
+  void EndTransferTaskLocked(const std::string& task,
+                             const std::vector<std::string>& error,
+                             const std::string& result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailTaskLocked(const std::string& task,
                       const std::vector<std::string>& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
