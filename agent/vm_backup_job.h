@@ -59,6 +59,8 @@ struct JobContext {
   absl::Duration destroy_retry = absl::Minutes(2);
   absl::Duration destroy_backoff = absl::Milliseconds(200);
   std::string version = std::string(VersionString());
+  // Who runs the job: the agent's id (attempt files, reports); "" in-process.
+  std::string agent_id;
 };
 
 struct JobHooks {

@@ -130,6 +130,13 @@ absl::StatusOr<std::pair<std::string, std::string>> XmlRpcXenApiClient::LoginAt(
 }
 
 absl::StatusOr<std::string> XmlRpcXenApiClient::EnsureSession() {
+  if (options_.session_source) {
+    absl::StatusOr<std::string> session = options_.session_source();
+    if (session.ok() && session->empty()) {
+      return absl::UnavailableError("no XenAPI session has been handed over");
+    }
+    return session;
+  }
   std::string url;
   {
     absl::MutexLock lock(&mu_);
@@ -165,6 +172,7 @@ absl::StatusOr<std::string> XmlRpcXenApiClient::EnsureSession() {
 absl::Status XmlRpcXenApiClient::Login() { return EnsureSession().status(); }
 
 absl::Status XmlRpcXenApiClient::Logout() {
+  if (options_.session_source) return absl::OkStatus();  // not ours
   std::string session;
   std::string url;
   {
@@ -197,6 +205,16 @@ absl::StatusOr<XmlRpcValue> XmlRpcXenApiClient::Call(
     if (result.ok()) return result;
     std::optional<XenApiError> e = GetXenApiError(result.status());
     if (!e.has_value()) return result;
+    if (e->code == "SESSION_INVALID" && options_.session_source) {
+      absl::StatusOr<std::string> next = options_.session_source();
+      if (kind == CallKind::kIdempotent && !relogged && next.ok() &&
+          !next->empty() && *next != session) {
+        relogged = true;
+        continue;
+      }
+      return absl::UnavailableError(absl::StrCat(
+          method, ": the XenAPI session handed over was no longer valid"));
+    }
     if (e->code == "SESSION_INVALID") {
       {
         absl::MutexLock lock(&mu_);

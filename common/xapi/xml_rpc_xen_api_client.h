@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +34,13 @@ class XmlRpcXenApiClient final : public XenApiClient {
     std::string password;                 // kept in memory only
     std::string originator = "vmbackup";  // groups our sessions in XAPI
     std::string api_version = "1.2";
+    // A session logged in by someone else (the coordinator hands its agents
+    // one): when set, the client never logs in or out itself and `password`
+    // is unused; each call asks it for the current session. On
+    // SESSION_INVALID a kIdempotent call is repeated once if it then gives a
+    // different session; otherwise the call returns UNAVAILABLE. Called
+    // from any thread, without the client's lock.
+    std::function<absl::StatusOr<std::string>()> session_source;
   };
 
   XmlRpcXenApiClient(Options options,

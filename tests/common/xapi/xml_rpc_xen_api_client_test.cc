@@ -112,6 +112,74 @@ TEST_F(XmlRpcXenApiClientTest, DoesNotRepeatASnapshotAfterSessionInvalid) {
               ElementsAre("session.login_with_password", "VM.snapshot"));
 }
 
+// An agent's client: the coordinator's session, never a login of its own.
+class HandedOverSessionTest : public ::testing::Test {
+ protected:
+  HandedOverSessionTest() {
+    auto transport = std::make_unique<FakeXmlRpcTransport>();
+    fake_ = transport.get();
+    XmlRpcXenApiClient::Options o;
+    o.url = "http://10.0.0.1";
+    o.session_source = [this]() -> absl::StatusOr<std::string> {
+      absl::MutexLock lock(&mu_);
+      return session_;
+    };
+    client_ = std::make_unique<XmlRpcXenApiClient>(o, std::move(transport));
+  }
+  void SetSession(const std::string& s) {
+    absl::MutexLock lock(&mu_);
+    session_ = s;
+  }
+
+  absl::Mutex mu_;
+  std::string session_ ABSL_GUARDED_BY(mu_) = kSession;
+  FakeXmlRpcTransport* fake_;  // owned by client_
+  std::unique_ptr<XmlRpcXenApiClient> client_;
+};
+
+TEST_F(HandedOverSessionTest, UsesTheSessionAndNeverLogsInOrOut) {
+  fake_->AddSuccess("host.get_all_records", XmlRpcValue::MakeStruct());
+  ASSERT_OK(client_->Login());
+  ASSERT_OK(client_->GetAllHosts().status());
+  ASSERT_OK(client_->Logout());
+  auto calls = fake_->calls();
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].method, "host.get_all_records");
+  EXPECT_EQ(calls[0].params[0].text(), kSession);
+}
+
+TEST_F(HandedOverSessionTest, SessionInvalidRepeatsOnlyWithANewSession) {
+  fake_->AddFailure("host.get_all_records", {"SESSION_INVALID", kSession});
+  EXPECT_THAT(client_->GetAllHosts().status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       ::testing::AllOf(HasSubstr("handed over"),
+                                        Not(HasSubstr(kSession)))));
+  EXPECT_EQ(fake_->calls().size(), 1u);
+
+  // The coordinator logged in again; the handed-over session changed.
+  fake_->AddFailure("host.get_all_records", {"SESSION_INVALID", kSession});
+  fake_->AddSuccess("host.get_all_records", XmlRpcValue::MakeStruct());
+  fake_->Hold("host.get_all_records");
+  std::thread renew([this] {
+    ASSERT_TRUE(
+        fake_->WaitForHeldCall("host.get_all_records", absl::Seconds(60)));
+    SetSession("OpaqueRef:new");
+    fake_->Release("host.get_all_records");
+  });
+  ASSERT_OK(client_->GetAllHosts().status());
+  renew.join();
+  auto calls = fake_->calls();
+  ASSERT_EQ(calls.size(), 3u);
+  EXPECT_EQ(calls[2].params[0].text(), "OpaqueRef:new");
+}
+
+TEST_F(HandedOverSessionTest, NoSessionYetIsUnavailable) {
+  SetSession("");
+  EXPECT_THAT(client_->GetAllHosts().status(),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_TRUE(fake_->calls().empty());
+}
+
 TEST_F(XmlRpcXenApiClientTest, SnapshotSendsIgnoreVdisOnlyWhenGiven) {
   LoginOk();
   fake_->AddSuccess("VM.snapshot", XmlRpcValue::String("OpaqueRef:snap"));
