@@ -30,6 +30,7 @@
 // blobs. The schema version is PRAGMA user_version (kSchemaVersion).
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -51,17 +52,17 @@ struct sqlite3_stmt;
 namespace vmb::coordinator {
 
 // The one translation of SQLite result codes (primary or extended) into
-// Status, by retry meaning:
-//   SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_CANTOPEN -> UNAVAILABLE
-//   SQLITE_FULL, SQLITE_NOMEM                                 ->
-//   RESOURCE_EXHAUSTED SQLITE_CONSTRAINT_PRIMARYKEY / _UNIQUE -> ALREADY_EXISTS
-//   other SQLITE_CONSTRAINT (foreign key, check, not null)    ->
-//   FAILED_PRECONDITION SQLITE_NOTADB -> FAILED_PRECONDITION SQLITE_READONLY,
-//   SQLITE_PERM, SQLITE_AUTH                 -> PERMISSION_DENIED
-//   SQLITE_CORRUPT                                            -> DATA_LOSS
-//   anything else                                             -> INTERNAL
-// The message is "<what>: <sqlite3_errmsg(db)> (<code name>)"; with a null
-// `db`, SQLite's text for `code` stands for the errmsg. SQLITE_OK gives OK.
+// Status, by retry meaning (SQLITE_ prefixes left out):
+//   UNAVAILABLE          BUSY, LOCKED, IOERR (all extended), CANTOPEN
+//   RESOURCE_EXHAUSTED   FULL, NOMEM
+//   ALREADY_EXISTS       CONSTRAINT_PRIMARYKEY, CONSTRAINT_UNIQUE
+//   FAILED_PRECONDITION  other CONSTRAINT (foreign key, ...), NOTADB
+//   PERMISSION_DENIED    READONLY, PERM, AUTH
+//   DATA_LOSS            CORRUPT
+//   INTERNAL             anything else
+// The message is "<what>: <sqlite3_errmsg(db)> (SQLite error <code>)"; with
+// a null `db`, SQLite's text for `code` stands in for the errmsg. SQLITE_OK
+// gives OK.
 absl::Status SqliteToStatus(int code, absl::string_view what, sqlite3* db);
 
 // The journal on one SQLite database file. Thread-safe: one SQLite
