@@ -82,7 +82,7 @@ class VmBackupJobTest : public ::testing::Test {
     EXPECT_TRUE(ref.ok()) << ref.status();
     absl::StatusOr<VmRecord> vm = client_->GetVm(ref.value_or(""));
     EXPECT_TRUE(vm.ok());
-    spec.set_job_id(absl::StrCat("run1/", vm_name));
+    spec.set_job_id(absl::StrCat("run1-", vm.ok() ? vm->uuid : "none"));
     spec.set_run_id("run1");
     spec.set_vm_uuid(vm.ok() ? vm->uuid : "");
     spec.set_vm_name(vm_name);
@@ -186,10 +186,11 @@ TEST_F(VmBackupJobTest, VmExportCommitsAVerifiedBackupInTheSeedsLayout) {
   std::vector<std::string> names;
   for (const auto& [name, digest] : tree) names.push_back(name);
   EXPECT_THAT(
-      names, ElementsAre("DISK-xvda/", "DISK-xvda/vbd.cfg", "DISK-xvda/vdi.cfg",
-                         "DISK-xvdb/", "DISK-xvdb/vbd.cfg", "DISK-xvdb/vdi.cfg",
-                         "PROD-ubuntu14.xva", "VIFs/", "VIFs/vif-0.cfg",
-                         "manifest.json", "success", "vm-metadata.xml"));
+      names, ElementsAre(".vmbackup-attempt", "DISK-xvda/", "DISK-xvda/vbd.cfg",
+                         "DISK-xvda/vdi.cfg", "DISK-xvdb/", "DISK-xvdb/vbd.cfg",
+                         "DISK-xvdb/vdi.cfg", "PROD-ubuntu14.xva", "VIFs/",
+                         "VIFs/vif-0.cfg", "manifest.json", "success",
+                         "vm-metadata.xml"));
 
   // The data: the disks, reassembled independently, are the pool's bytes.
   ASSERT_OK_AND_ASSIGN(
@@ -253,7 +254,7 @@ TEST_F(VmBackupJobTest, CompressedExportsAreVerifiedAndNamedByCompression) {
         std::pair{v1::COMPRESSION_ZSTD, ".xva.zst"}}) {
     v1::JobSpec spec = Spec("DEV-RH6");
     spec.set_compression(compression);
-    spec.set_job_id(absl::StrCat("run1/", ext));
+    spec.set_job_id(absl::StrCat("run1-", ext));
     const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host3"), spec, {});
     ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
     const std::string file =
@@ -281,7 +282,7 @@ TEST_F(VmBackupJobTest, VdiExportRawAndVhdEqualThePoolsBytes) {
       fs_.Stat(JoinPath(st.backup_folder(), "DISK-hdb", "vdi.cfg")).status());
 
   spec.set_vdi_format(v1::VDI_FORMAT_VHD);
-  spec.set_job_id("run1/vhd");
+  spec.set_job_id("run1-vhd");
   st = RunVmBackupJob(ContextFor("xcp-host2"), spec, {});
   ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
   const std::string vhd = JoinPath(st.backup_folder(), "PROD-win2012.vhd");
@@ -305,7 +306,7 @@ TEST_F(VmBackupJobTest, VdiExportRawAndVhdEqualThePoolsBytes) {
   // Every disk, one file each.
   spec.set_vdi_format(v1::VDI_FORMAT_RAW);
   spec.set_vdi_export_all_disks(true);
-  spec.set_job_id("run1/all");
+  spec.set_job_id("run1-all");
   st = RunVmBackupJob(ContextFor("xcp-host2"), spec, {});
   ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
   ASSERT_OK_AND_ASSIGN(std::string hdb,
@@ -323,7 +324,7 @@ TEST_F(VmBackupJobTest, RetentionKeepsMaxBackupsAndUnfinishedFoldersGo) {
   ASSERT_OK(fs_.CreateDir(vm_dir));
   ASSERT_OK(fs_.CreateDir(JoinPath(vm_dir, "backup-2020-01-01-(00:00:00)")));
   for (int i = 0; i < 3; ++i) {
-    spec.set_job_id(absl::StrCat("run1/", i));
+    spec.set_job_id(absl::StrCat("run1-", i));
     const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host3"), spec, {});
     ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
   }
@@ -338,7 +339,7 @@ TEST_F(VmBackupJobTest, PreCleanMakesRoomBeforeExporting) {
   v1::JobSpec spec = Spec("DEV-RH6");
   spec.set_max_backups(2);
   for (int i = 0; i < 2; ++i) {
-    spec.set_job_id(absl::StrCat("run1/", i));
+    spec.set_job_id(absl::StrCat("run1-", i));
     ASSERT_EQ(RunVmBackupJob(ContextFor("xcp-host3"), spec, {}).phase(),
               v1::JOB_PHASE_SUCCEEDED);
   }
@@ -353,7 +354,7 @@ TEST_F(VmBackupJobTest, PreCleanMakesRoomBeforeExporting) {
         seen_at_snapshot.push_back(b.name);
     }
   };
-  spec.set_job_id("run1/pre");
+  spec.set_job_id("run1-pre");
   ASSERT_EQ(RunVmBackupJob(ContextFor("xcp-host3"), spec, hooks).phase(),
             v1::JOB_PHASE_SUCCEEDED);
   // Before the snapshot, the oldest had gone; the new folder was there.
@@ -810,7 +811,7 @@ class OwnPool {
 
   v1::JobSpec Spec(const std::string& vm_name, const std::string& share) {
     v1::JobSpec spec;
-    spec.set_job_id("r/1");
+    spec.set_job_id("r-1");
     spec.set_run_id("r");
     spec.set_vm_uuid(Vm(vm_name).uuid);
     spec.set_kind(v1::EXPORT_KIND_VM);
@@ -1016,7 +1017,7 @@ TEST(VmBackupJobLookalikeTest, ADiskThatStartsLikeAnErrorPageIsBackedUp) {
   for (v1::ExportKind kind : {v1::EXPORT_KIND_VDI, v1::EXPORT_KIND_VM}) {
     SCOPED_TRACE(ExportKindName(kind));
     v1::JobSpec spec = pool->Spec("lookalike", dir);
-    spec.set_job_id(absl::StrCat("r/", ExportKindName(kind)));
+    spec.set_job_id(absl::StrCat("r-", ExportKindName(kind)));
     spec.set_kind(kind);
     spec.set_vdi_format(v1::VDI_FORMAT_RAW);
     spec.set_vm_folder(std::string(ExportKindName(kind)));
