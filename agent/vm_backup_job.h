@@ -18,9 +18,12 @@
 // Folder ownership (common/backup/attempt_file.h): the job writes its attempt
 // file (job_id, attempt, fencing token, run, agent, host) into its new backup
 // folder first, durably, and then
-//   - commits only into, and on failure removes only, a folder whose attempt
-//     file still names its job_id and fencing token (a newer attempt may have
-//     removed an older one's folder and made its own under the same name);
+//   - commits only into (else it fails "FENCED"), and on failure removes
+//     only, a folder whose attempt file still names its job_id and fencing
+//     token (a newer attempt may have removed an older one's folder and made
+//     its own under the same name); when its own attempt file could not be
+//     written, the folder it has just made (none there, or a torn one) goes
+//     all the same;
 //   - with a fencing token other than 0 (a distributed run; the standalone
 //     run's 0 removes them all, as before), removes the VM's folders without
 //     a success marker, before its backup, only when they have no attempt
@@ -112,9 +115,10 @@ absl::Status CheckJobSpec(const v1::JobSpec& spec);
 // filesystem operation or XenAPI call); on SUCCEEDED with problems that did
 // not spoil the backup (a snapshot that could not be destroyed, retention
 // that failed): warnings. A snapshot left in the pool (the job retries its
-// destruction for spec.destroy_retry_ms, or context.destroy_retry when that
-// is 0) sets snapshot_left, and snapshot_uuid names it: the snapshot VM of a
-// vm-export, the first disk snapshot of a vdi-export.
+// destruction for spec.destroy_retry_ms, at most an hour, or
+// context.destroy_retry when that is 0) sets snapshot_left, and snapshot_uuid
+// names it: the snapshot VM of a vm-export, the first disk snapshot of a
+// vdi-export.
 v1::JobStatus RunVmBackupJob(const JobContext& context, const v1::JobSpec& spec,
                              const JobHooks& hooks);
 
