@@ -148,6 +148,9 @@ class Run {
   bool Cancelled() const {
     return o_.cancel != nullptr && o_.cancel->HasBeenNotified();
   }
+  bool Abandoned() const {
+    return o_.abandon != nullptr && o_.abandon->HasBeenNotified();
+  }
   void LogSpace(absl::string_view when);
   void DumpPoolDb(const PoolInventory& inventory);
   void Dispatch(std::vector<Item>& items, Executor& executor);
@@ -251,6 +254,7 @@ v1::JobStatus Run::Failed(const Item& item, absl::string_view step,
 }
 
 void Run::Record(Item& item, bool write) {
+  if (Abandoned()) return;  // resumed later, recorded then
   const v1::JobStatus& st = item.job.status;
   const v1::PlannedVm& plan = item.job.plan;
   const absl::string_view kind = ExportKindName(plan.kind());
@@ -469,7 +473,7 @@ void Run::Dispatch(std::vector<Item>& items, Executor& executor) {
           return started == items.size() || next() >= 0;
         };
         mu.Await(absl::Condition(&ready));
-        if (started == items.size()) return;
+        if (started == items.size() || Abandoned()) return;
         i = next();
         items[i].started = true;
         ++started;
@@ -536,6 +540,12 @@ void Run::Dispatch(std::vector<Item>& items, Executor& executor) {
 }
 
 BackupRunResult& Run::Finish() {
+  if (Abandoned()) {
+    result_.fatal =
+        "abandoned: the coordinator stopped; the run resumes when it starts "
+        "again";
+    return result_;
+  }
   if (!share_id_.empty() && began_) {
     // Every job ended: any snapshot of this run still in the pool is a
     // leftover (a job that could not destroy it, a lost agent's).

@@ -112,6 +112,10 @@ struct BackupRunOptions {
   // Distributed runs. Not owned; may be null.
   RunObserver* observer = nullptr;
   const ResumedRun* resume = nullptr;  // continue this run (run_id set)
+  // Notified when the coordinator stops mid-run: no new job starts and
+  // nothing more is recorded (status.log, journal, summary); the run returns
+  // as soon as its running jobs' executors do, to be resumed later.
+  const absl::Notification* abandon = nullptr;
   // The next fencing token (journalled before it is returned); empty: 0.
   std::function<absl::StatusOr<uint64_t>()> next_fencing_token;
   // The uuids of the hosts whose agent is connected now; empty: every host
