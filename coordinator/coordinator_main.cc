@@ -4,12 +4,14 @@
 
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/synchronization/notification.h"
 
+#include "common/base/flag_names.h"
 #include "common/base/signal_watcher.h"
 #include "common/xapi/curl_util.h"
 #include "common/xapi/xmlrpc_codec.h"
@@ -42,7 +44,15 @@ ABSL_FLAG(absl::Duration, snapshot_destroy_timeout, absl::Minutes(2),
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "the vmbackup coordinator daemon; see docs/operations.md");
-  absl::ParseCommandLine(argc, argv);
+  absl::StatusOr<std::vector<std::string>> args =
+      vmb::NormaliseFlagNames(std::vector<std::string>(argv, argv + argc));
+  if (!args.ok()) {
+    std::cerr << "vmbackup-coordinator: " << args.status().message() << "\n";
+    return 2;
+  }
+  std::vector<char*> arg_ptrs;
+  for (std::string& a : *args) arg_ptrs.push_back(a.data());
+  absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
   signal(SIGPIPE, SIG_IGN);
   vmb::InitCurlGlobal();
   vmb::InitXmlRpcCodec();
