@@ -202,8 +202,10 @@ void AgentHub::Synchronize(const v1::AgentState& state, const std::string& peer,
       } else {
         agent.response = response;
         agent.done = std::move(done);
-        agent.hold_until =
-            now + (busy ? options_.busy_hold : options_.heartbeat_interval / 2);
+        agent.hold_until = now + (busy ? options_.busy_hold
+                                  : options_.idle_hold > absl::ZeroDuration()
+                                      ? options_.idle_hold
+                                      : options_.heartbeat_interval / 2);
         WakeLocked();
       }
     }
@@ -240,7 +242,7 @@ void AgentHub::Tick() {
       if (!agent.done) continue;
       v1::DesiredState* response = agent.response;
       const bool news = FillLocked(agent, response);
-      if (news || now >= agent.hold_until) {
+      if (news || absl::Now() >= agent.hold_until) {
         answers.push_back(std::move(agent.done));
         agent.done = nullptr;
         agent.response = nullptr;
@@ -297,7 +299,8 @@ v1::JobStatus AgentHub::RunJob(
   expected_.erase(job_id);
   WakeLocked();
   uint64_t seen = 0;
-  absl::Time agent_seen = options_.clock->Now();  // the host last had one
+  // The job's host last had a live agent (or the job came) then.
+  absl::Time agent_seen = options_.clock->Now();
   std::string agent_id;
   v1::JobStatus result;
   while (true) {
@@ -311,9 +314,10 @@ v1::JobStatus AgentHub::RunJob(
     const absl::Time now = options_.clock->Now();
     Agent* agent = AgentOnHostLocked(spec.host_uuid());
     const bool held = agent != nullptr && agent->reported.count(job_id) > 0;
-    if (agent != nullptr) {
-      agent_seen = now;
-      if (held) agent_id = agent->identity.agent_id();
+    if (held) agent_id = agent->identity.agent_id();
+    for (const auto& [id, a] : agents_) {  // the host's last contact
+      if (a.identity.host_uuid() == spec.host_uuid())
+        agent_seen = std::max(agent_seen, a.last_seen);
     }
     if (job.version != seen) {
       seen = job.version;
@@ -367,7 +371,7 @@ v1::JobStatus AgentHub::RunJob(
       WakeLocked();
       continue;
     }
-    if (now - agent_seen > limit) {
+    if (agent == nullptr && now - agent_seen > limit) {
       fenced_[job_id].insert(spec.fencing_token());
       const bool was_taken = job.status.phase() != v1::JOB_PHASE_UNSPECIFIED;
       jobs_.erase(job_id);

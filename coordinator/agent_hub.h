@@ -51,6 +51,8 @@ class AgentHub {
     absl::Duration heartbeat_interval = absl::Seconds(5);
     // How long a call with nothing new is held while the agent runs jobs.
     absl::Duration busy_hold = absl::Seconds(1);
+    // ... and while it runs none (0: half the heartbeat interval).
+    absl::Duration idle_hold = absl::ZeroDuration();
     std::string instance_id;  // this coordinator process
     // Journals a commit grant before it is handed out; an error refuses the
     // commit (the job is fenced). Called on RunJob's thread.
