@@ -291,21 +291,29 @@ std::string LiveVmLine(const v1::VmOutcome& vm, std::optional<double> rate,
   const std::string host = TerminalSafe(vm.host_name());
   std::string phase = JobPhaseName(s.phase());
 
-  // The tail after the bar.
+  // The tail after the bar, and a shorter one without the bytes.
   std::string tail;
+  std::string short_tail;
   if (s.phase() == v1::JOB_PHASE_EXPORT) {
     if (!rate.has_value()) rate = AverageRate(s, ctx.now);
     const std::optional<absl::Duration> eta =
         EstimateEta(s.bytes_done(), s.bytes_total(), rate.value_or(0));
-    tail = absl::StrCat(Percent(s.bytes_done(), s.bytes_total()), "  ",
-                        BytesDone(s.bytes_done(), s.bytes_total()), "  ",
-                        rate.has_value() ? FormatRate(*rate) : "-- MiB/s",
-                        "  ETA ",
-                        eta.has_value() ? FormatShortDuration(*eta) : "--");
+    const std::string speed = absl::StrCat(
+        rate.has_value() ? FormatRate(*rate) : "-- MiB/s", "  ETA ",
+        eta.has_value() ? FormatShortDuration(*eta) : "--");
+    const std::string percent = Percent(s.bytes_done(), s.bytes_total());
+    tail = absl::StrCat(
+        percent, "  ", BytesDone(s.bytes_done(), s.bytes_total()), "  ", speed);
+    short_tail = absl::StrCat(percent, "  ", speed);
   } else if (std::optional<absl::Duration> d = JobDuration(s, ctx.now)) {
     tail = FormatShortDuration(*d);
+    short_tail = tail;
   }
-  if (s.attempt() > 1) absl::StrAppend(&tail, "  (attempt ", s.attempt(), ")");
+  if (s.attempt() > 1) {
+    const std::string attempt = absl::StrCat("  (attempt ", s.attempt(), ")");
+    absl::StrAppend(&tail, attempt);
+    absl::StrAppend(&short_tail, attempt);
+  }
 
   auto compose = [&](size_t name_cols, size_t host_cols, bool with_bar,
                      absl::string_view tail_text) {
@@ -323,22 +331,37 @@ std::string LiveVmLine(const v1::VmOutcome& vm, std::optional<double> rate,
     while (!line.empty() && line.back() == ' ') line.pop_back();
     return line;
   };
+  // From the widest layout to the narrowest: names are shortened first,
+  // then the bytes go (`status` has them), then the bar.
   const size_t name_cols =
       std::min(kNameColumns, std::max<size_t>(8, DisplayWidth(name)));
   const size_t host_cols =
       std::min(kHostColumns, std::max<size_t>(4, DisplayWidth(host)));
-  const bool exporting = s.phase() == v1::JOB_PHASE_EXPORT;
-  for (const auto& [n, h, bar] : std::vector<std::tuple<size_t, size_t, bool>>{
-           {name_cols, host_cols, exporting},
-           {name_cols, host_cols, false},
-           {std::min<size_t>(name_cols, 12), std::min<size_t>(host_cols, 8),
-            false}}) {
-    std::string line = compose(n, h, bar, tail);
+  const size_t mid_name = std::min<size_t>(name_cols, 16);
+  const size_t small_name = std::min<size_t>(name_cols, 12);
+  const size_t small_host = std::min<size_t>(host_cols, 10);
+  const bool bar = s.phase() == v1::JOB_PHASE_EXPORT;
+  struct Layout {
+    size_t name_cols;
+    size_t host_cols;
+    bool bar;
+    const std::string* tail;
+  };
+  const Layout layouts[] = {
+      {name_cols, host_cols, bar, &tail},
+      {mid_name, host_cols, bar, &tail},
+      {small_name, small_host, bar, &tail},
+      {mid_name, host_cols, bar, &short_tail},
+      {small_name, small_host, bar, &short_tail},
+      {small_name, small_host, false, &tail},
+      {small_name, small_host, false, &short_tail},
+  };
+  std::string line;
+  for (const Layout& l : layouts) {
+    line = compose(l.name_cols, l.host_cols, l.bar, *l.tail);
     if (!line.empty() && DisplayWidth(line) <= avail) return line;
   }
-  return FitToWidth(compose(std::min<size_t>(name_cols, 12),
-                            std::min<size_t>(host_cols, 8), false, tail),
-                    avail);
+  return FitToWidth(line, avail);
 }
 
 std::string FinishedVmLine(const v1::VmOutcome& vm) {
