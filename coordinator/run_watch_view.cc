@@ -283,7 +283,8 @@ std::vector<std::string> RunHeaderLines(const v1::RunSummary& run,
 }
 
 std::string LiveVmLine(const v1::VmOutcome& vm, std::optional<double> rate,
-                       const ViewContext& ctx) {
+                       const ViewContext& ctx, size_t name_columns,
+                       size_t host_columns) {
   const v1::JobStatus& s = vm.status();
   const size_t avail =
       static_cast<size_t>(std::max(ctx.width, 20)) - 1;  // see the header
@@ -333,10 +334,12 @@ std::string LiveVmLine(const v1::VmOutcome& vm, std::optional<double> rate,
   };
   // From the widest layout to the narrowest: names are shortened first,
   // then the bytes go (`status` has them), then the bar.
+  if (name_columns == 0) name_columns = DisplayWidth(name);
+  if (host_columns == 0) host_columns = DisplayWidth(host);
   const size_t name_cols =
-      std::min(kNameColumns, std::max<size_t>(8, DisplayWidth(name)));
+      std::min(kNameColumns, std::max<size_t>(8, name_columns));
   const size_t host_cols =
-      std::min(kHostColumns, std::max<size_t>(4, DisplayWidth(host)));
+      std::min(kHostColumns, std::max<size_t>(4, host_columns));
   const size_t mid_name = std::min<size_t>(name_cols, 16);
   const size_t small_name = std::min<size_t>(name_cols, 12);
   const size_t small_host = std::min<size_t>(host_cols, 10);
@@ -604,9 +607,10 @@ std::string RunWatchView::Draw(const ViewContext& ctx) {
   if (live_drawn_ > 0) absl::StrAppend(&out, "\r\x1b[", live_drawn_, "A");
   live_drawn_ = 0;
   absl::StrAppend(&out, HeaderAndPermanentLines(false));
-  std::vector<std::string> live;
-  size_t running = 0;
+  std::vector<const v1::VmOutcome*> running;
   size_t queued = 0;
+  size_t name_columns = 0;
+  size_t host_columns = 0;
   for (const v1::VmOutcome& vm : summary_.vms()) {
     const v1::JobPhase phase = vm.status().phase();
     if (IsTerminalPhase(phase)) continue;
@@ -614,15 +618,25 @@ std::string RunWatchView::Draw(const ViewContext& ctx) {
       ++queued;
       continue;
     }
-    if (++running <= kMaxLiveVms) {
-      live.push_back(LiveVmLine(vm, RecentRate(vm, ctx.now), ctx));
+    running.push_back(&vm);
+    if (running.size() <= kMaxLiveVms) {
+      name_columns =
+          std::max(name_columns, DisplayWidth(TerminalSafe(vm.vm_name())));
+      host_columns =
+          std::max(host_columns, DisplayWidth(TerminalSafe(vm.host_name())));
     }
   }
+  std::vector<std::string> live;
+  for (size_t i = 0; i < running.size() && i < kMaxLiveVms; ++i) {
+    live.push_back(LiveVmLine(*running[i], RecentRate(*running[i], ctx.now),
+                              ctx, name_columns, host_columns));
+  }
   const size_t avail = static_cast<size_t>(std::max(ctx.width, 20)) - 1;
-  if (running > kMaxLiveVms) {
-    live.push_back(FitToWidth(
-        absl::StrCat("  ... and ", running - kMaxLiveVms, " more running"),
-        avail));
+  if (running.size() > kMaxLiveVms) {
+    live.push_back(
+        FitToWidth(absl::StrCat("  ... and ", running.size() - kMaxLiveVms,
+                                " more running"),
+                   avail));
   }
   if (queued > 0) {
     live.push_back(FitToWidth(absl::StrCat("  ", queued, " queued"), avail));

@@ -81,9 +81,12 @@ std::vector<std::string> RunHeaderLines(const v1::RunSummary& run,
 // phase, and while it exports a progress bar, percent, bytes done/total,
 // MiB/s, ETA. `rate` is the recent rate (RunWatchView's); without one, the
 // average since the job started. Parts are dropped (bar first) or names
-// shortened when the width is small.
+// shortened when the width is small. `name_columns` / `host_columns`: the
+// widths of the name and host columns (RunWatchView passes the widest of its
+// live VMs, so that the lines align); 0: this VM's own. Capped at 24 and 12.
 std::string LiveVmLine(const v1::VmOutcome& vm, std::optional<double> rate,
-                       const ViewContext& ctx);
+                       const ViewContext& ctx, size_t name_columns = 0,
+                       size_t host_columns = 0);
 // The permanent line of a finished VM: "OK        name on host: 1.5 GiB in
 // 4m12s", "FAILED    name on host: TOKEN at step: reason", "CANCELLED ...";
 // not cut to the width (it scrolls away, a wrap does no harm).

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -328,6 +329,22 @@ TEST(RunWatchViewTest, LiveViewRedrawsInPlace) {
   EXPECT_EQ(view.Finish(),
             "\x1b[2KOK        vm-a on xcp-host1\n"
             "\x1b[2KPREFLIGHT vm-b on xcp-host2\n");
+}
+
+TEST(RunWatchViewTest, LiveLinesAlign) {
+  RunWatchView view("a:1");
+  v1::RunUpdate update;
+  update.mutable_summary()->set_run_id("r");
+  *update.mutable_summary()->add_vms() = Exporting("a-long-vm-name", 1, 2, 10);
+  *update.mutable_summary()->add_vms() = Exporting("vm", 1, 2, 10);
+  view.Apply(update, kNow);
+  std::vector<std::string> lines;
+  for (absl::string_view part : absl::StrSplit(view.Draw(Ctx(120)), '\n')) {
+    if (absl::StrContains(part, "export")) lines.emplace_back(part);
+  }
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0].find("xcp-host1"), lines[1].find("xcp-host1"));
+  EXPECT_EQ(lines[0].find("["), lines[1].find("["));
 }
 
 TEST(RunWatchViewTest, ManyRunningVmsAreCapped) {
