@@ -412,7 +412,6 @@ std::string CliUsage() {
       This text, the config keys, or an example config file.
 )" + ControlCommandsUsage() +
          R"(
-
 <password|password-file|->:
   the path of an existing password file (it must not be readable by group or
   others), '-' to read the password from standard input, or the password

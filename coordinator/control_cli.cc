@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include <google/protobuf/util/json_util.h>
 
@@ -676,9 +677,11 @@ std::string ControlCommandsUsage() {
   }
   absl::StrAppend(&out,
                   "      Clients of the coordinator daemon (vmbackup COMMAND "
-                  "--help for each). Their\n      flags come after the "
-                  "command:\n",
-                  kCommonFlags);
+                  "--help for each).\n      Their flags come after the "
+                  "command:\n");
+  for (absl::string_view line : absl::StrSplit(kCommonFlags, '\n')) {
+    if (!line.empty()) absl::StrAppend(&out, "    ", line, "\n");
+  }
   return out;
 }
 
