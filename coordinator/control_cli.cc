@@ -37,6 +37,8 @@ constexpr absl::Duration kPollInterval = absl::Milliseconds(100);
 // A terminal's live lines are redrawn at least this often (rates, ETAs)
 // while no update comes.
 constexpr absl::Duration kIdleRedraw = absl::Seconds(1);
+// Log lines remembered to find where a reopened watch's log continues.
+constexpr size_t kRecentLines = 5;
 
 int Fail(const CliStreams& io, absl::string_view message) {
   *io.err << "vmbackup: error: " << message << "\n";
@@ -416,6 +418,7 @@ class RunFollower {
       absl::Status end;
       {
         std::unique_ptr<RunWatchStream> stream = client_->WatchRun(run_id_);
+        resync_ = streams_++ > 0;
         UpdatePump pump(stream.get());
         bool dirty = false;
         while (true) {
@@ -480,11 +483,37 @@ class RunFollower {
       view_.Apply(update, clock_->Now());
       return;
     }
-    for (const std::string& line : update.log_lines()) {
-      last_log_line_ = TerminalSafe(line);
-      *io_.out << last_log_line_ << "\n";
+    int first = 0;
+    if (resync_) {
+      resync_ = false;
+      first = ResumeIndex(update.log_lines());
+    }
+    for (int i = first; i < update.log_lines_size(); ++i) {
+      const std::string& line = update.log_lines(i);
+      *io_.out << TerminalSafe(line) << "\n";
+      recent_.push_back(line);
+      if (recent_.size() > kRecentLines) recent_.pop_front();
     }
     io_.out->flush();
+  }
+
+  // A reopened watch starts again from the beginning of the log the
+  // coordinator holds (its first lines may have been dropped, and after a
+  // restart it may hold none): the index after the lines printed already,
+  // found by the last few of them; 0 when they are not there.
+  int ResumeIndex(
+      const google::protobuf::RepeatedPtrField<std::string>& lines) const {
+    if (recent_.empty()) return 0;
+    for (int k = lines.size() - 1; k >= 0; --k) {
+      const size_t match = std::min(recent_.size(), static_cast<size_t>(k) + 1);
+      bool same = true;
+      for (size_t j = 0; j < match && same; ++j) {
+        same =
+            lines[k - static_cast<int>(j)] == recent_[recent_.size() - 1 - j];
+      }
+      if (same) return k + 1;
+    }
+    return 0;
   }
 
   void MaybeDraw(bool* dirty) {
@@ -545,7 +574,8 @@ class RunFollower {
     if (summary.empty()) {
       *io_.out << "run " << run_id_ << " ended: " << RunStateName(run.state())
                << "\n";
-    } else if (Terminal() || !absl::EndsWith(last_log_line_, summary)) {
+    } else if (Terminal() || recent_.empty() ||
+               !absl::EndsWith(TerminalSafe(recent_.back()), summary)) {
       *io_.out << summary << "\n";
     }
     io_.out->flush();
@@ -560,9 +590,11 @@ class RunFollower {
   Clock* const clock_;
   RunWatchView view_;
   absl::Time last_draw_ = absl::InfinitePast();
-  std::string last_log_line_;
-  bool lost_ = false;        // the watch broke; "reconnecting" was said
-  bool has_update_ = false;  // the view has something to draw
+  std::deque<std::string> recent_;  // the last log lines printed
+  bool resync_ = false;             // the next update opens a reopened watch
+  int streams_ = 0;                 // watches opened
+  bool lost_ = false;               // the watch broke; "reconnecting" was said
+  bool has_update_ = false;         // the view has something to draw
 };
 
 int Run(ControlClient& client, const ControlArgs& args, const CliStreams& io,

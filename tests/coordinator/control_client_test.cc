@@ -452,23 +452,43 @@ TEST_F(ControlCliTest, RunWithoutATerminalPrintsTheLog) {
 }
 
 TEST_F(ControlCliTest, BrokenWatchReconnectsAndFinishes) {
-  std::vector<v1::RunUpdate> updates = Updates();
+  const std::vector<v1::RunUpdate> updates = Updates();
+  const std::string whole_log =
+      "log: vm-export begin vm-a\n"
+      "log: vm-a success\n"
+      "log: vm-c\\x1b[2J failed\n"
+      "log: vm-b success\n"
+      "2026-11-26-(03:20:44) - VmBackup ended - Failure - S:2 W:0 E:1\n";
+  // A reopened watch starts with the whole log the coordinator holds, as
+  // the coordinator's WatchRun does: what was printed is not printed again.
+  v1::RunUpdate replay = updates[1];
+  replay.mutable_log_lines()->Clear();
+  for (const v1::RunUpdate* u : {&updates[0], &updates[1]}) {
+    for (const std::string& line : u->log_lines()) replay.add_log_lines(line);
+  }
   service_.SetWatchScripts(
       {Script({updates[0]},
               grpc::Status(grpc::StatusCode::UNAVAILABLE, "going away")),
-       Script({updates[1], updates[2]})});
+       Script({replay, updates[2]})});
   CliRun r = Cli({"run", config_});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(service_.watched(), ElementsAre("run-1", "run-1"));
-  EXPECT_THAT(r.out,
-              HasSubstr("log: vm-export begin vm-a\nlog: vm-a success\n"));
-  EXPECT_THAT(r.out, HasSubstr("VmBackup ended - Failure - S:2 W:0 E:1\n"));
+  EXPECT_EQ(r.out, whole_log);
   EXPECT_THAT(r.err, HasSubstr("going away; reconnecting (the run goes on)"));
   EXPECT_THAT(r.err,
               HasSubstr(absl::StrCat("reconnected to the coordinator at ",
                                      address_, "; watching run run-1")));
   // It paused before reconnecting.
   EXPECT_THAT(clock_.sleeps(), Not(::testing::IsEmpty()));
+
+  // A restarted coordinator holds no log of before: what it sends is new.
+  service_.SetWatchScripts(
+      {Script({updates[0]},
+              grpc::Status(grpc::StatusCode::UNAVAILABLE, "going away")),
+       Script({updates[1], updates[2]})});
+  r = Cli({"run", config_});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.out, whole_log);
 
   // A stream that ends cleanly without the final update is reopened too.
   service_.SetWatchScripts({Script({updates[0]}), Script({updates[2]})});
