@@ -23,6 +23,7 @@
 #include "common/xapi/xml_rpc_xen_api_client.h"
 #include "coordinator/backup_policy.h"
 #include "coordinator/backup_run.h"
+#include "coordinator/control_cli.h"
 #include "coordinator/password_file.h"
 #include "coordinator/pool_inventory.h"
 #include "coordinator/preview.h"
@@ -33,11 +34,6 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitError = 2;
 constexpr size_t kMaxConfigBytes = 1 << 20;
-
-// Words that name the coordinator's commands; a password equal to one of
-// them is written after "--" (or kept in a password file).
-constexpr const char* kReservedCommands[] = {"run", "status", "runs", "agents",
-                                             "cancel"};
 
 struct Flags {
   std::string xapi_url = "http://localhost";
@@ -157,6 +153,14 @@ int ParseFlags(const std::vector<std::string>& args, Flags* flags, size_t* next,
       if (name == "--allow-insecure-password-file")
         flags->allow_insecure_password_file = true;
       continue;
+    }
+    if (name == "--coordinator" || name == "--plaintext" ||
+        name == "--timeout" || name == "--limit") {
+      return Fail(io, absl::StrCat(name,
+                                   " is a flag of the coordinator commands; "
+                                   "it comes after the command word "
+                                   "(vmbackup status ",
+                                   name, " ...)"));
     }
     if (name != "--xapi-url" && name != "--user" && name != "--tls-ca" &&
         name != "--tls-fingerprint" && name != "--tls-pins" &&
@@ -406,7 +410,8 @@ std::string CliUsage() {
       Log in to the pool and list its hosts, storage and VMs.
   vmbackup help | config | example
       This text, the config keys, or an example config file.
-
+)" + ControlCommandsUsage() +
+         R"(
 <password|password-file|->:
   the path of an existing password file (it must not be readable by group or
   others), '-' to read the password from standard input, or the password
@@ -450,6 +455,9 @@ Preview: 0 valid, 1 valid with warnings, 2 invalid.
 
 int RunCli(const std::vector<std::string>& args, const CliStreams& io,
            const CliEnvironment& env) {
+  if (!args.empty() && IsControlCommand(args[0])) {
+    return RunControlCommand(args, io, env);
+  }
   Flags flags;
   size_t first = 0;
   bool literal = false;
@@ -477,15 +485,17 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io,
       return Inventory(flags, std::vector<std::string>(p.begin() + 1, p.end()),
                        io);
     }
-    for (const char* reserved : kReservedCommands) {
-      if (!p.empty() && p[0] == reserved) {
-        return Fail(
-            io, absl::StrCat(
-                    "'", reserved,
-                    "' is a coordinator command, which this version does "
-                    "not have yet; if it is your password, write: vmbackup -- ",
-                    reserved, " ... (or use a password file)"));
-      }
+    if (!p.empty() && IsControlCommand(p[0])) {
+      // Flags before a coordinator command: the standalone flags do not
+      // apply to it, and its own come after it.
+      return Fail(
+          io, absl::StrCat("'", p[0],
+                           "' is a coordinator command: write it first, its "
+                           "flags after it (vmbackup ",
+                           p[0],
+                           " --help); if it is your password, write: "
+                           "vmbackup [FLAGS] -- ",
+                           p[0], " ... (or use a password file)"));
     }
   }
   if (p.size() < 2) {

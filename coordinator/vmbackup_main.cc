@@ -2,6 +2,8 @@
 // vmbackup: the command line (see coordinator/cli.h and docs/cli.md). A
 // backup run executes its jobs in this process with the agent library.
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -39,6 +41,16 @@ int main(int argc, char** argv) {
     return std::make_unique<vmb::agent::InProcessExecutor>(setup);
   };
   env.cancel = &cancel;
+  env.getenv = [](const std::string& name) -> std::string {
+    const char* value = getenv(name.c_str());
+    return value == nullptr ? "" : value;
+  };
+  env.stdout_is_terminal = isatty(STDOUT_FILENO) == 1;
+  env.terminal_width = [] {
+    struct winsize ws = {};
+    return ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 ? ws.ws_col : 0;
+  };
+  env.time_zone = absl::LocalTimeZone();
   std::vector<std::string> args(argv + 1, argv + argc);
   const int exit_code =
       vmb::coordinator::RunCli(args, {&std::cin, &std::cout, &std::cerr}, env);

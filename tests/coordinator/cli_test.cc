@@ -435,9 +435,19 @@ TEST(CliTest, HelpWordsAnywherePrintTheirText) {
 }
 
 TEST(CliTest, ReservedCommandsAndTheirEscape) {
+  // "run" is the coordinator command (tests/coordinator/control_client_test):
+  // without --plaintext it stops before connecting.
   CliRun r = Cli({"run", "weekly.cfg"});
   EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("pass --plaintext"));
+  // Its usage error says how to pass a password spelled "run".
+  r = Cli({"run"});
+  EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("vmbackup -- run"));
+  // After standalone flags it is refused with the same escape.
+  r = Cli({"--user", "root", "status", "weekly.cfg"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("vmbackup [FLAGS] -- status"));
   // With "--", "run" is the password: it reaches the next step (no such file).
   r = Cli({"--", "run", "/nonexistent/weekly.cfg", "preview"});
   EXPECT_EQ(r.code, 2);
@@ -485,7 +495,7 @@ TEST(CliTest, MalformedArgumentsAndConfigsExit2WithOneMessage) {
        "takes no further arguments"},
       {{"-", "DEV-RH6", "preview"}, "no password on standard input"},
       {{"inventory"}, "usage: vmbackup [FLAGS] inventory"},
-      {{"status"}, "'status' is a coordinator command"},
+      {{"status"}, "pass --plaintext"},
       {{"pw", "DEV-RH6"}, "cannot run backups"},
       // config files
       {{pass, cfg("a.cfg", "max_backups"), "preview"},
