@@ -22,6 +22,7 @@
 #include "common/xapi/curl_xml_rpc_transport.h"
 #include "common/xapi/xml_rpc_xen_api_client.h"
 #include "coordinator/agent_hub.h"
+#include "coordinator/grpc_status.h"
 #include "coordinator/password_file.h"
 #include "coordinator/run_manager.h"
 #include "proto/agent.grpc.pb.h"
@@ -29,13 +30,6 @@
 
 namespace vmb::coordinator {
 namespace {
-
-// The numeric codes of absl::Status and grpc::Status are the same.
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
-                      std::string(s.message()));
-}
 
 std::string NewInstanceId() {
   absl::BitGen gen;
@@ -175,7 +169,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::RunUpdate> {
       }
       reactor = state->reactor;
     }
-    if (!next.ok()) return reactor->End(ToGrpc(next.status()));
+    if (!next.ok()) return reactor->End(ToGrpcStatus(next.status()));
     if (*next) reactor->StartWrite(&state->update);
   }
 
@@ -257,7 +251,7 @@ class ControlServiceImpl final : public v1::Control::CallbackService {
                                      std::function<absl::Status()> work) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     workers_->Post(
-        [reactor, work = std::move(work)] { reactor->Finish(ToGrpc(work())); });
+        [reactor, work = std::move(work)] { reactor->Finish(ToGrpcStatus(work())); });
     return reactor;
   }
 
