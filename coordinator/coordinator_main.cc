@@ -38,6 +38,8 @@ ABSL_FLAG(std::string, tls_pins, "", "per-host pins file for XAPI");
 ABSL_FLAG(bool, tls_pins_tofu, false,
           "record a host's certificate in --tls-pins on first use");
 ABSL_FLAG(bool, tls_insecure, false, "accept any XAPI certificate (tests)");
+ABSL_FLAG(std::string, port_file, "",
+          "write the port listened on here (useful with --listen=HOST:0)");
 ABSL_FLAG(absl::Duration, snapshot_destroy_timeout, absl::Minutes(2),
           "how long a snapshot XAPI holds is retried before it is left");
 
@@ -79,6 +81,7 @@ int main(int argc, char** argv) {
   o.tls_pins_file = absl::GetFlag(FLAGS_tls_pins);
   o.tls_pins_tofu = absl::GetFlag(FLAGS_tls_pins_tofu);
   o.snapshot_destroy_timeout = absl::GetFlag(FLAGS_snapshot_destroy_timeout);
+  o.port_file = absl::GetFlag(FLAGS_port_file);
   const absl::Status s = vmb::coordinator::RunCoordinator(o, stop);
   watcher->reset();
   if (!s.ok()) {

@@ -250,8 +250,9 @@ class ControlServiceImpl final : public v1::Control::CallbackService {
   grpc::ServerUnaryReactor* Blocking(grpc::CallbackServerContext* context,
                                      std::function<absl::Status()> work) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    workers_->Post(
-        [reactor, work = std::move(work)] { reactor->Finish(ToGrpcStatus(work())); });
+    workers_->Post([reactor, work = std::move(work)] {
+      reactor->Finish(ToGrpcStatus(work()));
+    });
     return reactor;
   }
 
@@ -506,6 +507,18 @@ absl::Status RunCoordinator(const CoordinatorOptions& o,
   absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
       CoordinatorServer::Start(options);
   if (!server.ok()) return server.status();
+  if (!o.port_file.empty()) {
+    const std::string tmp = o.port_file + ".tmp";
+    (void)fs->RemoveFile(tmp);  // a crashed start's
+    absl::Status s =
+        WriteNewFile(*fs, tmp, absl::StrCat((*server)->port(), "\n"));
+    if (s.ok()) s = fs->Rename(tmp, o.port_file);
+    if (!s.ok()) {
+      (*server)->Stop();
+      return absl::InvalidArgumentError(
+          absl::StrCat("--port-file ", o.port_file, ": ", s.message()));
+    }
+  }
   stop.WaitForNotification();
   VMB_LOG(INFO) << "coordinator stopping";
   (*server)->Stop();

@@ -73,6 +73,8 @@ struct CoordinatorOptions {
   std::string tls_pins_file;  // loaded (with TOFU when asked) at start
   bool tls_pins_tofu = false;
   std::string tls_fingerprint;  // the master's pin
+  // Written with the bound port once listening (for --listen=HOST:0).
+  std::string port_file;
   absl::Duration snapshot_destroy_timeout = absl::Minutes(2);
 };
 
