@@ -527,7 +527,7 @@ void AgentDaemon::Grant(const v1::CommitGrant& grant) {
                      << job->spec.fencing_token() << ")";
     return;
   }
-  if (!job->granted && job->state != Job::State::kFinished) {
+  if (!job->granted && !job->fenced && job->state != Job::State::kFinished) {
     VMB_LOG(INFO) << "job " << EscapeForLog(grant.job_id())
                   << ": commit granted";
   }
@@ -659,6 +659,9 @@ void AgentDaemon::RunJob(Job* job) {
       }
       result.set_phase(v1::JOB_PHASE_FAILED);
       result.set_status_token("FENCED");
+      VMB_LOG(WARNING) << "job " << EscapeForLog(spec.job_id()) << " VM "
+                       << EscapeForLog(spec.vm_uuid())
+                       << " ended fenced: " << EscapeForLog(job->fence_reason);
     }
   }
   result = Stamp(std::move(result));
