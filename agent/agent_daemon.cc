@@ -13,7 +13,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
-#include "google/protobuf/text_format.h"
 
 #include "common/backup/backup_layout.h"
 #include "common/base/logging.h"
@@ -279,9 +278,7 @@ std::string AgentDaemon::CleanUpLeftover(const JobSpec& spec,
                         "proved to be this job's");
   }
   v1::AttemptFile attempt;
-  google::protobuf::TextFormat::Parser parser;
-  parser.AllowUnknownField(true);
-  if (!text.ok() || !parser.ParseFromString(*text, &attempt)) {
+  if (!text.ok() || !ParseTextFormat(*text, &attempt)) {
     return absl::StrCat("its backup folder ", folder,
                         " was left: its attempt file cannot be read");
   }

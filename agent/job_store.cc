@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include <openssl/evp.h>
 
@@ -31,15 +32,23 @@ std::string ToText(const google::protobuf::Message& message) {
   return text;
 }
 
-// Fields a later version added are skipped, so that a downgraded agent
-// still reads its jobs.
-bool FromText(const std::string& text, google::protobuf::Message* message) {
-  google::protobuf::TextFormat::Parser parser;
-  parser.AllowUnknownField(true);
-  return parser.ParseFromString(text, message);
-}
+// Files that do not parse are the caller's to report, not protobuf's to log.
+class SilentErrors final : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int, google::protobuf::io::ColumnNumber,
+                const std::string&) override {}
+};
 
 }  // namespace
+
+bool ParseTextFormat(const std::string& text,
+                     google::protobuf::Message* message) {
+  SilentErrors errors;
+  google::protobuf::TextFormat::Parser parser;
+  parser.AllowUnknownField(true);
+  parser.RecordErrorsTo(&errors);
+  return parser.ParseFromString(text, message);
+}
 
 std::string Sha256Hex(absl::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -151,7 +160,7 @@ absl::StatusOr<std::vector<JobStore::StoredJob>> JobStore::Load() {
     absl::StatusOr<std::string> text =
         fs_->ReadFile(JoinPath(dir_, entry.name), kMaxFileBytes);
     StoredJob job;
-    if (!text.ok() || !FromText(*text, &job.spec) ||
+    if (!text.ok() || !ParseTextFormat(*text, &job.spec) ||
         job.spec.job_id().empty() || FileStem(job.spec.job_id()) != stem) {
       VMB_LOG(WARNING) << "dropping the unreadable job file "
                        << EscapeForLog(JoinPath(dir_, entry.name))
@@ -163,7 +172,7 @@ absl::StatusOr<std::vector<JobStore::StoredJob>> JobStore::Load() {
     }
     absl::StatusOr<std::string> status_text =
         fs_->ReadFile(JoinPath(dir_, status_name), kMaxFileBytes);
-    if (!status_text.ok() || !FromText(*status_text, &job.status) ||
+    if (!status_text.ok() || !ParseTextFormat(*status_text, &job.status) ||
         job.status.job_id() != job.spec.job_id()) {
       if (!absl::IsNotFound(status_text.status())) {
         VMB_LOG(WARNING) << "job " << EscapeForLog(job.spec.job_id())

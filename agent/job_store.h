@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "google/protobuf/message.h"
 
 #include "common/base/filesystem.h"
 #include "proto/common.pb.h"
@@ -86,6 +87,12 @@ class JobStore {
 absl::Status WriteFileAtomically(Filesystem& fs, const std::string& dir,
                                  const std::string& path,
                                  absl::string_view data);
+
+// Parses protobuf text format into `message`, skipping fields a later
+// version added (so that a downgraded agent still reads its files) and
+// logging nothing; false when it does not parse.
+bool ParseTextFormat(const std::string& text,
+                     google::protobuf::Message* message);
 
 // Lower-case hex SHA-256 of `data`.
 std::string Sha256Hex(absl::string_view data);

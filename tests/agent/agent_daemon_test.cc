@@ -23,6 +23,7 @@
 #include "common/base/logging.h"
 #include "common/xapi/xml_rpc_xen_api_client.h"
 #include "tests/fakes/fake_coordinator_connection.h"
+#include "tests/testing/faulty_filesystem.h"
 #include "tests/testing/sim_process.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_paths.h"
@@ -547,6 +548,26 @@ TEST_F(AgentDaemonTest, FailsAJobWhoseHostIsNotInItsPool) {
   EXPECT_EQ(done.phase(), v1::JOB_PHASE_FAILED);
   EXPECT_EQ(done.status_token(), "NO-HOST");
   EXPECT_EQ(done.agent_id(), kAgentId);
+}
+
+TEST_F(AgentDaemonTest, RefusesAJobItCannotRecord) {
+  testing::FaultyFilesystem::Faults faults;
+  faults.suffix = ".tmp";  // the job store's files before their rename
+  faults.fail_sync = true;
+  testing::FaultyFilesystem faulty(faults);
+  AgentDaemon::Options options = DaemonOptions(2);
+  options.fs = &faulty;
+  StartDaemon(std::move(options));
+  const v1::JobSpec spec = Spec("DEV-RH7", "xcp-host1");
+  coordinator_.Push(Start({spec}));
+  const v1::JobStatus done =
+      WaitForJob(spec.job_id(),
+                 [](const v1::JobStatus& j) { return IsTerminal(j.phase()); });
+  EXPECT_EQ(done.phase(), v1::JOB_PHASE_FAILED);
+  EXPECT_EQ(done.status_token(), "AGENT-STATE-FAIL");
+  EXPECT_EQ(done.started_unix_ms(), 0u);  // it never ran
+  EXPECT_THAT(Backups("DEV-RH7"), IsEmpty());
+  daemon_.reset();  // before `faulty`
 }
 
 TEST_F(AgentDaemonTest, KeepsJobsAndTheirResultsWhileTheCoordinatorIsAway) {
