@@ -5,6 +5,8 @@
 // coordinator going away and coming back, and a restart after a crash.
 #include "agent/agent_daemon.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <functional>
 #include <memory>
@@ -21,6 +23,7 @@
 #include "agent/job_store.h"
 #include "common/backup/backup_layout.h"
 #include "common/base/logging.h"
+#include "common/xapi/curl_util.h"
 #include "common/xapi/xml_rpc_xen_api_client.h"
 #include "tests/fakes/fake_coordinator_connection.h"
 #include "tests/testing/faulty_filesystem.h"
@@ -548,6 +551,94 @@ TEST_F(AgentDaemonTest, FailsAJobWhoseHostIsNotInItsPool) {
   EXPECT_EQ(done.phase(), v1::JOB_PHASE_FAILED);
   EXPECT_EQ(done.status_token(), "NO-HOST");
   EXPECT_EQ(done.agent_id(), kAgentId);
+}
+
+TEST_F(AgentDaemonTest, TrustsXapiAsTheJobsTlsSettingsSay) {
+  SimProcess::Options tls_options;
+  tls_options.per_host_tls = true;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SimProcess> tls_sim,
+                       SimProcess::Start(tls_options));
+  std::unique_ptr<XmlRpcXenApiClient> tls_client = tls_sim->NewClient();
+  ASSERT_OK(tls_client->Login());
+  ASSERT_OK_AND_ASSIGN(std::string session, tls_client->SessionRef());
+  coordinator_.SetSession(session);
+  StartDaemon();
+
+  // The same demo pool (same seed): the same uuids, other URLs.
+  v1::JobSpec spec = Spec("DEV-RH7", "xcp-host1");
+  ASSERT_OK(tls_client->GetVmByUuid(spec.vm_uuid()).status());
+  spec.set_master_url(tls_sim->master_url());
+  spec.set_data_url(tls_sim->host_url("xcp-host1"));
+  ASSERT_TRUE(absl::StartsWith(spec.master_url(), "https://"));
+  // A pin that is not the host's certificate: refused.
+  v1::JobSpec wrong = spec;
+  wrong.set_job_id("run1/wrong-pin");
+  for (const auto& [ref, host] : hosts_) {
+    v1::HostPin* pin = wrong.mutable_tls()->add_pins();
+    pin->set_key(host.uuid);
+    pin->set_sha256(std::string(64, 'a'));
+  }
+  coordinator_.Push(Start({wrong}));
+  const v1::JobStatus refused =
+      WaitForJob(wrong.job_id(),
+                 [](const v1::JobStatus& j) { return IsTerminal(j.phase()); });
+  EXPECT_EQ(refused.phase(), v1::JOB_PHASE_FAILED) << refused.DebugString();
+  EXPECT_THAT(refused.error_message(), HasSubstr("certificate"));
+
+  // Each host pinned by its uuid to the certificate it presents.
+  for (const auto& [ref, host] : hosts_) {
+    auto cert = tls_sim->host_certs().find(host.name_label);
+    ASSERT_NE(cert, tls_sim->host_certs().end()) << host.name_label;
+    std::string sha256;
+    ASSERT_OK(NormaliseSha256Fingerprint(cert->second.sha256, &sha256));
+    v1::HostPin* pin = spec.mutable_tls()->add_pins();
+    pin->set_key(host.uuid);
+    pin->set_sha256(sha256);
+  }
+  // CA certificates go into a private file of the agent's.
+  spec.mutable_tls()->set_ca_pem(
+      tls_sim->host_certs().begin()->second.cert_path.empty()
+          ? ""
+          : testing::ReadFileToString(
+                tls_sim->host_certs().begin()->second.cert_path)
+                .value_or(""));
+  ASSERT_FALSE(spec.tls().ca_pem().empty());
+  v1::DesiredState desired = Start({spec});
+  desired.MergeFrom(Grant(spec.job_id(), kToken));
+  coordinator_.Push(desired);
+  const v1::JobStatus done =
+      WaitForJob(spec.job_id(),
+                 [](const v1::JobStatus& j) { return IsTerminal(j.phase()); });
+  EXPECT_EQ(done.phase(), v1::JOB_PHASE_SUCCEEDED) << done.DebugString();
+  ASSERT_OK_AND_ASSIGN(std::vector<DirEntry> ca,
+                       fs_.ListDir(JoinPath(state_dir_, "ca")));
+  ASSERT_THAT(ca, SizeIs(1));
+  struct stat st;
+  ASSERT_EQ(stat(JoinPath(state_dir_, "ca", ca[0].name).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  daemon_.reset();  // before the simulator it talks to
+}
+
+TEST_F(AgentDaemonTest, RefusesAJobWithAMalformedPinOrTimeZone) {
+  StartDaemon();
+  v1::JobSpec bad_pin = Spec("DEV-RH7", "xcp-host1");
+  bad_pin.set_job_id("run1/bad-pin");
+  v1::HostPin* pin = bad_pin.mutable_tls()->add_pins();
+  pin->set_key(bad_pin.host_uuid());
+  pin->set_sha256("not a fingerprint");
+  v1::JobSpec bad_zone = Spec("DEV-RH7", "xcp-host1");
+  bad_zone.set_job_id("run1/bad-zone");
+  bad_zone.set_time_zone("Mars/Olympus_Mons");
+  coordinator_.Push(Start({bad_pin, bad_zone}));
+  for (const v1::JobSpec* spec : {&bad_pin, &bad_zone}) {
+    const v1::JobStatus done = WaitForJob(
+        spec->job_id(),
+        [](const v1::JobStatus& j) { return IsTerminal(j.phase()); });
+    EXPECT_EQ(done.phase(), v1::JOB_PHASE_FAILED);
+    EXPECT_EQ(done.status_token(), "BAD-JOB") << done.DebugString();
+    EXPECT_EQ(done.error_step(), "check job");
+  }
+  EXPECT_THAT(Backups("DEV-RH7"), IsEmpty());
 }
 
 TEST_F(AgentDaemonTest, RefusesAJobItCannotRecord) {
