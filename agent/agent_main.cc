@@ -43,14 +43,15 @@ ABSL_FLAG(absl::Duration, commit_wait, absl::Minutes(30),
           "grant before it fails (e.g. 30m)");
 
 namespace {
+
 // absl::ParseCommandLine exits with 1 on a flag it cannot parse (and after
 // --help); a usage error is exit status 2 here, which a service manager can
 // tell from a failure (systemd: RestartPreventExitStatus=2); --help is 0.
 bool parsing_flags = true;
 bool help = false;
-}  // namespace
 
-int main(int argc, char** argv) {
+// Parses the flags (dashed or underscored); returns the other arguments.
+std::vector<std::string> ParseFlags(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "vmbackup-agent --coordinator HOST:PORT --plaintext --state-dir DIR "
       "[--max-jobs N] ...\nThe vmbackup agent: runs the coordinator's backup "
@@ -76,6 +77,10 @@ int main(int argc, char** argv) {
   const std::vector<char*> rest = absl::ParseCommandLine(
       static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
   parsing_flags = false;
+  return std::vector<std::string>(rest.begin() + 1, rest.end());
+}
+
+vmb::agent::AgentOptions OptionsFromFlags() {
   vmb::agent::AgentOptions options;
   options.coordinator = absl::GetFlag(FLAGS_coordinator);
   options.plaintext = absl::GetFlag(FLAGS_plaintext);
@@ -85,18 +90,25 @@ int main(int argc, char** argv) {
   options.host_name = absl::GetFlag(FLAGS_host_name);
   options.max_jobs = absl::GetFlag(FLAGS_max_jobs);
   options.commit_wait = absl::GetFlag(FLAGS_commit_wait);
-  absl::StatusOr<vmb::agent::AgentOptions> resolved =
-      rest.size() > 1 ? absl::InvalidArgumentError(
-                            std::string("unexpected argument: ") + rest[1])
-                      : vmb::agent::ResolveAgentOptions(options);
-  if (!resolved.ok()) {
-    std::cerr << "vmbackup-agent: " << resolved.status().message() << "\n";
+  return options;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> rest = ParseFlags(argc, argv);
+  absl::StatusOr<vmb::agent::AgentOptions> options =
+      rest.empty()
+          ? vmb::agent::ResolveAgentOptions(OptionsFromFlags())
+          : absl::InvalidArgumentError("unexpected argument: " + rest.front());
+  if (!options.ok()) {
+    std::cerr << "vmbackup-agent: " << options.status().message() << "\n";
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
-  vmb::InitCurlGlobal();
+  vmb::InitCurlGlobal();  // before any thread starts
   vmb::InitXmlRpcCodec();
-  const absl::Status status = vmb::agent::RunAgent(*resolved);
+  const absl::Status status = vmb::agent::RunAgent(*options);
   if (!status.ok()) std::cerr << "vmbackup-agent: " << status << "\n";
   return status.ok() ? 0 : 1;
 }
