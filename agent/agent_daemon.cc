@@ -56,6 +56,7 @@ namespace {
 // (common.proto, AttemptFile).
 constexpr absl::string_view kAttemptFileName = ".vmbackup-attempt";
 constexpr uint64_t kMaxAttemptFileBytes = 4096;
+constexpr absl::Duration kMaxPause = absl::Minutes(1);
 
 bool IsTerminal(JobPhase phase) {
   return phase == v1::JOB_PHASE_SUCCEEDED || phase == v1::JOB_PHASE_FAILED ||
@@ -352,7 +353,9 @@ void AgentDaemon::ConnectionLoop() {
       Apply(*desired, /*final=*/false);
       absl::Duration pause = absl::Milliseconds(desired->next_sync_after_ms());
       absl::MutexLock lock(&mu_);
-      pause = std::min(pause, heartbeat_interval_);
+      // A call is also the heartbeat: never later than the coordinator
+      // expects one, nor a minute.
+      pause = std::min({pause, heartbeat_interval_, kMaxPause});
       mu_.AwaitWithDeadline(absl::Condition(&stop_or_change),
                             absl::Now() + pause);
       // Coalesce: progress reports come about once a second per job.

@@ -89,7 +89,10 @@ class AgentDaemon {
     absl::Duration sync_timeout = absl::Seconds(30);
     // The last call, made by Stop.
     absl::Duration final_sync_timeout = absl::Seconds(5);
-    // Calls are coalesced: no more than one per this interval.
+    // Between calls the daemon waits as the coordinator says
+    // (next_sync_after_ms, at most heartbeat_interval_ms and a minute), or
+    // until a job changes; but calls are coalesced: no more than one per
+    // this interval.
     absl::Duration min_sync_interval = absl::Milliseconds(200);
     // After a failed call: the first pause (jittered: half to all of it),
     // doubled after each further failure up to `max_backoff`.
