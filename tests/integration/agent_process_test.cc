@@ -198,6 +198,36 @@ int WaitForExit(pid_t pid) {
   return -1;
 }
 
+TEST(AgentProcessTest, TwoAgentsCannotShareAStateFolder) {
+  const std::string dir = testing::MakeTempDir("agent-two");
+  const std::string state_dir = dir + "/state";
+  // No coordinator listens there: the agent keeps trying, as it would.
+  const std::vector<std::string> argv = {
+      Agent(),       "--coordinator=127.0.0.1:1",
+      "--plaintext", "--state-dir",
+      state_dir,     "--host-uuid",
+      kUuid};
+  const pid_t first = testing::StartCommand(argv, dir + "/first.log");
+  ASSERT_GT(first, 0);
+  // Running once it has said so (bounded: 60 s).
+  bool running = false;
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(60);
+       !running && absl::Now() < deadline;
+       absl::SleepFor(absl::Milliseconds(20))) {
+    running = testing::ReadFileToString(dir + "/first.log")
+                  .value_or("")
+                  .find("job slots") != std::string::npos;
+  }
+  EXPECT_TRUE(running);
+  const CommandResult second = RunCommand(argv);
+  EXPECT_EQ(second.exit_code, 1) << second.output;
+  EXPECT_THAT(second.output,
+              HasSubstr("another vmbackup-agent uses --state-dir"));
+  kill(first, SIGTERM);
+  EXPECT_EQ(WaitForExit(first), 0)
+      << testing::ReadFileToString(dir + "/first.log").value_or("");
+}
+
 TEST(AgentProcessTest, RunsTheCoordinatorsJobAndStopsOnSigterm) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<SimProcess> sim, SimProcess::Start());
   std::unique_ptr<XmlRpcXenApiClient> client = sim->NewClient();
