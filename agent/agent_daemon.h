@@ -64,6 +64,24 @@ using XenApiClientFactory =
 std::unique_ptr<XenApiClient> MakeXmlRpcXenApiClient(
     const XapiEndpoint& endpoint);
 
+// What the daemon does with each answer (DesiredState):
+//   start           a job is accepted once per job_id (a job it holds,
+//                   running or finished, ignores another copy), recorded in
+//                   the state folder, and run when one of `max_jobs` slots
+//                   is free (QUEUED until then);
+//   cancel_job_ids  a queued job ends CANCELLED at once; a running one is
+//                   cancelled, stops and cleans up;
+//   commit_grants   releases a job's commit when the grant names its
+//                   fencing token; other grants are ignored;
+//   fences          for a job's own token: the job never commits; queued it
+//                   ends at once, running it is cancelled; it reports FAILED
+//                   with status token "FENCED" and the fence's reason;
+//   forget_job_ids  drops finished jobs from memory and the state folder;
+//   session_ref     the XAPI session every job uses from then on (kept in
+//                   memory only, never logged);
+// and it calls again after next_sync_after_ms, or sooner when a job
+// changes. A job waiting for its grant fails after `commit_wait`.
+//
 // Thread-safe. Start and Stop are meant to be called once each, from one
 // thread; the destructor stops the daemon. It owns its threads: one
 // connection thread and `max_jobs` job threads, all joined by Stop.
