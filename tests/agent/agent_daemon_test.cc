@@ -249,6 +249,19 @@ class AgentDaemonTest : public ::testing::Test {
             .has_value());
   }
 
+  // The job as the last call reported it (phase UNSPECIFIED when absent).
+  v1::JobStatus LastReported(const std::string& job_id) {
+    const std::vector<FakeCoordinatorConnection::Call> calls =
+        coordinator_.calls();
+    const v1::JobStatus* job =
+        calls.empty() ? nullptr : FindJob(calls.back().state, job_id);
+    if (job == nullptr) {
+      ADD_FAILURE() << "job " << job_id << " is not in the last report";
+      return v1::JobStatus();
+    }
+    return *job;
+  }
+
   std::vector<BackupEntry> Backups(const std::string& vm_name) {
     absl::StatusOr<std::vector<BackupEntry>> backups =
         ListBackups(fs_, JoinPath(share_, SanitizeVmName(vm_name)));
@@ -405,11 +418,9 @@ TEST_F(AgentDaemonTest, StartsAJobOnlyOncePerJobId) {
   SendAndSettle(v1::DesiredState());
   for (const FakeCoordinatorConnection::Call& call : coordinator_.calls())
     EXPECT_LE(call.state.jobs_size(), 1);
-  const v1::JobStatus* last =
-      FindJob(coordinator_.calls().back().state, spec.job_id());
-  ASSERT_NE(last, nullptr);
-  EXPECT_EQ(last->phase(), v1::JOB_PHASE_SUCCEEDED);
-  EXPECT_EQ(last->started_unix_ms(), done.started_unix_ms());
+  const v1::JobStatus last = LastReported(spec.job_id());
+  EXPECT_EQ(last.phase(), v1::JOB_PHASE_SUCCEEDED);
+  EXPECT_EQ(last.started_unix_ms(), done.started_unix_ms());
   EXPECT_THAT(Backups("DEV-RH7"), SizeIs(1));
 }
 
@@ -423,10 +434,7 @@ TEST_F(AgentDaemonTest, RunsAtMostMaxJobsAtOnce) {
   WaitForPhase(specs[0].job_id(), v1::JOB_PHASE_AWAITING_COMMIT);
   WaitForPhase(specs[1].job_id(), v1::JOB_PHASE_AWAITING_COMMIT);
   SendAndSettle(v1::DesiredState());
-  const v1::JobStatus* third =
-      FindJob(coordinator_.calls().back().state, specs[2].job_id());
-  ASSERT_NE(third, nullptr);
-  EXPECT_EQ(third->phase(), v1::JOB_PHASE_QUEUED);
+  EXPECT_EQ(LastReported(specs[2].job_id()).phase(), v1::JOB_PHASE_QUEUED);
 
   // One commits; its slot goes to the third.
   coordinator_.Push(Grant(specs[0].job_id(), kToken));
@@ -457,10 +465,7 @@ TEST_F(AgentDaemonTest, AFencedJobNeitherCommitsNorKeepsItsFolder) {
 
   // A fence names the attempt it ends: another token's is not this one's.
   SendAndSettle(Fence(spec.job_id(), kToken + 1, "not this one"));
-  const v1::JobStatus* still =
-      FindJob(coordinator_.calls().back().state, spec.job_id());
-  ASSERT_NE(still, nullptr);
-  EXPECT_EQ(still->phase(), v1::JOB_PHASE_AWAITING_COMMIT);
+  EXPECT_EQ(LastReported(spec.job_id()).phase(), v1::JOB_PHASE_AWAITING_COMMIT);
 
   // A grant after the fence changes nothing.
   v1::DesiredState fence =
@@ -505,9 +510,7 @@ TEST_F(AgentDaemonTest, CancelStopsARunningJobAndAQueuedOne) {
   const v1::JobSpec queued = Spec("DEV-RH6", "xcp-host3");
   coordinator_.Push(Start({running, queued}));
   WaitForPhase(running.job_id(), v1::JOB_PHASE_EXPORT);
-  EXPECT_EQ(
-      FindJob(coordinator_.calls().back().state, queued.job_id())->phase(),
-      v1::JOB_PHASE_QUEUED);
+  EXPECT_EQ(LastReported(queued.job_id()).phase(), v1::JOB_PHASE_QUEUED);
 
   coordinator_.Push(Cancel(queued.job_id()));
   const v1::JobStatus never =
@@ -736,6 +739,7 @@ TEST_F(AgentDaemonTest, StopCancelsRunningJobsAndReportsThemOnce) {
   ASSERT_NE(FindJob(*first, running.job_id()), nullptr);
   EXPECT_EQ(FindJob(*first, running.job_id())->phase(),
             v1::JOB_PHASE_CANCELLED);
+  ASSERT_NE(FindJob(*first, queued.job_id()), nullptr);
   EXPECT_EQ(FindJob(*first, queued.job_id())->phase(), v1::JOB_PHASE_CANCELLED);
 }
 
