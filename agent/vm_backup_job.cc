@@ -10,11 +10,14 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
 #include "agent/backup_metadata.h"
 #include "agent/export_verifier.h"
+#include "common/backup/attempt_file.h"
 #include "common/backup/backup_layout.h"
 #include "common/backup/backup_manifest.h"
 #include "common/backup/export_format.h"
@@ -57,6 +60,87 @@ uint64_t VirtualSize(const Disk& d) {
   return static_cast<uint64_t>(std::max<int64_t>(0, d.vdi.virtual_size));
 }
 
+// The longest snapshot destroy retry a spec may ask for: an hour.
+constexpr uint64_t kMaxDestroyRetryMs = 3600 * 1000;
+
+// The longest job_id or run_id a spec may carry.
+constexpr size_t kMaxIdBytes = 128;
+
+// job_id, run_id: printable ASCII without whitespace, '/', '\\' or "..":
+// they go into logs, XAPI tags, attempt files and, on an agent, file names.
+absl::Status CheckId(absl::string_view field, absl::string_view id) {
+  if (id.empty())
+    return absl::InvalidArgumentError(absl::StrCat(field, " is empty"));
+  if (id.size() > kMaxIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " is ", id.size(), " bytes long (max ", kMaxIdBytes, ")"));
+  }
+  for (char c : id) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f || c == '/' || c == '\\') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, " \"", EscapeForLog(id),
+          "\" holds a character other than printable ASCII (whitespace, a "
+          "control character, '/' or '\\')"));
+    }
+  }
+  if (absl::StrContains(id, "..")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " \"", EscapeForLog(id), "\" holds \"..\""));
+  }
+  return absl::OkStatus();
+}
+
+// 8-4-4-4-12 hex digits, as XAPI writes them (either case).
+bool IsUuid(absl::string_view s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-'
+             : !absl::ascii_isxdigit(static_cast<unsigned char>(s[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// master_url, data_url: "" or http(s)://host[:port] and nothing else. The
+// value is never echoed: a URL may carry a password or a session.
+absl::Status CheckBaseUrl(absl::string_view field, absl::string_view url) {
+  if (url.empty()) return absl::OkStatus();
+  const auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " ", why));
+  };
+  for (char c : url) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f) {
+      return bad("holds whitespace, a control character or non-ASCII");
+    }
+  }
+  if (absl::StrContains(url, "@")) {
+    return bad("holds user info ('@'); credentials never go in a URL");
+  }
+  const std::optional<HttpUrl> parsed = ParseHttpUrl(url);
+  if (!parsed.has_value()) {
+    return bad("is not a URL of the form http(s)://host[:port]");
+  }
+  if (parsed->scheme != "http" && parsed->scheme != "https") {
+    return bad(absl::StrCat("has the scheme \"", EscapeForLog(parsed->scheme),
+                            "\" (http or https only)"));
+  }
+  if (!parsed->rest.empty()) {
+    return bad("has a path, query or fragment (http(s)://host[:port] only)");
+  }
+  if (!parsed->port.empty()) {
+    int port = 0;
+    if (parsed->port.size() > 5 || !absl::SimpleAtoi(parsed->port, &port) ||
+        port < 1 || port > 65535) {
+      return bad("has a port outside 1-65535");
+    }
+  }
+  return absl::OkStatus();
+}
+
 // A step failed: which one, the seed's status token, and why.
 struct Failure {
   std::string step;
@@ -74,6 +158,15 @@ class Job {
     status_.set_job_id(spec.job_id());
     status_.set_attempt(spec.attempt());
     status_.set_fencing_token(spec.fencing_token());
+    status_.set_host_uuid(context.host.uuid);
+    status_.set_agent_id(context.agent_id);
+    // The coordinator's bound wins: a snapshot XAPI holds on to must not keep
+    // the export slot for minutes (the run retries it beside other exports).
+    destroy_retry_ = context.destroy_retry;
+    if (spec.destroy_retry_ms() != 0) {
+      destroy_retry_ = absl::Milliseconds(static_cast<int64_t>(
+          std::min<uint64_t>(spec.destroy_retry_ms(), kMaxDestroyRetryMs)));
+    }
   }
 
   v1::JobStatus Run();
@@ -128,8 +221,17 @@ class Job {
   absl::Status WaitForDataSync();
   void ApplyRetention();
   void CleanUpSnapshot();
+  // The uuid of our snapshot VM (`ref` is snapshot_ref_) or snapshot disk.
+  absl::StatusOr<std::string> SnapshotUuid(const std::string& ref);
   void FinishTask();
   void RemoveNewFolder();
+  // This job's attempt file.
+  v1::AttemptFile OwnAttempt() const;
+  // Whether `attempt` is this job's: its job_id and fencing token.
+  bool IsOwn(const v1::AttemptFile& attempt) const {
+    return attempt.job_id() == spec_.job_id() &&
+           attempt.fencing_token() == spec_.fencing_token();
+  }
   absl::Status RetryInUse(const std::function<absl::Status()>& destroy,
                           const std::string& what);
 
@@ -148,6 +250,7 @@ class Job {
   absl::Time started_;
   absl::Time deadline_ = absl::InfiniteFuture();
   absl::Duration vm_timeout_ = absl::InfiniteDuration();
+  absl::Duration destroy_retry_;
 
   std::string vm_ref_;
   VmRecord vm_;
@@ -157,6 +260,7 @@ class Job {
 
   std::string folder_;  // the new backup-… folder, once created
   bool folder_created_ = false;
+  bool attempt_written_ = false;  // its attempt file is durable
 
   std::string snapshot_ref_;                // vm-export
   std::vector<std::string> snapshot_vdis_;  // every VDI of our snapshot(s)
@@ -171,18 +275,9 @@ class Job {
 };
 
 std::optional<Failure> Job::CheckSpec() {
-  // The spec comes from the coordinator, over the network for an agent: the
-  // paths in it are checked before anything is touched.
-  absl::Status s = CheckBackupDir(spec_.backup_dir());
-  if (s.ok()) s = CheckVmFolderName(spec_.vm_folder());
-  if (s.ok() && !spec_.backup_dir_format().empty() &&
-      spec_.backup_dir_format() != kBackupDirFormatSeed &&
-      spec_.backup_dir_format() != kBackupDirFormatNoColons) {
-    s = absl::InvalidArgumentError(
-        absl::StrCat("backup_dir_format \"",
-                     EscapeForLog(spec_.backup_dir_format()), "\" is neither ",
-                     kBackupDirFormatSeed, " nor ", kBackupDirFormatNoColons));
-  }
+  // The spec comes from the coordinator, over the network for an agent: it
+  // is checked before anything is touched.
+  absl::Status s = CheckJobSpec(spec_);
   if (!s.ok()) return Fail("check job", "BAD-JOB", s);
   return std::nullopt;
 }
@@ -323,10 +418,32 @@ std::optional<Failure> Job::PrepareFolder() {
   if (!backups.ok())
     return Fail("backup folder", "BACKUP-DIR-FAIL", backups.status());
   std::set<std::string> removed;
-  // Folders without a marker are what failed or interrupted runs left.
+  // Folders without a marker are what failed or interrupted runs left, or,
+  // in a distributed run, what a newer attempt of this VM's job is writing.
   for (const std::string& name : UncommittedBackups(*backups)) {
+    const std::string path = JoinPath(vm_dir, name);
+    if (spec_.fencing_token() != 0) {
+      absl::StatusOr<v1::AttemptFile> owner = ReadAttemptFile(*c_.fs, path);
+      if (owner.ok() && owner->fencing_token() > spec_.fencing_token()) {
+        VMB_LOG(INFO) << "job " << spec_.job_id() << ": leaving unfinished "
+                      << EscapeForLog(path) << ": it is job "
+                      << EscapeForLog(owner->job_id()) << "'s, fencing token "
+                      << owner->fencing_token() << " (newer than ours, "
+                      << spec_.fencing_token() << ")";
+        continue;
+      }
+      if (absl::IsInvalidArgument(owner.status())) {
+        // Its owner cannot be proved: an attempt may be writing it now.
+        VMB_LOG(WARNING) << "job " << spec_.job_id() << ": leaving unfinished "
+                         << EscapeForLog(path) << ": " << owner.status();
+        continue;
+      }
+      if (!owner.ok() && !absl::IsNotFound(owner.status())) {
+        return Fail("backup folder", "BACKUP-DIR-FAIL", owner.status());
+      }
+    }
     VMB_LOG(INFO) << "job " << spec_.job_id() << ": removing unfinished backup "
-                  << EscapeForLog(JoinPath(vm_dir, name));
+                  << EscapeForLog(path);
     s = RemoveBackup(*c_.fs, vm_dir, name);
     if (!s.ok()) return Fail("backup folder", "BACKUP-DIR-FAIL", s);
     removed.insert(name);
@@ -357,6 +474,11 @@ std::optional<Failure> Job::PrepareFolder() {
     if (s.ok()) {
       folder_created_ = true;
       status_.set_backup_folder(BackupPath());
+      // First, and durable before anything else goes in: whose folder this
+      // is, so that no older attempt removes it and we remove only ours.
+      s = WriteAttemptFile(*c_.fs, BackupPath(), OwnAttempt());
+      if (!s.ok()) return Fail("backup folder", "BACKUP-DIR-FAIL", s);
+      attempt_written_ = true;
       return std::nullopt;
     }
     if (!absl::IsAlreadyExists(s))
@@ -450,6 +572,13 @@ std::optional<Failure> Job::TakeSnapshot() {
                       CallKind::kIdempotent);
     if (!renamed.ok())
       return Fail("tag snapshot", "VDI-PARAM-SET-FAIL", renamed.status());
+    // JobStatus has one snapshot_uuid: the first disk's snapshot.
+    if (status_.snapshot_uuid().empty()) {
+      absl::StatusOr<VdiRecord> record = c_.xapi->GetVdi(*snap);
+      if (!record.ok())
+        return Fail("snapshot", "VDI-SNAPSHOT-FAIL", record.status());
+      status_.set_snapshot_uuid(record->uuid);
+    }
   }
   return std::nullopt;
 }
@@ -761,7 +890,7 @@ absl::Status Job::WriteMetadata() {
 
 absl::Status Job::RetryInUse(const std::function<absl::Status()>& destroy,
                              const std::string& what) {
-  absl::Status s = DestroyRetryingWhileInUse(destroy, c_.destroy_retry,
+  absl::Status s = DestroyRetryingWhileInUse(destroy, destroy_retry_,
                                              c_.destroy_backoff, *c_.clock);
   if (!s.ok()) return Annotate(s, "cannot destroy ", what);
   return s;
@@ -790,22 +919,50 @@ void Job::FinishTask() {
   task_finished_ = false;
 }
 
+absl::StatusOr<std::string> Job::SnapshotUuid(const std::string& ref) {
+  if (ref == snapshot_ref_) {
+    VMB_ASSIGN_OR_RETURN(VmRecord vm, c_.xapi->GetVm(ref));
+    return vm.uuid;
+  }
+  VMB_ASSIGN_OR_RETURN(VdiRecord vdi, c_.xapi->GetVdi(ref));
+  return vdi.uuid;
+}
+
 void Job::CleanUpSnapshot() {
   FinishTask();
   std::vector<std::string> problems;
+  std::string left;  // a ref of what is left, to name it by uuid
   if (!snapshot_ref_.empty()) {
     absl::Status s =
         RetryInUse([&] { return c_.xapi->DestroyVm(snapshot_ref_); },
                    "the snapshot VM record");
-    if (!s.ok()) problems.push_back(std::string(s.message()));
+    if (!s.ok()) {
+      problems.push_back(std::string(s.message()));
+      left = snapshot_ref_;
+    }
   }
   for (const std::string& vdi : snapshot_vdis_) {
     absl::Status s =
         RetryInUse([&] { return c_.xapi->DestroyVdi(vdi); }, "a snapshot disk");
-    if (!s.ok()) problems.push_back(std::string(s.message()));
+    if (!s.ok()) {
+      problems.push_back(std::string(s.message()));
+      if (left.empty()) left = vdi;
+    }
   }
   if (!problems.empty()) {
     status_.set_snapshot_left(true);
+    if (status_.snapshot_uuid().empty()) {
+      // A step between the snapshot and reading its uuid failed; the
+      // janitor goes by tags, the coordinator's report by this uuid.
+      absl::StatusOr<std::string> uuid = SnapshotUuid(left);
+      if (uuid.ok()) {
+        status_.set_snapshot_uuid(*uuid);
+      } else {
+        VMB_LOG(WARNING) << "job " << spec_.job_id()
+                         << ": cannot read the uuid of the snapshot left: "
+                         << uuid.status();  // best effort
+      }
+    }
     Warn(
         absl::StrCat("the snapshot is left in the pool (the next run's "
                      "janitor removes it): ",
@@ -815,17 +972,58 @@ void Job::CleanUpSnapshot() {
   snapshot_vdis_.clear();
 }
 
+v1::AttemptFile Job::OwnAttempt() const {
+  v1::AttemptFile attempt;
+  attempt.set_job_id(spec_.job_id());
+  attempt.set_attempt(spec_.attempt());
+  attempt.set_fencing_token(spec_.fencing_token());
+  attempt.set_run_id(spec_.run_id());
+  attempt.set_agent_id(c_.agent_id);
+  attempt.set_host_uuid(c_.host.uuid);
+  return attempt;
+}
+
 void Job::RemoveNewFolder() {
   if (!folder_created_) return;
+  folder_created_ = false;
+  const std::string path = BackupPath();
+  // Only a folder that provably is ours goes: a newer attempt may have
+  // removed ours and made its own under the same name.
+  absl::StatusOr<v1::AttemptFile> owner = ReadAttemptFile(*c_.fs, path);
+  if (owner.ok() && !IsOwn(*owner)) {
+    VMB_LOG(WARNING) << "job " << spec_.job_id() << ": leaving "
+                     << EscapeForLog(path) << ": it is job "
+                     << EscapeForLog(owner->job_id()) << "'s, fencing token "
+                     << owner->fencing_token() << ", no longer ours";
+    return;
+  }
+  if (!owner.ok()) {
+    if (absl::IsNotFound(owner.status()) &&
+        absl::IsNotFound(c_.fs->Stat(path).status())) {
+      VMB_LOG(WARNING) << "job " << spec_.job_id() << ": " << EscapeForLog(path)
+                       << " is gone already (a newer attempt removes an "
+                          "older one's folder)";
+      return;
+    }
+    // Before our attempt file was durable, the folder we made a moment ago
+    // holds none, or a torn one, and is ours; after, it must name us.
+    const bool torn = absl::IsNotFound(owner.status()) ||
+                      absl::IsInvalidArgument(owner.status());
+    if (attempt_written_ || !torn) {
+      VMB_LOG(WARNING) << "job " << spec_.job_id() << ": leaving "
+                       << EscapeForLog(path)
+                       << ": it cannot be proved ours: " << owner.status();
+      return;
+    }
+  }
   // Markers first (a failed commit may have written one): a crash while the
   // folder goes can never leave it looking committed with half its files.
   absl::Status s = RemoveBackup(*c_.fs, VmDir(), folder_);
   if (!s.ok()) {
     // The next backup of this VM removes a folder without a marker.
     VMB_LOG(WARNING) << "job " << spec_.job_id() << ": cannot remove "
-                     << EscapeForLog(BackupPath()) << ": " << s;
+                     << EscapeForLog(path) << ": " << s;
   }
-  folder_created_ = false;
 }
 
 absl::Status Job::WaitForDataSync() {
@@ -842,6 +1040,14 @@ absl::Status Job::Commit() {
   VMB_RETURN_IF_ERROR(WaitForDataSync());
   VMB_RETURN_IF_ERROR(CheckStop());
   const std::string dir = BackupPath();
+  // The grant says the coordinator still wants this attempt; the attempt
+  // file says the folder is still this attempt's.
+  VMB_ASSIGN_OR_RETURN(v1::AttemptFile owner, ReadAttemptFile(*c_.fs, dir));
+  if (!IsOwn(owner)) {
+    return absl::AbortedError(absl::StrCat(
+        "the backup folder is now job ", EscapeForLog(owner.job_id()),
+        "'s, fencing token ", owner.fencing_token()));
+  }
   VMB_RETURN_IF_ERROR(c_.fs->SyncDir(dir));
   VMB_RETURN_IF_ERROR(
       WriteNewFile(*c_.fs, JoinPath(dir, std::string(kSuccessMarker)), ""));
@@ -907,13 +1113,20 @@ v1::JobStatus Job::Run() {
     if (hooks_.commit_gate) {
       SetPhase(v1::JOB_PHASE_AWAITING_COMMIT);
       absl::Status s = hooks_.commit_gate(status_);
-      if (!s.ok()) failure = Fail("commit", "COMMIT-FAIL", s);
+      // ABORTED: the coordinator fenced this attempt off (a newer one runs).
+      if (!s.ok()) {
+        failure = Fail("commit", absl::IsAborted(s) ? "FENCED" : "COMMIT-FAIL",
+                       Annotate(s, "commit refused"));
+      }
     }
   }
   if (!failure) {
     SetPhase(v1::JOB_PHASE_COMMIT);
     absl::Status s = Commit();
-    if (!s.ok()) failure = Fail("commit", "COMMIT-FAIL", s);
+    if (!s.ok()) {
+      failure =
+          Fail("commit", absl::IsAborted(s) ? "FENCED" : "COMMIT-FAIL", s);
+    }
   }
   if (!failure) {
     folder_created_ = false;  // committed: never removed by this job again
@@ -950,6 +1163,51 @@ v1::JobStatus Job::Run() {
 }
 
 }  // namespace
+
+absl::Status CheckJobSpec(const v1::JobSpec& spec) {
+  VMB_RETURN_IF_ERROR(CheckId("run_id", spec.run_id()));
+  if (!IsUuid(spec.vm_uuid())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "vm_uuid \"", EscapeForLog(spec.vm_uuid()), "\" is not a UUID"));
+  }
+  // The standalone run's ids are "<run_id>/<vm_uuid>": two checked parts.
+  if (spec.job_id() != absl::StrCat(spec.run_id(), "/", spec.vm_uuid())) {
+    VMB_RETURN_IF_ERROR(CheckId("job_id", spec.job_id()));
+  }
+  if (spec.fencing_token() != 0 && spec.attempt() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attempt is 0 with fencing_token ", spec.fencing_token(),
+                     " (attempts count from 1)"));
+  }
+  if (spec.kind() != v1::EXPORT_KIND_VM && spec.kind() != v1::EXPORT_KIND_VDI) {
+    return absl::InvalidArgumentError(
+        spec.kind() == v1::EXPORT_KIND_UNSPECIFIED
+            ? std::string("kind is unspecified")
+            : absl::StrCat("kind ", static_cast<int>(spec.kind()),
+                           " is unknown"));
+  }
+  if (!v1::Compression_IsValid(spec.compression())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "compression ", static_cast<int>(spec.compression()), " is unknown"));
+  }
+  if (!v1::VdiFormat_IsValid(spec.vdi_format())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "vdi_format ", static_cast<int>(spec.vdi_format()), " is unknown"));
+  }
+  VMB_RETURN_IF_ERROR(CheckBackupDir(spec.backup_dir()));
+  VMB_RETURN_IF_ERROR(CheckVmFolderName(spec.vm_folder()));
+  if (!spec.backup_dir_format().empty() &&
+      spec.backup_dir_format() != kBackupDirFormatSeed &&
+      spec.backup_dir_format() != kBackupDirFormatNoColons) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backup_dir_format \"",
+                     EscapeForLog(spec.backup_dir_format()), "\" is neither ",
+                     kBackupDirFormatSeed, " nor ", kBackupDirFormatNoColons));
+  }
+  VMB_RETURN_IF_ERROR(CheckBaseUrl("master_url", spec.master_url()));
+  VMB_RETURN_IF_ERROR(CheckBaseUrl("data_url", spec.data_url()));
+  return absl::OkStatus();
+}
 
 v1::JobStatus RunVmBackupJob(const JobContext& context, const v1::JobSpec& spec,
                              const JobHooks& hooks) {

@@ -86,6 +86,17 @@ struct PolicyOverrides {
   std::optional<bool> pre_clean;
 };
 
+// The seed's optional command-line arguments after the config:
+// "preview" (or preview=True|False), compress=True|False|gzip|zstd|none,
+// ignore_extra_keys=True|False, pre_clean=True|False; keys and values
+// case-insensitive. Errors: INVALID_ARGUMENT naming the argument.
+struct PolicyArguments {
+  bool preview = false;
+  PolicyOverrides overrides;
+};
+absl::StatusOr<PolicyArguments> ParsePolicyArguments(
+    const std::vector<std::string>& args);
+
 // Parses a config file's text. `source` names it in messages. Errors:
 // INVALID_ARGUMENT "<source>:<line>: <what>" for the first bad line: no '=',
 // an unknown key (a warning instead with ignore_extra_keys), a bad value, a

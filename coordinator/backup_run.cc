@@ -33,25 +33,27 @@ namespace {
 // The seed's log, one line at a time from any thread.
 class RunLog {
  public:
-  RunLog(std::ostream* out, Clock* clock, absl::TimeZone zone)
-      : out_(out), clock_(clock), zone_(zone) {}
+  RunLog(std::ostream* out, Clock* clock, absl::TimeZone zone,
+         RunObserver* observer)
+      : out_(out), clock_(clock), zone_(zone), observer_(observer) {}
 
   void Line(absl::string_view text) {
     const std::string prefix =
         SeedLogPrefix(absl::ToCivilSecond(clock_->Now(), zone_));
     absl::MutexLock lock(&mu_);
-    if (out_ == nullptr) return;
     // Several lines (the settings block) each get the prefix.
     for (absl::string_view line : absl::StrSplit(text, '\n')) {
-      *out_ << prefix << line << "\n";
+      if (out_ != nullptr) *out_ << prefix << line << "\n";
+      if (observer_ != nullptr) observer_->LogLine(absl::StrCat(prefix, line));
     }
-    out_->flush();
+    if (out_ != nullptr) out_->flush();
   }
 
  private:
   std::ostream* const out_;
   Clock* const clock_;
   const absl::TimeZone zone_;
+  RunObserver* const observer_;
   absl::Mutex mu_;
 };
 
@@ -112,20 +114,23 @@ absl::StatusOr<std::string> ShareId(Filesystem& fs,
 
 // One VM of the run.
 struct Item {
-  v1::PlannedVm plan;
-  v1::JobSpec spec;
-  std::vector<std::string> warnings;  // from planning and folder choice
-  v1::JobStatus status;
+  RunJob job;
   v1::VmOutcome outcome;
-  bool started = false;
+  bool started = false;  // taken by a dispatcher thread
 };
+
+// Warnings of a job about its snapshot being left in the pool: dropped once
+// the run destroyed it after all.
+bool IsSnapshotLeftWarning(absl::string_view w) {
+  return absl::StrContains(w, "snapshot is left in the pool");
+}
 
 class Run {
  public:
   Run(const BackupPolicy& policy, const BackupRunOptions& o)
       : policy_(policy),
         o_(o),
-        log_(o.out, o.clock, o.time_zone),
+        log_(o.out, o.clock, o.time_zone, o.observer),
         status_log_(o.fs, o.clock, o.time_zone,
                     o.from_config_file ? policy.status_log : "",
                     o.server_name) {}
@@ -143,11 +148,23 @@ class Run {
   bool Cancelled() const {
     return o_.cancel != nullptr && o_.cancel->HasBeenNotified();
   }
+  bool Abandoned() const {
+    return o_.abandon != nullptr && o_.abandon->HasBeenNotified();
+  }
   void LogSpace(absl::string_view when);
   void DumpPoolDb(const PoolInventory& inventory);
   void Dispatch(std::vector<Item>& items, Executor& executor);
+  // Runs the item's job (attempts included) to a terminal state.
   void RunItem(Item& item, Executor& executor);
-  void Record(Item& item);
+  // Destroys, through the master, the snapshots of `job_id` (or of the whole
+  // run when empty) that are tagged ours, retrying for `retry`.
+  JanitorReport DestroySnapshots(const std::string& job_id,
+                                 absl::Duration retry);
+  // Writes the item's outcome (seed log, status.log) and counts it; with
+  // `write` false (recorded before a restart) only counts it.
+  void Record(Item& item, bool write);
+  v1::JobStatus Failed(const Item& item, absl::string_view step,
+                       absl::string_view token, absl::string_view message);
 
   const BackupPolicy& policy_;
   const BackupRunOptions& o_;
@@ -156,6 +173,8 @@ class Run {
   BackupRunResult result_;
   absl::Mutex mu_;  // result_ counts while jobs run
   bool began_ = false;
+  std::string share_id_;
+  std::map<std::string, std::string> host_names_;  // uuid -> name_label
 };
 
 void Run::LogSpace(absl::string_view when) {
@@ -187,6 +206,7 @@ void Run::DumpPoolDb(const PoolInventory& inventory) {
     ++result_.errors;
     return;
   }
+  if (o_.observer != nullptr) o_.observer->PoolDumpDone();
   log_.Line(absl::StrCat("pool database dump: ", EscapeForLog(dump->path), " (",
                          FormatBytes(dump->bytes), ")"));
   for (const std::string& old : dump->removed) {
@@ -194,50 +214,105 @@ void Run::DumpPoolDb(const PoolInventory& inventory) {
   }
 }
 
-void Run::Record(Item& item) {
-  const v1::JobStatus& st = item.status;
-  const absl::string_view kind = ExportKindName(item.plan.kind());
-  const std::string& name = item.plan.name();
+JanitorReport Run::DestroySnapshots(const std::string& job_id,
+                                    absl::Duration retry) {
+  JanitorOptions janitor;
+  janitor.share_id = share_id_;
+  janitor.destroy_retry = retry;
+  janitor.clock = o_.clock;
+  const std::string run_id = result_.run_id;
+  janitor.select = [run_id, job_id](const std::string& run,
+                                    const std::string& job) {
+    return run == run_id && (job_id.empty() || job == job_id);
+  };
+  absl::StatusOr<JanitorReport> report =
+      CleanUpLeftoverSnapshots(*o_.xapi, janitor);
+  if (!report.ok()) {
+    JanitorReport failed;
+    failed.problems.push_back(
+        absl::StrCat("cannot read the pool: ", report.status().message()));
+    return failed;
+  }
+  return *std::move(report);
+}
+
+v1::JobStatus Run::Failed(const Item& item, absl::string_view step,
+                          absl::string_view token, absl::string_view message) {
+  v1::JobStatus st;
+  st.set_job_id(item.job.spec.job_id());
+  st.set_attempt(item.job.spec.attempt());
+  st.set_fencing_token(item.job.spec.fencing_token());
+  st.set_phase(token == "CANCELLED" ? v1::JOB_PHASE_CANCELLED
+                                    : v1::JOB_PHASE_FAILED);
+  st.set_status_token(std::string(token));
+  st.set_error_step(std::string(step));
+  st.set_error_message(std::string(message));
+  const int64_t now = absl::ToUnixMillis(o_.clock->Now());
+  st.set_started_unix_ms(static_cast<uint64_t>(now));
+  st.set_finished_unix_ms(static_cast<uint64_t>(now));
+  return st;
+}
+
+void Run::Record(Item& item, bool write) {
+  if (Abandoned()) return;  // resumed later, recorded then
+  const v1::JobStatus& st = item.job.status;
+  const v1::PlannedVm& plan = item.job.plan;
+  const absl::string_view kind = ExportKindName(plan.kind());
+  const std::string& name = plan.name();
   const absl::Duration elapsed =
       absl::Milliseconds(static_cast<int64_t>(st.finished_unix_ms()) -
                          static_cast<int64_t>(st.started_unix_ms()));
   const int64_t minutes = std::max<int64_t>(0, absl::ToInt64Minutes(elapsed));
-  std::vector<std::string> warnings = item.warnings;
+  std::vector<std::string> warnings = item.job.warnings;
   warnings.insert(warnings.end(), st.warnings().begin(), st.warnings().end());
   v1::VmOutcome& outcome = item.outcome;
-  outcome.set_vm_uuid(item.plan.uuid());
+  outcome.set_vm_uuid(plan.uuid());
   outcome.set_vm_name(name);
-  outcome.set_host_name(item.plan.host_name());
+  outcome.set_host_name(item.job.spec.host_name().empty()
+                            ? plan.host_name()
+                            : item.job.spec.host_name());
+  outcome.set_host_uuid(item.job.spec.host_uuid().empty()
+                            ? plan.host_uuid()
+                            : item.job.spec.host_uuid());
+  outcome.set_kind(plan.kind());
+  outcome.set_attempts(item.job.spec.attempt());
   *outcome.mutable_status() = st;
   outcome.mutable_status()->clear_warnings();
   for (const std::string& w : warnings)
     outcome.mutable_status()->add_warnings(w);
 
-  std::string status_line;
-  if (st.phase() == v1::JOB_PHASE_SUCCEEDED) {
-    for (const std::string& w : warnings) {
+  absl::Status s;
+  if (write) {
+    std::string status_line;
+    if (st.phase() == v1::JOB_PHASE_SUCCEEDED) {
+      for (const std::string& w : warnings) {
+        log_.Line(absl::StrCat("WARNING ", EscapeForLog(name), ": ",
+                               EscapeForLog(w)));
+      }
+      log_.Line(absl::StrCat("*** success: ", EscapeForLog(st.backup_folder()),
+                             " : ", FormatBytes(st.backup_bytes())));
       log_.Line(
-          absl::StrCat("WARNING ", EscapeForLog(name), ": ", EscapeForLog(w)));
+          absl::StrCat("VmBackup ", kind, " ", EscapeForLog(name), " - ",
+                       warnings.empty() ? "***Success***" : "***WARNING***",
+                       " t:", minutes));
+      status_line = StatusLog::Completed(!warnings.empty(), name, elapsed,
+                                         st.backup_bytes());
+    } else {
+      const std::string reason = st.xenapi_error().code().empty()
+                                     ? st.error_message()
+                                     : st.xenapi_error().code();
+      log_.Line(absl::StrCat("ERROR ", st.status_token(), " ",
+                             EscapeForLog(name), " (", plan.uuid(), ") at ",
+                             st.error_step(), ": ",
+                             EscapeForLog(st.error_message())));
+      log_.Line(absl::StrCat("VmBackup ", kind, " ", EscapeForLog(name),
+                             " - ***ERROR*** t:", minutes));
+      status_line = StatusLog::Failed(st.status_token(), name, reason);
     }
-    log_.Line(absl::StrCat("*** success: ", EscapeForLog(st.backup_folder()),
-                           " : ", FormatBytes(st.backup_bytes())));
-    log_.Line(absl::StrCat("VmBackup ", kind, " ", EscapeForLog(name), " - ",
-                           warnings.empty() ? "***Success***" : "***WARNING***",
-                           " t:", minutes));
-    status_line = StatusLog::Completed(!warnings.empty(), name, elapsed,
-                                       st.backup_bytes());
-  } else {
-    const std::string reason = st.xenapi_error().code().empty()
-                                   ? st.error_message()
-                                   : st.xenapi_error().code();
-    log_.Line(absl::StrCat("ERROR ", st.status_token(), " ", EscapeForLog(name),
-                           " (", item.plan.uuid(), ") at ", st.error_step(),
-                           ": ", EscapeForLog(st.error_message())));
-    log_.Line(absl::StrCat("VmBackup ", kind, " ", EscapeForLog(name),
-                           " - ***ERROR*** t:", minutes));
-    status_line = StatusLog::Failed(st.status_token(), name, reason);
+    s = status_log_.JobEnd(kind, outcome.host_name(), status_line);
+    item.job.recorded = true;
+    if (o_.observer != nullptr) o_.observer->Recorded(item.job, outcome);
   }
-  absl::Status s = status_log_.JobEnd(kind, item.plan.host_name(), status_line);
   absl::MutexLock lock(&mu_);
   if (!s.ok()) result_.run_warnings.push_back(std::string(s.message()));
   if (st.phase() != v1::JOB_PHASE_SUCCEEDED) {
@@ -250,19 +325,116 @@ void Run::Record(Item& item) {
 }
 
 void Run::RunItem(Item& item, Executor& executor) {
-  log_.Line(absl::StrCat(
-      "*** ", ExportKindName(item.plan.kind()), " begin ",
-      EscapeForLog(item.plan.name()), " (", item.plan.uuid(), ") from ",
-      item.plan.host_name(), " into ",
-      EscapeForLog(JoinPath(policy_.backup_dir, item.spec.vm_folder()))));
-  absl::Status s =
-      status_log_.JobBegin(ExportKindName(item.plan.kind()),
-                           item.plan.host_name(), item.plan.name());
-  if (!s.ok()) {
-    absl::MutexLock lock(&mu_);
-    result_.run_warnings.push_back(std::string(s.message()));
+  RunJob& job = item.job;
+  const v1::PlannedVm& plan = job.plan;
+  const auto progress = [this, &job](const v1::JobStatus& st) {
+    if (o_.observer == nullptr) return;
+    RunJob copy = job;  // the spec of this attempt, the reported state
+    copy.status = st;
+    o_.observer->Progress(copy);
+  };
+  // A job handed out before a coordinator restart and not ended: the same
+  // spec again (an agent that holds it ignores the copy and reports on).
+  const bool adopt = job.dispatched && job.spec.attempt() > 0 &&
+                     job.status.phase() != v1::JOB_PHASE_SUCCEEDED &&
+                     job.status.phase() != v1::JOB_PHASE_FAILED &&
+                     job.status.phase() != v1::JOB_PHASE_CANCELLED;
+  if (!adopt) {
+    if (plan.no_agent()) {
+      job.status = Failed(item, "plan", "NO-AGENT",
+                          plan.warnings_size() > 0
+                              ? plan.warnings(plan.warnings_size() - 1)
+                              : "no agent is connected on its host");
+      progress(job.status);
+      return;
+    }
+    log_.Line(absl::StrCat(
+        "*** ", ExportKindName(plan.kind()), " begin ",
+        EscapeForLog(plan.name()), " (", plan.uuid(), ") from ",
+        job.spec.host_name(), " into ",
+        EscapeForLog(JoinPath(policy_.backup_dir, job.spec.vm_folder()))));
+    absl::Status s = status_log_.JobBegin(ExportKindName(plan.kind()),
+                                          job.spec.host_name(), plan.name());
+    if (!s.ok()) {
+      absl::MutexLock lock(&mu_);
+      result_.run_warnings.push_back(std::string(s.message()));
+    }
+  } else {
+    log_.Line(absl::StrCat("*** ", ExportKindName(plan.kind()), " ",
+                           EscapeForLog(plan.name()), " (", plan.uuid(),
+                           "): taking over attempt ", job.spec.attempt(),
+                           " on ", job.spec.host_name()));
   }
-  item.status = executor.RunJob(item.spec, nullptr, o_.cancel);
+  bool first = !adopt;
+  while (true) {
+    if (first) {
+      first = false;
+      job.spec.set_attempt(job.spec.attempt() + 1);
+      uint64_t token = 0;
+      if (o_.next_fencing_token) {
+        absl::StatusOr<uint64_t> t = o_.next_fencing_token();
+        if (!t.ok()) {
+          job.status = Failed(
+              item, "dispatch", "JOURNAL-FAIL",
+              absl::StrCat("cannot journal the job: ", t.status().message()));
+          progress(job.status);
+          return;
+        }
+        token = *t;
+      }
+      job.spec.set_fencing_token(token);
+      job.status.Clear();
+      if (o_.observer != nullptr) {
+        absl::Status s = o_.observer->Dispatching(job);
+        if (!s.ok()) {
+          job.status =
+              Failed(item, "dispatch", "JOURNAL-FAIL",
+                     absl::StrCat("cannot journal the job: ", s.message()));
+          progress(job.status);
+          return;
+        }
+      }
+      job.dispatched = true;
+    }
+    job.status = executor.RunJob(job.spec, progress, o_.cancel);
+    if (job.status.status_token() != "AGENT-LOST" &&
+        job.status.status_token() != "AGENT-RESTART") {
+      return;
+    }
+    // The agent is gone (or came back without the job): its snapshot is
+    // destroyed through the master; a VM that can move is tried once more
+    // on another host.
+    const JanitorReport cleaned =
+        DestroySnapshots(job.spec.job_id(), o_.snapshot_destroy_timeout);
+    for (const std::string& r : cleaned.removed) {
+      log_.Line(absl::StrCat("removed the snapshot of a lost job: ",
+                             EscapeForLog(r)));
+    }
+    if (!cleaned.problems.empty()) {
+      job.status.set_snapshot_left(true);
+      for (const std::string& p : cleaned.problems)
+        job.status.add_warnings(absl::StrCat("snapshot: ", p));
+    }
+    if (static_cast<int>(job.spec.attempt()) >= o_.max_attempts || Cancelled())
+      return;
+    std::string next_host;
+    const std::set<std::string> live =
+        o_.agent_hosts ? o_.agent_hosts() : std::set<std::string>();
+    for (const std::string& h : plan.candidate_host_uuids()) {
+      if (h != job.spec.host_uuid() && live.count(h) > 0) {
+        next_host = h;
+        break;
+      }
+    }
+    if (next_host.empty()) return;
+    log_.Line(absl::StrCat("*** ", EscapeForLog(plan.name()), ": ",
+                           job.status.error_message(),
+                           "; trying again on another host"));
+    job.spec.set_host_uuid(next_host);
+    job.spec.set_host_name(
+        host_names_.count(next_host) > 0 ? host_names_[next_host] : next_host);
+    first = true;
+  }
 }
 
 void Run::Dispatch(std::vector<Item>& items, Executor& executor) {
@@ -272,12 +444,21 @@ void Run::Dispatch(std::vector<Item>& items, Executor& executor) {
   int running = 0;
   size_t started = 0;
   absl::Mutex mu;
+  std::vector<std::thread> deferred;  // snapshot destroys, then Record
+  // Recorded before a restart: only counted.
+  for (Item& item : items) {
+    if (item.job.recorded) {
+      item.started = true;
+      ++started;
+      Record(item, false);
+    }
+  }
   // The first item (in run order) that may start now, or -1.
   auto next = [&]() -> int {
     if (max_total > 0 && running >= max_total) return -1;
     for (size_t i = 0; i < items.size(); ++i) {
       if (items[i].started) continue;
-      if (running_on[items[i].plan.host_uuid()] < per_host)
+      if (running_on[items[i].job.spec.host_uuid()] < per_host)
         return static_cast<int>(i);
     }
     return -1;
@@ -292,37 +473,62 @@ void Run::Dispatch(std::vector<Item>& items, Executor& executor) {
           return started == items.size() || next() >= 0;
         };
         mu.Await(absl::Condition(&ready));
-        if (started == items.size()) return;
+        if (started == items.size() || Abandoned()) return;
         i = next();
         items[i].started = true;
         ++started;
         ++running;
-        ++running_on[items[i].plan.host_uuid()];
+        ++running_on[items[i].job.spec.host_uuid()];
       }
       Item& item = items[static_cast<size_t>(i)];
-      if (item.plan.host_uuid().empty()) {
-        item.status.set_phase(v1::JOB_PHASE_FAILED);
-        item.status.set_status_token("NO-HOST");
-        item.status.set_error_step("plan");
-        item.status.set_error_message(item.plan.host_reason().empty()
-                                          ? "no live host can export this VM"
-                                          : item.plan.host_reason());
-      } else if (Cancelled()) {
-        item.status.set_phase(v1::JOB_PHASE_CANCELLED);
-        item.status.set_status_token("CANCELLED");
-        item.status.set_error_step("dispatch");
-        item.status.set_error_message("the run was cancelled before this VM");
+      const std::string host = item.job.spec.host_uuid();
+      const v1::JobPhase phase = item.job.status.phase();
+      if (phase == v1::JOB_PHASE_SUCCEEDED || phase == v1::JOB_PHASE_FAILED ||
+          phase == v1::JOB_PHASE_CANCELLED) {
+        // Ended before a restart, not yet recorded.
+      } else if (item.job.plan.host_uuid().empty() &&
+                 !item.job.plan.no_agent()) {
+        item.job.status = Failed(item, "plan", "NO-HOST",
+                                 item.job.plan.host_reason().empty()
+                                     ? "no live host can export this VM"
+                                     : item.job.plan.host_reason());
+      } else if (Cancelled() && !item.job.dispatched) {
+        item.job.status = Failed(item, "dispatch", "CANCELLED",
+                                 "the run was cancelled before this VM");
       } else {
         RunItem(item, executor);
       }
-      Record(item);
+      if (item.job.status.snapshot_left() && !item.job.spec.vm_uuid().empty()) {
+        // XAPI still holds the snapshot: retried beside the next exports;
+        // the export slot is free meanwhile.
+        absl::MutexLock lock(&mu);
+        deferred.emplace_back([this, &item] {
+          const JanitorReport r = DestroySnapshots(item.job.spec.job_id(),
+                                                   o_.snapshot_destroy_timeout);
+          if (r.problems.empty() && !r.removed.empty()) {
+            v1::JobStatus& st = item.job.status;
+            st.set_snapshot_left(false);
+            std::vector<std::string> keep;
+            for (const std::string& w : st.warnings())
+              if (!IsSnapshotLeftWarning(w)) keep.push_back(w);
+            st.clear_warnings();
+            for (const std::string& w : keep) st.add_warnings(w);
+            for (const std::string& removed : r.removed)
+              log_.Line(absl::StrCat("removed the snapshot a job left: ",
+                                     EscapeForLog(removed)));
+          }
+          Record(item, true);
+        });
+      } else {
+        Record(item, true);
+      }
       absl::MutexLock lock(&mu);
       --running;
-      --running_on[item.plan.host_uuid()];
+      --running_on[host];
     }
   };
   std::set<std::string> hosts;
-  for (const Item& item : items) hosts.insert(item.plan.host_uuid());
+  for (const Item& item : items) hosts.insert(item.job.spec.host_uuid());
   size_t workers = static_cast<size_t>(per_host) * hosts.size();
   if (max_total > 0)
     workers = std::min(workers, static_cast<size_t>(max_total));
@@ -330,9 +536,26 @@ void Run::Dispatch(std::vector<Item>& items, Executor& executor) {
   std::vector<std::thread> threads;
   for (size_t i = 0; i < workers; ++i) threads.emplace_back(worker);
   for (std::thread& t : threads) t.join();
+  for (std::thread& t : deferred) t.join();
 }
 
 BackupRunResult& Run::Finish() {
+  if (Abandoned()) {
+    result_.fatal =
+        "abandoned: the coordinator stopped; the run resumes when it starts "
+        "again";
+    return result_;
+  }
+  if (!share_id_.empty() && began_) {
+    // Every job ended: any snapshot of this run still in the pool is a
+    // leftover (a job that could not destroy it, a lost agent's).
+    const JanitorReport r = DestroySnapshots("", o_.snapshot_destroy_timeout);
+    for (const std::string& removed : r.removed)
+      log_.Line(
+          absl::StrCat("removed a leftover snapshot: ", EscapeForLog(removed)));
+    for (const std::string& p : r.problems)
+      result_.run_warnings.push_back(absl::StrCat("leftover snapshot: ", p));
+  }
   LogSpace("Space status");
   for (const std::string& w : result_.run_warnings) {
     log_.Line(absl::StrCat("WARNING ", EscapeForLog(w)));
@@ -352,26 +575,31 @@ BackupRunResult& Run::Finish() {
                            result_.succeeded, result_.warnings, result_.errors);
     if (!s.ok()) log_.Line(absl::StrCat("WARNING ", EscapeForLog(s.message())));
   }
-  log_.Line(absl::StrCat("VmBackup ended - ", word, " - ", counts));
+  result_.summary_line = absl::StrCat("VmBackup ended - ", word, " - ", counts);
+  log_.Line(result_.summary_line);
   result_.exit_code = errors ? 2 : warnings ? 1 : 0;
   return result_;
 }
 
 BackupRunResult Run::Execute() {
+  const ResumedRun* resume = o_.resume;
   result_.run_id = o_.run_id.empty() ? NewRunId(o_.clock->Now()) : o_.run_id;
-  log_.Line(absl::StrCat("VmBackup running on ", o_.server_name, " (run ",
-                         result_.run_id, ") ..."));
+  log_.Line(absl::StrCat("VmBackup ",
+                         resume != nullptr ? "resuming" : "running", " on ",
+                         o_.server_name, " (run ", result_.run_id, ") ..."));
   // status.log first, as the seed: a run that cannot start still says so.
-  if (o_.from_config_file) {
-    absl::StatusOr<FileInfo> dir = o_.fs->Stat(Dirname(policy_.status_log));
-    if (!dir.ok() || !dir->is_dir) {
-      return Fatal(absl::StrCat("status_log ", policy_.status_log, ": folder ",
-                                Dirname(policy_.status_log),
-                                " does not exist"));
+  if (resume == nullptr) {
+    if (o_.from_config_file) {
+      absl::StatusOr<FileInfo> dir = o_.fs->Stat(Dirname(policy_.status_log));
+      if (!dir.ok() || !dir->is_dir) {
+        return Fatal(absl::StrCat("status_log ", policy_.status_log,
+                                  ": folder ", Dirname(policy_.status_log),
+                                  " does not exist"));
+      }
     }
+    absl::Status s = status_log_.RunBegin();
+    if (!s.ok()) return Fatal(std::string(s.message()));
   }
-  absl::Status s = status_log_.RunBegin();
-  if (!s.ok()) return Fatal(std::string(s.message()));
   began_ = true;
 
   absl::StatusOr<FileInfo> dir = o_.fs->Stat(policy_.backup_dir);
@@ -395,22 +623,49 @@ BackupRunResult Run::Execute() {
   // The seed's writable check.
   const std::string probe = JoinPath(policy_.backup_dir, kWriteTestFileName);
   (void)o_.fs->RemoveFile(probe);  // a crashed run's, if any
-  s = WriteNewFile(*o_.fs, probe, "");
+  absl::Status s = WriteNewFile(*o_.fs, probe, "");
   if (s.ok()) s = o_.fs->RemoveFile(probe);
   if (!s.ok()) {
     return Fatal(absl::StrCat("failed to write to backup directory area (",
                               s.message(), ")"));
   }
-  absl::StatusOr<std::string> share_id = ShareId(*o_.fs, policy_.backup_dir);
-  if (!share_id.ok()) return Fatal(std::string(share_id.status().message()));
+  if (resume != nullptr) {
+    share_id_ = resume->share_id;
+  } else {
+    absl::StatusOr<std::string> share_id = ShareId(*o_.fs, policy_.backup_dir);
+    if (!share_id.ok()) return Fatal(std::string(share_id.status().message()));
+    share_id_ = *share_id;
+    if (o_.observer != nullptr) {
+      s = o_.observer->Began(share_id_);
+      if (!s.ok())
+        return Fatal(absl::StrCat("cannot journal the run: ", s.message()));
+    }
+  }
 
-  // Selection and plan: once, against the pool master.
+  // Selection and plan: once, against the pool master (a resumed run keeps
+  // its plan and reads only the pool's hosts again).
   PoolInventory inventory;
-  const v1::PreviewReport plan =
-      BuildPreview(policy_, *o_.xapi, {o_.from_config_file}, &inventory);
-  log_.Line(std::string(
-      absl::StripTrailingAsciiWhitespace(FormatPreview(plan, true))));
-  if (!plan.valid()) return Fatal(plan.error());
+  v1::PreviewReport plan;
+  if (resume == nullptr) {
+    const std::set<std::string> agents =
+        o_.agent_hosts ? o_.agent_hosts() : std::set<std::string>();
+    PreviewOptions preview;
+    preview.from_config_file = o_.from_config_file;
+    preview.agent_hosts = o_.agent_hosts ? &agents : nullptr;
+    plan = BuildPreview(policy_, *o_.xapi, preview, &inventory);
+    log_.Line(std::string(
+        absl::StripTrailingAsciiWhitespace(FormatPreview(plan, true))));
+    if (!plan.valid()) return Fatal(plan.error());
+  } else {
+    absl::StatusOr<PoolInventory> read = LoadPoolInventory(*o_.xapi);
+    if (!read.ok()) {
+      return Fatal(
+          absl::StrCat("cannot read the pool: ", read.status().message()));
+    }
+    inventory = *std::move(read);
+  }
+  for (const InventoryHost& h : inventory.hosts)
+    host_names_[h.record.uuid] = h.record.name_label;
   if (o_.tls.pins != nullptr) {  // the hosts' pins by uuid and name too
     std::vector<HostIdentity> hosts;
     for (const InventoryHost& h : inventory.hosts)
@@ -429,7 +684,7 @@ BackupRunResult Run::Execute() {
 
   // Snapshots of this share's crashed runs (the lock says none is running).
   JanitorOptions janitor;
-  janitor.share_id = *share_id;
+  janitor.share_id = share_id_;
   janitor.active_runs = {result_.run_id};
   janitor.destroy_retry = o_.snapshot_destroy_timeout;
   janitor.clock = o_.clock;
@@ -444,54 +699,85 @@ BackupRunResult Run::Execute() {
     result_.run_warnings.push_back(absl::StrCat("leftover snapshot: ", p));
   }
   LogSpace("Space before backups");
-  if (policy_.pool_db_backup) DumpPoolDb(inventory);
+  if (policy_.pool_db_backup && (resume == nullptr || !resume->pool_dump_done))
+    DumpPoolDb(inventory);
 
   // Folders and jobs.
-  std::map<std::string, int> names;  // selectable VMs per name
-  for (const InventoryVm& vm : inventory.vms) {
-    const VmRecord& r = vm.record;
-    if (!r.is_a_template && !r.is_a_snapshot && !r.is_control_domain) {
-      ++names[r.name_label];
-    }
-  }
   std::vector<Item> items;
-  for (const v1::PlannedVm& p : plan.vms()) {
-    Item item;
-    item.plan = p;
-    for (const std::string& w : p.warnings()) item.warnings.push_back(w);
-    v1::JobSpec& spec = item.spec;
-    spec.set_job_id(absl::StrCat(result_.run_id, "/", p.uuid()));
-    spec.set_run_id(result_.run_id);
-    spec.set_attempt(1);
-    spec.set_vm_uuid(p.uuid());
-    spec.set_vm_name(p.name());
-    spec.set_kind(p.kind());
-    spec.set_compression(p.kind() == v1::EXPORT_KIND_VDI ? v1::COMPRESSION_NONE
-                                                         : policy_.compress);
-    spec.set_vdi_format(policy_.vdi_export_format);
-    spec.set_backup_dir(policy_.backup_dir);
-    spec.set_max_backups(
-        static_cast<uint32_t>(std::max(1, static_cast<int>(p.max_backups()))));
-    spec.set_stall_timeout_ms(static_cast<uint64_t>(
-        absl::ToInt64Milliseconds(policy_.stall_timeout)));
-    spec.set_vm_timeout_ms(
-        static_cast<uint64_t>(absl::ToInt64Milliseconds(policy_.vm_timeout)));
-    spec.set_bandwidth_limit_bytes_per_sec(policy_.bandwidth_limit);
-    spec.set_pre_clean(policy_.pre_clean);
-    spec.set_require_mount(policy_.require_mount);
-    spec.set_min_free_space(policy_.min_free_space);
-    spec.set_vdi_export_all_disks(policy_.vdi_export_disks ==
-                                  VdiExportDisks::kAll);
-    spec.set_backup_dir_format(policy_.backup_dir_format);
-    spec.set_share_id(*share_id);
-    spec.set_host_uuid(p.host_uuid());
-    spec.set_host_name(p.host_name());
-    absl::StatusOr<VmFolderChoice> folder = ChooseVmFolder(
-        *o_.fs, policy_.backup_dir, p.uuid(), p.name(), names[p.name()] > 1);
-    if (!folder.ok()) return Fatal(std::string(folder.status().message()));
-    spec.set_vm_folder(folder->folder);
-    if (!folder->warning.empty()) item.warnings.push_back(folder->warning);
-    items.push_back(std::move(item));
+  if (resume != nullptr) {
+    for (const RunJob& job : resume->jobs) {
+      Item item;
+      item.job = job;
+      items.push_back(std::move(item));
+    }
+  } else {
+    std::map<std::string, int> names;  // selectable VMs per name
+    for (const InventoryVm& vm : inventory.vms) {
+      const VmRecord& r = vm.record;
+      if (!r.is_a_template && !r.is_a_snapshot && !r.is_control_domain) {
+        ++names[r.name_label];
+      }
+    }
+    for (const v1::PlannedVm& p : plan.vms()) {
+      Item item;
+      item.job.plan = p;
+      for (const std::string& w : p.warnings()) item.job.warnings.push_back(w);
+      v1::JobSpec& spec = item.job.spec;
+      spec.set_job_id(absl::StrCat(result_.run_id, "/", p.uuid()));
+      spec.set_run_id(result_.run_id);
+      spec.set_attempt(0);
+      spec.set_vm_uuid(p.uuid());
+      spec.set_vm_name(p.name());
+      spec.set_kind(p.kind());
+      spec.set_compression(p.kind() == v1::EXPORT_KIND_VDI
+                               ? v1::COMPRESSION_NONE
+                               : policy_.compress);
+      spec.set_vdi_format(policy_.vdi_export_format);
+      spec.set_backup_dir(policy_.backup_dir);
+      spec.set_max_backups(static_cast<uint32_t>(
+          std::max(1, static_cast<int>(p.max_backups()))));
+      spec.set_stall_timeout_ms(static_cast<uint64_t>(
+          absl::ToInt64Milliseconds(policy_.stall_timeout)));
+      spec.set_vm_timeout_ms(
+          static_cast<uint64_t>(absl::ToInt64Milliseconds(policy_.vm_timeout)));
+      spec.set_bandwidth_limit_bytes_per_sec(policy_.bandwidth_limit);
+      spec.set_pre_clean(policy_.pre_clean);
+      spec.set_require_mount(policy_.require_mount);
+      spec.set_min_free_space(policy_.min_free_space);
+      spec.set_vdi_export_all_disks(policy_.vdi_export_disks ==
+                                    VdiExportDisks::kAll);
+      spec.set_backup_dir_format(policy_.backup_dir_format);
+      spec.set_share_id(share_id_);
+      spec.set_host_uuid(p.host_uuid());
+      spec.set_host_name(p.host_name());
+      spec.set_destroy_retry_ms(static_cast<uint64_t>(std::max<int64_t>(
+          1, absl::ToInt64Milliseconds(std::min(
+                 o_.job_destroy_retry, o_.snapshot_destroy_timeout)))));
+      absl::StatusOr<VmFolderChoice> folder = ChooseVmFolder(
+          *o_.fs, policy_.backup_dir, p.uuid(), p.name(), names[p.name()] > 1);
+      if (!folder.ok()) return Fatal(std::string(folder.status().message()));
+      spec.set_vm_folder(folder->folder);
+      if (!folder->warning.empty())
+        item.job.warnings.push_back(folder->warning);
+      items.push_back(std::move(item));
+    }
+    // Every vdi-export, then every vm-export, each largest first: the
+    // biggest exports start early, so no host ends the run with one long
+    // export alone.
+    std::stable_sort(
+        items.begin(), items.end(), [](const Item& a, const Item& b) {
+          const bool a_vdi = a.job.plan.kind() == v1::EXPORT_KIND_VDI;
+          const bool b_vdi = b.job.plan.kind() == v1::EXPORT_KIND_VDI;
+          if (a_vdi != b_vdi) return a_vdi;
+          return a.job.plan.estimated_bytes() > b.job.plan.estimated_bytes();
+        });
+    if (o_.observer != nullptr) {
+      std::vector<RunJob> jobs;
+      for (const Item& item : items) jobs.push_back(item.job);
+      s = o_.observer->Planned(jobs);
+      if (!s.ok())
+        return Fatal(absl::StrCat("cannot journal the plan: ", s.message()));
+    }
   }
 
   ExecutorSetup setup;

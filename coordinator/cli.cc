@@ -282,60 +282,6 @@ int CreatePasswordFile(const Flags& flags, const std::vector<std::string>& p,
   return kExitOk;
 }
 
-struct OptionalArgs {
-  bool preview = false;
-  PolicyOverrides overrides;
-};
-
-// The seed's optional arguments: keys case-insensitive, values true or false.
-absl::StatusOr<OptionalArgs> ParseOptional(
-    const std::vector<std::string>& args) {
-  OptionalArgs out;
-  for (const std::string& arg : args) {
-    const size_t eq = arg.find('=');
-    const std::string key = absl::AsciiStrToLower(arg.substr(0, eq));
-    const std::string value = eq == std::string::npos
-                                  ? ""
-                                  : absl::AsciiStrToLower(arg.substr(eq + 1));
-    auto boolean = [&]() -> absl::StatusOr<bool> {
-      if (value == "true") return true;
-      if (value == "false") return false;
-      return absl::InvalidArgumentError(absl::StrCat(
-          "argument '", arg, "': the value must be True or False"));
-    };
-    if (key == "preview") {
-      if (eq == std::string::npos) {
-        out.preview = true;
-        continue;
-      }
-      absl::StatusOr<bool> b = boolean();
-      if (!b.ok()) return b.status();
-      out.preview = *b;
-    } else if (key == "compress") {
-      if (value == "gzip" || value == "zstd" || value == "none") {
-        out.overrides.compress = value == "gzip"   ? v1::COMPRESSION_GZIP
-                                 : value == "zstd" ? v1::COMPRESSION_ZSTD
-                                                   : v1::COMPRESSION_NONE;
-        continue;
-      }
-      absl::StatusOr<bool> b = boolean();
-      if (!b.ok()) return b.status();
-      out.overrides.compress = *b ? v1::COMPRESSION_GZIP : v1::COMPRESSION_NONE;
-    } else if (key == "ignore_extra_keys" || key == "pre_clean") {
-      absl::StatusOr<bool> b = boolean();
-      if (!b.ok()) return b.status();
-      (key == "pre_clean" ? out.overrides.pre_clean
-                          : out.overrides.ignore_extra_keys) = *b;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown argument '", arg,
-                       "' (optional arguments: preview, compress=, "
-                       "ignore_extra_keys=, pre_clean=)"));
-    }
-  }
-  return out;
-}
-
 // A config file (an existing path) or a vm-selector.
 absl::StatusOr<BackupPolicy> LoadPolicy(const std::string& target,
                                         const PolicyOverrides& o,
@@ -382,8 +328,8 @@ std::string ShortHostName() {
 
 int Backup(const Flags& flags, const std::vector<std::string>& p,
            const CliStreams& io, const CliEnvironment& env) {
-  absl::StatusOr<OptionalArgs> optional =
-      ParseOptional(std::vector<std::string>(p.begin() + 2, p.end()));
+  absl::StatusOr<PolicyArguments> optional =
+      ParsePolicyArguments(std::vector<std::string>(p.begin() + 2, p.end()));
   if (!optional.ok()) return Fail(io, std::string(optional.status().message()));
   bool from_file = false;
   absl::StatusOr<BackupPolicy> policy =

@@ -48,9 +48,14 @@ std::vector<const InventoryDisk*> ExportedDisks(const InventoryVm& vm,
 
 std::vector<v1::PlannedVm> PlanBackup(const BackupPolicy& policy,
                                       const Selection& selection,
-                                      const PoolInventory& inventory) {
+                                      const PoolInventory& inventory,
+                                      const PlanOptions& options) {
   std::vector<v1::PlannedVm> plan;
-  std::map<std::string, int> load;  // host ref -> VMs planned on it
+  std::map<std::string, uint64_t> load;  // host ref -> bytes planned on it
+  const auto has_agent = [&](const InventoryHost& h) {
+    return options.agent_hosts == nullptr ||
+           options.agent_hosts->count(h.record.uuid) > 0;
+  };
   std::vector<std::pair<size_t, const InventoryVm*>> halted;
 
   auto plan_one = [&](const SelectedVm& s) {
@@ -93,7 +98,12 @@ std::vector<v1::PlannedVm> PlanBackup(const BackupPolicy& policy,
         p.set_host_name(host->record.name_label);
         p.set_host_uuid(host->record.uuid);
         p.set_host_reason("it runs there (resident_on)");
-        ++load[host->ref];
+        load[host->ref] += bytes;
+        if (!has_agent(*host)) {
+          p.set_no_agent(true);
+          p.add_warnings(absl::StrCat("no agent is connected on its host ",
+                                      host->record.name_label));
+        }
         if (!host->live)
           p.add_warnings(absl::StrCat("its host ", host->record.name_label,
                                       " is not live"));
@@ -109,7 +119,14 @@ std::vector<v1::PlannedVm> PlanBackup(const BackupPolicy& policy,
   for (const SelectedVm& s : selection.vdi_exports) plan_one(s);
   for (const SelectedVm& s : selection.vm_exports) plan_one(s);
 
-  // Halted and suspended VMs, after the running ones have loaded their hosts.
+  // Halted and suspended VMs, after the running ones have loaded their hosts,
+  // largest first: each goes where the fewest bytes are planned so far, which
+  // evens out the hosts' shares (and so the run's makespan).
+  std::stable_sort(halted.begin(), halted.end(),
+                   [&](const auto& a, const auto& b) {
+                     return plan[a.first].estimated_bytes() >
+                            plan[b.first].estimated_bytes();
+                   });
   for (const auto& entry : halted) {
     const size_t index = entry.first;
     const InventoryVm* vm = entry.second;
@@ -120,12 +137,20 @@ std::vector<v1::PlannedVm> PlanBackup(const BackupPolicy& policy,
       srs.insert(d->vdi.sr);
     }
     const InventoryHost* best = nullptr;
+    bool agentless_could = false;
+    int candidates = 0;
     for (const InventoryHost& h : inventory.hosts) {
       if (!h.live) continue;
       bool sees_all = true;
       for (const std::string& sr : srs)
         sees_all = sees_all && HostSees(inventory, h.ref, sr);
       if (!sees_all) continue;
+      if (!has_agent(h)) {
+        agentless_could = true;
+        continue;
+      }
+      ++candidates;
+      p.add_candidate_host_uuids(h.record.uuid);
       auto better = [&](const InventoryHost& a, const InventoryHost& b) {
         if (load[a.ref] != load[b.ref]) return load[a.ref] < load[b.ref];
         const bool a_aff = a.ref == vm->record.affinity,
@@ -136,10 +161,18 @@ std::vector<v1::PlannedVm> PlanBackup(const BackupPolicy& policy,
       if (best == nullptr || better(h, *best)) best = &h;
     }
     if (best == nullptr) {
-      p.add_warnings(
-          "no live host has all its storage attached: it cannot be exported");
+      if (agentless_could) {
+        p.set_no_agent(true);
+        p.add_warnings(
+            "no host with all its storage attached has a connected agent");
+      } else {
+        p.add_warnings(
+            "no live host has all its storage attached: it cannot be "
+            "exported");
+      }
       continue;
     }
+    if (candidates < 2) p.clear_candidate_host_uuids();
     p.set_host_name(best->record.name_label);
     p.set_host_uuid(best->record.uuid);
     p.set_host_reason(absl::StrCat(
@@ -147,7 +180,7 @@ std::vector<v1::PlannedVm> PlanBackup(const BackupPolicy& policy,
         srs.empty() ? "any live host"
                     : "the least-loaded live host with its storage attached",
         best->ref == vm->record.affinity ? " (its affinity host)" : ""));
-    ++load[best->ref];
+    load[best->ref] += p.estimated_bytes();
   }
   return plan;
 }

@@ -139,7 +139,8 @@ v1::PreviewReport BuildPreview(const BackupPolicy& policy, XenApiClient& client,
   if (inventory_out != nullptr) *inventory_out = *inventory;
   std::set<std::string> hosts;
   uint64_t total = 0;
-  for (v1::PlannedVm& vm : PlanBackup(policy, *selection, *inventory)) {
+  for (v1::PlannedVm& vm :
+       PlanBackup(policy, *selection, *inventory, {options.agent_hosts})) {
     for (const std::string& w : vm.warnings()) Warn(&r, vm.name(), w);
     if (!vm.host_name().empty()) hosts.insert(vm.host_name());
     total += vm.estimated_bytes();

@@ -6,6 +6,7 @@
 // one and why, the estimated size, and every warning.
 
 #include <map>
+#include <set>
 #include <string>
 
 #include "common/xapi/xenapi_client.h"
@@ -19,6 +20,9 @@ struct PreviewOptions {
   // The policy came from a config file (not a command-line selector): the
   // status log's folder must exist.
   bool from_config_file = true;
+  // A distributed run: the uuids of hosts with a connected agent (see
+  // PlanOptions). Not owned; null: every host.
+  const std::set<std::string>* agent_hosts = nullptr;
 };
 
 // Checks the policy's paths (read-only), logs in through `client`, reads the

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -237,6 +238,10 @@ absl::Status CheckBackupDir(absl::string_view path) {
     if (part == "." || part == "..") {
       return bad("has a \".\" or \"..\" component");
     }
+  }
+  if (path != "/" &&
+      (absl::StrContains(path, "//") || absl::EndsWith(path, "/"))) {
+    return bad("is not normalised (\"//\" or a trailing '/')");
   }
   return absl::OkStatus();
 }

@@ -66,9 +66,11 @@ std::string SanitizeVmName(absl::string_view name);
 // INVALID_ARGUMENT saying what is wrong.
 absl::Status CheckVmFolderName(absl::string_view name);
 
-// Checks a job's backup_dir: an absolute path of at most 4095 bytes, valid
-// UTF-8, no control characters, and no "." or ".." component, so that
-// nothing a job writes can land outside it. Errors: INVALID_ARGUMENT.
+// Checks a job's backup_dir: an absolute, normalised path of at most 4095
+// bytes, valid UTF-8, no control characters, no "." or ".." component, no
+// "//" and no trailing '/' (but "/" itself), so that nothing a job writes
+// can land outside it and one share has one spelling. Errors:
+// INVALID_ARGUMENT.
 absl::Status CheckBackupDir(absl::string_view path);
 
 // The folder a VM's backups go in, and why.

@@ -36,6 +36,13 @@ std::optional<std::string> OurRun(const StringMap& other_config,
   return std::nullopt;
 }
 
+bool Selected(const std::optional<std::string>& run,
+              const StringMap& other_config, const JanitorOptions& options) {
+  if (!run) return false;
+  if (options.select) return options.select(*run, Get(other_config, kTagJob));
+  return options.active_runs.count(*run) == 0;
+}
+
 }  // namespace
 
 absl::Status DestroyRetryingWhileInUse(
@@ -74,8 +81,7 @@ JanitorReport CleanUpLeftoverSnapshots(XenApiClient& xapi,
   std::set<std::string> handled_vdis;
   const auto retrying = [&](const std::function<absl::Status()>& destroy) {
     return DestroyRetryingWhileInUse(destroy, options.destroy_retry,
-                                     options.destroy_backoff,
-                                     *options.clock);
+                                     options.destroy_backoff, *options.clock);
   };
 
   const auto vm_uuid_of = [&](const std::string& ref) -> std::string {
@@ -87,7 +93,7 @@ JanitorReport CleanUpLeftoverSnapshots(XenApiClient& xapi,
     if (!vm.is_a_snapshot) continue;
     std::optional<std::string> run =
         OurRun(vm.other_config, vm.name_label, options.share_id);
-    if (!run || options.active_runs.count(*run) > 0) continue;
+    if (!Selected(run, vm.other_config, options)) continue;
     const std::string what = absl::StrCat("snapshot ", vm.uuid, " of VM ",
                                           Get(vm.other_config, kTagVm).empty()
                                               ? vm_uuid_of(vm.snapshot_of)
@@ -120,7 +126,7 @@ JanitorReport CleanUpLeftoverSnapshots(XenApiClient& xapi,
     if (!vdi.is_a_snapshot || handled_vdis.count(ref) > 0) continue;
     std::optional<std::string> run =
         OurRun(vdi.other_config, vdi.name_label, options.share_id);
-    if (!run || options.active_runs.count(*run) > 0) continue;
+    if (!Selected(run, vdi.other_config, options)) continue;
     const std::string what =
         absl::StrCat("disk snapshot ", vdi.uuid, " of VM ",
                      Get(vdi.other_config, kTagVm), " (run ", *run, ")");

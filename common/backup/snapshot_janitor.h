@@ -44,6 +44,11 @@ struct JanitorReport {
 struct JanitorOptions {
   std::string share_id;
   std::set<std::string> active_runs;  // runs whose snapshots must stay
+  // When set, decides instead of active_runs: a snapshot of ours is
+  // destroyed iff select(its run tag, its job tag) (the job tag is "" on a
+  // snapshot recognised by name only). A run uses it for the snapshot of
+  // one lost job, and for all of its own once every job ended.
+  std::function<bool(const std::string& run, const std::string& job)> select;
   absl::Duration destroy_retry = absl::Seconds(30);  // VDI_IN_USE retries
   absl::Duration destroy_backoff = absl::Milliseconds(500);
   // Reads the time and pauses between retries. Not owned; never null.
@@ -54,7 +59,8 @@ struct JanitorOptions {
 // was already destroyed). VDI_IN_USE, OTHER_OPERATION_IN_PROGRESS and
 // UNAVAILABLE (a tapdisk or an export still releasing the disk) are retried
 // for up to `retry_for`, pausing `first_pause`, doubling up to 5 s, with the
-// time read and the pauses taken on `clock`. Any other error, or the last transient one, is returned.
+// time read and the pauses taken on `clock`. Any other error, or the last
+// transient one, is returned.
 absl::Status DestroyRetryingWhileInUse(
     const std::function<absl::Status()>& destroy, absl::Duration retry_for,
     absl::Duration first_pause, Clock& clock);

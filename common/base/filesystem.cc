@@ -297,6 +297,7 @@ absl::StatusOr<FileInfo> PosixFilesystem::Stat(const std::string& path) {
   FileInfo info;
   info.is_dir = S_ISDIR(st.st_mode);
   info.is_symlink = S_ISLNK(st.st_mode);
+  info.is_regular = S_ISREG(st.st_mode);
   info.size = static_cast<uint64_t>(st.st_size);
   info.modified = absl::TimeFromTimespec(st.st_mtim);
   return info;

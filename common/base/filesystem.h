@@ -57,6 +57,7 @@ struct DirEntry {
 struct FileInfo {
   bool is_dir = false;
   bool is_symlink = false;
+  bool is_regular = false;  // a regular file (not a FIFO, socket or device)
   uint64_t size = 0;
   absl::Time modified;
 };

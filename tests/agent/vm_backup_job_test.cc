@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
+#include "common/backup/attempt_file.h"
 #include "common/backup/backup_layout.h"
 #include "common/backup/backup_manifest.h"
 #include "common/backup/export_format.h"
@@ -82,7 +83,7 @@ class VmBackupJobTest : public ::testing::Test {
     EXPECT_TRUE(ref.ok()) << ref.status();
     absl::StatusOr<VmRecord> vm = client_->GetVm(ref.value_or(""));
     EXPECT_TRUE(vm.ok());
-    spec.set_job_id(absl::StrCat("run1/", vm_name));
+    spec.set_job_id(absl::StrCat("run1-", vm.ok() ? vm->uuid : "none"));
     spec.set_run_id("run1");
     spec.set_vm_uuid(vm.ok() ? vm->uuid : "");
     spec.set_vm_name(vm_name);
@@ -186,10 +187,11 @@ TEST_F(VmBackupJobTest, VmExportCommitsAVerifiedBackupInTheSeedsLayout) {
   std::vector<std::string> names;
   for (const auto& [name, digest] : tree) names.push_back(name);
   EXPECT_THAT(
-      names, ElementsAre("DISK-xvda/", "DISK-xvda/vbd.cfg", "DISK-xvda/vdi.cfg",
-                         "DISK-xvdb/", "DISK-xvdb/vbd.cfg", "DISK-xvdb/vdi.cfg",
-                         "PROD-ubuntu14.xva", "VIFs/", "VIFs/vif-0.cfg",
-                         "manifest.json", "success", "vm-metadata.xml"));
+      names, ElementsAre(".vmbackup-attempt", "DISK-xvda/", "DISK-xvda/vbd.cfg",
+                         "DISK-xvda/vdi.cfg", "DISK-xvdb/", "DISK-xvdb/vbd.cfg",
+                         "DISK-xvdb/vdi.cfg", "PROD-ubuntu14.xva", "VIFs/",
+                         "VIFs/vif-0.cfg", "manifest.json", "success",
+                         "vm-metadata.xml"));
 
   // The data: the disks, reassembled independently, are the pool's bytes.
   ASSERT_OK_AND_ASSIGN(
@@ -253,7 +255,7 @@ TEST_F(VmBackupJobTest, CompressedExportsAreVerifiedAndNamedByCompression) {
         std::pair{v1::COMPRESSION_ZSTD, ".xva.zst"}}) {
     v1::JobSpec spec = Spec("DEV-RH6");
     spec.set_compression(compression);
-    spec.set_job_id(absl::StrCat("run1/", ext));
+    spec.set_job_id(absl::StrCat("run1-", ext));
     const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host3"), spec, {});
     ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
     const std::string file =
@@ -281,7 +283,7 @@ TEST_F(VmBackupJobTest, VdiExportRawAndVhdEqualThePoolsBytes) {
       fs_.Stat(JoinPath(st.backup_folder(), "DISK-hdb", "vdi.cfg")).status());
 
   spec.set_vdi_format(v1::VDI_FORMAT_VHD);
-  spec.set_job_id("run1/vhd");
+  spec.set_job_id("run1-vhd");
   st = RunVmBackupJob(ContextFor("xcp-host2"), spec, {});
   ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
   const std::string vhd = JoinPath(st.backup_folder(), "PROD-win2012.vhd");
@@ -305,7 +307,7 @@ TEST_F(VmBackupJobTest, VdiExportRawAndVhdEqualThePoolsBytes) {
   // Every disk, one file each.
   spec.set_vdi_format(v1::VDI_FORMAT_RAW);
   spec.set_vdi_export_all_disks(true);
-  spec.set_job_id("run1/all");
+  spec.set_job_id("run1-all");
   st = RunVmBackupJob(ContextFor("xcp-host2"), spec, {});
   ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
   ASSERT_OK_AND_ASSIGN(std::string hdb,
@@ -323,7 +325,7 @@ TEST_F(VmBackupJobTest, RetentionKeepsMaxBackupsAndUnfinishedFoldersGo) {
   ASSERT_OK(fs_.CreateDir(vm_dir));
   ASSERT_OK(fs_.CreateDir(JoinPath(vm_dir, "backup-2020-01-01-(00:00:00)")));
   for (int i = 0; i < 3; ++i) {
-    spec.set_job_id(absl::StrCat("run1/", i));
+    spec.set_job_id(absl::StrCat("run1-", i));
     const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host3"), spec, {});
     ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
   }
@@ -338,7 +340,7 @@ TEST_F(VmBackupJobTest, PreCleanMakesRoomBeforeExporting) {
   v1::JobSpec spec = Spec("DEV-RH6");
   spec.set_max_backups(2);
   for (int i = 0; i < 2; ++i) {
-    spec.set_job_id(absl::StrCat("run1/", i));
+    spec.set_job_id(absl::StrCat("run1-", i));
     ASSERT_EQ(RunVmBackupJob(ContextFor("xcp-host3"), spec, {}).phase(),
               v1::JOB_PHASE_SUCCEEDED);
   }
@@ -353,7 +355,7 @@ TEST_F(VmBackupJobTest, PreCleanMakesRoomBeforeExporting) {
         seen_at_snapshot.push_back(b.name);
     }
   };
-  spec.set_job_id("run1/pre");
+  spec.set_job_id("run1-pre");
   ASSERT_EQ(RunVmBackupJob(ContextFor("xcp-host3"), spec, hooks).phase(),
             v1::JOB_PHASE_SUCCEEDED);
   // Before the snapshot, the oldest had gone; the new folder was there.
@@ -773,6 +775,308 @@ TEST_F(VmBackupJobFaultTest, AVmThatIsGone) {
   EXPECT_EQ(st.xenapi_error().code(), "UUID_INVALID");
 }
 
+// ------------------------------------------------- attempts and ownership
+
+// The last component of a path.
+std::string Base(const std::string& path) {
+  return path.substr(path.rfind('/') + 1);
+}
+
+class VmBackupJobAttemptTest : public VmBackupJobFaultTest {
+ protected:
+  // An attempt file as another attempt of the VM's job wrote it.
+  static v1::AttemptFile Other(const std::string& job_id, uint64_t token) {
+    v1::AttemptFile a;
+    a.set_job_id(job_id);
+    a.set_attempt(static_cast<uint32_t>(token));
+    a.set_fencing_token(token);
+    a.set_run_id("run0");
+    a.set_agent_id("agent-elsewhere");
+    return a;
+  }
+
+  // An uncommitted backup folder of `spec`'s VM, with `attempt` in it (none
+  // when nullptr) and a partial data file.
+  std::string Unfinished(const v1::JobSpec& spec, const std::string& name,
+                         const v1::AttemptFile* attempt) {
+    const std::string vm_dir = JoinPath(share_, spec.vm_folder());
+    absl::Status s = fs_.CreateDir(vm_dir);
+    EXPECT_TRUE(s.ok() || absl::IsAlreadyExists(s)) << s;
+    const std::string dir = JoinPath(vm_dir, name);
+    EXPECT_OK(fs_.CreateDir(dir));
+    if (attempt != nullptr) {
+      EXPECT_OK(WriteAttemptFile(fs_, dir, *attempt));
+    }
+    EXPECT_OK(WriteNewFile(fs_, JoinPath(dir, "DEV-RH6.xva"), "partial"));
+    return dir;
+  }
+
+  bool Exists(const std::string& path) { return fs_.Stat(path).ok(); }
+
+  // A distributed run's spec: attempt 2, fencing token 5.
+  v1::JobSpec Fenced(const std::string& vm_name) {
+    v1::JobSpec spec = Spec(vm_name);
+    spec.set_attempt(2);
+    spec.set_fencing_token(5);
+    return spec;
+  }
+};
+
+TEST_F(VmBackupJobAttemptTest, TheAttemptFileGoesInFirstDurablyAndStays) {
+  const v1::JobSpec spec = Fenced("DEV-RH6");
+  testing::FaultyFilesystem fs;
+  JobContext c = ContextFor("xcp-host3");
+  c.fs = &fs;
+  c.agent_id = "agent-7";
+  const v1::JobStatus st = RunVmBackupJob(c, spec, {});
+  ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+  EXPECT_EQ(st.agent_id(), "agent-7");
+  EXPECT_EQ(st.host_uuid(), c.host.uuid);
+  const std::string folder = st.backup_folder();
+  const std::string file = JoinPath(folder, kAttemptFileName);
+  // mkdir, the attempt file made durable, then anything else in the folder.
+  const std::vector<std::string> ops = fs.ops();
+  const auto at = [&](const std::string& op) {
+    return std::find(ops.begin(), ops.end(), op) - ops.begin();
+  };
+  const auto made = at("mkdir " + folder);
+  ASSERT_LT(made + 3, static_cast<long>(ops.size()));
+  EXPECT_EQ(ops[made + 1], "create " + file);
+  EXPECT_EQ(ops[made + 2], "fsync " + file);
+  EXPECT_EQ(ops[made + 3], "syncdir " + folder);
+  for (long i = 0; i < made; ++i) {
+    EXPECT_FALSE(absl::StartsWith(ops[i], "create " + folder)) << ops[i];
+  }
+  // The committed folder keeps it: who wrote this backup.
+  ASSERT_OK_AND_ASSIGN(v1::AttemptFile a, ReadAttemptFile(fs_, folder));
+  EXPECT_EQ(a.job_id(), spec.job_id());
+  EXPECT_EQ(a.attempt(), 2u);
+  EXPECT_EQ(a.fencing_token(), 5u);
+  EXPECT_EQ(a.run_id(), "run1");
+  EXPECT_EQ(a.agent_id(), "agent-7");
+  EXPECT_EQ(a.host_uuid(), c.host.uuid);
+  EXPECT_TRUE(Exists(JoinPath(folder, "success")));
+}
+
+TEST_F(VmBackupJobAttemptTest,
+       ANewerAttemptsFolderSurvivesCleanRetentionAndPreClean) {
+  v1::JobSpec spec = Fenced("DEV-RH6");
+  // Two committed backups of earlier runs.
+  for (int i = 0; i < 2; ++i) {
+    v1::JobSpec earlier = spec;
+    earlier.set_job_id(absl::StrCat("run0-", i));
+    earlier.set_fencing_token(static_cast<uint64_t>(1 + i));
+    ASSERT_EQ(RunVmBackupJob(ContextFor("xcp-host3"), earlier, {}).phase(),
+              v1::JOB_PHASE_SUCCEEDED);
+  }
+  const std::vector<BackupEntry> committed = Backups(spec);
+  ASSERT_EQ(committed.size(), 2u);
+  // What the share holds besides: a crashed seed run's folder, older
+  // attempts' (of another job; and one with our own token), a newer
+  // attempt's, and one whose attempt file is torn.
+  const v1::AttemptFile older = Other("run0-x", 3);
+  const v1::AttemptFile same = Other("run0-y", 5);
+  const v1::AttemptFile newer = Other("run9-z", 9);
+  const std::string seed =
+      Unfinished(spec, "backup-2020-01-01-(00:00:00)", nullptr);
+  const std::string old_one =
+      Unfinished(spec, "backup-2020-01-02-(00:00:00)", &older);
+  const std::string same_one =
+      Unfinished(spec, "backup-2020-01-03-(00:00:00)", &same);
+  const std::string newer_one =
+      Unfinished(spec, "backup-2020-01-04-(00:00:00)", &newer);
+  const std::string torn =
+      Unfinished(spec, "backup-2020-01-05-(00:00:00)", nullptr);
+  ASSERT_OK(WriteNewFile(fs_, JoinPath(torn, kAttemptFileName), ""));
+
+  spec.set_pre_clean(true);
+  spec.set_max_backups(1);
+  const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host3"), spec, {});
+  ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+  EXPECT_FALSE(Exists(seed));
+  EXPECT_FALSE(Exists(old_one));
+  EXPECT_FALSE(Exists(same_one));
+  EXPECT_TRUE(Exists(JoinPath(newer_one, "DEV-RH6.xva")));
+  ASSERT_OK_AND_ASSIGN(v1::AttemptFile kept, ReadAttemptFile(fs_, newer_one));
+  EXPECT_EQ(kept.fencing_token(), 9u);
+  EXPECT_TRUE(Exists(torn));
+  // pre_clean and retention took the two committed ones (max_backups 1)
+  // and counted neither the newer attempt's folder nor the torn one.
+  std::vector<std::string> names;
+  for (const BackupEntry& b : Backups(spec)) {
+    names.push_back(absl::StrCat(b.name, b.committed ? " committed" : ""));
+  }
+  EXPECT_THAT(
+      names, ElementsAre("backup-2020-01-04-(00:00:00)",
+                         "backup-2020-01-05-(00:00:00)",
+                         absl::StrCat(Base(st.backup_folder()), " committed")));
+
+  // The standalone run (fencing token 0) removes every unfinished folder,
+  // as before.
+  v1::JobSpec standalone = Spec("DEV-RH6");
+  standalone.set_max_backups(1);
+  ASSERT_EQ(RunVmBackupJob(ContextFor("xcp-host3"), standalone, {}).phase(),
+            v1::JOB_PHASE_SUCCEEDED);
+  EXPECT_FALSE(Exists(newer_one));
+  EXPECT_FALSE(Exists(torn));
+}
+
+TEST_F(VmBackupJobAttemptTest,
+       ARefusedCommitGrantFencesOrFailsAndRemovesTheFolder) {
+  const v1::JobSpec spec = Fenced("DEV-RH6");
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  for (const absl::Status& refusal :
+       {absl::AbortedError("attempt 2 was fenced by attempt 3 (token 6)"),
+        absl::UnavailableError("the coordinator is not reachable")}) {
+    SCOPED_TRACE(refusal.ToString());
+    std::string folder_at_gate;
+    JobHooks hooks;
+    hooks.commit_gate = [&](const v1::JobStatus& s) {
+      folder_at_gate = s.backup_folder();
+      return refusal;
+    };
+    const v1::JobStatus st =
+        RunVmBackupJob(ContextFor("xcp-host3"), spec, hooks);
+    ExpectCleanFailure(st, spec, before,
+                       absl::IsAborted(refusal) ? "FENCED" : "COMMIT-FAIL");
+    EXPECT_EQ(st.error_step(), "commit");
+    EXPECT_THAT(st.error_message(), HasSubstr(refusal.message()));
+    ASSERT_FALSE(folder_at_gate.empty());
+    EXPECT_FALSE(Exists(folder_at_gate));
+  }
+}
+
+TEST_F(VmBackupJobAttemptTest,
+       AZombieNeitherCommitsNorRemovesTheNextAttemptsFolder) {
+  // While this attempt exports, a newer one (token 6) removes its folder,
+  // as an older attempt's garbage, and makes its own under the same name.
+  const v1::JobSpec spec = Fenced("DEV-RH6");
+  for (bool gate : {true, false}) {
+    SCOPED_TRACE(gate ? "the grant is refused" : "no grant is asked for");
+    v1::JobSpec zombie = spec;
+    zombie.set_job_id(absl::StrCat(spec.job_id(), gate ? "-g" : "-n"));
+    std::string taken;
+    JobHooks hooks;
+    hooks.progress = [&](const v1::JobStatus& s) {
+      if (s.phase() != v1::JOB_PHASE_EXPORT || !taken.empty()) return;
+      taken = s.backup_folder();
+      EXPECT_OK(RemoveBackup(fs_, Dirname(taken), Base(taken)));
+      EXPECT_OK(fs_.CreateDir(taken));
+      const v1::AttemptFile next = Other(zombie.job_id(), 6);
+      EXPECT_OK(WriteAttemptFile(fs_, taken, next));
+    };
+    if (gate) {
+      hooks.commit_gate = [](const v1::JobStatus&) {
+        return absl::AbortedError("fenced: token 5 < 6");
+      };
+    }
+    const v1::JobStatus st =
+        RunVmBackupJob(ContextFor("xcp-host3"), zombie, hooks);
+    EXPECT_EQ(st.phase(), v1::JOB_PHASE_FAILED) << st.DebugString();
+    EXPECT_EQ(st.status_token(), "FENCED");
+    ASSERT_FALSE(taken.empty());
+    // The newer attempt's folder is still there, uncommitted.
+    ASSERT_OK_AND_ASSIGN(v1::AttemptFile a, ReadAttemptFile(fs_, taken));
+    EXPECT_EQ(a.fencing_token(), 6u);
+    for (const std::string& marker : SuccessMarkers()) {
+      EXPECT_FALSE(Exists(JoinPath(taken, marker))) << marker;
+    }
+    ExpectNothingLeftInThePool();
+    ASSERT_OK(RemoveBackup(fs_, Dirname(taken), Base(taken)));
+  }
+}
+
+TEST_F(VmBackupJobAttemptTest,
+       AnAttemptFileThatCannotBeWrittenFailsTheFolderStep) {
+  const v1::JobSpec spec = Fenced("DEV-RH6");
+  const auto before = EarlierBackup(spec, "xcp-host3");
+  testing::FaultyFilesystem::Faults faults;
+  faults.suffix = std::string(kAttemptFileName);
+  faults.fail_sync = true;
+  const v1::JobStatus st = RunOnFaultyShare(spec, "xcp-host3", faults);
+  // Its own folder, with a file it could not make durable, is removed.
+  ExpectCleanFailure(st, spec, before, "BACKUP-DIR-FAIL");
+  EXPECT_EQ(st.error_step(), "backup folder");
+  EXPECT_THAT(st.error_message(), HasSubstr("Input/output error"));
+}
+
+TEST_F(VmBackupJobAttemptTest, TheSpecsDestroyRetryBoundsALeftSnapshot) {
+  // The process's default would retry for ten minutes; the spec says 300 ms.
+  for (v1::ExportKind kind : {v1::EXPORT_KIND_VM, v1::EXPORT_KIND_VDI}) {
+    SCOPED_TRACE(ExportKindName(kind));
+    ASSERT_OK(sim_->ClearFaults());
+    v1::JobSpec spec = Fenced("DEV-RH6");
+    spec.set_kind(kind);
+    spec.set_job_id(absl::StrCat("run2-", ExportKindName(kind)));
+    spec.set_run_id("run2");
+    spec.set_destroy_retry_ms(300);
+    // vm-export: the snapshot VM record will not go (so it is there to be
+    // named); vdi-export: the disk snapshot will not.
+    ASSERT_OK(sim_->AddFault(
+        kind == v1::EXPORT_KIND_VM
+            ? R"({"kind":"CALL_ERROR","call":"VM.destroy","error":["OTHER_OPERATION_IN_PROGRESS","VM"]})"
+            : R"({"kind":"CALL_ERROR","call":"VDI.destroy","error":["VDI_IN_USE"]})"));
+    JobContext c = ContextFor("xcp-host3");
+    c.destroy_retry = absl::Minutes(10);
+    const absl::Time start = absl::Now();
+    const v1::JobStatus st = RunVmBackupJob(c, spec, {});
+    EXPECT_LT(absl::Now() - start, absl::Seconds(60));
+    ASSERT_EQ(st.phase(), v1::JOB_PHASE_SUCCEEDED) << st.DebugString();
+    EXPECT_TRUE(st.snapshot_left());
+    ASSERT_FALSE(st.snapshot_uuid().empty());
+    if (kind == v1::EXPORT_KIND_VM) {
+      ASSERT_OK_AND_ASSIGN(std::string ref,
+                           client_->GetVmByUuid(st.snapshot_uuid()));
+      ASSERT_OK_AND_ASSIGN(VmRecord vm, client_->GetVm(ref));
+      EXPECT_TRUE(vm.is_a_snapshot);
+    } else {
+      ASSERT_OK_AND_ASSIGN(std::string ref,
+                           client_->GetVdiByUuid(st.snapshot_uuid()));
+      ASSERT_OK_AND_ASSIGN(VdiRecord vdi, client_->GetVdi(ref));
+      EXPECT_TRUE(vdi.is_a_snapshot);
+    }
+    // The manifest names the same snapshot.
+    ASSERT_OK_AND_ASSIGN(
+        std::string text,
+        fs_.ReadFile(JoinPath(st.backup_folder(), "manifest.json"), 1 << 20));
+    ASSERT_OK_AND_ASSIGN(v1::BackupManifest m, ParseManifest(text));
+    EXPECT_EQ(m.snapshot_uuid(), st.snapshot_uuid());
+    // The run's janitor takes it later.
+    ASSERT_OK(sim_->ClearFaults());
+    JanitorOptions options;
+    options.share_id = "share1";
+    options.active_runs = {"run3"};
+    ASSERT_OK_AND_ASSIGN(JanitorReport report,
+                         CleanUpLeftoverSnapshots(*client_, options));
+    EXPECT_THAT(report.problems, IsEmpty());
+    ExpectNothingLeftInThePool();
+  }
+}
+
+TEST_F(VmBackupJobAttemptTest, AFailedJobsLeftSnapshotIsNamedToo) {
+  // The job fails (the grant is refused) and its snapshot will not go.
+  v1::JobSpec spec = Fenced("DEV-RH6");
+  spec.set_destroy_retry_ms(200);
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind":"CALL_ERROR","call":"VM.destroy","error":["OTHER_OPERATION_IN_PROGRESS","VM"]})"));
+  JobHooks hooks;
+  hooks.commit_gate = [](const v1::JobStatus&) {
+    return absl::AbortedError("fenced");
+  };
+  const v1::JobStatus st = RunVmBackupJob(ContextFor("xcp-host3"), spec, hooks);
+  EXPECT_EQ(st.phase(), v1::JOB_PHASE_FAILED);
+  EXPECT_EQ(st.status_token(), "FENCED");
+  EXPECT_TRUE(st.snapshot_left());
+  ASSERT_OK(client_->GetVmByUuid(st.snapshot_uuid()).status());
+  ASSERT_OK(sim_->ClearFaults());
+  JanitorOptions options;
+  options.share_id = "share1";
+  ASSERT_OK_AND_ASSIGN(JanitorReport report,
+                       CleanUpLeftoverSnapshots(*client_, options));
+  EXPECT_THAT(report.problems, IsEmpty());
+  ExpectNothingLeftInThePool();
+}
+
 // A pool of its own for one test, from `fixture_json`: the simulator, a
 // logged-in client, a job context on the pool's first host, and a spec for
 // one of its VMs (vm-export, one backup kept).
@@ -810,7 +1114,7 @@ class OwnPool {
 
   v1::JobSpec Spec(const std::string& vm_name, const std::string& share) {
     v1::JobSpec spec;
-    spec.set_job_id("r/1");
+    spec.set_job_id("r-1");
     spec.set_run_id("r");
     spec.set_vm_uuid(Vm(vm_name).uuid);
     spec.set_kind(v1::EXPORT_KIND_VM);
@@ -1016,7 +1320,7 @@ TEST(VmBackupJobLookalikeTest, ADiskThatStartsLikeAnErrorPageIsBackedUp) {
   for (v1::ExportKind kind : {v1::EXPORT_KIND_VDI, v1::EXPORT_KIND_VM}) {
     SCOPED_TRACE(ExportKindName(kind));
     v1::JobSpec spec = pool->Spec("lookalike", dir);
-    spec.set_job_id(absl::StrCat("r/", ExportKindName(kind)));
+    spec.set_job_id(absl::StrCat("r-", ExportKindName(kind)));
     spec.set_kind(kind);
     spec.set_vdi_format(v1::VDI_FORMAT_RAW);
     spec.set_vm_folder(std::string(ExportKindName(kind)));

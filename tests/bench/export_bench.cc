@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
   if (!vm.ok()) return Fail(vm.status().ToString());
 
   vmb::v1::JobSpec spec;
-  spec.set_job_id("bench/1");
+  spec.set_job_id("bench-1");
   spec.set_run_id("bench");
   spec.set_vm_uuid(vm->uuid);
   spec.set_vm_name(vm->name_label);

@@ -95,6 +95,35 @@ BackupEntry Entry(absl::string_view name, bool committed) {
   return e;
 }
 
+TEST(CheckBackupDirTest, OnlyAnAbsoluteNormalisedPath) {
+  for (const char* ok : {"/", "/snapshots/BACKUPS", "/mnt/a b/c.d", "/x..y"}) {
+    EXPECT_OK(CheckBackupDir(ok)) << ok;
+  }
+  struct Case {
+    std::string path;
+    std::string why;
+  };
+  const std::vector<Case> bad = {
+      {"", "not an absolute path"},
+      {"snapshots/BACKUPS", "not an absolute path"},
+      {"/snapshots/../etc", "\"..\""},
+      {"/snapshots/./BACKUPS", "\".\""},
+      {"/snapshots/..", "\"..\""},
+      {"/snapshots//BACKUPS", "not normalised"},
+      {"//snapshots", "not normalised"},
+      {"/snapshots/BACKUPS/", "not normalised"},
+      {"/snap\nshots", "control character"},
+      {std::string("/a\0b", 4), "control character"},
+      {"/" + std::string(4095, 'a'), "longer than 4095"},
+  };
+  for (const Case& c : bad) {
+    EXPECT_THAT(CheckBackupDir(c.path),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         ::testing::HasSubstr(c.why)))
+        << c.path;
+  }
+}
+
 std::string Day(int d) {
   return FormatBackupFolderName(kBackupDirFormatSeed,
                                 absl::CivilSecond(2026, 1, d, 3, 0, 0));

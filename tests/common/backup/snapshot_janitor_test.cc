@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -111,6 +112,44 @@ TEST(SnapshotJanitorTest, RetriesOnTheClockOfItsOptions) {
   EXPECT_THAT(report.problems[0], HasSubstr("VDI_IN_USE"));
   EXPECT_GT(clock.slept(), absl::Seconds(50));
   EXPECT_LT(absl::Now() - real_start, absl::Seconds(30));
+}
+
+TEST(SnapshotJanitorTest, SelectPicksSnapshotsByRunAndJobTag) {
+  auto transport = std::make_unique<FakeXmlRpcTransport>();
+  FakeXmlRpcTransport* fake = transport.get();
+  XmlRpcXenApiClient::Options o;
+  o.url = "http://10.0.0.1";
+  XmlRpcXenApiClient client(o, std::move(transport));
+  fake->AddSuccess("session.login_with_password",
+                   XmlRpcValue::String("OpaqueRef:s"));
+  fake->AddSuccess("session.logout", XmlRpcValue::String(""));
+  fake->AddSuccess("VM.destroy", XmlRpcValue::String(""));
+
+  RecordMap<VmRecord> vms;
+  for (const char* job : {"job-a", "job-b"}) {
+    VmRecord& snap = vms[absl::StrCat("OpaqueRef:", job)];
+    snap.uuid = absl::StrCat("uuid-", job);
+    snap.name_label = "vmbackup-share-run1";
+    snap.is_a_snapshot = true;
+    snap.other_config = {{std::string(kTagShare), "share"},
+                         {std::string(kTagRun), "run1"},
+                         {std::string(kTagJob), job}};
+  }
+  JanitorOptions options;
+  options.share_id = "share";
+  options.active_runs = {"run1"};  // ignored: select decides
+  options.select = [](const std::string& run, const std::string& job) {
+    return run == "run1" && job == "job-b";
+  };
+  const JanitorReport report =
+      CleanUpLeftoverSnapshots(client, vms, {}, {}, options);
+  ASSERT_THAT(report.removed, SizeIs(1));
+  EXPECT_THAT(report.removed[0], HasSubstr("uuid-job-b"));
+  std::vector<std::string> destroyed;
+  for (const auto& call : fake->calls()) {
+    if (call.method == "VM.destroy") destroyed.push_back(call.params[1].text());
+  }
+  EXPECT_THAT(destroyed, ::testing::ElementsAre("OpaqueRef:job-b"));
 }
 
 }  // namespace

@@ -1,0 +1,434 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "coordinator/agent_hub.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+#include "common/base/logging.h"
+
+namespace vmb::coordinator {
+namespace {
+
+uint64_t UnixMs(absl::Time t) {
+  return static_cast<uint64_t>(std::max<int64_t>(0, absl::ToUnixMillis(t)));
+}
+
+}  // namespace
+
+bool AgentHub::Terminal(const v1::JobStatus& s) {
+  return s.phase() == v1::JOB_PHASE_SUCCEEDED ||
+         s.phase() == v1::JOB_PHASE_FAILED ||
+         s.phase() == v1::JOB_PHASE_CANCELLED;
+}
+
+AgentHub::AgentHub(Options options)
+    : options_(std::move(options)), started_(options_.clock->Now()) {}
+
+AgentHub::~AgentHub() { Stop(); }
+
+void AgentHub::Start() {
+  absl::MutexLock lock(&mu_);
+  if (ticker_.joinable() || stopping_) return;
+  ticker_ = std::thread([this] { Tick(); });
+}
+
+void AgentHub::Stop() {
+  std::vector<std::function<void()>> answers;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    for (auto& [id, agent] : agents_) {
+      if (agent.done) {
+        answers.push_back(std::move(agent.done));
+        agent.done = nullptr;
+        agent.response = nullptr;
+      }
+    }
+    WakeLocked();
+    changed_.SignalAll();
+  }
+  for (auto& done : answers) done();
+  if (ticker_.joinable()) ticker_.join();
+}
+
+void AgentHub::SetSession(std::string session) {
+  absl::MutexLock lock(&mu_);
+  session_ = std::move(session);
+}
+
+void AgentHub::WakeLocked() {
+  wake_ = true;
+  tick_.Signal();
+}
+
+AgentHub::Agent* AgentHub::AgentOnHostLocked(const std::string& host_uuid) {
+  Agent* best = nullptr;
+  for (auto& [id, agent] : agents_) {
+    if (!agent.live || agent.identity.host_uuid() != host_uuid) continue;
+    if (best == nullptr || agent.last_seen > best->last_seen) best = &agent;
+  }
+  return best;
+}
+
+bool AgentHub::FillLocked(Agent& agent, v1::DesiredState* r) {
+  r->Clear();
+  const absl::Time now = options_.clock->Now();
+  const bool grace = now - started_ < 3 * options_.heartbeat_interval;
+  std::set<std::string> sent;
+  int running = 0;
+  for (const auto& [id, st] : agent.reported) {
+    if (!Terminal(st)) ++running;
+  }
+  for (const auto& [id, st] : agent.reported) {
+    const std::string& job_id = id;
+    auto job = jobs_.find(job_id);
+    auto fenced = fenced_.find(job_id);
+    const bool stale =
+        (fenced != fenced_.end() && fenced->second.count(st.fencing_token())) ||
+        (job != jobs_.end() &&
+         job->second.spec.fencing_token() != st.fencing_token());
+    const bool expected = expected_.count(job_id) > 0;
+    if (stale || (job == jobs_.end() && !expected && !grace)) {
+      // An attempt nobody runs any more: it must not commit, and goes.
+      if (Terminal(st)) {
+        r->add_forget_job_ids(job_id);
+        sent.insert("x:" + job_id);
+      } else {
+        v1::Fence* f = r->add_fences();
+        f->set_job_id(job_id);
+        f->set_fencing_token(st.fencing_token());
+        f->set_reason(stale ? "the coordinator gave this attempt up"
+                            : "the coordinator knows no such job");
+        sent.insert(absl::StrCat("f:", job_id, ":", st.fencing_token()));
+      }
+      continue;
+    }
+    if (job == jobs_.end()) continue;  // expected: its run claims it soon
+    const Job& j = job->second;
+    if (Terminal(st)) {
+      if (j.forget) {
+        r->add_forget_job_ids(job_id);
+        sent.insert("x:" + job_id);
+      }
+      continue;
+    }
+    if (j.cancel) {
+      r->add_cancel_job_ids(job_id);
+      sent.insert("c:" + job_id);
+    } else if (j.granted) {
+      v1::CommitGrant* g = r->add_commit_grants();
+      g->set_job_id(job_id);
+      g->set_fencing_token(j.spec.fencing_token());
+      sent.insert("g:" + job_id);
+    }
+  }
+  // Jobs for this agent's host it does not hold yet, within its capacity.
+  const int capacity =
+      static_cast<int>(std::max<uint32_t>(1, agent.max_jobs)) - running;
+  int started = 0;
+  for (const auto& [id, j] : jobs_) {
+    if (started >= capacity) break;
+    if (j.spec.host_uuid() != agent.identity.host_uuid() || j.cancel ||
+        j.forget || Terminal(j.status) || agent.reported.count(id) > 0) {
+      continue;
+    }
+    if (AgentOnHostLocked(j.spec.host_uuid()) != &agent) continue;
+    *r->add_start() = j.spec;
+    sent.insert("s:" + id);
+    ++started;
+  }
+  r->set_session_ref(session_);
+  r->set_heartbeat_interval_ms(static_cast<uint64_t>(
+      absl::ToInt64Milliseconds(options_.heartbeat_interval)));
+  r->set_coordinator_instance_id(options_.instance_id);
+  bool news = false;
+  for (const std::string& s : sent) news = news || !agent.last_sent.count(s);
+  agent.last_sent = std::move(sent);
+  return news;
+}
+
+void AgentHub::Synchronize(const v1::AgentState& state, const std::string& peer,
+                           v1::DesiredState* response,
+                           std::function<void()> done) {
+  std::function<void()> superseded;
+  bool answer_now = false;
+  std::string lost_or_new;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) {
+      answer_now = true;
+    } else {
+      const absl::Time now = options_.clock->Now();
+      Agent& agent = agents_[state.identity().agent_id()];
+      if (agent.done) {  // the agent gave an earlier call up
+        superseded = std::move(agent.done);
+        agent.done = nullptr;
+      }
+      if (!agent.live ||
+          agent.identity.instance_id() != state.identity().instance_id()) {
+        agent.connected_since = now;
+        lost_or_new = agent.live ? "restarted" : "connected";
+        agent.last_sent.clear();
+      }
+      agent.identity = state.identity();
+      agent.peer = peer;
+      agent.max_jobs = state.max_concurrent_jobs();
+      agent.last_seen = now;
+      agent.live = true;
+      agent.reported.clear();
+      bool changed = false;
+      for (const v1::JobStatus& st : state.jobs()) {
+        agent.reported[st.job_id()] = st;
+        auto job = jobs_.find(st.job_id());
+        if (job == jobs_.end() ||
+            job->second.spec.fencing_token() != st.fencing_token() ||
+            AgentOnHostLocked(job->second.spec.host_uuid()) != &agent) {
+          continue;
+        }
+        if (job->second.status.SerializeAsString() != st.SerializeAsString()) {
+          job->second.status = st;
+          ++job->second.version;
+          changed = true;
+        }
+      }
+      if (changed || !lost_or_new.empty()) changed_.SignalAll();
+      const bool news = FillLocked(agent, response);
+      bool busy = false;
+      for (const auto& [id, st] : agent.reported) busy = busy || !Terminal(st);
+      if (news) {
+        answer_now = true;
+      } else {
+        agent.response = response;
+        agent.done = std::move(done);
+        agent.hold_until =
+            now + (busy ? options_.busy_hold : options_.heartbeat_interval / 2);
+        WakeLocked();
+      }
+    }
+  }
+  if (!lost_or_new.empty()) {
+    VMB_LOG(INFO) << "agent " << state.identity().agent_id() << " on host "
+                  << state.identity().host_name() << " ("
+                  << state.identity().host_uuid() << ") " << lost_or_new
+                  << " from " << peer;
+  }
+  if (superseded) superseded();
+  if (answer_now) done();
+}
+
+void AgentHub::Tick() {
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    tick_.WaitWithTimeout(&mu_, absl::Milliseconds(100));
+    wake_ = false;
+    const absl::Time now = options_.clock->Now();
+    std::vector<std::function<void()>> answers;
+    std::vector<v1::AgentInfo> changes;
+    for (auto& [id, agent] : agents_) {
+      if (agent.live &&
+          now - agent.last_seen > 3 * options_.heartbeat_interval) {
+        agent.live = false;
+        VMB_LOG(WARNING) << "agent " << id << " on host "
+                         << agent.identity.host_name()
+                         << " is lost: no call for "
+                         << absl::FormatDuration(now - agent.last_seen);
+        changes.push_back(InfoLocked(agent));
+        changed_.SignalAll();
+      }
+      if (!agent.done) continue;
+      v1::DesiredState* response = agent.response;
+      const bool news = FillLocked(agent, response);
+      if (news || now >= agent.hold_until) {
+        answers.push_back(std::move(agent.done));
+        agent.done = nullptr;
+        agent.response = nullptr;
+      }
+    }
+    // Recorded jobs no agent holds any more.
+    for (auto it = jobs_.begin(); it != jobs_.end();) {
+      bool held = false;
+      for (const auto& [id, agent] : agents_)
+        held = held || agent.reported.count(it->first) > 0;
+      it = it->second.forget && !held ? jobs_.erase(it) : std::next(it);
+    }
+    if (answers.empty() && changes.empty()) continue;
+    mu_.Unlock();
+    for (auto& done : answers) done();
+    if (options_.agent_changed) {
+      for (const v1::AgentInfo& info : changes) options_.agent_changed(info);
+    }
+    mu_.Lock();
+  }
+}
+
+v1::JobStatus AgentHub::RunJob(
+    const v1::JobSpec& spec,
+    const std::function<void(const v1::JobStatus&)>& progress,
+    const absl::Notification* cancel) {
+  const std::string& job_id = spec.job_id();
+  const auto failed = [&](absl::string_view token, absl::string_view step,
+                          std::string message) {
+    v1::JobStatus st;
+    st.set_job_id(job_id);
+    st.set_attempt(spec.attempt());
+    st.set_fencing_token(spec.fencing_token());
+    st.set_phase(token == "CANCELLED" ? v1::JOB_PHASE_CANCELLED
+                                      : v1::JOB_PHASE_FAILED);
+    st.set_status_token(std::string(token));
+    st.set_error_step(std::string(step));
+    st.set_error_message(std::move(message));
+    st.set_host_uuid(spec.host_uuid());
+    const uint64_t now = UnixMs(options_.clock->Now());
+    st.set_started_unix_ms(now);
+    st.set_finished_unix_ms(now);
+    return st;
+  };
+  const absl::Duration limit = 3 * options_.heartbeat_interval;
+
+  absl::MutexLock lock(&mu_);
+  Job& job = jobs_[job_id];
+  if (job.spec.fencing_token() != spec.fencing_token() ||
+      job.spec.job_id().empty()) {
+    job = Job();
+    job.spec = spec;
+  }
+  expected_.erase(job_id);
+  WakeLocked();
+  uint64_t seen = 0;
+  absl::Time agent_seen = options_.clock->Now();  // the host last had one
+  std::string agent_id;
+  v1::JobStatus result;
+  while (true) {
+    if (stopping_) {
+      result = failed("COORDINATOR-STOP", "dispatch",
+                      "the coordinator is stopping; the job is left to its "
+                      "agent and taken over when it starts again");
+      jobs_.erase(job_id);
+      return result;
+    }
+    const absl::Time now = options_.clock->Now();
+    Agent* agent = AgentOnHostLocked(spec.host_uuid());
+    const bool held = agent != nullptr && agent->reported.count(job_id) > 0;
+    if (agent != nullptr) {
+      agent_seen = now;
+      if (held) agent_id = agent->identity.agent_id();
+    }
+    if (job.version != seen) {
+      seen = job.version;
+      v1::JobStatus st = job.status;
+      st.set_agent_id(agent_id);
+      if (st.host_uuid().empty()) st.set_host_uuid(spec.host_uuid());
+      if (Terminal(st)) {
+        mu_.Unlock();
+        if (progress) progress(st);  // journalled before the agent forgets
+        mu_.Lock();
+        Job& j = jobs_[job_id];
+        j.forget = true;
+        WakeLocked();
+        return st;
+      }
+      mu_.Unlock();
+      if (progress) progress(st);
+      mu_.Lock();
+      continue;  // the state may have moved meanwhile
+    }
+    if (cancel != nullptr && cancel->HasBeenNotified() && !job.cancel) {
+      job.cancel = true;
+      WakeLocked();
+      if (job.status.phase() == v1::JOB_PHASE_UNSPECIFIED && !held) {
+        // Never taken: a copy that reaches the agent late is fenced.
+        fenced_[job_id].insert(spec.fencing_token());
+        jobs_.erase(job_id);
+        result = failed("CANCELLED", "dispatch",
+                        "the run was cancelled before the agent took the job");
+        mu_.Unlock();
+        if (progress) progress(result);
+        mu_.Lock();
+        return result;
+      }
+    }
+    if (job.status.phase() == v1::JOB_PHASE_AWAITING_COMMIT && !job.granted &&
+        !job.cancel) {
+      // Written before it is acted on: the grant is journalled first.
+      mu_.Unlock();
+      absl::Status s = options_.journal_grant ? options_.journal_grant(spec)
+                                              : absl::OkStatus();
+      mu_.Lock();
+      Job& j = jobs_[job_id];
+      if (s.ok()) {
+        j.granted = true;
+      } else {
+        VMB_LOG(ERROR) << "job " << job_id
+                       << ": cannot journal the commit grant: " << s;
+        j.cancel = true;
+      }
+      WakeLocked();
+      continue;
+    }
+    if (now - agent_seen > limit) {
+      fenced_[job_id].insert(spec.fencing_token());
+      const bool was_taken = job.status.phase() != v1::JOB_PHASE_UNSPECIFIED;
+      jobs_.erase(job_id);
+      result = failed(
+          was_taken ? "AGENT-LOST" : "NO-AGENT", "agent",
+          absl::StrCat(
+              was_taken ? "the agent on host " : "no agent on host ",
+              spec.host_name().empty() ? spec.host_uuid() : spec.host_name(),
+              was_taken ? " stopped answering (no call for "
+                        : " connected within ",
+              absl::FormatDuration(limit), was_taken ? ")" : ""));
+      mu_.Unlock();
+      if (progress) progress(result);
+      mu_.Lock();
+      return result;
+    }
+    changed_.WaitWithTimeout(&mu_, absl::Milliseconds(200));
+  }
+}
+
+void AgentHub::Expect(const std::string& job_id, uint64_t fencing_token) {
+  absl::MutexLock lock(&mu_);
+  expected_[job_id] = fencing_token;
+}
+
+void AgentHub::Unexpect(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  expected_.erase(job_id);
+}
+
+std::set<std::string> AgentHub::LiveHosts() const {
+  absl::MutexLock lock(&mu_);
+  std::set<std::string> hosts;
+  for (const auto& [id, agent] : agents_) {
+    if (agent.live) hosts.insert(agent.identity.host_uuid());
+  }
+  return hosts;
+}
+
+v1::AgentInfo AgentHub::InfoLocked(const Agent& agent) const {
+  v1::AgentInfo info;
+  *info.mutable_identity() = agent.identity;
+  info.set_last_seen_unix_ms(UnixMs(agent.last_seen));
+  info.set_live(agent.live);
+  info.set_max_jobs(agent.max_jobs);
+  info.set_peer(agent.peer);
+  info.set_connected_unix_ms(UnixMs(agent.connected_since));
+  uint32_t running = 0;
+  for (const auto& [id, st] : agent.reported) {
+    info.add_job_ids(id);
+    if (!Terminal(st)) ++running;
+  }
+  info.set_running_jobs(running);
+  return info;
+}
+
+std::vector<v1::AgentInfo> AgentHub::Agents() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::AgentInfo> out;
+  for (const auto& [id, agent] : agents_) out.push_back(InfoLocked(agent));
+  return out;
+}
+
+}  // namespace vmb::coordinator

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+// vmbackup-coordinator: the coordinator daemon (docs/operations.md).
+#include <signal.h>
+
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/synchronization/notification.h"
+
+#include "common/base/flag_names.h"
+#include "common/base/signal_watcher.h"
+#include "common/xapi/curl_util.h"
+#include "common/xapi/xmlrpc_codec.h"
+#include "coordinator/coordinator_server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:7441",
+          "HOST:PORT the agents and the CLI connect to");
+ABSL_FLAG(std::string, xapi_url, "", "the pool master, https://HOST");
+ABSL_FLAG(std::string, user, "root", "XenAPI user");
+ABSL_FLAG(
+    std::string, password_file, "",
+    "VmBackup password file (base64, mode 0600) with the user's password");
+ABSL_FLAG(std::string, state_dir, "",
+          "folder of the run journal (journal.db, SQLite)");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(5),
+          "agents call at least this often; 3 missed: the agent is lost");
+ABSL_FLAG(bool, plaintext, false,
+          "no TLS between coordinator and agents (loopback only; required "
+          "until mutual TLS is available)");
+ABSL_FLAG(std::string, tls_ca, "", "PEM file of CAs trusted for XAPI");
+ABSL_FLAG(std::string, tls_fingerprint, "",
+          "SHA-256 pin of the --xapi-url host's certificate");
+ABSL_FLAG(std::string, tls_pins, "", "per-host pins file for XAPI");
+ABSL_FLAG(bool, tls_pins_tofu, false,
+          "record a host's certificate in --tls-pins on first use");
+ABSL_FLAG(bool, tls_insecure, false, "accept any XAPI certificate (tests)");
+ABSL_FLAG(absl::Duration, snapshot_destroy_timeout, absl::Minutes(2),
+          "how long a snapshot XAPI holds is retried before it is left");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "the vmbackup coordinator daemon; see docs/operations.md");
+  absl::StatusOr<std::vector<std::string>> args =
+      vmb::NormaliseFlagNames(std::vector<std::string>(argv, argv + argc));
+  if (!args.ok()) {
+    std::cerr << "vmbackup-coordinator: " << args.status().message() << "\n";
+    return 2;
+  }
+  std::vector<char*> arg_ptrs;
+  for (std::string& a : *args) arg_ptrs.push_back(a.data());
+  absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+  signal(SIGPIPE, SIG_IGN);
+  vmb::InitCurlGlobal();
+  vmb::InitXmlRpcCodec();
+  absl::Notification stop;
+  absl::StatusOr<std::unique_ptr<vmb::SignalWatcher>> watcher =
+      vmb::SignalWatcher::Start({SIGINT, SIGTERM}, [&stop](int, int count) {
+        if (count == 1) stop.Notify();
+      });
+  if (!watcher.ok()) {
+    std::cerr << "vmbackup-coordinator: " << watcher.status().message() << "\n";
+    return 2;
+  }
+  vmb::coordinator::CoordinatorOptions o;
+  o.listen = absl::GetFlag(FLAGS_listen);
+  o.xapi_url = absl::GetFlag(FLAGS_xapi_url);
+  o.user = absl::GetFlag(FLAGS_user);
+  o.password_file = absl::GetFlag(FLAGS_password_file);
+  o.state_dir = absl::GetFlag(FLAGS_state_dir);
+  o.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  o.plaintext = absl::GetFlag(FLAGS_plaintext);
+  o.tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  o.tls.insecure = absl::GetFlag(FLAGS_tls_insecure);
+  o.tls_fingerprint = absl::GetFlag(FLAGS_tls_fingerprint);
+  o.tls_pins_file = absl::GetFlag(FLAGS_tls_pins);
+  o.tls_pins_tofu = absl::GetFlag(FLAGS_tls_pins_tofu);
+  o.snapshot_destroy_timeout = absl::GetFlag(FLAGS_snapshot_destroy_timeout);
+  const absl::Status s = vmb::coordinator::RunCoordinator(o, stop);
+  watcher->reset();
+  if (!s.ok()) {
+    std::cerr << "vmbackup-coordinator: " << s.message() << "\n";
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,521 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "coordinator/coordinator_server.h"
+
+#include <unistd.h>
+
+#include <deque>
+#include <functional>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "common/base/logging.h"
+#include "common/base/status_macros.h"
+#include "common/xapi/curl_xml_rpc_transport.h"
+#include "common/xapi/xml_rpc_xen_api_client.h"
+#include "coordinator/agent_hub.h"
+#include "coordinator/password_file.h"
+#include "coordinator/run_manager.h"
+#include "proto/agent.grpc.pb.h"
+#include "proto/coordinator.grpc.pb.h"
+
+namespace vmb::coordinator {
+namespace {
+
+// The numeric codes of absl::Status and grpc::Status are the same.
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
+                      std::string(s.message()));
+}
+
+std::string NewInstanceId() {
+  absl::BitGen gen;
+  return absl::StrFormat("%016x", absl::Uniform<uint64_t>(gen));
+}
+
+// A few threads for the Control calls that block (XAPI, SQLite): callback
+// reactions never do.
+class Workers {
+ public:
+  explicit Workers(int n) {
+    for (int i = 0; i < n; ++i) threads_.emplace_back([this] { Loop(); });
+  }
+  ~Workers() { Stop(); }
+  void Post(std::function<void()> work) {
+    absl::MutexLock lock(&mu_);
+    queue_.push_back(std::move(work));
+  }
+  void Stop() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    for (std::thread& t : threads_)
+      if (t.joinable()) t.join();
+  }
+
+ private:
+  void Loop() {
+    while (true) {
+      std::function<void()> work;
+      {
+        absl::MutexLock lock(&mu_);
+        const auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopping_ || !queue_.empty();
+        };
+        mu_.Await(absl::Condition(&ready));
+        if (queue_.empty()) return;  // stopping, nothing left
+        work = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      work();
+    }
+  }
+
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+class AgentServiceImpl final : public v1::AgentService::CallbackService {
+ public:
+  explicit AgentServiceImpl(AgentHub* hub) : hub_(hub) {}
+
+  grpc::ServerUnaryReactor* Synchronize(grpc::CallbackServerContext* context,
+                                        const v1::AgentState* request,
+                                        v1::DesiredState* response) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    if (request->identity().agent_id().empty() ||
+        request->identity().host_uuid().empty()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                   "an agent must name itself and its host"));
+      return reactor;
+    }
+    hub_->Synchronize(*request, context->peer(), response,
+                      [reactor] { reactor->Finish(grpc::Status::OK); });
+    return reactor;
+  }
+
+ private:
+  AgentHub* const hub_;
+};
+
+// Streams a run's updates: a write whenever the run changed since the last
+// one, the log lines written meanwhile with it.
+class WatchReactor final : public grpc::ServerWriteReactor<v1::RunUpdate> {
+ public:
+  WatchReactor(RunManager* runs, std::string run_id)
+      : state_(std::make_shared<State>()) {
+    state_->runs = runs;
+    state_->run_id = std::move(run_id);
+    state_->reactor = this;
+    Next(state_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool final = false;
+    {
+      absl::MutexLock lock(&state_->mu);
+      state_->writing = false;
+      final = state_->final;
+    }
+    if (!ok) return End(grpc::Status(grpc::StatusCode::CANCELLED, "gone"));
+    if (final) return End(grpc::Status::OK);
+    Next(state_);
+  }
+  void OnCancel() override {
+    End(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  }
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&state_->mu);
+      state_->reactor = nullptr;  // a late wake finds nobody
+    }
+    delete this;
+  }
+
+ private:
+  struct State {
+    absl::Mutex mu;
+    RunManager* runs = nullptr;
+    std::string run_id;
+    WatchReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+    WatchCursor cursor ABSL_GUARDED_BY(mu);
+    v1::RunUpdate update ABSL_GUARDED_BY(mu);
+    bool writing ABSL_GUARDED_BY(mu) = false;
+    bool final ABSL_GUARDED_BY(mu) = false;
+    bool ended ABSL_GUARDED_BY(mu) = false;
+  };
+
+  // Writes the next update if there is one; otherwise asks to be woken.
+  static void Next(const std::shared_ptr<State>& state) {
+    WatchReactor* reactor = nullptr;
+    absl::StatusOr<bool> next = false;
+    {
+      absl::MutexLock lock(&state->mu);
+      if (state->reactor == nullptr || state->writing || state->ended) return;
+      std::weak_ptr<State> weak = state;
+      next = state->runs->NextUpdate(state->run_id, &state->cursor,
+                                     &state->update, [weak] {
+                                       if (auto s = weak.lock()) Next(s);
+                                     });
+      if (next.ok() && *next) {
+        state->writing = true;
+        state->final = state->update.final();
+      }
+      reactor = state->reactor;
+    }
+    if (!next.ok()) return reactor->End(ToGrpc(next.status()));
+    if (*next) reactor->StartWrite(&state->update);
+  }
+
+  void End(const grpc::Status& status) {
+    {
+      absl::MutexLock lock(&state_->mu);
+      if (state_->ended) return;
+      state_->ended = true;
+    }
+    Finish(status);
+  }
+
+  std::shared_ptr<State> state_;
+};
+
+class ControlServiceImpl final : public v1::Control::CallbackService {
+ public:
+  ControlServiceImpl(RunManager* runs, AgentHub* hub, Workers* workers)
+      : runs_(runs), hub_(hub), workers_(workers) {}
+
+  grpc::ServerUnaryReactor* StartRun(grpc::CallbackServerContext* context,
+                                     const v1::StartRunRequest* request,
+                                     v1::StartRunResponse* response) override {
+    return Blocking(context, [=, this] {
+      absl::StatusOr<std::string> id = runs_->StartRun(*request);
+      if (id.ok()) response->set_run_id(*id);
+      return id.status();
+    });
+  }
+  grpc::ServerUnaryReactor* Preview(grpc::CallbackServerContext* context,
+                                    const v1::StartRunRequest* request,
+                                    v1::PreviewReport* response) override {
+    return Blocking(context, [=, this] {
+      *response = runs_->Preview(*request);
+      return absl::OkStatus();
+    });
+  }
+  grpc::ServerUnaryReactor* GetRun(grpc::CallbackServerContext* context,
+                                   const v1::GetRunRequest* request,
+                                   v1::RunSummary* response) override {
+    return Blocking(context, [=, this] {
+      absl::StatusOr<v1::RunSummary> run = runs_->GetRun(request->run_id());
+      if (run.ok()) *response = *std::move(run);
+      return run.status();
+    });
+  }
+  grpc::ServerUnaryReactor* ListRuns(grpc::CallbackServerContext* context,
+                                     const v1::ListRunsRequest* request,
+                                     v1::ListRunsResponse* response) override {
+    return Blocking(context, [=, this] {
+      absl::StatusOr<std::vector<v1::RunSummary>> runs =
+          runs_->ListRuns(static_cast<int>(request->limit()));
+      if (!runs.ok()) return runs.status();
+      for (v1::RunSummary& r : *runs) *response->add_runs() = std::move(r);
+      return absl::OkStatus();
+    });
+  }
+  grpc::ServerUnaryReactor* ListAgents(
+      grpc::CallbackServerContext* context, const v1::ListAgentsRequest*,
+      v1::ListAgentsResponse* response) override {
+    for (v1::AgentInfo& a : hub_->Agents()) *response->add_agents() = a;
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  grpc::ServerUnaryReactor* CancelRun(grpc::CallbackServerContext* context,
+                                      const v1::CancelRunRequest* request,
+                                      v1::CancelRunResponse*) override {
+    return Blocking(context,
+                    [=, this] { return runs_->CancelRun(request->run_id()); });
+  }
+  grpc::ServerWriteReactor<v1::RunUpdate>* WatchRun(
+      grpc::CallbackServerContext*, const v1::GetRunRequest* request) override {
+    return new WatchReactor(runs_, request->run_id());
+  }
+
+ private:
+  grpc::ServerUnaryReactor* Blocking(grpc::CallbackServerContext* context,
+                                     std::function<absl::Status()> work) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    workers_->Post(
+        [reactor, work = std::move(work)] { reactor->Finish(ToGrpc(work())); });
+    return reactor;
+  }
+
+  RunManager* const runs_;
+  AgentHub* const hub_;
+  Workers* const workers_;
+};
+
+class ServerImpl final : public CoordinatorServer {
+ public:
+  explicit ServerImpl(const Options& options)
+      : options_(options),
+        hub_(HubOptions(options)),
+        runs_(RunOptions(options, &hub_)),
+        workers_(2),
+        agent_service_(&hub_),
+        control_(&runs_, &hub_, &workers_) {}
+
+  ~ServerImpl() override { Stop(); }
+
+  absl::Status Start() {
+    hub_.Start();
+    session_thread_ = std::thread([this] { KeepSession(); });
+    VMB_RETURN_IF_ERROR(runs_.ResumeUnfinished());
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
+                             &port_);
+    builder.RegisterService(&agent_service_);
+    builder.RegisterService(&control_);
+    // Agents call at least every half heartbeat; dead peers are found by
+    // keepalive pings.
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    builder.AddChannelArgument(
+        GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+    server_ = builder.BuildAndStart();
+    if (server_ == nullptr || port_ == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on ", options_.listen));
+    }
+    VMB_LOG(INFO) << "coordinator listening on port " << port_;
+    return absl::OkStatus();
+  }
+
+  int port() const override { return port_; }
+
+  void Stop() override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopped_) return;
+      stopped_ = true;
+    }
+    runs_.Stop();  // abandons runs under way; stops the hub
+    if (server_ != nullptr) {
+      server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    }
+    workers_.Stop();
+    if (session_thread_.joinable()) session_thread_.join();
+  }
+
+ private:
+  static AgentHub::Options HubOptions(const Options& o) {
+    AgentHub::Options h;
+    h.clock = o.clock;
+    h.heartbeat_interval = o.heartbeat_interval;
+    h.busy_hold = std::min(absl::Seconds(1), o.heartbeat_interval / 2);
+    h.instance_id = NewInstanceId();
+    RunJournal* journal = o.journal;
+    h.journal_grant = [journal](const v1::JobSpec& spec) {
+      RunJournal::AttemptRecord a;
+      a.job_id = spec.job_id();
+      a.attempt = spec.attempt();
+      a.fencing_token = spec.fencing_token();
+      a.host_uuid = spec.host_uuid();
+      a.commit_granted = true;
+      return journal->PutAttempt(a);
+    };
+    h.agent_changed = [journal](const v1::AgentInfo& info) {
+      RunJournal::AgentRecord a;
+      a.identity = info.identity();
+      a.peer = info.peer();
+      a.max_jobs = info.max_jobs();
+      a.first_seen_unix_ms = static_cast<int64_t>(info.connected_unix_ms());
+      a.last_seen_unix_ms = static_cast<int64_t>(info.last_seen_unix_ms());
+      absl::Status s = journal->PutAgent(a);
+      if (!s.ok()) VMB_LOG(WARNING) << "journal (agent): " << s;
+    };
+    return h;
+  }
+  static RunManagerOptions RunOptions(const Options& o, AgentHub* hub) {
+    RunManagerOptions r;
+    r.xapi = o.xapi;
+    r.fs = o.fs;
+    r.clock = o.clock;
+    r.journal = o.journal;
+    r.hub = hub;
+    r.tls = o.tls;
+    r.server_name = o.server_name;
+    r.snapshot_destroy_timeout = o.snapshot_destroy_timeout;
+    r.time_zone = o.time_zone;
+    return r;
+  }
+
+  // Logs in, and checks the session every session_check: XAPI forgets
+  // sessions (a toolstack restart, a master change); the client logs in
+  // again, and the agents get the new one with their next answer.
+  void KeepSession() {
+    bool reported = false;
+    absl::MutexLock lock(&mu_);
+    while (!stopped_) {
+      mu_.Unlock();
+      absl::Status s = options_.xapi->GetAllPools().status();
+      absl::StatusOr<std::string> session = options_.xapi->SessionRef();
+      mu_.Lock();
+      if (s.ok() && session.ok()) {
+        hub_.SetSession(*session);
+        if (reported) VMB_LOG(INFO) << "logged in to XAPI again";
+        reported = false;
+      } else if (!reported) {
+        VMB_LOG(ERROR) << "cannot log in to XAPI at "
+                       << options_.xapi->master_url() << ": "
+                       << (s.ok() ? session.status() : s);
+        reported = true;
+      }
+      const auto stopped = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopped_;
+      };
+      mu_.AwaitWithTimeout(
+          absl::Condition(&stopped),
+          reported ? absl::Seconds(5) : options_.session_check);
+    }
+  }
+
+  const Options options_;
+  AgentHub hub_;
+  RunManager runs_;
+  Workers workers_;
+  AgentServiceImpl agent_service_;
+  ControlServiceImpl control_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  absl::Mutex mu_;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread session_thread_;
+};
+
+bool IsLoopbackListen(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[')
+    host = host.substr(1, host.size() - 2);
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
+    const Options& options) {
+  auto server = std::make_unique<ServerImpl>(options);
+  VMB_RETURN_IF_ERROR(server->Start());
+  return server;
+}
+
+absl::Status RunCoordinator(const CoordinatorOptions& o,
+                            const absl::Notification& stop) {
+  if (!o.plaintext) {
+    return absl::FailedPreconditionError(
+        "--plaintext is required: the coordinator does not serve TLS yet "
+        "(mutual TLS comes with a later version); use it on loopback only");
+  }
+  if (!IsLoopbackListen(o.listen)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--listen ", o.listen,
+        ": with --plaintext only a loopback address (127.0.0.1, ::1, "
+        "localhost) is allowed, since agents' traffic would be unprotected"));
+  }
+  if (o.xapi_url.empty()) {
+    return absl::InvalidArgumentError("--xapi-url is required");
+  }
+  if (o.state_dir.empty()) {
+    return absl::InvalidArgumentError("--state-dir is required");
+  }
+  if (o.password_file.empty()) {
+    return absl::InvalidArgumentError("--password-file is required");
+  }
+  Filesystem* fs = PosixFilesystem::Get();
+  absl::StatusOr<FileInfo> pw = fs->Stat(o.password_file);
+  if (!pw.ok() || pw->is_dir) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--password-file ", o.password_file, ": not a readable file"));
+  }
+  absl::StatusOr<PasswordSource> password =
+      ResolvePasswordArgument(o.password_file, "");
+  if (!password.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--password-file: ", password.status().message()));
+  }
+  absl::Status s = CreateDirDurably(*fs, o.state_dir);
+  if (!s.ok() && !absl::IsAlreadyExists(s)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--state-dir ", o.state_dir, ": ", s.message()));
+  }
+  absl::StatusOr<std::unique_ptr<RunJournal>> journal =
+      RunJournal::Open(JoinPath(o.state_dir, "journal.db"));
+  if (!journal.ok()) return journal.status();
+
+  TlsOptions tls = o.tls;
+  if (!o.tls_pins_file.empty()) {
+    absl::StatusOr<std::shared_ptr<HostPins>> pins =
+        HostPins::Load(o.tls_pins_file, {.tofu = o.tls_pins_tofu});
+    if (!pins.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--tls-pins: ", pins.status().message()));
+    }
+    tls.pins = *std::move(pins);
+  }
+  if (!o.tls_fingerprint.empty()) {
+    std::optional<HttpUrl> url = ParseHttpUrl(o.xapi_url);
+    if (!url.has_value() || url->scheme != "https") {
+      return absl::InvalidArgumentError(
+          "--tls-fingerprint applies to an https:// --xapi-url only");
+    }
+    if (tls.pins == nullptr) tls.pins = std::make_shared<HostPins>();
+    VMB_RETURN_IF_ERROR(tls.pins->AddPin(url->host, o.tls_fingerprint));
+  }
+  XmlRpcXenApiClient::Options client;
+  client.url = o.xapi_url;
+  client.username = o.user;
+  client.password = password->password;
+  CurlXmlRpcTransport::Options transport;
+  transport.tls = tls;
+  XmlRpcXenApiClient xapi(client,
+                          std::make_unique<CurlXmlRpcTransport>(transport));
+
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) strcpy(host, "localhost");
+  std::string server_name = host;
+  server_name = server_name.substr(0, server_name.find('.'));
+
+  CoordinatorServer::Options options;
+  options.xapi = &xapi;
+  options.fs = fs;
+  options.clock = SystemClock::Get();
+  options.journal = journal->get();
+  options.listen = o.listen;
+  options.heartbeat_interval = o.heartbeat_interval;
+  options.tls = tls;
+  options.server_name = server_name;
+  options.snapshot_destroy_timeout = o.snapshot_destroy_timeout;
+  absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
+      CoordinatorServer::Start(options);
+  if (!server.ok()) return server.status();
+  stop.WaitForNotification();
+  VMB_LOG(INFO) << "coordinator stopping";
+  (*server)->Stop();
+  return absl::OkStatus();
+}
+
+}  // namespace vmb::coordinator

@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The coordinator daemon (docs/operations.md): the agents' Synchronize
+// (AgentService), the CLI's Control service and the standard gRPC health
+// service on one listening address; the XAPI session it keeps alive and
+// hands to agents; the runs and their journal.
+//
+//   ASSIGN_OR_RETURN(auto server, CoordinatorServer::Start(options));
+//   ... server->port() ...
+//   server->Stop();   // runs under way are resumed by the next start
+//
+// RunCoordinator() is the daemon's whole life, wired with the real
+// implementations; tests build a CoordinatorServer with their own.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+
+#include "common/base/clock.h"
+#include "common/base/filesystem.h"
+#include "common/xapi/curl_util.h"
+#include "common/xapi/xenapi_client.h"
+#include "coordinator/run_journal.h"
+
+namespace vmb::coordinator {
+
+class CoordinatorServer {
+ public:
+  struct Options {
+    // Not owned; must outlive the server.
+    XenApiClient* xapi = nullptr;  // the pool master; logged in by the server
+    Filesystem* fs = nullptr;
+    Clock* clock = nullptr;
+    RunJournal* journal = nullptr;
+
+    std::string listen = "127.0.0.1:0";  // HOST:PORT; port 0: any free one
+    absl::Duration heartbeat_interval = absl::Seconds(5);
+    // How often the XAPI session is checked (and renewed when XAPI forgot
+    // it).
+    absl::Duration session_check = absl::Seconds(30);
+    TlsOptions tls;           // toward XAPI
+    std::string server_name;  // status.log's host column
+    absl::Duration snapshot_destroy_timeout = absl::Minutes(2);
+    absl::TimeZone time_zone = absl::LocalTimeZone();
+  };
+
+  // Resumes the journal's unfinished runs, then listens. Errors:
+  // INVALID_ARGUMENT for a bad listen address, UNAVAILABLE when it cannot be
+  // bound, the journal's.
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
+      const Options& options);
+
+  virtual ~CoordinatorServer() = default;
+  virtual int port() const = 0;
+  // Stops listening (held agent calls are answered first), lets go of the
+  // runs under way (left to resume) and joins every thread. Idempotent.
+  virtual void Stop() = 0;
+};
+
+struct CoordinatorOptions {
+  std::string listen = "127.0.0.1:7441";
+  std::string xapi_url;
+  std::string user = "root";
+  std::string password_file;
+  std::string state_dir;
+  absl::Duration heartbeat_interval = absl::Seconds(5);
+  bool plaintext = false;
+  TlsOptions tls;
+  std::string tls_pins_file;  // loaded (with TOFU when asked) at start
+  bool tls_pins_tofu = false;
+  std::string tls_fingerprint;  // the master's pin
+  absl::Duration snapshot_destroy_timeout = absl::Minutes(2);
+};
+
+// The daemon: reads the password file, opens the journal under state_dir,
+// starts the server and returns after `stop` is notified (SIGTERM).
+// Errors: what keeps it from starting, each naming the flag or file.
+absl::Status RunCoordinator(const CoordinatorOptions& options,
+                            const absl::Notification& stop);
+
+}  // namespace vmb::coordinator
