@@ -148,7 +148,7 @@ class AgentDaemonTest : public ::testing::Test {
     EXPECT_TRUE(ref.ok()) << ref.status();
     absl::StatusOr<VmRecord> vm = client_->GetVm(ref.value_or(""));
     EXPECT_TRUE(vm.ok()) << vm.status();
-    spec.set_job_id(absl::StrCat("run1/", vm_name));
+    spec.set_job_id(absl::StrCat("run1.", vm_name));
     spec.set_run_id("run1");
     spec.set_attempt(1);
     spec.set_fencing_token(token);
@@ -575,7 +575,7 @@ TEST_F(AgentDaemonTest, TrustsXapiAsTheJobsTlsSettingsSay) {
   ASSERT_TRUE(absl::StartsWith(spec.master_url(), "https://"));
   // A pin that is not the host's certificate: refused.
   v1::JobSpec wrong = spec;
-  wrong.set_job_id("run1/wrong-pin");
+  wrong.set_job_id("run1.wrong-pin");
   for (const auto& [ref, host] : hosts_) {
     v1::HostPin* pin = wrong.mutable_tls()->add_pins();
     pin->set_key(host.uuid);
@@ -625,12 +625,12 @@ TEST_F(AgentDaemonTest, TrustsXapiAsTheJobsTlsSettingsSay) {
 TEST_F(AgentDaemonTest, RefusesAJobWithAMalformedPinOrTimeZone) {
   StartDaemon();
   v1::JobSpec bad_pin = Spec("DEV-RH7", "xcp-host1");
-  bad_pin.set_job_id("run1/bad-pin");
+  bad_pin.set_job_id("run1.bad-pin");
   v1::HostPin* pin = bad_pin.mutable_tls()->add_pins();
   pin->set_key(bad_pin.host_uuid());
   pin->set_sha256("not a fingerprint");
   v1::JobSpec bad_zone = Spec("DEV-RH7", "xcp-host1");
-  bad_zone.set_job_id("run1/bad-zone");
+  bad_zone.set_job_id("run1.bad-zone");
   bad_zone.set_time_zone("Mars/Olympus_Mons");
   coordinator_.Push(Start({bad_pin, bad_zone}));
   for (const v1::JobSpec* spec : {&bad_pin, &bad_zone}) {
@@ -779,10 +779,10 @@ TEST_F(AgentDaemonTest, ARestartCleansUpAfterTheJobsAnEarlierProcessLeft) {
   const std::string own = JoinPath(share_, "a", "backup-2026-01-01-(00:00:00)");
   const std::string taken =
       JoinPath(share_, "b", "backup-2026-01-01-(00:00:00)");
-  leave("run0/a", v1::JOB_PHASE_EXPORT, own, kToken);
-  leave("run0/b", v1::JOB_PHASE_METADATA, taken, kToken + 1);
-  leave("run0/c", v1::JOB_PHASE_SUCCEEDED, "", 0);
-  leave("run0/d", v1::JOB_PHASE_QUEUED, "", 0);
+  leave("run0.a", v1::JOB_PHASE_EXPORT, own, kToken);
+  leave("run0.b", v1::JOB_PHASE_METADATA, taken, kToken + 1);
+  leave("run0.c", v1::JOB_PHASE_SUCCEEDED, "", 0);
+  leave("run0.d", v1::JOB_PHASE_QUEUED, "", 0);
 
   StartDaemon();
   std::optional<v1::AgentState> first =
@@ -790,30 +790,30 @@ TEST_F(AgentDaemonTest, ARestartCleansUpAfterTheJobsAnEarlierProcessLeft) {
   ASSERT_TRUE(first.has_value());
   ASSERT_EQ(first->jobs_size(), 4) << first->DebugString();
 
-  const v1::JobStatus* a = FindJob(*first, "run0/a");
+  const v1::JobStatus* a = FindJob(*first, "run0.a");
   ASSERT_NE(a, nullptr);
   EXPECT_EQ(a->phase(), v1::JOB_PHASE_FAILED);
   EXPECT_EQ(a->error_step(), "agent restart");
   EXPECT_EQ(a->status_token(), "AGENT-RESTART");
   EXPECT_THAT(a->error_message(), HasSubstr("phase EXPORT"));
   EXPECT_THAT(a->error_message(), HasSubstr("was removed"));
-  EXPECT_EQ(a->snapshot_uuid(), "snapshot-run0/a");  // for the coordinator
+  EXPECT_EQ(a->snapshot_uuid(), "snapshot-run0.a");  // for the coordinator
   EXPECT_EQ(a->agent_id(), kAgentId);
   EXPECT_NE(a->finished_unix_ms(), 0u);
   EXPECT_TRUE(absl::IsNotFound(fs_.Stat(own).status()));
 
-  const v1::JobStatus* b = FindJob(*first, "run0/b");
+  const v1::JobStatus* b = FindJob(*first, "run0.b");
   ASSERT_NE(b, nullptr);
   EXPECT_EQ(b->phase(), v1::JOB_PHASE_FAILED);
   EXPECT_EQ(b->status_token(), "AGENT-RESTART");
   EXPECT_THAT(b->error_message(), HasSubstr("another attempt"));
   EXPECT_OK(fs_.Stat(JoinPath(taken, "vm.xva")).status());
 
-  const v1::JobStatus* c = FindJob(*first, "run0/c");
+  const v1::JobStatus* c = FindJob(*first, "run0.c");
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->phase(), v1::JOB_PHASE_SUCCEEDED);
 
-  const v1::JobStatus* d = FindJob(*first, "run0/d");
+  const v1::JobStatus* d = FindJob(*first, "run0.d");
   ASSERT_NE(d, nullptr);
   EXPECT_EQ(d->status_token(), "AGENT-RESTART");
   EXPECT_THAT(d->error_message(), HasSubstr("no backup folder"));
@@ -826,8 +826,8 @@ TEST_F(AgentDaemonTest, ARestartCleansUpAfterTheJobsAnEarlierProcessLeft) {
   std::optional<v1::AgentState> second =
       coordinator_.WaitFor([](const v1::AgentState&) { return true; }, restart);
   ASSERT_TRUE(second.has_value());
-  ASSERT_NE(FindJob(*second, "run0/a"), nullptr);
-  EXPECT_EQ(FindJob(*second, "run0/a")->error_message(), a->error_message());
+  ASSERT_NE(FindJob(*second, "run0.a"), nullptr);
+  EXPECT_EQ(FindJob(*second, "run0.a")->error_message(), a->error_message());
   EXPECT_OK(fs_.Stat(JoinPath(taken, "vm.xva")).status());
 }
 

@@ -242,7 +242,7 @@ TEST(AgentProcessTest, RunsTheCoordinatorsJobAndStopsOnSigterm) {
   const std::string share = dir + "/share";
   ASSERT_OK(PosixFilesystem::Get()->CreateDir(share));
   v1::JobSpec spec;
-  spec.set_job_id("run1/DEV-RH7");
+  spec.set_job_id("run1.DEV-RH7");
   spec.set_run_id("run1");
   spec.set_attempt(1);
   spec.set_fencing_token(3);
