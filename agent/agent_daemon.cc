@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 
+#include "common/backup/attempt_file.h"
 #include "common/backup/backup_layout.h"
 #include "common/base/logging.h"
 #include "common/base/status_macros.h"
@@ -52,10 +53,6 @@ struct AgentDaemon::Endpoint {
 
 namespace {
 
-// The attempt file a job writes first into its new backup folder
-// (common.proto, AttemptFile).
-constexpr absl::string_view kAttemptFileName = ".vmbackup-attempt";
-constexpr uint64_t kMaxAttemptFileBytes = 4096;
 constexpr absl::Duration kMaxPause = absl::Minutes(1);
 
 bool IsTerminal(JobPhase phase) {
@@ -271,32 +268,32 @@ std::string AgentDaemon::CleanUpLeftover(const JobSpec& spec,
     return absl::StrCat("its backup folder ", folder,
                         " was left: it holds a success marker");
   }
-  absl::StatusOr<std::string> text = fs.ReadFile(
-      JoinPath(folder, std::string(kAttemptFileName)), kMaxAttemptFileBytes);
-  if (absl::IsNotFound(text.status())) {
+  absl::StatusOr<v1::AttemptFile> attempt = ReadAttemptFile(fs, folder);
+  if (absl::IsNotFound(attempt.status())) {
     return absl::StrCat("its backup folder ", folder,
                         " was left: it has no attempt file, so it cannot be "
                         "proved to be this job's");
   }
-  v1::AttemptFile attempt;
-  if (!text.ok() || !ParseTextFormat(*text, &attempt)) {
+  if (!attempt.ok()) {
     return absl::StrCat("its backup folder ", folder,
-                        " was left: its attempt file cannot be read");
+                        " was left: its attempt file cannot be read (",
+                        attempt.status().message(), ")");
   }
-  if (attempt.job_id() != spec.job_id() ||
-      attempt.fencing_token() != spec.fencing_token()) {
+  if (attempt->job_id() != spec.job_id() ||
+      attempt->fencing_token() != spec.fencing_token()) {
     return absl::StrCat("its backup folder ", folder,
                         " was left: its attempt file names another attempt "
                         "(fencing token ",
-                        attempt.fencing_token(), ")");
+                        attempt->fencing_token(), ")");
   }
   if (absl::Status s = fs.RemoveTree(folder); !s.ok()) {
     return absl::StrCat("its unfinished backup folder ", folder,
                         " could not be removed: ", s.message());
   }
   if (absl::Status s = fs.SyncDir(Dirname(folder)); !s.ok()) {
-    // The folder is gone; whether its removal survives a crash is all that
-    // is in doubt, and the next start would remove it again.
+    // The folder is gone; only whether that survives a crash is in doubt,
+    // and the next backup of the VM removes an older attempt's unfinished
+    // folder anyway (docs/backup.md).
     VMB_LOG(WARNING) << "syncing " << EscapeForLog(Dirname(folder)) << ": "
                      << s;
   }
@@ -682,10 +679,14 @@ void AgentDaemon::OnProgress(Job* job, const JobStatus& status) {
   {
     absl::MutexLock lock(&mu_);
     phase_changed = job->status.phase() != stamped.phase();
-    job->status = stamped;
-    changed_ = true;
   }
+  // A new phase is on disk before it is reported, so that a restarted agent
+  // never knows less than the coordinator. Only this thread writes a running
+  // job's status.
   if (phase_changed) Persist(stamped);
+  absl::MutexLock lock(&mu_);
+  job->status = std::move(stamped);
+  changed_ = true;
 }
 
 absl::Status AgentDaemon::CommitGate(Job* job) {

@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 
 #include "agent/agent_runner.h"
+#include "common/base/flag_names.h"
 #include "common/xapi/curl_util.h"
 #include "common/xapi/xmlrpc_codec.h"
 
@@ -50,13 +51,14 @@ namespace {
 bool parsing_flags = true;
 bool help = false;
 
-// Parses the flags (dashed or underscored); returns the other arguments.
+// Parses the flags (spelled with hyphens, or underscores, on the command
+// line and in flagfiles); returns the other arguments.
 std::vector<std::string> ParseFlags(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "vmbackup-agent --coordinator HOST:PORT --plaintext --state-dir DIR "
       "[--max-jobs N] ...\nThe vmbackup agent: runs the coordinator's backup "
-      "jobs on this pool member. Flags are spelled with dashes or "
-      "underscores; --flagfile=FILE reads them (underscores) from a file.");
+      "jobs on this pool member. --flagfile=FILE reads flags from a file, "
+      "one a line.");
   absl::FlagsUsageConfig usage;  // --help lists this file's flags
   usage.contains_help_flags = [](absl::string_view file) {
     return absl::EndsWith(file, "agent_main.cc");
@@ -67,10 +69,14 @@ std::vector<std::string> ParseFlags(int argc, char** argv) {
     std::cout.flush();
     _exit(help ? 0 : 2);
   });
-  std::vector<std::string> args =
-      vmb::agent::FlagArgsWithUnderscores(argc, argv);
+  absl::StatusOr<std::vector<std::string>> args =
+      vmb::NormaliseFlagNames(std::vector<std::string>(argv, argv + argc));
+  if (!args.ok()) {
+    std::cerr << "vmbackup-agent: " << args.status().message() << "\n";
+    std::exit(2);
+  }
   std::vector<char*> arg_ptrs;
-  for (std::string& arg : args) {
+  for (std::string& arg : *args) {
     help = help || absl::StartsWith(arg, "--help") || arg == "--version";
     arg_ptrs.push_back(arg.data());
   }

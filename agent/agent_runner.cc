@@ -212,25 +212,6 @@ absl::StatusOr<AgentOptions> ResolveAgentOptions(AgentOptions options) {
   return options;
 }
 
-std::vector<std::string> FlagArgsWithUnderscores(int argc, char** argv) {
-  std::vector<std::string> args;
-  args.reserve(static_cast<size_t>(argc));
-  bool flags_end = false;
-  for (int i = 0; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--") flags_end = true;
-    const size_t name = arg.find_first_not_of('-');
-    if (i > 0 && !flags_end && (name == 1 || name == 2)) {
-      const size_t end = std::min(arg.find('='), arg.size());
-      for (size_t j = name; j < end; ++j) {
-        if (arg[j] == '-') arg[j] = '_';
-      }
-    }
-    args.push_back(std::move(arg));
-  }
-  return args;
-}
-
 absl::Status RunAgent(const AgentOptions& options) {
   absl::Notification stop;  // outlives the watcher, which references it
   VMB_ASSIGN_OR_RETURN(

@@ -6,7 +6,7 @@
 // docs/operations.md, "The agent", is the manual).
 
 #include <string>
-#include <vector>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -59,10 +59,5 @@ absl::StatusOr<std::pair<std::string, int>> SplitHostPort(
 // Errors: the state folder cannot be made, read or locked (UNAVAILABLE when
 // another agent holds it); the daemon's Start errors.
 absl::Status RunAgent(const AgentOptions& options);
-
-// argv with every "--flag-name" spelled "--flag_name" (up to '='), so that
-// the flags can be written as the documentation does; absl flags have
-// underscores. Arguments after "--" are left alone.
-std::vector<std::string> FlagArgsWithUnderscores(int argc, char** argv);
 
 }  // namespace vmb::agent

@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 
 #include "agent/job_store.h"
+#include "common/backup/attempt_file.h"
 #include "common/backup/backup_layout.h"
 #include "common/base/logging.h"
 #include "common/xapi/curl_util.h"
@@ -770,9 +771,7 @@ TEST_F(AgentDaemonTest, ARestartCleansUpAfterTheJobsAnEarlierProcessLeft) {
       attempt.set_job_id(id);
       attempt.set_attempt(1);
       attempt.set_fencing_token(folder_token);
-      std::string text;
-      ASSERT_TRUE(google::protobuf::TextFormat::PrintToString(attempt, &text));
-      ASSERT_OK(WriteNewFile(fs_, JoinPath(folder, ".vmbackup-attempt"), text));
+      ASSERT_OK(WriteAttemptFile(fs_, folder, attempt));
     }
     ASSERT_OK(store.Add(spec, status));
   };

@@ -183,25 +183,5 @@ TEST_F(ResolveAgentOptionsTest, AHostUuidNeedsTheFlagOrTheInventory) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--host-uuid")));
 }
 
-TEST(FlagArgsWithUnderscoresTest, RewritesFlagNamesOnly) {
-  std::vector<std::string> in = {"vmbackup-agent",
-                                 "--state-dir=/var/lib/a-b",
-                                 "--max-jobs",
-                                 "3",
-                                 "-host-uuid",
-                                 "x",
-                                 "--commit_wait=1m",
-                                 "---odd-name",
-                                 "--",
-                                 "--not-a-flag"};
-  std::vector<char*> argv;
-  for (std::string& s : in) argv.push_back(s.data());
-  EXPECT_THAT(
-      FlagArgsWithUnderscores(static_cast<int>(argv.size()), argv.data()),
-      ElementsAre("vmbackup-agent", "--state_dir=/var/lib/a-b", "--max_jobs",
-                  "3", "-host_uuid", "x", "--commit_wait=1m", "---odd-name",
-                  "--", "--not-a-flag"));
-}
-
 }  // namespace
 }  // namespace vmb::agent

@@ -121,11 +121,15 @@ TEST(AgentProcessTest, ReadsAFlagfile) {
   std::ofstream(flagfile) << "# the agent of xen1\n"
                           << "--coordinator=192.0.2.10:7443\n"
                           << "--plaintext\n"
-                          << "--state_dir=" << dir << "/state\n"
+                          << "--state-dir=" << dir << "/state\n"
                           << "--host_uuid=" << kUuid << "\n";
   const CommandResult result = RunCommand({Agent(), "--flagfile=" + flagfile});
   EXPECT_EQ(result.exit_code, 2) << result.output;
   EXPECT_THAT(result.output, HasSubstr("192.0.2.10:7443"));
+  const CommandResult missing =
+      RunCommand({Agent(), "--flagfile=" + dir + "/missing.flags"});
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  EXPECT_THAT(missing.output, HasSubstr("--flagfile"));
 }
 
 // The coordinator's side: answers the first call with `first`, every later
@@ -228,93 +232,160 @@ TEST(AgentProcessTest, TwoAgentsCannotShareAStateFolder) {
       << testing::ReadFileToString(dir + "/first.log").value_or("");
 }
 
-TEST(AgentProcessTest, RunsTheCoordinatorsJobAndStopsOnSigterm) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SimProcess> sim, SimProcess::Start());
-  std::unique_ptr<XmlRpcXenApiClient> client = sim->NewClient();
-  ASSERT_OK(client->Login());
-  ASSERT_OK_AND_ASSIGN(std::string session, client->SessionRef());
-  ASSERT_OK_AND_ASSIGN(RecordMap<HostRecord> hosts, client->GetAllHosts());
-  ASSERT_OK_AND_ASSIGN(std::string vm_ref,
-                       testing::VmRefByName(*client, "DEV-RH7"));
-  ASSERT_OK_AND_ASSIGN(VmRecord vm, client->GetVm(vm_ref));
-
-  const std::string dir = testing::MakeTempDir("agent-life");
-  const std::string share = dir + "/share";
-  ASSERT_OK(PosixFilesystem::Get()->CreateDir(share));
-  v1::JobSpec spec;
-  spec.set_job_id("run1.DEV-RH7");
-  spec.set_run_id("run1");
-  spec.set_attempt(1);
-  spec.set_fencing_token(3);
-  spec.set_vm_uuid(vm.uuid);
-  spec.set_vm_name("DEV-RH7");
-  spec.set_kind(v1::EXPORT_KIND_VM);
-  spec.set_backup_dir(share);
-  spec.set_vm_folder("DEV-RH7");
-  spec.set_max_backups(2);
-  spec.set_stall_timeout_ms(120000);
-  spec.set_share_id("share1");
-  spec.set_master_url(sim->master_url());
-  spec.set_data_url(sim->host_url("xcp-host1"));
-  for (const auto& [ref, host] : hosts) {
-    if (host.name_label == "xcp-host1") spec.set_host_uuid(host.uuid);
-    v1::PoolHost* pool_host = spec.add_pool_hosts();
-    pool_host->set_uuid(host.uuid);
-    pool_host->set_address(host.address);
-    pool_host->set_hostname(host.hostname);
-    pool_host->set_name_label(host.name_label);
+// A pool (xapi-sim), a share, a job for DEV-RH7 on xcp-host1, and a fake
+// coordinator on loopback that hands it out.
+class AgentLifeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(sim_, SimProcess::Start());
+    client_ = sim_->NewClient();
+    ASSERT_OK(client_->Login());
+    ASSERT_OK_AND_ASSIGN(session_, client_->SessionRef());
+    ASSERT_OK_AND_ASSIGN(RecordMap<HostRecord> hosts, client_->GetAllHosts());
+    ASSERT_OK_AND_ASSIGN(std::string vm_ref,
+                         testing::VmRefByName(*client_, "DEV-RH7"));
+    ASSERT_OK_AND_ASSIGN(VmRecord vm, client_->GetVm(vm_ref));
+    dir_ = testing::MakeTempDir("agent-life");
+    share_ = dir_ + "/share";
+    state_dir_ = dir_ + "/state";
+    ASSERT_OK(PosixFilesystem::Get()->CreateDir(share_));
+    spec_.set_job_id("run1.DEV-RH7");
+    spec_.set_run_id("run1");
+    spec_.set_attempt(1);
+    spec_.set_fencing_token(3);
+    spec_.set_vm_uuid(vm.uuid);
+    spec_.set_vm_name("DEV-RH7");
+    spec_.set_kind(v1::EXPORT_KIND_VM);
+    spec_.set_backup_dir(share_);
+    spec_.set_vm_folder("DEV-RH7");
+    spec_.set_max_backups(2);
+    spec_.set_stall_timeout_ms(120000);
+    spec_.set_share_id("share1");
+    spec_.set_master_url(sim_->master_url());
+    spec_.set_data_url(sim_->host_url("xcp-host1"));
+    for (const auto& [ref, host] : hosts) {
+      if (host.name_label == "xcp-host1") spec_.set_host_uuid(host.uuid);
+      v1::PoolHost* pool_host = spec_.add_pool_hosts();
+      pool_host->set_uuid(host.uuid);
+      pool_host->set_address(host.address);
+      pool_host->set_hostname(host.hostname);
+      pool_host->set_name_label(host.name_label);
+    }
   }
-  v1::DesiredState idle;
-  idle.set_session_ref(session);
-  idle.set_next_sync_after_ms(100);
-  idle.set_coordinator_instance_id("c1");
-  v1::DesiredState first = idle;
-  *first.add_start() = spec;
-  v1::CommitGrant* grant = first.add_commit_grants();
-  grant->set_job_id(spec.job_id());
-  grant->set_fencing_token(spec.fencing_token());
+  void TearDown() override {
+    if (server_ != nullptr)
+      server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  }
 
-  FakeCoordinator coordinator(first, idle);
-  int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                           &port);
-  builder.RegisterService(&coordinator);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
-  ASSERT_GT(port, 0);
+  // The coordinator answers the first call with the job (and its grant,
+  // when `grant`), every later one with nothing new.
+  void StartCoordinator(bool grant) {
+    v1::DesiredState idle;
+    idle.set_session_ref(session_);
+    idle.set_next_sync_after_ms(100);
+    idle.set_coordinator_instance_id("c1");
+    v1::DesiredState first = idle;
+    *first.add_start() = spec_;
+    if (grant) {
+      v1::CommitGrant* g = first.add_commit_grants();
+      g->set_job_id(spec_.job_id());
+      g->set_fencing_token(spec_.fencing_token());
+    }
+    coordinator_ = std::make_unique<FakeCoordinator>(first, idle);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port_);
+    builder.RegisterService(coordinator_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_GT(port_, 0);
+  }
 
-  const std::string state_dir = dir + "/state";
-  const pid_t pid = testing::StartCommand(
-      {Agent(), absl::StrCat("--coordinator=127.0.0.1:", port), "--plaintext",
-       "--state-dir", state_dir, "--host-uuid", spec.host_uuid(),
-       "--agent-id=xen1", "--max-jobs=1"},
-      dir + "/agent.log");
+  pid_t StartAgent(const std::string& log_name) {
+    return testing::StartCommand(
+        {Agent(), absl::StrCat("--coordinator=127.0.0.1:", port_),
+         "--plaintext", "--state-dir", state_dir_, "--host-uuid",
+         spec_.host_uuid(), "--agent-id=xen1", "--max-jobs=1"},
+        JoinPath(dir_, log_name));
+  }
+  std::string Log(const std::string& log_name) {
+    return testing::ReadFileToString(JoinPath(dir_, log_name)).value_or("");
+  }
+
+  std::unique_ptr<SimProcess> sim_;
+  std::unique_ptr<XmlRpcXenApiClient> client_;
+  std::string session_;
+  std::string dir_, share_, state_dir_;
+  v1::JobSpec spec_;
+  std::unique_ptr<FakeCoordinator> coordinator_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+TEST_F(AgentLifeTest, RunsTheCoordinatorsJobAndStopsOnSigterm) {
+  StartCoordinator(/*grant=*/true);
+  const pid_t pid = StartAgent("agent.log");
   ASSERT_GT(pid, 0);
   std::optional<v1::AgentState> done =
-      coordinator.WaitForJob(spec.job_id(), v1::JOB_PHASE_SUCCEEDED);
+      coordinator_->WaitForJob(spec_.job_id(), v1::JOB_PHASE_SUCCEEDED);
   kill(pid, SIGTERM);
   const int exit_code = WaitForExit(pid);
-  absl::StatusOr<std::string> log =
-      testing::ReadFileToString(dir + "/agent.log");
-  ASSERT_TRUE(done.has_value()) << log.value_or("");
+  const std::string log = Log("agent.log");
+  ASSERT_TRUE(done.has_value()) << log;
   EXPECT_EQ(done->identity().agent_id(), "xen1");
-  EXPECT_EQ(done->identity().host_uuid(), spec.host_uuid());
+  EXPECT_EQ(done->identity().host_uuid(), spec_.host_uuid());
   EXPECT_EQ(done->max_concurrent_jobs(), 1u);
   EXPECT_EQ(done->coordinator_instance_id(), "c1");
-  EXPECT_EQ(exit_code, 0) << log.value_or("");
+  EXPECT_EQ(exit_code, 0) << log;
   // The session is a secret: never in the log.
-  EXPECT_THAT(log.value_or(""), ::testing::Not(HasSubstr(session)));
+  EXPECT_THAT(log, ::testing::Not(HasSubstr(session_)));
 
   absl::StatusOr<std::vector<BackupEntry>> backups =
-      ListBackups(*PosixFilesystem::Get(), share + "/DEV-RH7");
+      ListBackups(*PosixFilesystem::Get(), share_ + "/DEV-RH7");
   ASSERT_OK(backups.status());
   ASSERT_EQ(backups->size(), 1u);
   EXPECT_TRUE((*backups)[0].committed);
   struct stat st;
-  ASSERT_EQ(stat(state_dir.c_str(), &st), 0);
+  ASSERT_EQ(stat(state_dir_.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
-  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+}
+
+TEST_F(AgentLifeTest, AKilledAgentCleansUpAfterItsJobAtTheNextStart) {
+  ASSERT_OK(sim_->AddFault(R"({"kind":"STALL","call":"/export","vm":"DEV-RH7",)"
+                           R"("after_bytes":"1048576","delay_ms":0})"));
+  StartCoordinator(/*grant=*/false);
+  const pid_t first = StartAgent("first.log");
+  ASSERT_GT(first, 0);
+  std::optional<v1::AgentState> exporting =
+      coordinator_->WaitForJob(spec_.job_id(), v1::JOB_PHASE_EXPORT);
+  kill(first, SIGKILL);
+  EXPECT_EQ(WaitForExit(first), 128 + SIGKILL);
+  ASSERT_TRUE(exporting.has_value()) << Log("first.log");
+  std::string folder;
+  for (const v1::JobStatus& job : exporting->jobs())
+    folder = job.backup_folder();
+  ASSERT_FALSE(folder.empty());
+  ASSERT_OK(PosixFilesystem::Get()->Stat(folder).status());  // left behind
+
+  // The next process finds the job unfinished, removes the folder its
+  // attempt file proves is the job's, and reports the job failed.
+  const pid_t second = StartAgent("second.log");
+  ASSERT_GT(second, 0);
+  std::optional<v1::AgentState> reported =
+      coordinator_->WaitForJob(spec_.job_id(), v1::JOB_PHASE_FAILED);
+  kill(second, SIGTERM);
+  EXPECT_EQ(WaitForExit(second), 0) << Log("second.log");
+  ASSERT_TRUE(reported.has_value()) << Log("second.log");
+  EXPECT_NE(reported->identity().instance_id(),
+            exporting->identity().instance_id());
+  ASSERT_EQ(reported->jobs_size(), 1);
+  const v1::JobStatus& job = reported->jobs(0);
+  EXPECT_EQ(job.status_token(), "AGENT-RESTART");
+  EXPECT_EQ(job.error_step(), "agent restart");
+  EXPECT_THAT(job.error_message(),
+              AllOf(HasSubstr("phase EXPORT"), HasSubstr("was removed")));
+  EXPECT_FALSE(job.snapshot_uuid().empty());  // for the coordinator to destroy
+  EXPECT_TRUE(absl::IsNotFound(PosixFilesystem::Get()->Stat(folder).status()));
 }
 
 }  // namespace
