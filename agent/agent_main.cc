@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+// vmbackup-agent: the agent daemon, one per pool member. It dials out to the
+// coordinator and never listens (docs/operations.md, "The agent").
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/time/time.h"
+
+#include "agent/agent_runner.h"
+#include "common/base/flag_names.h"
+#include "common/xapi/curl_util.h"
+#include "common/xapi/xmlrpc_codec.h"
+
+ABSL_FLAG(std::string, coordinator, "",
+          "HOST:PORT of the coordinator (required); with --plaintext only a "
+          "loopback address: 127.0.0.0/8, [::1] or localhost");
+ABSL_FLAG(bool, plaintext, false,
+          "Talk to the coordinator without TLS (required for now: mutual TLS "
+          "comes later); allowed only to a loopback --coordinator");
+ABSL_FLAG(std::string, state_dir, "",
+          "The agent's own folder (required; made with mode 0700 when "
+          "missing): the jobs it holds, so that a restart cleans up after "
+          "them");
+ABSL_FLAG(std::string, host_uuid, "",
+          "This pool member's host uuid (default: INSTALLATION_UUID in "
+          "/etc/xensource-inventory)");
+ABSL_FLAG(std::string, agent_id, "",
+          "The agent's stable id at the coordinator (default: the host uuid)");
+ABSL_FLAG(std::string, host_name, "",
+          "The name shown for this agent (default: the system's host name)");
+ABSL_FLAG(int, max_jobs, 2, "Backup jobs run at once, 1 to 64");
+ABSL_FLAG(absl::Duration, commit_wait, absl::Minutes(30),
+          "How long a verified backup waits for the coordinator's commit "
+          "grant before it fails (e.g. 30m)");
+
+namespace {
+
+// absl::ParseCommandLine exits with 1 on a flag it cannot parse (and after
+// --help); a usage error is exit status 2 here, which a service manager can
+// tell from a failure (systemd: RestartPreventExitStatus=2); --help is 0.
+bool parsing_flags = true;
+bool help = false;
+
+// Parses the flags (spelled with hyphens, or underscores, on the command
+// line and in flagfiles); returns the other arguments.
+std::vector<std::string> ParseFlags(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "vmbackup-agent --coordinator HOST:PORT --plaintext --state-dir DIR "
+      "[--max-jobs N] ...\nThe vmbackup agent: runs the coordinator's backup "
+      "jobs on this pool member. --flagfile=FILE reads flags from a file, "
+      "one a line.");
+  absl::FlagsUsageConfig usage;  // --help lists this file's flags
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "agent_main.cc");
+  };
+  absl::SetFlagsUsageConfig(usage);
+  std::atexit([] {
+    if (!parsing_flags) return;
+    std::cout.flush();
+    _exit(help ? 0 : 2);
+  });
+  absl::StatusOr<std::vector<std::string>> args =
+      vmb::NormaliseFlagNames(std::vector<std::string>(argv, argv + argc));
+  if (!args.ok()) {
+    std::cerr << "vmbackup-agent: " << args.status().message() << "\n";
+    std::exit(2);
+  }
+  std::vector<char*> arg_ptrs;
+  for (std::string& arg : *args) {
+    help = help || absl::StartsWith(arg, "--help") || arg == "--version";
+    arg_ptrs.push_back(arg.data());
+  }
+  const std::vector<char*> rest = absl::ParseCommandLine(
+      static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+  parsing_flags = false;
+  return std::vector<std::string>(rest.begin() + 1, rest.end());
+}
+
+vmb::agent::AgentOptions OptionsFromFlags() {
+  vmb::agent::AgentOptions options;
+  options.coordinator = absl::GetFlag(FLAGS_coordinator);
+  options.plaintext = absl::GetFlag(FLAGS_plaintext);
+  options.state_dir = absl::GetFlag(FLAGS_state_dir);
+  options.host_uuid = absl::GetFlag(FLAGS_host_uuid);
+  options.agent_id = absl::GetFlag(FLAGS_agent_id);
+  options.host_name = absl::GetFlag(FLAGS_host_name);
+  options.max_jobs = absl::GetFlag(FLAGS_max_jobs);
+  options.commit_wait = absl::GetFlag(FLAGS_commit_wait);
+  return options;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> rest = ParseFlags(argc, argv);
+  absl::StatusOr<vmb::agent::AgentOptions> options =
+      rest.empty()
+          ? vmb::agent::ResolveAgentOptions(OptionsFromFlags())
+          : absl::InvalidArgumentError("unexpected argument: " + rest.front());
+  if (!options.ok()) {
+    std::cerr << "vmbackup-agent: " << options.status().message() << "\n";
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  vmb::InitCurlGlobal();  // before any thread starts
+  vmb::InitXmlRpcCodec();
+  const absl::Status status = vmb::agent::RunAgent(*options);
+  if (!status.ok()) std::cerr << "vmbackup-agent: " << status << "\n";
+  return status.ok() ? 0 : 1;
+}
