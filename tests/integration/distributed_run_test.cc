@@ -1,0 +1,300 @@
+// SPDX-License-Identifier: Apache-2.0
+// The distributed run with real processes on loopback: xapi-sim, one
+// vmbackup-agent per simulated host, vmbackup-coordinator, and the vmbackup
+// CLI as the client.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+
+#include "common/backup/backup_layout.h"
+#include "common/base/filesystem.h"
+#include "coordinator/password_file.h"
+#include "proto/coordinator.pb.h"
+#include "tests/testing/backup_check.h"
+#include "tests/testing/sim_process.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_paths.h"
+
+namespace vmb {
+namespace {
+
+using ::testing::HasSubstr;
+using ::vmb::testing::CommandResult;
+using ::vmb::testing::SimProcess;
+
+constexpr absl::Duration kWait = absl::Seconds(90);
+
+class DistributedRunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<SimProcess>> sim = SimProcess::Start();
+    ASSERT_TRUE(sim.ok()) << sim.status();
+    sim_ = *std::move(sim);
+    client_ = sim_->NewClient();
+    ASSERT_OK(client_->Login());
+    dir_ = testing::MakeTempDir("dist");
+    backups_ = JoinPath(dir_, "backups");
+    ASSERT_OK(fs_.CreateDir(backups_));
+    ASSERT_OK(fs_.CreateDir(JoinPath(dir_, "log")));
+    password_file_ = JoinPath(dir_, "pw");
+    ASSERT_OK(coordinator::WritePasswordFile(password_file_, sim_->password()));
+    ASSERT_OK_AND_ASSIGN(sim::SimState state, sim_->State());
+    snapshots_before_ = state.snapshots();
+    ASSERT_OK_AND_ASSIGN(hosts_, client_->GetAllHosts());
+  }
+
+  void TearDown() override {
+    for (auto& [name, pid] : agents_) Stop(pid);
+    Stop(coordinator_);
+  }
+
+  static void Stop(pid_t pid) {
+    if (pid <= 0) return;
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+
+  void StartCoordinator() {
+    const std::string port_file = JoinPath(dir_, "port");
+    (void)fs_.RemoveFile(port_file);
+    coordinator_ = testing::StartCommand(
+        {testing::BinDir() + "/vmbackup-coordinator",
+         absl::StrCat("--listen=127.0.0.1:", port_ == 0 ? 0 : port_),
+         "--plaintext", "--xapi-url=" + sim_->master_url(),
+         "--password-file=" + password_file_,
+         "--state-dir=" + JoinPath(dir_, "coordinator"),
+         "--heartbeat-interval=1s", "--snapshot-destroy-timeout=5s",
+         "--port-file=" + port_file},
+        JoinPath(dir_, "coordinator.log"));
+    ASSERT_GT(coordinator_, 0);
+    const absl::Time until = absl::Now() + kWait;
+    while (absl::Now() < until) {
+      absl::StatusOr<std::string> text = fs_.ReadFile(port_file, 64);
+      int port = 0;
+      if (text.ok() &&
+          absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port)) {
+        port_ = port;
+        return;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    FAIL() << "the coordinator did not start: " << Log("coordinator.log");
+  }
+
+  std::string Address() const { return absl::StrCat("127.0.0.1:", port_); }
+
+  void StartAgent(const HostRecord& host) {
+    agents_[host.name_label] = testing::StartCommand(
+        {testing::BinDir() + "/vmbackup-agent", "--coordinator=" + Address(),
+         "--plaintext", "--host-uuid=" + host.uuid,
+         "--host-name=" + host.name_label,
+         "--state-dir=" + JoinPath(dir_, "agent-" + host.name_label),
+         "--max-jobs=2"},
+        JoinPath(dir_, "agent-" + host.name_label + ".log"));
+    ASSERT_GT(agents_[host.name_label], 0);
+  }
+
+  void StartAllAgents() {
+    for (const auto& [ref, host] : hosts_) StartAgent(host);
+    WaitForAgents();
+  }
+
+  // Until every agent is connected.
+  void WaitForAgents() {
+    const absl::Time until = absl::Now() + kWait;
+    while (absl::Now() < until) {
+      CommandResult r = Cli({"agents", "--json"});
+      v1::ListAgentsResponse agents;
+      if (r.exit_code == 0 &&
+          google::protobuf::util::JsonStringToMessage(r.output, &agents).ok()) {
+        size_t live = 0;
+        for (const v1::AgentInfo& a : agents.agents()) live += a.live();
+        if (live == hosts_.size()) return;
+      }
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    FAIL() << "agents did not connect";
+  }
+
+  std::string Log(const std::string& name) {
+    return fs_.ReadFile(JoinPath(dir_, name), 1 << 20).value_or("");
+  }
+
+  std::string Config(const std::string& lines) {
+    const std::string path = JoinPath(dir_, "run.cfg");
+    std::ofstream(path) << "backup_dir=" << backups_ << "\n"
+                        << "status_log=" << JoinPath(dir_, "log", "status.log")
+                        << "\n"
+                        << lines;
+    return path;
+  }
+
+  CommandResult Cli(std::vector<std::string> args) {
+    std::vector<std::string> argv = {testing::BinDir() + "/vmbackup"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.push_back("--coordinator=" + Address());
+    argv.push_back("--plaintext");
+    return testing::RunCommand(argv);
+  }
+
+  v1::RunSummary Status(const std::string& run_id = "") {
+    std::vector<std::string> args = {"status"};
+    if (!run_id.empty()) args.push_back(run_id);
+    args.push_back("--json");
+    CommandResult r = Cli(args);
+    v1::RunSummary s;
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.output, &s).ok())
+        << r.output;
+    return s;
+  }
+
+  void ExpectNoSnapshotsLeft() {
+    ASSERT_OK_AND_ASSIGN(sim::SimState state, sim_->State());
+    EXPECT_EQ(state.snapshots(), snapshots_before_);
+    EXPECT_EQ(state.pending_tasks(), 0u);
+  }
+
+  std::unique_ptr<SimProcess> sim_;
+  std::unique_ptr<XmlRpcXenApiClient> client_;
+  RecordMap<HostRecord> hosts_;
+  PosixFilesystem fs_;
+  std::string dir_, backups_, password_file_;
+  uint32_t snapshots_before_ = 0;
+  pid_t coordinator_ = -1;
+  int port_ = 0;
+  std::map<std::string, pid_t> agents_;
+};
+
+TEST_F(DistributedRunTest, EachVmIsExportedByTheAgentOfItsHost) {
+  StartCoordinator();
+  StartAllAgents();
+  const std::string config = Config(
+      "pool_db_backup=1\nmax_backups=3\nper_host_concurrency=2\n"
+      "vdi-export=PROD-win2012\nvdi-export=DEV-RH6\nvm-export=.*\n");
+  const CommandResult r = Cli({"run", config});
+  ASSERT_EQ(r.exit_code, 0) << r.output << Log("coordinator.log");
+  EXPECT_THAT(r.output, HasSubstr("VmBackup ended - Success - S:14 W:0 E:0"));
+  ExpectNoSnapshotsLeft();
+
+  const v1::RunSummary run = Status();
+  ASSERT_EQ(run.vms_size(), 14);
+  EXPECT_EQ(run.state(), v1::RUN_STATE_SUCCEEDED);
+  // Every VM: its host, bytes, duration and result; running VMs on the host
+  // they run on.
+  ASSERT_OK_AND_ASSIGN(RecordMap<VmRecord> vms, client_->GetAllVms());
+  std::map<std::string, int> exports_by_host;
+  for (const v1::VmOutcome& vm : run.vms()) {
+    SCOPED_TRACE(vm.vm_name());
+    EXPECT_EQ(vm.status().phase(), v1::JOB_PHASE_SUCCEEDED);
+    EXPECT_GT(vm.status().backup_bytes(), 0u);
+    EXPECT_GE(vm.status().finished_unix_ms(), vm.status().started_unix_ms());
+    EXPECT_FALSE(vm.status().agent_id().empty());
+    ASSERT_FALSE(vm.host_name().empty());
+    ++exports_by_host[vm.host_name()];
+    for (const auto& [ref, rec] : vms) {
+      if (rec.uuid != vm.vm_uuid() || rec.power_state != "Running") continue;
+      EXPECT_EQ(hosts_[rec.resident_on].name_label, vm.host_name());
+    }
+  }
+  // The simulator saw each export GET at the host that exported the VM, and
+  // none elsewhere.
+  for (const auto& [ref, host] : hosts_) {
+    ASSERT_OK_AND_ASSIGN(sim::RequestLog log, sim_->Requests(host.name_label));
+    int exports = 0;
+    for (const sim::RequestLogEntry& e : log.requests()) {
+      if (e.method() == "GET" && (absl::StartsWith(e.path(), "/export?") ||
+                                absl::StartsWith(e.path(), "/export_raw_vdi?")))
+        ++exports;
+    }
+    EXPECT_EQ(exports, exports_by_host[host.name_label]) << host.name_label;
+  }
+  // The data, checked from outside.
+  for (const v1::VmOutcome& vm : run.vms()) {
+    if (vm.kind() != v1::EXPORT_KIND_VM) continue;
+    absl::StatusOr<std::vector<BackupEntry>> b =
+        ListBackups(fs_, JoinPath(backups_, SanitizeVmName(vm.vm_name())));
+    ASSERT_TRUE(b.ok()) << vm.vm_name();
+    ASSERT_EQ(b->size(), 1u);
+    EXPECT_TRUE(b->back().committed);
+  }
+}
+
+TEST_F(DistributedRunTest, AKilledAgentIsDetectedItsSnapshotDestroyed) {
+  StartCoordinator();
+  StartAllAgents();
+  // A VM on xcp-host3's local storage, slowed so that the agent dies
+  // mid-export.
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind": "BANDWIDTH", "host": "xcp-host3", "bytes_per_second": 2000000})"));
+  const std::string config = Config("vm-export=DEV-local-build\n");
+  const absl::Time start = absl::Now();
+  pid_t cli =
+      testing::StartCommand({testing::BinDir() + "/vmbackup", "run", config,
+                             "--coordinator=" + Address(), "--plaintext"},
+                            JoinPath(dir_, "cli.log"));
+  // Mid-export: a partial XVA in an unfinished folder.
+  const std::string folder = JoinPath(backups_, "DEV-local-build");
+  bool exporting = false;
+  while (!exporting && absl::Now() - start < kWait) {
+    absl::StatusOr<std::vector<BackupEntry>> b = ListBackups(fs_, folder);
+    if (b.ok() && !b->empty()) {
+      absl::StatusOr<FileInfo> f =
+          fs_.Stat(JoinPath(folder, b->back().name, "DEV-local-build.xva"));
+      exporting = f.ok() && f->size > 1000000;
+    }
+    if (!exporting) absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(exporting) << Log("coordinator.log");
+  kill(agents_["xcp-host3"], SIGKILL);
+  waitpid(agents_["xcp-host3"], nullptr, 0);
+  agents_.erase("xcp-host3");
+  int status = 0;
+  ASSERT_EQ(waitpid(cli, &status, 0), cli);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << Log("cli.log");
+  const v1::RunSummary run = Status();
+  ASSERT_EQ(run.vms_size(), 1);
+  EXPECT_EQ(run.vms(0).status().status_token(), "AGENT-LOST")
+      << Log("coordinator.log");
+  // Detected within 3 heartbeat intervals (1 s) plus the time to clean up.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(60));
+  ExpectNoSnapshotsLeft();
+  absl::StatusOr<std::vector<BackupEntry>> b = ListBackups(fs_, folder);
+  ASSERT_TRUE(b.ok());
+  for (const BackupEntry& e : *b) EXPECT_FALSE(e.committed);
+  std::string status_log =
+      fs_.ReadFile(JoinPath(dir_, "log", "status.log"), 1 << 20).value_or("");
+  EXPECT_THAT(status_log, HasSubstr("AGENT-LOST"));
+
+  // Restarted, it cleans up its leftovers and the next run succeeds.
+  ASSERT_OK(sim_->ClearFaults());
+  for (const auto& [ref, host] : hosts_) {
+    if (host.name_label == "xcp-host3") StartAgent(host);
+  }
+  WaitForAgents();
+  const CommandResult again = Cli({"run", config});
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  b = ListBackups(fs_, folder);
+  ASSERT_TRUE(b.ok());
+  ASSERT_EQ(b->size(), 1u);
+  EXPECT_TRUE(b->back().committed);
+  ExpectNoSnapshotsLeft();
+}
+
+}  // namespace
+}  // namespace vmb
