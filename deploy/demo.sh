@@ -20,13 +20,16 @@ if command -v ccache >/dev/null 2>&1; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 fi
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
-cmake --build "$BUILD_DIR" -j"${JOBS:-2}" --target xapi-sim vmbackup
+cmake --build "$BUILD_DIR" -j"${JOBS:-2}" --target xapi-sim vmbackup vmbackup-coordinator vmbackup-agent
 
 rm -rf "$run_dir"
 mkdir -p "$run_dir"
 "$BUILD_DIR/bin/xapi-sim" --ready_file="$run_dir/ready.json" --port=0 >"$run_dir/xapi-sim.log" 2>&1 &
 sim_pid=$!
+daemon_pids=()
 stop() {
+  for pid in "${daemon_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${daemon_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   kill "$sim_pid" 2>/dev/null || true
   wait "$sim_pid" 2>/dev/null || true
 }
@@ -86,15 +89,62 @@ code=0
   preview || code=$?
 echo "(preview exit code $code: 0 valid, 1 valid with warnings, 2 invalid)"
 
-for run in 1 2; do
-  echo
-  echo "== run $run: vmbackup --xapi-url $master demo-run/VmBackup.pass demo-run/weekend.cfg"
-  echo
-  code=0
-  "$BUILD_DIR/bin/vmbackup" --xapi-url "$master" "$run_dir/VmBackup.pass" \
-    "$run_dir/weekend.cfg" 2>>"$run_dir/vmbackup-diagnostics.log" || code=$?
-  echo "(run exit code $code: 0 success, 1 warnings, 2 errors)"
+# The daemons: a coordinator, and one agent per pool member (each exports
+# the VMs of its own host). On a real pool they run under systemd
+# (docs/operations.md).
+"$BUILD_DIR/bin/vmbackup-coordinator" --listen=127.0.0.1:0 --plaintext \
+  --xapi-url="$master" --password-file="$run_dir/VmBackup.pass" \
+  --state-dir="$run_dir/coordinator" --port-file="$run_dir/coordinator.port" \
+  >"$run_dir/coordinator.log" 2>&1 &
+daemon_pids+=($!)
+for _ in $(seq 1 300); do
+  [ -s "$run_dir/coordinator.port" ] && break
+  sleep 0.1
 done
+[ -s "$run_dir/coordinator.port" ] || { echo "demo: the coordinator did not start:" >&2; cat "$run_dir/coordinator.log" >&2; exit 2; }
+coordinator="127.0.0.1:$(cat "$run_dir/coordinator.port")"
+export VMBACKUP_COORDINATOR="$coordinator"
+# Each host's uuid and name, asked with Python's own XML-RPC client.
+while read -r host_uuid host_name; do
+  "$BUILD_DIR/bin/vmbackup-agent" --coordinator="$coordinator" --plaintext \
+    --host-uuid="$host_uuid" --host-name="$host_name" \
+    --state-dir="$run_dir/agent-$host_name" >"$run_dir/agent-$host_name.log" 2>&1 &
+  daemon_pids+=($!)
+done < <(python3 -c '
+import sys, xmlrpc.client
+x = xmlrpc.client.ServerProxy(sys.argv[1])
+s = x.session.login_with_password("root", sys.argv[2], "1.2", "demo")["Value"]
+for ref, h in x.host.get_all_records(s)["Value"].items():
+    print(h["uuid"], h["name_label"])
+x.session.logout(s)' "$master" "$password")
+for _ in $(seq 1 300); do
+  live=$("$BUILD_DIR/bin/vmbackup" agents --json --plaintext 2>/dev/null | python3 -c '
+import json, sys
+print(sum(1 for a in json.load(sys.stdin).get("agents", []) if a.get("live")))' 2>/dev/null || echo 0)
+  [ "$live" = "$(( ${#daemon_pids[@]} - 1 ))" ] && break
+  sleep 0.1
+done
+
+echo
+echo "== run 1, distributed: vmbackup run demo-run/weekend.cfg --coordinator $coordinator --plaintext"
+echo
+code=0
+"$BUILD_DIR/bin/vmbackup" run "$run_dir/weekend.cfg" --plaintext || code=$?
+echo "(run exit code $code: 0 success, 1 warnings, 2 errors)"
+echo
+echo "== vmbackup agents"
+"$BUILD_DIR/bin/vmbackup" agents --plaintext || true
+echo
+echo "== vmbackup status (the run above)"
+"$BUILD_DIR/bin/vmbackup" status --plaintext || true
+
+echo
+echo "== run 2, the seed's cron form, in one process: vmbackup --xapi-url $master demo-run/VmBackup.pass demo-run/weekend.cfg"
+echo
+code=0
+"$BUILD_DIR/bin/vmbackup" --xapi-url "$master" "$run_dir/VmBackup.pass" \
+  "$run_dir/weekend.cfg" 2>>"$run_dir/vmbackup-diagnostics.log" || code=$?
+echo "(run exit code $code: 0 success, 1 warnings, 2 errors)"
 
 echo
 echo "== What is on the share (demo-backups/): VM folders and their backups"
