@@ -8,6 +8,7 @@
 
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -152,16 +154,24 @@ class DistributedRunTest : public ::testing::Test {
     return testing::RunCommand(argv);
   }
 
-  v1::RunSummary Status(const std::string& run_id = "") {
+  // `vmbackup status [RUN_ID] --json`; nothing when it fails (no run yet).
+  std::optional<v1::RunSummary> TryStatus(const std::string& run_id = "") {
     std::vector<std::string> args = {"status"};
     if (!run_id.empty()) args.push_back(run_id);
     args.push_back("--json");
     CommandResult r = Cli(args);
     v1::RunSummary s;
-    EXPECT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.output, &s).ok())
-        << r.output;
+    if (r.exit_code != 0 ||
+        !google::protobuf::util::JsonStringToMessage(r.output, &s).ok()) {
+      return std::nullopt;
+    }
     return s;
+  }
+
+  v1::RunSummary Status(const std::string& run_id = "") {
+    std::optional<v1::RunSummary> s = TryStatus(run_id);
+    EXPECT_TRUE(s.has_value()) << "vmbackup status failed";
+    return s.value_or(v1::RunSummary());
   }
 
   void ExpectNoSnapshotsLeft() {
@@ -218,8 +228,9 @@ TEST_F(DistributedRunTest, EachVmIsExportedByTheAgentOfItsHost) {
     ASSERT_OK_AND_ASSIGN(sim::RequestLog log, sim_->Requests(host.name_label));
     int exports = 0;
     for (const sim::RequestLogEntry& e : log.requests()) {
-      if (e.method() == "GET" && (absl::StartsWith(e.path(), "/export?") ||
-                                absl::StartsWith(e.path(), "/export_raw_vdi?")))
+      if (e.method() == "GET" &&
+          (absl::StartsWith(e.path(), "/export?") ||
+           absl::StartsWith(e.path(), "/export_raw_vdi?")))
         ++exports;
     }
     EXPECT_EQ(exports, exports_by_host[host.name_label]) << host.name_label;
@@ -293,6 +304,73 @@ TEST_F(DistributedRunTest, AKilledAgentIsDetectedItsSnapshotDestroyed) {
   ASSERT_TRUE(b.ok());
   ASSERT_EQ(b->size(), 1u);
   EXPECT_TRUE(b->back().committed);
+  ExpectNoSnapshotsLeft();
+}
+
+TEST_F(DistributedRunTest, ACoordinatorKilledMidRunResumesItOnce) {
+  StartCoordinator();
+  StartAllAgents();
+  // Slow hosts: the run is still exporting when the coordinator dies.
+  ASSERT_OK(
+      sim_->AddFault(R"({"kind": "BANDWIDTH", "bytes_per_second": 8000000})"));
+  const std::string config =
+      Config("per_host_concurrency=1\nvm-export=PROD-.*\nvm-export=DEV-.*\n");
+  pid_t cli =
+      testing::StartCommand({testing::BinDir() + "/vmbackup", "run", config,
+                             "--coordinator=" + Address(), "--plaintext"},
+                            JoinPath(dir_, "cli.log"));
+  // Until some VM is committed and some is not yet.
+  std::string run_id;
+  const absl::Time until = absl::Now() + kWait;
+  while (absl::Now() < until) {
+    const std::optional<v1::RunSummary> s = TryStatus();
+    int done = 0;
+    if (s.has_value()) {
+      run_id = s->run_id();
+      for (const v1::VmOutcome& vm : s->vms())
+        done += vm.status().phase() == v1::JOB_PHASE_SUCCEEDED;
+      if (done >= 1 && done < s->vms_size()) break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_FALSE(run_id.empty());
+  Stop(coordinator_);
+  coordinator_ = -1;
+  kill(cli, SIGKILL);
+  waitpid(cli, nullptr, 0);
+  StartCoordinator();  // the same port and journal
+
+  v1::RunSummary s;
+  while (absl::Now() < until + kWait) {
+    s = TryStatus(run_id).value_or(v1::RunSummary());
+    if (!s.run_id().empty() && s.state() != v1::RUN_STATE_RUNNING) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_EQ(s.state(), v1::RUN_STATE_SUCCEEDED) << Log("coordinator.log");
+  EXPECT_EQ(s.errors(), 0u);
+  EXPECT_THAT(s.summary_line(), HasSubstr("S:"));
+  // No VM was exported twice.
+  std::map<std::string, int> exports_by_host;
+  for (const v1::VmOutcome& vm : s.vms()) ++exports_by_host[vm.host_name()];
+  for (const auto& [ref, host] : hosts_) {
+    ASSERT_OK_AND_ASSIGN(sim::RequestLog log, sim_->Requests(host.name_label));
+    int exports = 0;
+    for (const sim::RequestLogEntry& e : log.requests())
+      exports += e.method() == "GET" && absl::StartsWith(e.path(), "/export?");
+    EXPECT_EQ(exports, exports_by_host[host.name_label]) << host.name_label;
+  }
+  // One summary in status.log: one begin, one end.
+  const std::string status_log =
+      fs_.ReadFile(JoinPath(dir_, "log", "status.log"), 1 << 20).value_or("");
+  int begins = 0, ends = 0;
+  for (absl::string_view line : absl::StrSplit(status_log, '\n')) {
+    begins += absl::StrContains(line, "vmbackup.py") &&
+              absl::EndsWith(line, ",begin");
+    ends += absl::StrContains(line, "vmbackup.py,") &&
+            absl::StrContains(line, ",end,");
+  }
+  EXPECT_EQ(begins, 1) << status_log;
+  EXPECT_EQ(ends, 1) << status_log;
   ExpectNoSnapshotsLeft();
 }
 
