@@ -28,20 +28,12 @@
 #include "common/base/status_macros.h"
 #include "common/base/status_util.h"
 #include "common/base/version.h"
+#include "common/xapi/xenapi_records.h"
 
 namespace vmb::agent {
 namespace {
 
 constexpr int kMaxJobsLimit = 64;
-
-bool IsUuid(absl::string_view text) {
-  if (text.size() != 36) return false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? text[i] != '-' : !absl::ascii_isxdigit(text[i])) return false;
-  }
-  return true;
-}
 
 // An id the coordinator keys agents by: printable, no spaces, bounded.
 bool IsAgentId(absl::string_view text) {

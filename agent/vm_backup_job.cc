@@ -91,19 +91,6 @@ absl::Status CheckId(absl::string_view field, absl::string_view id) {
   return absl::OkStatus();
 }
 
-// 8-4-4-4-12 hex digits, as XAPI writes them (either case).
-bool IsUuid(absl::string_view s) {
-  if (s.size() != 36) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-'
-             : !absl::ascii_isxdigit(static_cast<unsigned char>(s[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 // master_url, data_url: "" or http(s)://host[:port] and nothing else. The
 // value is never echoed: a URL may carry a password or a session.
 absl::Status CheckBaseUrl(absl::string_view field, absl::string_view url) {

@@ -78,18 +78,6 @@ std::string NewUuid() {
   return u;
 }
 
-bool LooksLikeUuid(absl::string_view s) {
-  if (s.size() != 36) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-'
-             : !absl::ascii_isxdigit(static_cast<unsigned char>(s[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 // The share's identity, which tags our snapshots: made once, kept in
 // backup_dir.
 absl::StatusOr<std::string> ShareId(Filesystem& fs,
@@ -99,7 +87,7 @@ absl::StatusOr<std::string> ShareId(Filesystem& fs,
     absl::StatusOr<std::string> text = fs.ReadFile(path, 4096);
     if (text.ok()) {
       const std::string id(absl::StripAsciiWhitespace(*text));
-      if (!LooksLikeUuid(id)) {
+      if (!IsUuid(id)) {
         return absl::FailedPreconditionError(absl::StrCat(
             path, " does not hold a share id; remove it to make a new one"));
       }

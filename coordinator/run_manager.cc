@@ -48,6 +48,17 @@ v1::VmOutcome OutcomeOf(const RunJob& job) {
   return o;
 }
 
+RunJob FromRecord(const RunJournal::JobRecord& j) {
+  RunJob job;
+  job.plan = j.plan;
+  job.spec = j.spec;
+  job.status = j.status;
+  job.warnings = j.warnings;
+  job.dispatched = j.dispatched;
+  job.recorded = j.recorded;
+  return job;
+}
+
 absl::StatusOr<BackupPolicy> PolicyOf(const v1::StartRunRequest& request) {
   if (request.config_text().empty()) {
     return absl::InvalidArgumentError(
@@ -369,13 +380,7 @@ absl::Status RunManager::ResumeUnfinished() {
       run->resume->share_id = record.share_id;
       run->resume->pool_dump_done = record.pool_dump_done;
       for (const RunJournal::JobRecord& j : *jobs) {
-        RunJob job;
-        job.plan = j.plan;
-        job.spec = j.spec;
-        job.status = j.status;
-        job.warnings = j.warnings;
-        job.dispatched = j.dispatched;
-        job.recorded = j.recorded;
+        RunJob job = FromRecord(j);
         if (job.dispatched && !Terminal(job.status.phase()))
           options_.hub->Expect(job.spec.job_id(), job.spec.fencing_token());
         run->job_index[job.spec.job_id()] = run->jobs.size();
@@ -505,15 +510,8 @@ absl::StatusOr<v1::RunSummary> RunManager::FromJournal(
   absl::StatusOr<std::vector<RunJournal::JobRecord>> jobs =
       options_.journal->Jobs(record->run_id);
   if (!jobs.ok()) return jobs.status();
-  for (const RunJournal::JobRecord& j : *jobs) {
-    RunJob job;
-    job.plan = j.plan;
-    job.spec = j.spec;
-    job.status = j.status;
-    job.warnings = j.warnings;
-    job.recorded = j.recorded;
-    view.jobs.push_back(std::move(job));
-  }
+  for (const RunJournal::JobRecord& j : *jobs)
+    view.jobs.push_back(FromRecord(j));
   v1::RunSummary s;
   {
     absl::MutexLock lock(&mu_);

@@ -478,4 +478,16 @@ absl::StatusOr<TaskRecord> ParseTaskRecord(const XmlRpcValue& v,
   return r;
 }
 
+bool IsUuid(absl::string_view s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-'
+             : !absl::ascii_isxdigit(static_cast<unsigned char>(s[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace vmb

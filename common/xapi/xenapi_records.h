@@ -201,6 +201,9 @@ struct TaskRecord {
 // Each parser reads one record (a struct) of its class; `ref` only names it in
 // errors. Errors: INVALID_ARGUMENT naming the class, ref and field when a
 // field present has the wrong type, or a required field (uuid) is missing.
+// 8-4-4-4-12 hex digits, as XAPI writes uuids (either case).
+bool IsUuid(absl::string_view s);
+
 absl::StatusOr<PoolRecord> ParsePoolRecord(const XmlRpcValue& v,
                                            absl::string_view ref);
 absl::StatusOr<HostRecord> ParseHostRecord(const XmlRpcValue& v,
