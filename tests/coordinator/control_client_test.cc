@@ -797,9 +797,6 @@ TEST(GrpcStatusTest, CodesAndMessagesRoundTrip) {
   }
   EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
   EXPECT_TRUE(FromGrpcStatus(grpc::Status::OK).ok());
-  EXPECT_EQ(FromGrpcStatus(grpc::Status(static_cast<grpc::StatusCode>(42), "x"))
-                .code(),
-            absl::StatusCode::kUnknown);
   EXPECT_EQ(ToGrpcStatus(absl::Status(static_cast<absl::StatusCode>(42), "x"))
                 .error_code(),
             grpc::StatusCode::UNKNOWN);
