@@ -365,9 +365,13 @@ void AgentDaemon::ConnectionLoop() {
                        << "; jobs go on, retrying";
       link = Link::kDown;
     }
-    const absl::Duration pause = backoff * absl::Uniform(bits, 0.5, 1.0);
-    backoff = std::min(backoff * 2, options_.max_backoff);
     absl::MutexLock lock(&mu_);
+    const absl::Duration pause = backoff * absl::Uniform(bits, 0.5, 1.0);
+    // A restarted coordinator gives its agents three heartbeat intervals to
+    // come back before it declares their jobs lost: retry at least once in
+    // each.
+    backoff =
+        std::min({backoff * 2, options_.max_backoff, heartbeat_interval_});
     mu_.AwaitWithDeadline(absl::Condition(stop), absl::Now() + pause);
   }
   // Stop(): the jobs have ended; tell the coordinator how, if it listens.

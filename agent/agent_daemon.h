@@ -113,7 +113,9 @@ class AgentDaemon {
     // this interval.
     absl::Duration min_sync_interval = absl::Milliseconds(200);
     // After a failed call: the first pause (jittered: half to all of it),
-    // doubled after each further failure up to `max_backoff`.
+    // doubled after each further failure up to `max_backoff` and the
+    // coordinator's heartbeat interval (so a restarted coordinator sees its
+    // agents again well within the three intervals it allows them).
     absl::Duration initial_backoff = absl::Milliseconds(200);
     absl::Duration max_backoff = absl::Seconds(5);
   };

@@ -30,11 +30,12 @@ std::shared_ptr<grpc::Channel> GrpcCoordinatorConnection::MakePlaintextChannel(
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5 * 60 * 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
-  // The agent's own backoff (200 ms doubling to 5 s) decides when to retry;
-  // the channel must not wait longer than that before it dials again.
+  // The agent's own backoff (200 ms doubling to the heartbeat interval)
+  // decides when to retry; the channel must not add a wait of its own, or a
+  // restarted coordinator would see its agents late and call their jobs lost.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
                                    args);
 }

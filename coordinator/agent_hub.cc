@@ -24,7 +24,11 @@ bool AgentHub::Terminal(const v1::JobStatus& s) {
 }
 
 AgentHub::AgentHub(Options options)
-    : options_(std::move(options)), started_(options_.clock->Now()) {}
+    : options_(std::move(options)),
+      started_(options_.clock->Now()),
+      window_end_(started_ + (options_.return_window > absl::ZeroDuration()
+                                  ? options_.return_window
+                                  : 3 * options_.heartbeat_interval)) {}
 
 AgentHub::~AgentHub() { Stop(); }
 
@@ -299,8 +303,9 @@ v1::JobStatus AgentHub::RunJob(
   expected_.erase(job_id);
   WakeLocked();
   uint64_t seen = 0;
-  // The job's host last had a live agent (or the job came) then.
-  absl::Time agent_seen = options_.clock->Now();
+  // The job came then: its host's agent has 3 heartbeat intervals from
+  // then, or from its last call, to take it.
+  const absl::Time came = options_.clock->Now();
   std::string agent_id;
   v1::JobStatus result;
   while (true) {
@@ -315,10 +320,15 @@ v1::JobStatus AgentHub::RunJob(
     Agent* agent = AgentOnHostLocked(spec.host_uuid());
     const bool held = agent != nullptr && agent->reported.count(job_id) > 0;
     if (held) agent_id = agent->identity.agent_id();
-    for (const auto& [id, a] : agents_) {  // the host's last contact
+    // The host's last contact; a host whose agent has not called since the
+    // coordinator started is waited for until the return window ends.
+    absl::Time agent_seen = absl::InfinitePast();
+    for (const auto& [id, a] : agents_) {
       if (a.identity.host_uuid() == spec.host_uuid())
         agent_seen = std::max(agent_seen, a.last_seen);
     }
+    agent_seen = std::max(
+        came, agent_seen == absl::InfinitePast() ? window_end_ : agent_seen);
     if (job.version != seen) {
       seen = job.version;
       v1::JobStatus st = job.status;
@@ -409,6 +419,14 @@ std::set<std::string> AgentHub::LiveHosts() const {
     if (agent.live) hosts.insert(agent.identity.host_uuid());
   }
   return hosts;
+}
+
+void AgentHub::WaitForReturningAgents() {
+  absl::MutexLock lock(&mu_);
+  while (!stopping_ && options_.clock->Now() < window_end_) {
+    // Wakes on every report; polls for a clock that moves on its own.
+    changed_.WaitWithTimeout(&mu_, absl::Milliseconds(100));
+  }
 }
 
 v1::AgentInfo AgentHub::InfoLocked(const Agent& agent) const {

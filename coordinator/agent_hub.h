@@ -54,6 +54,12 @@ class AgentHub {
     // ... and while it runs none (0: half the heartbeat interval).
     absl::Duration idle_hold = absl::ZeroDuration();
     std::string instance_id;  // this coordinator process
+    // After the hub starts, the agents of the coordinator's previous process
+    // get this long to call again (they retry at least once per heartbeat
+    // interval) before their hosts count as having no agent: a run plans
+    // after WaitForReturningAgents, and a job's host is lost no earlier than
+    // 3 heartbeat intervals after the window. Zero: 3 heartbeat intervals.
+    absl::Duration return_window = absl::ZeroDuration();
     // Journals a commit grant before it is handed out; an error refuses the
     // commit (the job is fenced). Called on RunJob's thread.
     std::function<absl::Status(const v1::JobSpec&)> journal_grant;
@@ -104,6 +110,9 @@ class AgentHub {
 
   // Uuids of the hosts with a live agent.
   std::set<std::string> LiveHosts() const;
+  // Blocks until the return window since Start has passed (or Stop): then
+  // LiveHosts has every agent that was running when the coordinator started.
+  void WaitForReturningAgents();
   std::vector<v1::AgentInfo> Agents() const;
 
  private:
@@ -145,6 +154,7 @@ class AgentHub {
 
   const Options options_;
   const absl::Time started_;
+  const absl::Time window_end_;  // started_ + the return window
   mutable absl::Mutex mu_;
   absl::CondVar changed_;  // a report, a lost agent, a stop: RunJob looks
   absl::CondVar tick_;     // the ticker: something to answer

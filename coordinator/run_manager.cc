@@ -316,7 +316,10 @@ void RunManager::Execute(LiveRun* run) {
   o.resume = run->resume.get();
   RunJournal* journal = options_.journal;
   o.next_fencing_token = [journal] { return journal->NextFencingToken(); };
-  o.agent_hosts = [hub] { return hub->LiveHosts(); };
+  o.agent_hosts = [hub] {
+    hub->WaitForReturningAgents();
+    return hub->LiveHosts();
+  };
   const BackupRunResult result = RunBackup(run->policy, o);
 
   std::vector<std::function<void()>> wake;
@@ -442,6 +445,7 @@ v1::PreviewReport RunManager::Preview(const v1::StartRunRequest& request) {
     report.set_error(std::string(policy.status().message()));
     return report;
   }
+  options_.hub->WaitForReturningAgents();
   const std::set<std::string> agents = options_.hub->LiveHosts();
   PreviewOptions o;
   o.agent_hosts = &agents;

@@ -714,6 +714,28 @@ TEST_F(AgentDaemonTest, KeepsJobsAndTheirResultsWhileTheCoordinatorIsAway) {
   daemon_.reset();  // its threads log into `sink`
 }
 
+TEST_F(AgentDaemonTest, RetriesAtLeastOncePerHeartbeatIntervalWhileAway) {
+  // A restarted coordinator declares an agent lost after three heartbeat
+  // intervals: the backoff must not outgrow one, whatever its own cap.
+  AgentDaemon::Options options = DaemonOptions(1);
+  options.max_backoff = absl::Minutes(1);
+  StartDaemon(std::move(options));
+  v1::DesiredState desired;
+  desired.set_heartbeat_interval_ms(100);
+  coordinator_.Push(desired);
+  ASSERT_TRUE(coordinator_.WaitForScriptDone().has_value());
+
+  coordinator_.SetFailure(absl::UnavailableError("connection refused"));
+  const size_t outage = coordinator_.call_count();
+  // Eight failed calls: uncapped, their pauses (at least half of 50 ms
+  // doubling) add up to more than 6 s; capped at 100 ms, to under 1 s.
+  EXPECT_TRUE(coordinator_
+                  .WaitFor([](const v1::AgentState&) { return true; },
+                           outage + 8, absl::Seconds(5))
+                  .has_value());
+  daemon_.reset();
+}
+
 TEST_F(AgentDaemonTest, StopCancelsRunningJobsAndReportsThemOnce) {
   ASSERT_OK(sim_->AddFault(R"({"kind":"STALL","call":"/export","vm":"DEV-RH7",)"
                            R"("after_bytes":"1048576","delay_ms":0})"));

@@ -237,6 +237,51 @@ TEST_F(AgentHubTest, AnAdoptedJobIsNotStartedAgain) {
   EXPECT_EQ(result.get().phase(), v1::JOB_PHASE_FAILED);
 }
 
+TEST_F(AgentHubTest, AnAgentReturningLateAfterARestartKeepsItsJob) {
+  // A restarted coordinator adopts a job whose agent is still backing off:
+  // the host is not given up 3 heartbeat intervals after the job came, but 3
+  // after the return window (3 intervals from the start) ends.
+  const v1::JobSpec spec = Spec("run/vm1", "host-1");
+  hub_->Expect(spec.job_id(), spec.fencing_token());
+  auto result = std::async(
+      std::launch::async, [&] { return hub_->RunJob(spec, nullptr, nullptr); });
+  clock_.Advance(absl::Seconds(20));
+  EXPECT_EQ(result.wait_for(std::chrono::seconds(1)),
+            std::future_status::timeout);
+  Sync("a1", "host-1", {Status(spec, v1::JOB_PHASE_EXPORT)});
+  Sync("a1", "host-1", {Status(spec, v1::JOB_PHASE_SUCCEEDED)});
+  EXPECT_EQ(result.get().phase(), v1::JOB_PHASE_SUCCEEDED);
+}
+
+TEST_F(AgentHubTest, AHostWhoseAgentNeverReturnsIsGivenUpAfterTheWindow) {
+  const v1::JobSpec spec = Spec("run/vm1", "host-1");
+  hub_->Expect(spec.job_id(), spec.fencing_token());
+  auto result = std::async(
+      std::launch::async, [&] { return hub_->RunJob(spec, nullptr, nullptr); });
+  // The job came at 0 s or later: given up after 30 s, not after 15 s.
+  const absl::Time start = clock_.Now();
+  const absl::Time until = absl::Now() + kWait;
+  while (result.wait_for(std::chrono::milliseconds(50)) !=
+             std::future_status::ready &&
+         absl::Now() < until) {
+    clock_.Advance(absl::Seconds(1));
+  }
+  EXPECT_EQ(result.get().status_token(), "NO-AGENT");
+  EXPECT_GT(clock_.Now() - start, absl::Seconds(30));
+}
+
+TEST_F(AgentHubTest, PlanningWaitsForTheAgentsOfAPreviousProcess) {
+  auto waited = std::async(std::launch::async, [&] {
+    hub_->WaitForReturningAgents();
+    return hub_->LiveHosts();
+  });
+  Sync("a1", "host-1", {});
+  EXPECT_EQ(waited.wait_for(std::chrono::milliseconds(500)),
+            std::future_status::timeout);
+  clock_.Advance(absl::Seconds(15));
+  EXPECT_THAT(waited.get(), ElementsAre("host-1"));
+}
+
 TEST_F(AgentHubTest, UnknownRunningJobsAreFencedAfterTheGracePeriod) {
   v1::JobSpec spec = Spec("old/vm1", "host-1", 3);
   clock_.Advance(absl::Seconds(16));  // past the start-up grace
