@@ -122,19 +122,10 @@ class StandaloneRunTest : public ::testing::Test {
 
   // SHA-256 of each disk of a VM, by userdevice.
   std::map<std::string, std::string> ExpectedDisks(const std::string& vm_name) {
-    std::map<std::string, std::string> out;
-    absl::StatusOr<std::string> ref = testing::VmRefByName(*client_, vm_name);
-    EXPECT_TRUE(ref.ok()) << vm_name;
-    absl::StatusOr<VmRecord> vm = client_->GetVm(ref.value_or(""));
-    if (!vm.ok()) return out;
-    for (const std::string& vbd_ref : vm->vbds) {
-      absl::StatusOr<VbdRecord> vbd = client_->GetVbd(vbd_ref);
-      if (!vbd.ok() || vbd->type != "Disk") continue;
-      absl::StatusOr<VdiRecord> vdi = client_->GetVdi(vbd->vdi);
-      absl::StatusOr<sim::VdiInfo> info = sim_->Vdi(vdi->uuid);
-      if (info.ok()) out[vbd->userdevice] = info->sha256();
-    }
-    return out;
+    absl::StatusOr<std::map<std::string, std::string>> disks =
+        sim_->VmDiskSha256s(*client_, vm_name);
+    EXPECT_TRUE(disks.ok()) << vm_name << ": " << disks.status();
+    return disks.value_or(std::map<std::string, std::string>());
   }
 
   // Checks one committed vm-export backup from outside: data equal to the

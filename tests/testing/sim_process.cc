@@ -284,6 +284,26 @@ absl::StatusOr<sim::VdiInfo> SimProcess::Vdi(const std::string& uuid) {
   return ParseJson<sim::VdiInfo>(Control("GET", "/sim/vdi?uuid=" + uuid, ""));
 }
 
+absl::StatusOr<std::map<std::string, std::string>> SimProcess::VmDiskSha256s(
+    XenApiClient& client, const std::string& vm_name) {
+  absl::StatusOr<std::string> ref = VmRefByName(client, vm_name);
+  if (!ref.ok()) return ref.status();
+  absl::StatusOr<VmRecord> vm = client.GetVm(*ref);
+  if (!vm.ok()) return vm.status();
+  std::map<std::string, std::string> out;
+  for (const std::string& vbd_ref : vm->vbds) {
+    absl::StatusOr<VbdRecord> vbd = client.GetVbd(vbd_ref);
+    if (!vbd.ok()) return vbd.status();
+    if (vbd->type != "Disk") continue;
+    absl::StatusOr<VdiRecord> vdi = client.GetVdi(vbd->vdi);
+    if (!vdi.ok()) return vdi.status();
+    absl::StatusOr<sim::VdiInfo> info = Vdi(vdi->uuid);
+    if (!info.ok()) return info.status();
+    out[vbd->userdevice] = info->sha256();
+  }
+  return out;
+}
+
 std::unique_ptr<XmlRpcXenApiClient> SimProcess::NewClient(
     const std::string& url, const std::string& password) const {
   XmlRpcXenApiClient::Options o;

@@ -72,6 +72,10 @@ class SimProcess {
   absl::StatusOr<sim::SimState> State();
   absl::StatusOr<sim::RequestLog> Requests(const std::string& host = "");
   absl::StatusOr<sim::VdiInfo> Vdi(const std::string& uuid);
+  // The SHA-256 of each disk of the VM called `vm_name` (not a template),
+  // by its VBD's userdevice: what an export of it must hold.
+  absl::StatusOr<std::map<std::string, std::string>> VmDiskSha256s(
+      XenApiClient& client, const std::string& vm_name);
 
   // A client for the pool (the master by default), not yet logged in.
   std::unique_ptr<XmlRpcXenApiClient> NewClient(
