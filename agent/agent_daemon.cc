@@ -202,6 +202,8 @@ void AgentDaemon::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stop_connection_ = true;
+    // The jobs' ends are the news; the last call reports them.
+    ChangedLocked(/*news=*/true);
   }
   if (connection_thread_.joinable()) connection_thread_.join();
   absl::MutexLock lock(&mu_);
@@ -335,10 +337,20 @@ void AgentDaemon::ConnectionLoop() {
       absl::MutexLock lock(&mu_);
       if (stop_connection_) break;
       changed_ = false;  // this call carries every change so far
+      in_call_ = true;   // ... and news from now on interrupts it
+      interrupted_ = false;
     }
     const absl::Time call_start = absl::Now();
+    const v1::AgentState state = BuildState();
     absl::StatusOr<v1::DesiredState> desired =
-        options_.connection->Synchronize(BuildState(), options_.sync_timeout);
+        options_.connection->Synchronize(state, options_.sync_timeout);
+    {
+      absl::MutexLock lock(&mu_);
+      in_call_ = false;
+      // Interrupted for news: the coordinator has the state sent (it may
+      // hold an answer for the next call); the next call goes now.
+      if (interrupted_ && absl::IsCancelled(desired.status())) continue;
+    }
     if (desired.ok()) {
       if (link != Link::kUp) {
         VMB_LOG(INFO) << "connected to the coordinator (instance \""
@@ -487,7 +499,7 @@ void AgentDaemon::FinishUnstarted(Job* job, JobStatus status) {
   absl::MutexLock lock(&mu_);
   job->status = std::move(status);
   job->state = Job::State::kFinished;
-  changed_ = true;
+  ChangedLocked(/*news=*/true);
 }
 
 void AgentDaemon::Cancel(const std::string& job_id) {
@@ -672,7 +684,7 @@ void AgentDaemon::RunJob(Job* job) {
   absl::MutexLock lock(&mu_);
   job->status = std::move(result);
   job->state = Job::State::kFinished;
-  changed_ = true;
+  ChangedLocked(/*news=*/true);
 }
 
 void AgentDaemon::OnProgress(Job* job, const JobStatus& status) {
@@ -690,7 +702,15 @@ void AgentDaemon::OnProgress(Job* job, const JobStatus& status) {
   if (phase_changed) Persist(stamped);
   absl::MutexLock lock(&mu_);
   job->status = std::move(stamped);
+  ChangedLocked(phase_changed);
+}
+
+void AgentDaemon::ChangedLocked(bool news) {
   changed_ = true;
+  if (news && in_call_ && !interrupted_) {
+    interrupted_ = true;
+    options_.connection->Interrupt();
+  }
 }
 
 absl::Status AgentDaemon::CommitGate(Job* job) {

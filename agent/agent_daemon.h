@@ -187,6 +187,11 @@ class AgentDaemon {
   // What the cleanup of an unfinished job of an earlier process did.
   std::string CleanUpLeftover(const v1::JobSpec& spec,
                               const v1::JobStatus& status);
+  // Something to report: the next call carries it. News the coordinator
+  // acts on (a new phase: a commit to grant, a job ended) also interrupts a
+  // call it holds, so that it is reported now rather than when the held
+  // call returns.
+  void ChangedLocked(bool news) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The job's whole state with where it ran.
   v1::JobStatus Stamp(v1::JobStatus status) const;
 
@@ -200,6 +205,10 @@ class AgentDaemon {
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_connection_ ABSL_GUARDED_BY(mu_) = false;
   bool changed_ ABSL_GUARDED_BY(mu_) = false;  // since the last call began
+  // A call is in progress; news that should not wait for its answer
+  // interrupted it.
+  bool in_call_ ABSL_GUARDED_BY(mu_) = false;
+  bool interrupted_ ABSL_GUARDED_BY(mu_) = false;
   std::string coordinator_instance_id_ ABSL_GUARDED_BY(mu_);
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) =
       absl::InfiniteDuration();

@@ -28,6 +28,13 @@ class CoordinatorConnection {
   // agent it does not accept, ...).
   virtual absl::StatusOr<v1::DesiredState> Synchronize(
       const v1::AgentState& state, absl::Duration timeout) = 0;
+
+  // Makes a Synchronize call in progress return now with CANCELLED, so that
+  // the agent can report news (a commit to grant, a job ended) without
+  // waiting for the coordinator to let go of a held call. Does nothing when
+  // no call is in progress (news that comes just before a call is sent waits
+  // at most for its answer). May be called from any thread.
+  virtual void Interrupt() {}
 };
 
 }  // namespace vmb::agent

@@ -48,11 +48,24 @@ absl::StatusOr<v1::DesiredState> GrpcCoordinatorConnection::Synchronize(
     const v1::AgentState& state, absl::Duration timeout) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  {
+    absl::MutexLock lock(&mu_);
+    call_ = &context;
+  }
   v1::DesiredState desired;
   absl::Status status =
       FromGrpcStatus(stub_->Synchronize(&context, state, &desired));
+  {
+    absl::MutexLock lock(&mu_);
+    call_ = nullptr;
+  }
   if (!status.ok()) return status;
   return desired;
+}
+
+void GrpcCoordinatorConnection::Interrupt() {
+  absl::MutexLock lock(&mu_);
+  if (call_ != nullptr) call_->TryCancel();
 }
 
 }  // namespace vmb::agent

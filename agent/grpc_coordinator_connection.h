@@ -4,10 +4,13 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
 #include <grpcpp/support/status.h>
 
 #include "agent/coordinator_connection.h"
@@ -45,9 +48,13 @@ class GrpcCoordinatorConnection final : public CoordinatorConnection {
   // DEADLINE_EXCEEDED.
   absl::StatusOr<v1::DesiredState> Synchronize(const v1::AgentState& state,
                                                absl::Duration timeout) override;
+  // Cancels the call in progress (grpc::ClientContext::TryCancel).
+  void Interrupt() override;
 
  private:
   const std::unique_ptr<v1::AgentService::Stub> stub_;
+  absl::Mutex mu_;
+  grpc::ClientContext* call_ ABSL_GUARDED_BY(mu_) = nullptr;  // in progress
 };
 
 }  // namespace vmb::agent

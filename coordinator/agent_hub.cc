@@ -169,6 +169,7 @@ void AgentHub::Synchronize(const v1::AgentState& state, const std::string& peer,
       if (agent.done) {  // the agent gave an earlier call up
         superseded = std::move(agent.done);
         agent.done = nullptr;
+        agent.last_sent.clear();  // its answer never arrived
       }
       if (!agent.live ||
           agent.identity.instance_id() != state.identity().instance_id()) {

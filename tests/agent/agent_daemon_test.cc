@@ -714,6 +714,27 @@ TEST_F(AgentDaemonTest, KeepsJobsAndTheirResultsWhileTheCoordinatorIsAway) {
   daemon_.reset();  // its threads log into `sink`
 }
 
+TEST_F(AgentDaemonTest, NewsInterruptsAHeldCall) {
+  // The coordinator holds calls with nothing new for it; a job reaching a
+  // new phase (awaiting its grant, ended) is reported at once regardless.
+  coordinator_.SetHold(absl::Minutes(10));
+  const v1::JobSpec spec = Spec("DEV-RH7", "xcp-host1");
+  v1::DesiredState desired = Start({spec});
+  desired.MergeFrom(Grant(spec.job_id(), kToken));
+  coordinator_.Push(desired);  // the first call's answer
+  StartDaemon();
+  const v1::JobStatus done =
+      WaitForJob(spec.job_id(),
+                 [](const v1::JobStatus& j) { return IsTerminal(j.phase()); });
+  EXPECT_EQ(done.phase(), v1::JOB_PHASE_SUCCEEDED) << done.error_message();
+  EXPECT_GE(coordinator_.interrupts(), 2);
+  // No error was logged for an interrupted call: it is not a failure.
+  for (const FakeCoordinatorConnection::Call& c : coordinator_.calls())
+    EXPECT_TRUE(c.result.ok() || absl::IsCancelled(c.result)) << c.result;
+  coordinator_.SetHold(absl::ZeroDuration());
+  daemon_.reset();
+}
+
 TEST_F(AgentDaemonTest, RetriesAtLeastOncePerHeartbeatIntervalWhileAway) {
   // A restarted coordinator declares an agent lost after three heartbeat
   // intervals: the backoff must not outgrow one, whatever its own cap.

@@ -4,6 +4,7 @@
 // a coordinator that is gone.
 #include "agent/grpc_coordinator_connection.h"
 
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -145,6 +146,20 @@ TEST_F(GrpcCoordinatorConnectionTest, GivesUpOnACallNotAnsweredInTime) {
                                          absl::StatusCode::kUnavailable))
       << got.status();
   EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+}
+
+TEST_F(GrpcCoordinatorConnectionTest, InterruptEndsAHeldCallCancelled) {
+  service_.Hang();
+  auto call = std::async(std::launch::async, [this] {
+    return connection_->Synchronize(State(), absl::Minutes(10));
+  });
+  const absl::Time until = absl::Now() + absl::Seconds(60);
+  while (service_.states().empty() && absl::Now() < until)
+    absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_EQ(service_.states().size(), 1u);  // held by the coordinator now
+  connection_->Interrupt();
+  EXPECT_THAT(call.get(), StatusIs(absl::StatusCode::kCancelled));
+  connection_->Interrupt();  // none in progress: nothing happens
 }
 
 TEST_F(GrpcCoordinatorConnectionTest, ACoordinatorThatIsGoneIsUnavailable) {

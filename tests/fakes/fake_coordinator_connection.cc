@@ -20,6 +20,21 @@ absl::StatusOr<v1::DesiredState> FakeCoordinatorConnection::Synchronize(
   } else {
     answer.desired.set_next_sync_after_ms(
         static_cast<uint64_t>(absl::ToInt64Milliseconds(idle_pause_)));
+    if (hold_ > absl::ZeroDuration()) {
+      // Held as the coordinator holds a call with nothing new, until the
+      // agent interrupts it.
+      interrupt_ = false;
+      holding_ = true;
+      const size_t index = calls_.size();
+      calls_.push_back(call);
+      mu_.AwaitWithTimeout(absl::Condition(&interrupt_), hold_);
+      holding_ = false;
+      if (interrupt_) {
+        calls_[index].result = absl::CancelledError("interrupted");
+        return calls_[index].result;
+      }
+      return answer.desired;
+    }
   }
   call.result = answer.status;
   calls_.push_back(std::move(call));
@@ -29,6 +44,22 @@ absl::StatusOr<v1::DesiredState> FakeCoordinatorConnection::Synchronize(
   if (answer.desired.coordinator_instance_id().empty())
     answer.desired.set_coordinator_instance_id(instance_id_);
   return answer.desired;
+}
+
+void FakeCoordinatorConnection::Interrupt() {
+  absl::MutexLock lock(&mu_);
+  ++interrupts_;
+  if (holding_) interrupt_ = true;
+}
+
+void FakeCoordinatorConnection::SetHold(absl::Duration hold) {
+  absl::MutexLock lock(&mu_);
+  hold_ = hold;
+}
+
+int FakeCoordinatorConnection::interrupts() const {
+  absl::MutexLock lock(&mu_);
+  return interrupts_;
 }
 
 void FakeCoordinatorConnection::Push(v1::DesiredState desired) {

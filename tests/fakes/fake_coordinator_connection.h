@@ -45,6 +45,13 @@ class FakeCoordinatorConnection final : public agent::CoordinatorConnection {
                                                absl::Duration timeout) override
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Ends a call held by SetHold with CANCELLED; counts every call.
+  void Interrupt() override ABSL_LOCKS_EXCLUDED(mu_);
+  // Calls with nothing scripted are held this long before the idle answer
+  // (0, the default: answered at once), or until Interrupt.
+  void SetHold(absl::Duration hold) ABSL_LOCKS_EXCLUDED(mu_);
+  int interrupts() const ABSL_LOCKS_EXCLUDED(mu_);
+
   // Queues the answer of a later call (answers go out in order).
   void Push(v1::DesiredState desired) ABSL_LOCKS_EXCLUDED(mu_);
   // Queues an error as the answer of a later call.
@@ -85,6 +92,10 @@ class FakeCoordinatorConnection final : public agent::CoordinatorConnection {
   std::string session_ ABSL_GUARDED_BY(mu_);
   std::string instance_id_ ABSL_GUARDED_BY(mu_) = "fake-coordinator";
   absl::Duration idle_pause_ ABSL_GUARDED_BY(mu_) = absl::Milliseconds(20);
+  absl::Duration hold_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
+  bool holding_ ABSL_GUARDED_BY(mu_) = false;
+  bool interrupt_ ABSL_GUARDED_BY(mu_) = false;
+  int interrupts_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // The status of `job_id` in `state`, or nullptr.
