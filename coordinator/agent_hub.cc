@@ -51,7 +51,7 @@ void AgentHub::Stop() {
       }
     }
     WakeLocked();
-    changed_.SignalAll();
+    SignalAllLocked();
   }
   for (auto& done : answers) done();
   if (ticker_.joinable()) ticker_.join();
@@ -65,6 +65,11 @@ void AgentHub::SetSession(std::string session) {
 void AgentHub::WakeLocked() {
   wake_ = true;
   tick_.Signal();
+}
+
+void AgentHub::SignalAllLocked() {
+  changed_.SignalAll();
+  for (auto& [id, job] : jobs_) job.changed->SignalAll();
 }
 
 AgentHub::Agent* AgentHub::AgentOnHostLocked(const std::string& host_uuid) {
@@ -183,7 +188,6 @@ void AgentHub::Synchronize(const v1::AgentState& state, const std::string& peer,
       agent.last_seen = now;
       agent.live = true;
       agent.reported.clear();
-      bool changed = false;
       for (const v1::JobStatus& st : state.jobs()) {
         agent.reported[st.job_id()] = st;
         auto job = jobs_.find(st.job_id());
@@ -195,10 +199,10 @@ void AgentHub::Synchronize(const v1::AgentState& state, const std::string& peer,
         if (job->second.status.SerializeAsString() != st.SerializeAsString()) {
           job->second.status = st;
           ++job->second.version;
-          changed = true;
+          job->second.changed->Signal();
         }
       }
-      if (changed || !lost_or_new.empty()) changed_.SignalAll();
+      if (!lost_or_new.empty()) SignalAllLocked();
       const bool news = FillLocked(agent, response);
       bool busy = false;
       for (const auto& [id, st] : agent.reported) busy = busy || !Terminal(st);
@@ -229,6 +233,9 @@ void AgentHub::Tick() {
   absl::MutexLock lock(&mu_);
   while (!stopping_) {
     tick_.WaitWithTimeout(&mu_, absl::Milliseconds(100));
+    // Answers are recomputed only when something changed; otherwise held
+    // calls are answered as they were when their hold ends.
+    const bool woken = wake_;
     wake_ = false;
     const absl::Time now = options_.clock->Now();
     std::vector<std::function<void()>> answers;
@@ -242,11 +249,11 @@ void AgentHub::Tick() {
                          << " is lost: no call for "
                          << absl::FormatDuration(now - agent.last_seen);
         changes.push_back(InfoLocked(agent));
-        changed_.SignalAll();
+        SignalAllLocked();
       }
       if (!agent.done) continue;
       v1::DesiredState* response = agent.response;
-      const bool news = FillLocked(agent, response);
+      const bool news = woken && FillLocked(agent, response);
       if (news || absl::Now() >= agent.hold_until) {
         answers.push_back(std::move(agent.done));
         agent.done = nullptr;
@@ -254,7 +261,7 @@ void AgentHub::Tick() {
       }
     }
     // Recorded jobs no agent holds any more.
-    for (auto it = jobs_.begin(); it != jobs_.end();) {
+    for (auto it = jobs_.begin(); woken && it != jobs_.end();) {
       bool held = false;
       for (const auto& [id, agent] : agents_)
         held = held || agent.reported.count(it->first) > 0;
@@ -399,7 +406,10 @@ v1::JobStatus AgentHub::RunJob(
       mu_.Lock();
       return result;
     }
-    changed_.WaitWithTimeout(&mu_, absl::Milliseconds(200));
+    // A report of this job, a lost agent or a stop signals; the timeout
+    // catches a cancel and the clock.
+    const std::shared_ptr<absl::CondVar> cv = job.changed;
+    cv->WaitWithTimeout(&mu_, absl::Milliseconds(200));
   }
 }
 

@@ -137,6 +137,9 @@ class AgentHub {
     bool cancel = false;
     bool granted = false;
     bool forget = false;  // recorded: the agent may drop it
+    // Its RunJob waits here: a new report of it, or (SignalJobsLocked) a
+    // lost agent or a stop.
+    std::shared_ptr<absl::CondVar> changed = std::make_shared<absl::CondVar>();
   };
 
   static bool Terminal(const v1::JobStatus& s);
@@ -151,12 +154,14 @@ class AgentHub {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Tick();
   void WakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // An agent connected, was lost, or the hub stops: every waiter looks.
+  void SignalAllLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   const absl::Time started_;
   const absl::Time window_end_;  // started_ + the return window
   mutable absl::Mutex mu_;
-  absl::CondVar changed_;  // a report, a lost agent, a stop: RunJob looks
+  absl::CondVar changed_;  // an agent came or was lost, a stop
   absl::CondVar tick_;     // the ticker: something to answer
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
@@ -106,6 +107,9 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
 
 // Streams a run's updates: a write whenever the run changed since the last
 // one, the log lines written meanwhile with it.
+// WatchRun sends an update when the run changed, and no more often than this.
+constexpr absl::Duration kWatchUpdateInterval = absl::Milliseconds(500);
+
 class WatchReactor final : public grpc::ServerWriteReactor<v1::RunUpdate> {
  public:
   WatchReactor(RunManager* runs, std::string run_id)
@@ -125,7 +129,15 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::RunUpdate> {
     }
     if (!ok) return End(grpc::Status(grpc::StatusCode::CANCELLED, "gone"));
     if (final) return End(grpc::Status::OK);
-    Next(state_);
+    // At most one update per interval: each carries the whole run (every
+    // VM's latest progress), so a run of a thousand VMs costs the same to
+    // watch as one of ten.
+    std::weak_ptr<State> weak = state_;
+    pace_.Set(absl::ToChronoTime(absl::Now() + kWatchUpdateInterval),
+              [weak](bool fired) {
+                if (!fired) return;  // cancelled: the call is over
+                if (auto s = weak.lock()) Next(s);
+              });
   }
   void OnCancel() override {
     End(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
@@ -183,6 +195,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::RunUpdate> {
   }
 
   std::shared_ptr<State> state_;
+  grpc::Alarm pace_;  // the next update, after the interval
 };
 
 class ControlServiceImpl final : public v1::Control::CallbackService {
