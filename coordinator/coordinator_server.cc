@@ -129,15 +129,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::RunUpdate> {
     }
     if (!ok) return End(grpc::Status(grpc::StatusCode::CANCELLED, "gone"));
     if (final) return End(grpc::Status::OK);
-    // At most one update per interval: each carries the whole run (every
-    // VM's latest progress), so a run of a thousand VMs costs the same to
-    // watch as one of ten.
-    std::weak_ptr<State> weak = state_;
-    pace_.Set(absl::ToChronoTime(absl::Now() + kWatchUpdateInterval),
-              [weak](bool fired) {
-                if (!fired) return;  // cancelled: the call is over
-                if (auto s = weak.lock()) Next(s);
-              });
+    Next(state_);
   }
   void OnCancel() override {
     End(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
@@ -161,6 +153,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::RunUpdate> {
     bool writing ABSL_GUARDED_BY(mu) = false;
     bool final ABSL_GUARDED_BY(mu) = false;
     bool ended ABSL_GUARDED_BY(mu) = false;
+    // Pacing: no update before this unless the run has ended; the alarm
+    // that calls Next then is set.
+    absl::Time not_before ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+    bool paced ABSL_GUARDED_BY(mu) = false;
   };
 
   // Writes the next update if there is one; otherwise asks to be woken.
@@ -171,6 +167,30 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::RunUpdate> {
       absl::MutexLock lock(&state->mu);
       if (state->reactor == nullptr || state->writing || state->ended) return;
       std::weak_ptr<State> weak = state;
+      // At most one update per interval: each carries the whole run (every
+      // VM's latest progress), so a run of a thousand VMs costs the same to
+      // watch as one of ten. The last one is never held back.
+      const absl::Time now = absl::Now();
+      if (now < state->not_before &&
+          !state->runs->RunEnded(state->run_id, [weak] {
+            if (auto s = weak.lock()) Next(s);
+          })) {
+        if (!state->paced) {
+          state->paced = true;
+          state->reactor->pace_.Set(absl::ToChronoTime(state->not_before),
+                                    [weak](bool fired) {
+                                      auto s = weak.lock();
+                                      if (s == nullptr) return;
+                                      {
+                                        absl::MutexLock lock(&s->mu);
+                                        s->paced = false;
+                                      }
+                                      if (fired)
+                                        Next(s);  // not fired: the call is over
+                                    });
+        }
+        return;
+      }
       next = state->runs->NextUpdate(state->run_id, &state->cursor,
                                      &state->update, [weak] {
                                        if (auto s = weak.lock()) Next(s);
@@ -178,6 +198,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::RunUpdate> {
       if (next.ok() && *next) {
         state->writing = true;
         state->final = state->update.final();
+        state->not_before = now + kWatchUpdateInterval;
       }
       reactor = state->reactor;
     }

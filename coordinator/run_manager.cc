@@ -644,6 +644,15 @@ absl::StatusOr<bool> RunManager::NextUpdate(const std::string& run_id,
   return true;
 }
 
+bool RunManager::RunEnded(const std::string& run_id,
+                          std::function<void()> wake) {
+  absl::MutexLock lock(&mu_);
+  auto it = runs_.find(run_id);
+  if (it == runs_.end() || it->second->finished) return true;
+  it->second->waiters.push_back(std::move(wake));
+  return false;
+}
+
 void RunManager::Stop() {
   std::vector<std::thread> threads;
   std::vector<std::function<void()>> wake;

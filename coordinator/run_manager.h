@@ -92,6 +92,11 @@ class RunManager {
   absl::StatusOr<bool> NextUpdate(const std::string& run_id,
                                   WatchCursor* cursor, v1::RunUpdate* update,
                                   std::function<void()> wake);
+  // Whether the run has no more updates to come from this process (it
+  // ended, or only the journal knows it): a watcher sends its last update
+  // without pacing. When it has not, `wake` is called once, from any
+  // thread, at its next change. Cheap: no summary is built.
+  bool RunEnded(const std::string& run_id, std::function<void()> wake);
 
   // Lets go of running runs without recording anything: they stay running
   // in the journal, their agents keep exporting, and the next start resumes
