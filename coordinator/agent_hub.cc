@@ -137,10 +137,19 @@ bool AgentHub::FillLocked(Agent& agent, v1::DesiredState* r) {
   const int capacity =
       static_cast<int>(std::max<uint32_t>(1, agent.max_jobs)) - running;
   int started = 0;
-  for (const auto& [id, j] : jobs_) {
-    if (started >= capacity) break;
-    if (j.spec.host_uuid() != agent.identity.host_uuid() || j.cancel ||
-        j.forget || Terminal(j.status) || agent.reported.count(id) > 0) {
+  std::set<std::string>& on_host = jobs_by_host_[agent.identity.host_uuid()];
+  for (auto it = on_host.begin(); it != on_host.end() && started < capacity;) {
+    const std::string& id = *it;
+    auto found = jobs_.find(id);
+    if (found == jobs_.end() ||
+        found->second.spec.host_uuid() != agent.identity.host_uuid()) {
+      it = on_host.erase(it);  // gone, or retried on another host
+      continue;
+    }
+    ++it;
+    const Job& j = found->second;
+    if (j.cancel || j.forget || Terminal(j.status) ||
+        agent.reported.count(id) > 0) {
       continue;
     }
     if (AgentOnHostLocked(j.spec.host_uuid()) != &agent) continue;
@@ -263,8 +272,10 @@ void AgentHub::Tick() {
     // Recorded jobs no agent holds any more.
     for (auto it = jobs_.begin(); woken && it != jobs_.end();) {
       bool held = false;
-      for (const auto& [id, agent] : agents_)
-        held = held || agent.reported.count(it->first) > 0;
+      if (it->second.forget) {
+        for (const auto& [id, agent] : agents_)
+          held = held || agent.reported.count(it->first) > 0;
+      }
       it = it->second.forget && !held ? jobs_.erase(it) : std::next(it);
     }
     if (answers.empty() && changes.empty()) continue;
@@ -308,6 +319,7 @@ v1::JobStatus AgentHub::RunJob(
     job = Job();
     job.spec = spec;
   }
+  jobs_by_host_[spec.host_uuid()].insert(job_id);
   expected_.erase(job_id);
   WakeLocked();
   uint64_t seen = 0;

@@ -168,6 +168,10 @@ class AgentHub {
   std::string session_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by agent_id
   std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);      // by job_id
+  // host uuid -> ids of jobs_ for it (and, until FillLocked drops them,
+  // ids of jobs gone or moved to another host).
+  std::map<std::string, std::set<std::string>> jobs_by_host_
+      ABSL_GUARDED_BY(mu_);
   // Attempts given up on: job_id -> fencing tokens.
   std::map<std::string, std::set<uint64_t>> fenced_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, uint64_t> expected_ ABSL_GUARDED_BY(mu_);

@@ -712,11 +712,10 @@ absl::StatusOr<std::vector<RunJournal::JobRecord>> RunJournal::Jobs(
 
 // ---- attempts ----
 
-absl::Status RunJournal::PutAttempt(const AttemptRecord& attempt) {
+absl::Status RunJournal::PutAttemptLocked(const AttemptRecord& attempt) {
   VMB_RETURN_IF_ERROR(CheckId(attempt.job_id, "job id"));
   const std::string what = absl::StrCat("storing attempt ", attempt.attempt,
                                         " of job ", attempt.job_id);
-  absl::MutexLock lock(&mu_);
   VMB_ASSIGN_OR_RETURN(
       Statement stmt,
       PrepareLocked("INSERT OR REPLACE INTO attempts (job_id, attempt, "
@@ -740,6 +739,24 @@ absl::Status RunJournal::PutAttempt(const AttemptRecord& attempt) {
     return absl::FailedPreconditionError(absl::StrCat(what, ": no such job"));
   }
   return status;
+}
+
+absl::Status RunJournal::PutAttempt(const AttemptRecord& attempt) {
+  absl::MutexLock lock(&mu_);
+  return PutAttemptLocked(attempt);
+}
+
+absl::Status RunJournal::RecordJobChange(const JobRecord& job,
+                                         const EventRecord* event,
+                                         const AttemptRecord* attempt) {
+  absl::MutexLock lock(&mu_);
+  Transaction transaction(db_.get());
+  const std::string what = absl::StrCat("recording job ", job.job_id);
+  VMB_RETURN_IF_ERROR(Annotate(transaction.Begin(), what));
+  if (attempt != nullptr) VMB_RETURN_IF_ERROR(PutAttemptLocked(*attempt));
+  VMB_RETURN_IF_ERROR(UpdateJobLocked(job));
+  if (event != nullptr) VMB_RETURN_IF_ERROR(AddEventLocked(*event).status());
+  return Annotate(transaction.Commit(), what);
 }
 
 absl::StatusOr<std::vector<RunJournal::AttemptRecord>> RunJournal::Attempts(
@@ -806,12 +823,16 @@ absl::StatusOr<uint64_t> RunJournal::NextFencingToken() {
 // ---- events ----
 
 absl::StatusOr<int64_t> RunJournal::AddEvent(const EventRecord& event) {
+  absl::MutexLock lock(&mu_);
+  return AddEventLocked(event);
+}
+
+absl::StatusOr<int64_t> RunJournal::AddEventLocked(const EventRecord& event) {
   if (ContainsXapiRef(event.message)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "refusing an event of kind \"", event.kind,
         "\": its message contains an XAPI reference (may be a session)"));
   }
-  absl::MutexLock lock(&mu_);
   VMB_ASSIGN_OR_RETURN(
       Statement stmt,
       PrepareLocked("INSERT INTO events (run_id, job_id, time_unix_ms, kind, "

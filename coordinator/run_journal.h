@@ -205,6 +205,12 @@ class RunJournal {
   // than every id assigned before. INVALID_ARGUMENT (without echoing the
   // text) if the message contains an XAPI reference value (see above).
   absl::StatusOr<int64_t> AddEvent(const EventRecord& event);
+
+  // UpdateJob, with AddEvent and PutAttempt when given, in one transaction
+  // (one fsync): a job's new phase, its event and its ended attempt are
+  // written together or not at all.
+  absl::Status RecordJobChange(const JobRecord& job, const EventRecord* event,
+                               const AttemptRecord* attempt);
   // The events of `run_id` with id > after_id, by id, at most `limit` (all
   // if limit <= 0). Page on with the last id returned.
   absl::StatusOr<std::vector<EventRecord>> Events(absl::string_view run_id,
@@ -243,6 +249,10 @@ class RunJournal {
   // The cached prepared statement for `sql` (fixed text, values are bound),
   // reset and unbound when the returned Statement goes away.
   absl::StatusOr<Statement> PrepareLocked(absl::string_view sql)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PutAttemptLocked(const AttemptRecord& attempt)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<int64_t> AddEventLocked(const EventRecord& event)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status UpdateJobLocked(const JobRecord& job)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -147,11 +147,10 @@ class RunManager::Observer final : public RunObserver {
     attempt.fencing_token = job.spec.fencing_token();
     attempt.host_uuid = job.spec.host_uuid();
     attempt.started_unix_ms = UnixMs(m_->options_.clock->Now());
-    absl::Status s = m_->options_.journal->PutAttempt(attempt);
-    if (!s.ok()) return s;
     RunJob copy = job;
     copy.dispatched = true;
-    s = m_->options_.journal->UpdateJob(Record(copy, Seq(job)));
+    absl::Status s = m_->options_.journal->RecordJobChange(
+        Record(copy, Seq(job)), nullptr, &attempt);
     if (!s.ok()) return s;
     Update(copy);
     return absl::OkStatus();
@@ -168,10 +167,10 @@ class RunManager::Observer final : public RunObserver {
     }
     if (phase_changed) {
       // Phase changes (the terminal one included) are journalled before
-      // the agent hears anything more; progress ticks stay in memory.
+      // the agent hears anything more, in one transaction with their event
+      // (and the attempt's end); progress ticks stay in memory.
       RunJob copy = job;
       copy.dispatched = true;
-      Log(m_->options_.journal->UpdateJob(Record(copy, Seq(job))), "job state");
       RunJournal::EventRecord e;
       e.run_id = run_->record.run_id;
       e.job_id = id;
@@ -180,9 +179,9 @@ class RunManager::Observer final : public RunObserver {
       e.message = absl::StrCat(v1::JobPhase_Name(job.status.phase()),
                                job.status.status_token().empty() ? "" : " ",
                                job.status.status_token());
-      Log(m_->options_.journal->AddEvent(e).status(), "event");
-      if (Terminal(job.status.phase())) {
-        RunJournal::AttemptRecord attempt;
+      RunJournal::AttemptRecord attempt;
+      const bool ended = Terminal(job.status.phase());
+      if (ended) {
         attempt.job_id = id;
         attempt.attempt = job.spec.attempt();
         attempt.fencing_token = job.spec.fencing_token();
@@ -190,15 +189,17 @@ class RunManager::Observer final : public RunObserver {
         attempt.agent_id = job.status.agent_id();
         attempt.started_unix_ms =
             static_cast<int64_t>(job.status.started_unix_ms());
-        attempt.ended_unix_ms = UnixMs(m_->options_.clock->Now());
+        attempt.ended_unix_ms = e.time_unix_ms;
         attempt.outcome =
             job.status.phase() == v1::JOB_PHASE_SUCCEEDED   ? "succeeded"
             : job.status.phase() == v1::JOB_PHASE_CANCELLED ? "cancelled"
                                                             : "failed";
         attempt.reason = job.status.error_message();
         attempt.commit_granted = job.status.phase() == v1::JOB_PHASE_SUCCEEDED;
-        Log(m_->options_.journal->PutAttempt(attempt), "attempt");
       }
+      Log(m_->options_.journal->RecordJobChange(Record(copy, Seq(job)), &e,
+                                                ended ? &attempt : nullptr),
+          "job state");
     }
     Update(job);
   }

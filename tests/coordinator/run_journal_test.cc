@@ -207,6 +207,43 @@ class RunJournalTest : public ::testing::Test {
   std::unique_ptr<RunJournal> journal_;
 };
 
+TEST_F(RunJournalTest, RecordJobChangeWritesAllOrNothing) {
+  AddPlannedRun("run-1", 1);
+  JobRecord job = MakeJob("run-1", "run-1-job0", 0);
+  job.status.set_phase(v1::JOB_PHASE_SUCCEEDED);
+  RunJournal::EventRecord event;
+  event.run_id = "run-1";
+  event.job_id = job.job_id;
+  event.kind = "phase";
+  event.message = "JOB_PHASE_SUCCEEDED";
+  RunJournal::AttemptRecord attempt;
+  attempt.job_id = job.job_id;
+  attempt.attempt = 1;
+  attempt.fencing_token = 9;
+  attempt.outcome = "succeeded";
+  ASSERT_OK(journal_->RecordJobChange(job, &event, &attempt));
+  ASSERT_OK_AND_ASSIGN(JobRecord got, journal_->GetJob(job.job_id));
+  EXPECT_EQ(got.status.phase(), v1::JOB_PHASE_SUCCEEDED);
+  ASSERT_OK_AND_ASSIGN(auto events, journal_->Events("run-1", 0, 10));
+  ASSERT_EQ(events.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(auto attempts, journal_->Attempts(job.job_id));
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].fencing_token, 9u);
+
+  // An event the journal refuses: neither the job nor the attempt changes.
+  job.status.set_phase(v1::JOB_PHASE_FAILED);
+  event.message = "see OpaqueRef:5bd3e4a2-0b7c-4c41-9a6e-1f9d3c2b7a10";
+  attempt.attempt = 2;
+  EXPECT_THAT(journal_->RecordJobChange(job, &event, &attempt),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_OK_AND_ASSIGN(got, journal_->GetJob(job.job_id));
+  EXPECT_EQ(got.status.phase(), v1::JOB_PHASE_SUCCEEDED);
+  ASSERT_OK_AND_ASSIGN(attempts, journal_->Attempts(job.job_id));
+  EXPECT_EQ(attempts.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(events, journal_->Events("run-1", 0, 10));
+  EXPECT_EQ(events.size(), 1u);
+}
+
 TEST_F(RunJournalTest, CreatesAndGetsARunWithEveryField) {
   RunRecord run = MakeRun("run-1", 1'700'000'000'000);
   run.state = v1::RUN_STATE_WARNINGS;
