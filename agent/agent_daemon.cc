@@ -700,9 +700,13 @@ void AgentDaemon::OnProgress(Job* job, const JobStatus& status) {
   // never knows less than the coordinator. Only this thread writes a running
   // job's status.
   if (phase_changed) Persist(stamped);
+  // Only a job awaiting its grant needs the coordinator now; other phases
+  // go with the next call.
+  const bool news =
+      phase_changed && stamped.phase() == v1::JOB_PHASE_AWAITING_COMMIT;
   absl::MutexLock lock(&mu_);
   job->status = std::move(stamped);
-  ChangedLocked(phase_changed);
+  ChangedLocked(news);
 }
 
 void AgentDaemon::ChangedLocked(bool news) {

@@ -188,9 +188,9 @@ class AgentDaemon {
   std::string CleanUpLeftover(const v1::JobSpec& spec,
                               const v1::JobStatus& status);
   // Something to report: the next call carries it. News the coordinator
-  // acts on (a new phase: a commit to grant, a job ended) also interrupts a
-  // call it holds, so that it is reported now rather than when the held
-  // call returns.
+  // acts on (a commit to grant, a job ended) also interrupts a call it
+  // holds, so that it is reported now rather than when the held call
+  // returns.
   void ChangedLocked(bool news) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The job's whole state with where it ran.
   v1::JobStatus Stamp(v1::JobStatus status) const;

@@ -14,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 #include "agent/agent_runner.h"
@@ -102,6 +103,10 @@ vmb::agent::AgentOptions OptionsFromFlags() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The daemon's locks are checked by the tests (absl's deadlock detection,
+  // on in the tests' builds); in service it would cost every lock a graph
+  // lookup.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   const std::vector<std::string> rest = ParseFlags(argc, argv);
   absl::StatusOr<vmb::agent::AgentOptions> options =
       rest.empty()

@@ -9,6 +9,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 
 #include "common/base/flag_names.h"
@@ -44,6 +45,10 @@ ABSL_FLAG(absl::Duration, snapshot_destroy_timeout, absl::Minutes(2),
           "how long a snapshot XAPI holds is retried before it is left");
 
 int main(int argc, char** argv) {
+  // The daemon's locks are checked by the tests (absl's deadlock detection,
+  // on in the tests' builds); in service it would cost every lock a graph
+  // lookup.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
       "the vmbackup coordinator daemon; see docs/operations.md");
   absl::StatusOr<std::vector<std::string>> args =

@@ -21,10 +21,12 @@ the best placement's largest per-host share of the bytes actually exported
 25 MiB/s.
 
 scale: HOSTS hosts with an agent each, VMS running VMs of 1 MiB spread evenly.
-One distributed run; meanwhile `vmbackup status --json` is asked in a loop.
+One distributed run; meanwhile `vmbackup status` is asked in a loop.
 Reports the coordinator's CPU time per VM (user + system, from /proc, over the
 run), its peak RSS (VmHWM), the status latency (median, p99, max; each call
-is a whole CLI process) and how many VMs were committed.
+is a whole CLI process), the same once the run is over (and with --json, and
+a `vmbackup runs` call for the process's own cost) and how many VMs were
+committed.
 """
 import argparse
 import base64
@@ -292,7 +294,7 @@ def scale(args, build, work):
         def ask():
             while not done.is_set():
                 t = time.perf_counter()
-                pool.cli(["status", "--json"], check=False)
+                pool.cli(["status"], check=False)
                 latencies.append(time.perf_counter() - t)
         asker = threading.Thread(target=ask)
         asker.start()
@@ -301,6 +303,17 @@ def scale(args, build, work):
         asker.join()
         cpu = proc_cpu_seconds(pid) - cpu_before
         hwm = proc_hwm_mib(pid)
+        idle, idle_json = [], []
+        for _ in range(10):
+            t = time.perf_counter()
+            pool.cli(["status"])
+            idle.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            pool.cli(["status", "--json"])
+            idle_json.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        pool.cli(["runs", "--limit", "1"])
+        runs_latency = time.perf_counter() - t
         committed = sum(1 for vm in summary["vms"]
                         if vm["status"].get("phase") == "JOB_PHASE_SUCCEEDED")
         latencies.sort()
@@ -311,10 +324,14 @@ def scale(args, build, work):
         print("| run wall time | %.1f s | |" % wall)
         print("| coordinator CPU per VM | %.2f ms | ≤ 10 ms |" % (cpu * 1000 / len(vms)))
         print("| coordinator peak RSS (VmHWM) | %.1f MiB | ≤ 200 MiB |" % hwm)
-        print("| `vmbackup status --json` during the run: median / p99 / max | "
+        print("| `vmbackup status` during the run: median / p99 / max | "
               "%.0f / %.0f / %.0f ms (%d calls) | p99 ≤ 100 ms |" % (
                   statistics.median(latencies) * 1000, p99 * 1000, latencies[-1] * 1000,
                   len(latencies)))
+        print("| after the run (idle), median of 10: `vmbackup status` / `--json` | %.0f / %.0f ms | |"
+              % (statistics.median(idle) * 1000, statistics.median(idle_json) * 1000))
+        print("| `vmbackup runs --limit 1` after the run (the CLI process alone, about) | %.0f ms | |"
+              % (runs_latency * 1000))
         print("| VMs committed | %d of %d | all |" % (committed, len(vms)))
     finally:
         pool.close()
