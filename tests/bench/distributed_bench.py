@@ -24,7 +24,8 @@ scale: HOSTS hosts with an agent each, VMS running VMs of 1 MiB spread evenly.
 One distributed run; meanwhile `vmbackup status` is asked in a loop.
 Reports the coordinator's CPU time per VM (user + system, from /proc, over the
 run), its peak RSS (VmHWM), the status latency (median, p99, max; each call
-is a whole CLI process), the same once the run is over (and with --json, and
+is a whole CLI process), the latency of the call itself (build/bench/
+status_bench asking GetRun in a loop from one process), the same once the run is over (and with --json, and
 a `vmbackup runs` call for the process's own cost) and how many VMs were
 committed.
 """
@@ -298,9 +299,13 @@ def scale(args, build, work):
                 latencies.append(time.perf_counter() - t)
         asker = threading.Thread(target=ask)
         asker.start()
+        rpc = subprocess.Popen([os.path.join(build, "bench", "status_bench"), pool.address],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         wall, summary = pool.run_distributed(cfg)
         done.set()
         asker.join()
+        rpc_out, _ = rpc.communicate()  # closes its input: it stops
+        rpc_figures = json.loads(rpc_out)
         cpu = proc_cpu_seconds(pid) - cpu_before
         hwm = proc_hwm_mib(pid)
         idle, idle_json = [], []
@@ -328,6 +333,10 @@ def scale(args, build, work):
               "%.0f / %.0f / %.0f ms (%d calls) | p99 ≤ 100 ms |" % (
                   statistics.median(latencies) * 1000, p99 * 1000, latencies[-1] * 1000,
                   len(latencies)))
+        print("| Control.GetRun during the run, from one process (`status_bench`): "
+              "median / p99 / max | %.1f / %.1f / %.1f ms (%d calls) | |" % (
+                  rpc_figures.get("median_ms", 0), rpc_figures.get("p99_ms", 0),
+                  rpc_figures.get("max_ms", 0), rpc_figures.get("calls", 0)))
         print("| after the run (idle), median of 10: `vmbackup status` / `--json` | %.0f / %.0f ms | |"
               % (statistics.median(idle) * 1000, statistics.median(idle_json) * 1000))
         print("| `vmbackup runs --limit 1` after the run (the CLI process alone, about) | %.0f ms | |"
