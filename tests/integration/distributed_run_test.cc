@@ -178,6 +178,14 @@ class DistributedRunTest : public ::testing::Test {
     return s.value_or(v1::RunSummary());
   }
 
+  // `vmbackup run CONFIG` in the background, its output in cli.log.
+  pid_t StartRun(const std::string& config) {
+    return testing::StartCommand(
+        {testing::BinDir() + "/vmbackup", "run", config,
+         "--coordinator=" + Address(), "--plaintext"},
+        JoinPath(dir_, "cli.log"));
+  }
+
   // Polls `vmbackup status RUN_ID --json` until `done` holds for it.
   v1::RunSummary WaitForStatus(
       const std::string& run_id,
@@ -317,10 +325,7 @@ TEST_F(DistributedRunTest, AKilledAgentIsDetectedItsSnapshotDestroyed) {
       R"({"kind": "BANDWIDTH", "host": "xcp-host3", "bytes_per_second": 2000000})"));
   const std::string config = Config("vm-export=DEV-local-build\n");
   const absl::Time start = absl::Now();
-  pid_t cli =
-      testing::StartCommand({testing::BinDir() + "/vmbackup", "run", config,
-                             "--coordinator=" + Address(), "--plaintext"},
-                            JoinPath(dir_, "cli.log"));
+  pid_t cli = StartRun(config);
   // Mid-export: a partial XVA in an unfinished folder.
   const std::string folder = JoinPath(backups_, "DEV-local-build");
   bool exporting = false;
@@ -377,10 +382,7 @@ TEST_F(DistributedRunTest, ACoordinatorKilledMidRunResumesItOnce) {
       sim_->AddFault(R"({"kind": "BANDWIDTH", "bytes_per_second": 8000000})"));
   const std::string config =
       Config("per_host_concurrency=1\nvm-export=PROD-.*\nvm-export=DEV-.*\n");
-  pid_t cli =
-      testing::StartCommand({testing::BinDir() + "/vmbackup", "run", config,
-                             "--coordinator=" + Address(), "--plaintext"},
-                            JoinPath(dir_, "cli.log"));
+  pid_t cli = StartRun(config);
   // Until some VM is committed and some is not yet.
   std::string run_id;
   const absl::Time until = absl::Now() + kWait;
@@ -444,10 +446,7 @@ TEST_F(DistributedRunTest,
   ASSERT_OK(
       sim_->AddFault(R"({"kind": "BANDWIDTH", "bytes_per_second": 2000000})"));
   const std::string config = Config("vm-export=TEST-debian9\n");
-  pid_t cli =
-      testing::StartCommand({testing::BinDir() + "/vmbackup", "run", config,
-                             "--coordinator=" + Address(), "--plaintext"},
-                            JoinPath(dir_, "cli.log"));
+  pid_t cli = StartRun(config);
   ASSERT_GT(cli, 0);
   v1::RunSummary s = WaitForStatus("", [](const v1::RunSummary& r) {
     return r.vms_size() == 1 &&
@@ -516,10 +515,7 @@ TEST_F(DistributedRunTest, CancelStopsEveryAgentAndCommitsNothingCancelled) {
       sim_->AddFault(R"({"kind": "BANDWIDTH", "bytes_per_second": 2000000})"));
   const std::string config =
       Config("per_host_concurrency=2\nvm-export=PROD-.*\nvm-export=DEV-.*\n");
-  pid_t cli =
-      testing::StartCommand({testing::BinDir() + "/vmbackup", "run", config,
-                             "--coordinator=" + Address(), "--plaintext"},
-                            JoinPath(dir_, "cli.log"));
+  pid_t cli = StartRun(config);
   ASSERT_GT(cli, 0);
   v1::RunSummary s = WaitForStatus("", [](const v1::RunSummary& r) {
     int exporting = 0;
