@@ -320,6 +320,18 @@ v1::JobStatus AgentHub::RunJob(
     job.spec = spec;
   }
   jobs_by_host_[spec.host_uuid()].insert(job_id);
+  if (job.version == 0) {
+    // Adopted after a restart: what the agent last reported of this attempt
+    // counts now, not only from its next call.
+    if (const Agent* holder = AgentOnHostLocked(spec.host_uuid())) {
+      auto reported = holder->reported.find(job_id);
+      if (reported != holder->reported.end() &&
+          reported->second.fencing_token() == spec.fencing_token()) {
+        job.status = reported->second;
+        ++job.version;
+      }
+    }
+  }
   expected_.erase(job_id);
   WakeLocked();
   uint64_t seen = 0;

@@ -243,6 +243,21 @@ TEST_F(AgentHubTest, AnAdoptedJobIsNotStartedAgain) {
   EXPECT_EQ(result.get().phase(), v1::JOB_PHASE_FAILED);
 }
 
+TEST_F(AgentHubTest, AnAdoptedJobThatEndedBeforeItsRunClaimedItEndsAtOnce) {
+  // After a restart the agent reports the job's end before the resumed run
+  // claims it, and then has nothing new to say: the run takes that report.
+  const v1::JobSpec spec = Spec("run/vm1", "host-1");
+  hub_->Expect(spec.job_id(), spec.fencing_token());
+  Sync("a1", "host-1", {Status(spec, v1::JOB_PHASE_SUCCEEDED)});
+  auto result = std::async(
+      std::launch::async, [&] { return hub_->RunJob(spec, nullptr, nullptr); });
+  // Destroyed first: a failed assertion stops the hub, so the run returns.
+  auto stop = absl::MakeCleanup([this] { hub_->Stop(); });
+  ASSERT_EQ(result.wait_for(std::chrono::seconds(30)),
+            std::future_status::ready);
+  EXPECT_EQ(result.get().phase(), v1::JOB_PHASE_SUCCEEDED);
+}
+
 TEST_F(AgentHubTest, AnAgentReturningLateAfterARestartKeepsItsJob) {
   // A restarted coordinator adopts a job whose agent is still backing off:
   // the host is not given up 3 heartbeat intervals after the job came, but 3

@@ -5,10 +5,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 
 namespace vmb::testing {
@@ -17,6 +22,43 @@ namespace {
 std::string EnvOr(const char* name, const char* fallback) {
   const char* value = getenv(name);
   return value != nullptr && *value != '\0' ? value : fallback;
+}
+
+// The directories MakeTempDir made in this process.
+struct MadeDirs {
+  absl::Mutex mu;
+  std::vector<std::string> paths ABSL_GUARDED_BY(mu);
+};
+
+MadeDirs& Made() {
+  static MadeDirs* made = new MadeDirs();  // never destroyed: used at exit
+  return *made;
+}
+
+// At exit: removes them when every test passed (a failed test's files are
+// kept to look at), unless VMB_KEEP_TEST_DIRS is set. Folders a test made
+// read-only are made writable first.
+void RemoveMadeDirs() {
+  if (!::testing::UnitTest::GetInstance()->Passed() ||
+      getenv("VMB_KEEP_TEST_DIRS") != nullptr) {
+    return;
+  }
+  namespace fs = std::filesystem;
+  MadeDirs& made = Made();
+  absl::MutexLock lock(&made.mu);
+  for (const std::string& path : made.paths) {
+    std::error_code ec;
+    fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
+    for (auto it = fs::recursive_directory_iterator(
+             path, fs::directory_options::skip_permission_denied, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_directory(ec) && !it->is_symlink(ec)) {
+        fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add,
+                        ec);
+      }
+    }
+    fs::remove_all(path, ec);  // best effort
+  }
 }
 
 }  // namespace
@@ -50,6 +92,13 @@ std::string MakeTempDir(absl::string_view prefix) {
     ADD_FAILURE() << "mkdtemp failed for " << templ;
     return templ;
   }
+  static const bool registered = [] {
+    return std::atexit(RemoveMadeDirs) == 0;
+  }();
+  (void)registered;
+  MadeDirs& dirs = Made();
+  absl::MutexLock lock(&dirs.mu);
+  dirs.paths.push_back(templ);
   return templ;
 }
 

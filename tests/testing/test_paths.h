@@ -16,7 +16,9 @@ std::string BinDir();
 absl::StatusOr<std::string> ReadTestData(absl::string_view relative_path);
 // Reads any file.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
-// A fresh, empty directory under the test's temp dir, unique per call.
+// A fresh, empty directory under the test's temp dir, unique per call. It is
+// removed when the process exits if every test passed and VMB_KEEP_TEST_DIRS
+// is not set; a failed test's directories are kept.
 std::string MakeTempDir(absl::string_view prefix);
 
 }  // namespace vmb::testing
