@@ -332,12 +332,20 @@ void AgentDaemon::ConnectionLoop() {
     }
   };
   const StopOrChange stop_or_change{this};
+  struct StopOrNews {
+    const AgentDaemon* daemon;
+    bool operator()() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return daemon->stop_connection_ || daemon->news_;
+    }
+  };
+  const StopOrNews stop_or_news{this};
   while (true) {
     {
       absl::MutexLock lock(&mu_);
       if (stop_connection_) break;
       changed_ = false;  // this call carries every change so far
-      in_call_ = true;   // ... and news from now on interrupts it
+      news_ = false;
+      in_call_ = true;  // ... and news from now on interrupts it
       interrupted_ = false;
     }
     const absl::Time call_start = absl::Now();
@@ -367,9 +375,20 @@ void AgentDaemon::ConnectionLoop() {
       pause = std::min({pause, heartbeat_interval_, kMaxPause});
       mu_.AwaitWithDeadline(absl::Condition(&stop_or_change),
                             absl::Now() + pause);
-      // Coalesce: progress reports come about once a second per job.
-      mu_.AwaitWithDeadline(absl::Condition(stop),
-                            call_start + options_.min_sync_interval);
+      // Coalesce: progress reports come about once a second per job. News
+      // (a job awaiting its grant, a job's end) goes at once, and while a
+      // job waits for its grant the coordinator holds the next call until
+      // it has decided: that call goes almost at once too.
+      bool waiting = false;
+      for (const auto& [id, job] : jobs_) {
+        waiting = waiting ||
+                  (job->status.phase() == v1::JOB_PHASE_AWAITING_COMMIT &&
+                   !job->granted && !job->fenced && !job->cancel_requested);
+      }
+      mu_.AwaitWithDeadline(
+          absl::Condition(&stop_or_news),
+          call_start + (waiting ? options_.awaiting_sync_interval
+                                : options_.min_sync_interval));
       continue;
     }
     if (link != Link::kDown) {
@@ -471,7 +490,9 @@ void AgentDaemon::Accept(const JobSpec& spec) {
       }
     }
     jobs_[spec.job_id()] = std::move(job);
-    changed_ = true;
+    // The coordinator hands a run's jobs out as they come: the next call
+    // goes at once, says the job is taken and fetches the ones after it.
+    ChangedLocked(/*news=*/true);
   }
   if (cancelled) {
     FinishUnstarted(raw, UnstartedResult(spec, v1::JOB_PHASE_CANCELLED,
@@ -711,6 +732,7 @@ void AgentDaemon::OnProgress(Job* job, const JobStatus& status) {
 
 void AgentDaemon::ChangedLocked(bool news) {
   changed_ = true;
+  news_ = news_ || news;
   if (news && in_call_ && !interrupted_) {
     interrupted_ = true;
     options_.connection->Interrupt();

@@ -110,8 +110,12 @@ class AgentDaemon {
     // Between calls the daemon waits as the coordinator says
     // (next_sync_after_ms, at most heartbeat_interval_ms and a minute), or
     // until a job changes; but calls are coalesced: no more than one per
-    // this interval.
+    // this interval, unless there is news (a job taken, a job awaiting its
+    // grant, a job's end) ...
     absl::Duration min_sync_interval = absl::Milliseconds(200);
+    // ... or a job waits for its grant: the coordinator holds such a call
+    // until it has decided, so calls go this often.
+    absl::Duration awaiting_sync_interval = absl::Milliseconds(20);
     // After a failed call: the first pause (jittered: half to all of it),
     // doubled after each further failure up to `max_backoff` and the
     // coordinator's heartbeat interval (so a restarted coordinator sees its
@@ -205,6 +209,8 @@ class AgentDaemon {
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_connection_ ABSL_GUARDED_BY(mu_) = false;
   bool changed_ ABSL_GUARDED_BY(mu_) = false;  // since the last call began
+  // Among the changes, one the coordinator needs now (ChangedLocked).
+  bool news_ ABSL_GUARDED_BY(mu_) = false;
   // A call is in progress; news that should not wait for its answer
   // interrupted it.
   bool in_call_ ABSL_GUARDED_BY(mu_) = false;

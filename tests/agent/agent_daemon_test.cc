@@ -735,6 +735,36 @@ TEST_F(AgentDaemonTest, NewsInterruptsAHeldCall) {
   daemon_.reset();
 }
 
+TEST_F(AgentDaemonTest, TakenJobsAndAwaitedGrantsAreNotCoalesced) {
+  // Progress is coalesced into one call per min_sync_interval (here longer
+  // than the test's deadlines), but a job taken, a job awaiting its grant
+  // and the calls while it waits go at once: the coordinator answers each
+  // of them at once, and the grant comes with a later call.
+  AgentDaemon::Options options = DaemonOptions(1);
+  options.min_sync_interval = absl::Minutes(10);
+  options.awaiting_sync_interval = absl::Milliseconds(10);
+  const v1::JobSpec spec = Spec("DEV-RH7", "xcp-host1");
+  coordinator_.Push(Start({spec}));  // the first call's answer
+  StartDaemon(std::move(options));
+  const size_t answered = coordinator_.WaitForScriptDone().value_or(0);
+  // Reported as taken by the very next call.
+  EXPECT_NE(FindJob(coordinator_
+                        .WaitFor([](const v1::AgentState&) { return true; },
+                                 answered + 1)
+                        .value_or(v1::AgentState()),
+                    spec.job_id()),
+            nullptr);
+  const v1::JobStatus waiting =
+      WaitForPhase(spec.job_id(), v1::JOB_PHASE_AWAITING_COMMIT);
+  ASSERT_EQ(waiting.phase(), v1::JOB_PHASE_AWAITING_COMMIT);
+  coordinator_.Push(Grant(spec.job_id(), kToken));
+  const v1::JobStatus done =
+      WaitForJob(spec.job_id(),
+                 [](const v1::JobStatus& j) { return IsTerminal(j.phase()); });
+  EXPECT_EQ(done.phase(), v1::JOB_PHASE_SUCCEEDED) << done.error_message();
+  daemon_.reset();
+}
+
 TEST_F(AgentDaemonTest, RetriesAtLeastOncePerHeartbeatIntervalWhileAway) {
   // A restarted coordinator declares an agent lost after three heartbeat
   // intervals: the backoff must not outgrow one, whatever its own cap.
