@@ -749,16 +749,6 @@ BackupRunResult Run::Execute() {
         item.job.warnings.push_back(folder->warning);
       items.push_back(std::move(item));
     }
-    // Every vdi-export, then every vm-export, each largest first: the
-    // biggest exports start early, so no host ends the run with one long
-    // export alone.
-    std::stable_sort(
-        items.begin(), items.end(), [](const Item& a, const Item& b) {
-          const bool a_vdi = a.job.plan.kind() == v1::EXPORT_KIND_VDI;
-          const bool b_vdi = b.job.plan.kind() == v1::EXPORT_KIND_VDI;
-          if (a_vdi != b_vdi) return a_vdi;
-          return a.job.plan.estimated_bytes() > b.job.plan.estimated_bytes();
-        });
     if (o_.observer != nullptr) {
       std::vector<RunJob> jobs;
       for (const Item& item : items) jobs.push_back(item.job);

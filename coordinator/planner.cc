@@ -30,6 +30,28 @@ bool HostSees(const PoolInventory& inv, const std::string& host_ref,
   return false;
 }
 
+// About what an export of `vdi` carries: the data its VHD chain holds, each
+// member's physical_utilisation (on a thin SR its allocated blocks; a thick
+// SR's active disk takes its whole size), never more than the disk's size.
+// Once a disk has snapshots its own physical_utilisation is only the newest
+// layer, so the chain is followed (sm_config "vhd-parent", by uuid).
+uint64_t EstimatedExportBytes(
+    const VdiRecord& vdi,
+    const std::map<std::string, const VdiRecord*>& vdis_by_uuid) {
+  int64_t held = 0;
+  std::set<std::string> seen;
+  for (const VdiRecord* v = &vdi;
+       v != nullptr && seen.insert(v->uuid).second;) {
+    held += std::max<int64_t>(0, v->physical_utilisation);
+    auto parent = v->sm_config.find("vhd-parent");
+    if (parent == v->sm_config.end()) break;
+    auto found = vdis_by_uuid.find(parent->second);
+    v = found == vdis_by_uuid.end() ? nullptr : found->second;
+  }
+  const int64_t size = std::max<int64_t>(0, vdi.virtual_size);
+  return static_cast<uint64_t>(held > 0 && held < size ? held : size);
+}
+
 std::string Where(const BackupPolicy& policy, int line) {
   return line == 0 ? "vm-selector" : absl::StrCat(policy.source, ":", line);
 }
@@ -57,6 +79,9 @@ std::vector<v1::PlannedVm> PlanBackup(const BackupPolicy& policy,
            options.agent_hosts->count(h.record.uuid) > 0;
   };
   std::vector<std::pair<size_t, const InventoryVm*>> halted;
+  std::map<std::string, const VdiRecord*> vdis_by_uuid;
+  for (const auto& [ref, vdi] : inventory.vdi_records)
+    vdis_by_uuid[vdi.uuid] = &vdi;
 
   auto plan_one = [&](const SelectedVm& s) {
     v1::PlannedVm p;
@@ -79,7 +104,7 @@ std::vector<v1::PlannedVm> PlanBackup(const BackupPolicy& policy,
         ExportedDisks(*vm, s.vdi_export, policy.vdi_export_disks);
     uint64_t bytes = 0;
     for (const InventoryDisk* d : disks) {
-      bytes += static_cast<uint64_t>(d->vdi.virtual_size);
+      bytes += EstimatedExportBytes(d->vdi, vdis_by_uuid);
       p.add_disks(d->vbd.device.empty()
                       ? absl::StrCat("userdevice ", d->vbd.userdevice)
                       : d->vbd.device);
@@ -182,6 +207,16 @@ std::vector<v1::PlannedVm> PlanBackup(const BackupPolicy& policy,
         best->ref == vm->record.affinity ? " (its affinity host)" : ""));
     load[best->ref] += p.estimated_bytes();
   }
+  // Run order: every vdi-export, then every vm-export, each largest first:
+  // the biggest exports start early, so no host ends the run with one long
+  // export alone.
+  std::stable_sort(plan.begin(), plan.end(),
+                   [](const v1::PlannedVm& a, const v1::PlannedVm& b) {
+                     const bool a_vdi = a.kind() == v1::EXPORT_KIND_VDI;
+                     const bool b_vdi = b.kind() == v1::EXPORT_KIND_VDI;
+                     if (a_vdi != b_vdi) return a_vdi;
+                     return a.estimated_bytes() > b.estimated_bytes();
+                   });
   return plan;
 }
 

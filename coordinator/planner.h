@@ -32,7 +32,8 @@ struct PlanOptions {
   const std::set<std::string>* agent_hosts = nullptr;
 };
 
-// VMs in run order: every vdi-export, then every vm-export.
+// VMs in run order: every vdi-export, then every vm-export, each largest
+// (estimated_bytes) first.
 std::vector<v1::PlannedVm> PlanBackup(const BackupPolicy& policy,
                                       const Selection& selection,
                                       const PoolInventory& inventory,

@@ -193,7 +193,7 @@ std::string FormatPreview(const v1::PreviewReport& r, bool for_run) {
   if (r.vms_size() > 0) {
     absl::StrAppend(&out, "\nPlan: ", r.vms_size(), " VMs on ", r.hosts(),
                     " hosts, about ", FormatBytes(r.estimated_bytes()),
-                    " of disks (an upper bound)\n");
+                    " of disk data to export\n");
     absl::StrAppend(
         &out, absl::StrFormat("  %-3s %-32s %-14s %-5s %-9s %-12s %-9s %s\n",
                               "#", "NAME", "EXPORT", "KEEP", "POWER", "HOST",

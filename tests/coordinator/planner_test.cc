@@ -129,6 +129,76 @@ TEST_F(PlannerTest, LargestHaltedVmsArePlacedFirst) {
   EXPECT_EQ(p["mid"]->host_name(), "h2");
 }
 
+// What an export carries is estimated from the data the disk's VHD chain
+// holds, as XAPI reports it (physical_utilisation), never more than its size.
+TEST_F(PlannerTest, EstimatesTheBytesADisksVhdChainHolds) {
+  // A VDI of the pool by uuid, with `vhd-parent` naming `parent` if any.
+  auto add_vdi = [&](const std::string& uuid, uint64_t size_mib,
+                     uint64_t held_mib, const std::string& parent) {
+    VdiRecord v;
+    v.uuid = uuid;
+    v.virtual_size = static_cast<int64_t>(size_mib * kMiB);
+    v.physical_utilisation = static_cast<int64_t>(held_mib * kMiB);
+    if (!parent.empty()) v.sm_config["vhd-parent"] = parent;
+    inv_.vdi_records["OpaqueRef:vdi-" + uuid] = v;
+    return v;
+  };
+  // Thin, no snapshot: what its VHD file takes.
+  AddVm("thin", 64, 1);
+  inv_.vms.back().disks[0].vdi = add_vdi("thin", 64, 40, "");
+  // With snapshots the disk itself is a small leaf; its base copies hold
+  // the data: the chain adds up.
+  AddVm("chain", 64, 1);
+  add_vdi("base1", 64, 30, "");
+  add_vdi("base2", 64, 6, "base1");
+  inv_.vms.back().disks[0].vdi = add_vdi("leaf", 64, 8, "base2");
+  // Thick (LVM): the active disk takes its whole size, and a bit more for
+  // the VHD's metadata: capped at the size.
+  AddVm("thick", 64, 2);
+  inv_.vms.back().disks[0].vdi = add_vdi("thick", 64, 65, "");
+  // A reply naming a parent that is not there, or a loop, ends the chain.
+  AddVm("orphan", 64, 2);
+  inv_.vms.back().disks[0].vdi = add_vdi("orphan", 64, 8, "gone");
+  AddVm("loop", 64, 3);
+  add_vdi("loop-b", 64, 4, "loop-a");
+  inv_.vms.back().disks[0].vdi = add_vdi("loop-a", 64, 2, "loop-b");
+  // Nothing reported: the size.
+  AddVm("unknown", 64, 3);
+
+  auto p = Plan();
+  EXPECT_EQ(p["thin"]->estimated_bytes(), 40 * kMiB);
+  EXPECT_EQ(p["chain"]->estimated_bytes(), (8 + 6 + 30) * kMiB);
+  EXPECT_EQ(p["thick"]->estimated_bytes(), 64 * kMiB);
+  EXPECT_EQ(p["orphan"]->estimated_bytes(), 8 * kMiB);
+  EXPECT_EQ(p["loop"]->estimated_bytes(), 6 * kMiB);
+  EXPECT_EQ(p["unknown"]->estimated_bytes(), 64 * kMiB);
+}
+
+// Halted VMs are balanced by those estimates, not by their disks' size: of
+// two 64 MiB disks holding 60 and 20 MiB, the fuller goes to the host with
+// the least data, the other to the next (by size, both would go to h1).
+TEST_F(PlannerTest, HaltedVmsAreBalancedByTheirData) {
+  // The last VM added holds `mib` MiB of data on its 64 MiB disk.
+  auto holds = [&](uint64_t mib) {
+    inv_.vms.back().disks[0].vdi.physical_utilisation =
+        static_cast<int64_t>(mib * kMiB);
+  };
+  AddVm("r1", 64, 1);  // nothing reported: 64 MiB
+  AddVm("r2", 64, 2);
+  holds(40);
+  AddVm("r3", 64, 3);
+  holds(4);
+  AddVm("r4", 64, 4);
+  holds(64);
+  AddVm("full", 64, 0);
+  holds(60);
+  AddVm("sparse", 64, 0);
+  holds(20);
+  auto p = Plan();
+  EXPECT_EQ(p["full"]->host_name(), "h3");
+  EXPECT_EQ(p["sparse"]->host_name(), "h2");
+}
+
 TEST_F(PlannerTest, AffinityBreaksTies) {
   AddVm("a", 10, 0);
   inv_.vms.back().record.affinity = inv_.hosts[2].ref;

@@ -31,6 +31,19 @@ bool IsThick(absl::string_view sr_type) {
          sr_type == "lvmofcoe";
 }
 
+// What a VHD file of `disk` takes on a thin SR: each 2 MiB block that holds
+// a non-zero byte, with its 512-byte sector bitmap, plus the footer copy,
+// header and block allocation table.
+uint64_t AllocatedVhdBytes(const DiskImage& disk) {
+  constexpr uint64_t kBlock = uint64_t{2} << 20;
+  const uint64_t blocks = (disk.size() + kBlock - 1) / kBlock;
+  uint64_t used = 0;
+  for (uint64_t b = 0; b < blocks; ++b)
+    used += disk.IsZero(b * kBlock, kBlock) ? 0 : 1;
+  const uint64_t bat = (blocks * 4 + 511) / 512 * 512;
+  return used * (kBlock + 512) + 512 + 1024 + bat + 512;
+}
+
 }  // namespace
 
 SimValue& Object::at(absl::string_view field) {
@@ -461,8 +474,14 @@ absl::Status SimPool::LoadFixtureLocked(const Fixture& fx) {
       vdi->at("virtual_size") =
           SimValue::Int(static_cast<int64_t>(disk.size()));
       const bool thick = IsThick(sr->str("type"));
-      vdi->at("physical_utilisation") = SimValue::Int(
-          static_cast<int64_t>(thick ? disk.size() : disk.size() / 2));
+      const uint64_t seed = disk.content_seed() != 0
+                                ? disk.content_seed()
+                                : GeneratedDisk::SeedFor(vm_uuid, userdevice);
+      auto image = std::make_shared<GeneratedDisk>(seed, disk.size());
+      // Thin (VHD) SRs store the 2 MiB blocks that hold data, as a VHD file
+      // does; thick ones the whole disk.
+      vdi->at("physical_utilisation") = SimValue::Int(static_cast<int64_t>(
+          thick ? disk.size() : AllocatedVhdBytes(*image)));
       vdi->at("type") = SimValue::Str(userdevice == "0" ? "system" : "user");
       vdi->at("location") = SimValue::Str(vdi->str("uuid"));
       vdi->at("allowed_operations") =
@@ -472,10 +491,8 @@ absl::Status SimPool::LoadFixtureLocked(const Fixture& fx) {
       sr->at("virtual_allocation").i += static_cast<int64_t>(disk.size());
       vbd->at("VDI") = SimValue::Str(vdi->ref);
       VdiData data;
-      data.seed = disk.content_seed() != 0
-                      ? disk.content_seed()
-                      : GeneratedDisk::SeedFor(vm_uuid, userdevice);
-      data.image = std::make_shared<GeneratedDisk>(data.seed, disk.size());
+      data.seed = seed;
+      data.image = std::move(image);
       data.chain_length = disk.chain_length() != 0 ? disk.chain_length() : 1;
       vdi_data_[vdi->ref] = std::move(data);
       disk_srs.push_back(sr->ref);
