@@ -50,7 +50,7 @@ void AgentHub::Stop() {
         agent.response = nullptr;
       }
     }
-    WakeLocked();
+    WakeAllLocked();
     SignalAllLocked();
   }
   for (auto& done : answers) done();
@@ -59,12 +59,24 @@ void AgentHub::Stop() {
 
 void AgentHub::SetSession(std::string session) {
   absl::MutexLock lock(&mu_);
+  if (session_ == session) return;
   session_ = std::move(session);
+  WakeAllLocked();  // held answers carry the new one
 }
 
 void AgentHub::WakeLocked() {
   wake_ = true;
   tick_.Signal();
+}
+
+void AgentHub::WakeHostLocked(const std::string& host_uuid) {
+  wake_hosts_.insert(host_uuid);
+  WakeLocked();
+}
+
+void AgentHub::WakeAllLocked() {
+  wake_all_ = true;
+  WakeLocked();
 }
 
 void AgentHub::SignalAllLocked() {
@@ -81,56 +93,52 @@ AgentHub::Agent* AgentHub::AgentOnHostLocked(const std::string& host_uuid) {
   return best;
 }
 
-bool AgentHub::FillLocked(Agent& agent, v1::DesiredState* r) {
-  r->Clear();
+bool AgentHub::FillLocked(Agent& agent, v1::DesiredState* r, bool refill) {
+  // What the answer carries, first as keys (cheap to compare): an answer
+  // already filled with the same is left as it is.
+  struct Item {
+    char kind;  // x forget, f fence, c cancel, g grant, s start
+    const std::string* job_id;
+    uint64_t token;
+    const v1::JobSpec* spec;  // s
+    const char* reason;       // f
+  };
+  std::vector<Item> items;
   const absl::Time now = options_.clock->Now();
   const bool grace = now - started_ < 3 * options_.heartbeat_interval;
-  std::set<std::string> sent;
   int running = 0;
   for (const auto& [id, st] : agent.reported) {
     if (!Terminal(st)) ++running;
   }
   for (const auto& [id, st] : agent.reported) {
-    const std::string& job_id = id;
-    auto job = jobs_.find(job_id);
-    auto fenced = fenced_.find(job_id);
+    auto job = jobs_.find(id);
+    auto fenced = fenced_.find(id);
     const bool stale =
         (fenced != fenced_.end() && fenced->second.count(st.fencing_token())) ||
         (job != jobs_.end() &&
          job->second.spec.fencing_token() != st.fencing_token());
-    const bool expected = expected_.count(job_id) > 0;
+    const bool expected = expected_.count(id) > 0;
     if (stale || (job == jobs_.end() && !expected && !grace)) {
       // An attempt nobody runs any more: it must not commit, and goes.
       if (Terminal(st)) {
-        r->add_forget_job_ids(job_id);
-        sent.insert("x:" + job_id);
+        items.push_back({'x', &id, 0, nullptr, nullptr});
       } else {
-        v1::Fence* f = r->add_fences();
-        f->set_job_id(job_id);
-        f->set_fencing_token(st.fencing_token());
-        f->set_reason(stale ? "the coordinator gave this attempt up"
-                            : "the coordinator knows no such job");
-        sent.insert(absl::StrCat("f:", job_id, ":", st.fencing_token()));
+        items.push_back({'f', &id, st.fencing_token(), nullptr,
+                         stale ? "the coordinator gave this attempt up"
+                               : "the coordinator knows no such job"});
       }
       continue;
     }
     if (job == jobs_.end()) continue;  // expected: its run claims it soon
     const Job& j = job->second;
     if (Terminal(st)) {
-      if (j.forget) {
-        r->add_forget_job_ids(job_id);
-        sent.insert("x:" + job_id);
-      }
+      if (j.forget) items.push_back({'x', &id, 0, nullptr, nullptr});
       continue;
     }
     if (j.cancel) {
-      r->add_cancel_job_ids(job_id);
-      sent.insert("c:" + job_id);
+      items.push_back({'c', &id, 0, nullptr, nullptr});
     } else if (j.granted) {
-      v1::CommitGrant* g = r->add_commit_grants();
-      g->set_job_id(job_id);
-      g->set_fencing_token(j.spec.fencing_token());
-      sent.insert("g:" + job_id);
+      items.push_back({'g', &id, j.spec.fencing_token(), nullptr, nullptr});
     }
   }
   // Jobs for this agent's host it does not hold yet, within its capacity.
@@ -153,17 +161,54 @@ bool AgentHub::FillLocked(Agent& agent, v1::DesiredState* r) {
       continue;
     }
     if (AgentOnHostLocked(j.spec.host_uuid()) != &agent) continue;
-    *r->add_start() = j.spec;
-    sent.insert("s:" + id);
+    items.push_back(
+        {'s', &found->first, j.spec.fencing_token(), &j.spec, nullptr});
     ++started;
+  }
+  std::set<std::string> sent;
+  for (const Item& item : items) {
+    sent.insert(item.kind == 'x' || item.kind == 'c'
+                    ? absl::StrCat(std::string(1, item.kind), ":", *item.job_id)
+                    : absl::StrCat(std::string(1, item.kind), ":", *item.job_id,
+                                   ":", item.token));
+  }
+  sent.insert(absl::StrCat("session:", session_));
+  bool news = false;
+  for (const std::string& s : sent) news = news || !agent.last_sent.count(s);
+  if (!refill && sent == agent.last_sent) return false;
+  agent.last_sent = std::move(sent);
+
+  r->Clear();
+  for (const Item& item : items) {
+    switch (item.kind) {
+      case 'x':
+        r->add_forget_job_ids(*item.job_id);
+        break;
+      case 'f': {
+        v1::Fence* f = r->add_fences();
+        f->set_job_id(*item.job_id);
+        f->set_fencing_token(item.token);
+        f->set_reason(item.reason);
+        break;
+      }
+      case 'c':
+        r->add_cancel_job_ids(*item.job_id);
+        break;
+      case 'g': {
+        v1::CommitGrant* g = r->add_commit_grants();
+        g->set_job_id(*item.job_id);
+        g->set_fencing_token(item.token);
+        break;
+      }
+      case 's':
+        *r->add_start() = *item.spec;
+        break;
+    }
   }
   r->set_session_ref(session_);
   r->set_heartbeat_interval_ms(static_cast<uint64_t>(
       absl::ToInt64Milliseconds(options_.heartbeat_interval)));
   r->set_coordinator_instance_id(options_.instance_id);
-  bool news = false;
-  for (const std::string& s : sent) news = news || !agent.last_sent.count(s);
-  agent.last_sent = std::move(sent);
   return news;
 }
 
@@ -212,7 +257,7 @@ void AgentHub::Synchronize(const v1::AgentState& state, const std::string& peer,
         }
       }
       if (!lost_or_new.empty()) SignalAllLocked();
-      const bool news = FillLocked(agent, response);
+      const bool news = FillLocked(agent, response, /*refill=*/true);
       bool busy = false;
       for (const auto& [id, st] : agent.reported) busy = busy || !Terminal(st);
       if (news) {
@@ -245,7 +290,11 @@ void AgentHub::Tick() {
     // Answers are recomputed only when something changed; otherwise held
     // calls are answered as they were when their hold ends.
     const bool woken = wake_;
+    const bool all = wake_all_;
+    std::set<std::string> hosts;
+    hosts.swap(wake_hosts_);
     wake_ = false;
+    wake_all_ = false;
     const absl::Time now = options_.clock->Now();
     std::vector<std::function<void()>> answers;
     std::vector<v1::AgentInfo> changes;
@@ -262,7 +311,9 @@ void AgentHub::Tick() {
       }
       if (!agent.done) continue;
       v1::DesiredState* response = agent.response;
-      const bool news = woken && FillLocked(agent, response);
+      // Only the agents of hosts whose jobs changed need a new answer.
+      const bool news = (all || hosts.count(agent.identity.host_uuid()) > 0) &&
+                        FillLocked(agent, response, /*refill=*/false);
       if (news || absl::Now() >= agent.hold_until) {
         answers.push_back(std::move(agent.done));
         agent.done = nullptr;
@@ -316,6 +367,8 @@ v1::JobStatus AgentHub::RunJob(
   Job& job = jobs_[job_id];
   if (job.spec.fencing_token() != spec.fencing_token() ||
       job.spec.job_id().empty()) {
+    // A retry on another host: the old attempt's agent hears of it too.
+    if (!job.spec.host_uuid().empty()) WakeHostLocked(job.spec.host_uuid());
     job = Job();
     job.spec = spec;
   }
@@ -333,7 +386,7 @@ v1::JobStatus AgentHub::RunJob(
     }
   }
   expected_.erase(job_id);
-  WakeLocked();
+  WakeHostLocked(spec.host_uuid());
   uint64_t seen = 0;
   // The job came then: its host's agent has 3 heartbeat intervals from
   // then, or from its last call, to take it.
@@ -372,7 +425,7 @@ v1::JobStatus AgentHub::RunJob(
         mu_.Lock();
         Job& j = jobs_[job_id];
         j.forget = true;
-        WakeLocked();
+        WakeHostLocked(spec.host_uuid());
         return st;
       }
       mu_.Unlock();
@@ -382,7 +435,7 @@ v1::JobStatus AgentHub::RunJob(
     }
     if (cancel != nullptr && cancel->HasBeenNotified() && !job.cancel) {
       job.cancel = true;
-      WakeLocked();
+      WakeHostLocked(spec.host_uuid());
       if (job.status.phase() == v1::JOB_PHASE_UNSPECIFIED && !held) {
         // Never taken: a copy that reaches the agent late is fenced.
         fenced_[job_id].insert(spec.fencing_token());
@@ -410,7 +463,7 @@ v1::JobStatus AgentHub::RunJob(
                        << ": cannot journal the commit grant: " << s;
         j.cancel = true;
       }
-      WakeLocked();
+      WakeHostLocked(spec.host_uuid());
       continue;
     }
     if (agent == nullptr && now - agent_seen > limit) {

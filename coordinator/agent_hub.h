@@ -147,13 +147,20 @@ class AgentHub {
   Agent* AgentOnHostLocked(const std::string& host_uuid)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The answer for `agent` now, and whether it carries anything the last one
-  // did not.
-  bool FillLocked(Agent& agent, v1::DesiredState* response)
+  // did not. Without `refill`, a `response` that holds the last answer and
+  // would not change is left alone.
+  bool FillLocked(Agent& agent, v1::DesiredState* response, bool refill)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::AgentInfo InfoLocked(const Agent& agent) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Tick();
+  // Wakes the ticker: it looks for recorded jobs to drop (WakeLocked) and
+  // recomputes the held answers of the agents on `host_uuid`
+  // (WakeHostLocked) or of every agent (WakeAllLocked).
   void WakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WakeHostLocked(const std::string& host_uuid)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WakeAllLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // An agent connected, was lost, or the hub stops: every waiter looks.
   void SignalAllLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -164,6 +171,8 @@ class AgentHub {
   absl::CondVar changed_;  // an agent came or was lost, a stop
   absl::CondVar tick_;     // the ticker: something to answer
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_all_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<std::string> wake_hosts_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::string session_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Agent> agents_ ABSL_GUARDED_BY(mu_);  // by agent_id

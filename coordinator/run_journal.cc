@@ -626,21 +626,36 @@ absl::Status RunJournal::PutPlannedJobs(absl::string_view run_id,
 absl::Status RunJournal::UpdateJobLocked(const JobRecord& job) {
   VMB_RETURN_IF_ERROR(CheckId(job.job_id, "job id"));
   const std::string what = absl::StrCat("updating job ", job.job_id);
-  VMB_ASSIGN_OR_RETURN(
-      Statement stmt,
-      PrepareLocked("UPDATE jobs SET phase = ?, "
-                    "dispatched = dispatched OR ?, recorded = recorded OR ?, "
-                    "plan = ?, spec = ?, status = ?, warnings = ? "
-                    "WHERE job_id = ?"));
-  stmt.Int(job.status.phase())
-      .Int(job.dispatched)
-      .Int(job.recorded)
-      .Message(job.plan)
-      .Message(job.spec)
-      .Message(job.status)
-      .Blob(EncodeStrings(job.warnings))
-      .Text(job.job_id);
-  VMB_RETURN_IF_ERROR(stmt.Run(what));
+  if (job.same_spec) {
+    VMB_ASSIGN_OR_RETURN(
+        Statement stmt,
+        PrepareLocked("UPDATE jobs SET phase = ?, "
+                      "dispatched = dispatched OR ?, recorded = recorded OR ?, "
+                      "status = ?, warnings = ? WHERE job_id = ?"));
+    stmt.Int(job.status.phase())
+        .Int(job.dispatched)
+        .Int(job.recorded)
+        .Message(job.status)
+        .Blob(EncodeStrings(job.warnings))
+        .Text(job.job_id);
+    VMB_RETURN_IF_ERROR(stmt.Run(what));
+  } else {
+    VMB_ASSIGN_OR_RETURN(
+        Statement stmt,
+        PrepareLocked("UPDATE jobs SET phase = ?, "
+                      "dispatched = dispatched OR ?, recorded = recorded OR ?, "
+                      "plan = ?, spec = ?, status = ?, warnings = ? "
+                      "WHERE job_id = ?"));
+    stmt.Int(job.status.phase())
+        .Int(job.dispatched)
+        .Int(job.recorded)
+        .Message(job.plan)
+        .Message(job.spec)
+        .Message(job.status)
+        .Blob(EncodeStrings(job.warnings))
+        .Text(job.job_id);
+    VMB_RETURN_IF_ERROR(stmt.Run(what));
+  }
   if (sqlite3_changes(db_.get()) == 0) {
     return absl::NotFoundError(absl::StrCat(what, ": no such job"));
   }

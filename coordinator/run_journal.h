@@ -143,6 +143,9 @@ class RunJournal {
     bool dispatched = false;  // handed to an agent at least once
     bool recorded = false;    // its status.log line / outcome was written
     std::vector<std::string> warnings;
+    // The plan and the spec are as last stored (a report within an
+    // attempt): they are not written again.
+    bool same_spec = false;
   };
 
   // Stores all of a run's jobs in one transaction and sets the run's

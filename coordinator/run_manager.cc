@@ -82,7 +82,20 @@ struct RunManager::LiveRun {
   absl::Notification cancel;
   absl::Notification abandon;
   std::vector<RunJob> jobs;                 // in run order, latest state
+  std::vector<v1::VmOutcome> outcomes;      // OutcomeOf(jobs[i])
   std::map<std::string, size_t> job_index;  // job_id -> index in jobs
+
+  // Jobs change only through these, which keep `outcomes` and `job_index`:
+  // a status query copies the outcomes rather than making a thousand.
+  void AddJob(RunJob job) {
+    job_index[job.spec.job_id()] = jobs.size();
+    outcomes.push_back(OutcomeOf(job));
+    jobs.push_back(std::move(job));
+  }
+  void SetJob(size_t i, const RunJob& job) {
+    jobs[i] = job;
+    outcomes[i] = OutcomeOf(job);
+  }
   std::vector<std::string> log;
   size_t log_dropped = 0;  // lines dropped from the front of `log`
   uint64_t version = 1;
@@ -119,10 +132,10 @@ class RunManager::Observer final : public RunObserver {
     std::vector<std::function<void()>> wake;
     {
       absl::MutexLock lock(&m_->mu_);
-      run_->jobs = jobs;
+      run_->jobs.clear();
+      run_->outcomes.clear();
       run_->job_index.clear();
-      for (size_t i = 0; i < jobs.size(); ++i)
-        run_->job_index[jobs[i].spec.job_id()] = i;
+      for (const RunJob& job : jobs) run_->AddJob(job);
       run_->record.planned = true;
       wake = m_->ChangedLocked(*run_);
     }
@@ -197,7 +210,10 @@ class RunManager::Observer final : public RunObserver {
         attempt.reason = job.status.error_message();
         attempt.commit_granted = job.status.phase() == v1::JOB_PHASE_SUCCEEDED;
       }
-      Log(m_->options_.journal->RecordJobChange(Record(copy, Seq(job)), &e,
+      // Within the attempt the dispatch stored: only its state is new.
+      RunJournal::JobRecord record = Record(copy, Seq(job));
+      record.same_spec = true;
+      Log(m_->options_.journal->RecordJobChange(record, &e,
                                                 ended ? &attempt : nullptr),
           "job state");
     }
@@ -249,7 +265,7 @@ class RunManager::Observer final : public RunObserver {
     {
       absl::MutexLock lock(&m_->mu_);
       auto it = run_->job_index.find(job.spec.job_id());
-      if (it != run_->job_index.end()) run_->jobs[it->second] = job;
+      if (it != run_->job_index.end()) run_->SetJob(it->second, job);
       wake = m_->ChangedLocked(*run_);
     }
     for (auto& w : wake) w();
@@ -387,8 +403,7 @@ absl::Status RunManager::ResumeUnfinished() {
         RunJob job = FromRecord(j);
         if (job.dispatched && !Terminal(job.status.phase()))
           options_.hub->Expect(job.spec.job_id(), job.spec.fencing_token());
-        run->job_index[job.spec.job_id()] = run->jobs.size();
-        run->jobs.push_back(job);
+        run->AddJob(job);
         run->resume->jobs.push_back(std::move(job));
       }
     }
@@ -463,8 +478,11 @@ v1::RunSummary RunManager::SummaryLocked(const LiveRun& run) const {
   s.set_backup_dir(run.record.backup_dir);
   s.clear_vms();
   uint32_t ok = 0, warn = 0, err = 0;
-  for (const RunJob& job : run.jobs) {
-    *s.add_vms() = OutcomeOf(job);
+  const bool kept = run.outcomes.size() == run.jobs.size();
+  s.mutable_vms()->Reserve(static_cast<int>(run.jobs.size()));
+  for (size_t i = 0; i < run.jobs.size(); ++i) {
+    const RunJob& job = run.jobs[i];
+    *s.add_vms() = kept ? run.outcomes[i] : OutcomeOf(job);
     if (!job.recorded) continue;
     if (job.status.phase() != v1::JOB_PHASE_SUCCEEDED) {
       ++err;
@@ -515,8 +533,7 @@ absl::StatusOr<v1::RunSummary> RunManager::FromJournal(
   absl::StatusOr<std::vector<RunJournal::JobRecord>> jobs =
       options_.journal->Jobs(record->run_id);
   if (!jobs.ok()) return jobs.status();
-  for (const RunJournal::JobRecord& j : *jobs)
-    view.jobs.push_back(FromRecord(j));
+  for (const RunJournal::JobRecord& j : *jobs) view.AddJob(FromRecord(j));
   v1::RunSummary s;
   {
     absl::MutexLock lock(&mu_);

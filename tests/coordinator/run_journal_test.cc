@@ -456,6 +456,30 @@ TEST_F(RunJournalTest, UpdateJobKeepsRunSeqAndFlags) {
   EXPECT_THAT(journal_->GetJob("nope"), StatusIs(absl::StatusCode::kNotFound));
 }
 
+TEST_F(RunJournalTest, AnUpdateWithinAnAttemptLeavesPlanAndSpecAsStored) {
+  AddPlannedRun("run-1", 1);
+  ASSERT_OK_AND_ASSIGN(JobRecord job, journal_->GetJob("run-1-job0"));
+  job.spec.set_attempt(1);
+  job.spec.set_fencing_token(5);
+  ASSERT_OK(journal_->UpdateJob(job));
+
+  JobRecord report = job;
+  report.same_spec = true;
+  report.spec.set_fencing_token(6);  // not written
+  report.plan.set_name("not written");
+  report.status.set_phase(v1::JOB_PHASE_EXPORT);
+  report.dispatched = true;
+  report.warnings = {"w"};
+  ASSERT_OK(journal_->RecordJobChange(report, nullptr, nullptr));
+
+  ASSERT_OK_AND_ASSIGN(JobRecord got, journal_->GetJob("run-1-job0"));
+  JobRecord want = job;
+  want.status = report.status;
+  want.dispatched = true;
+  want.warnings = {"w"};
+  ExpectSameJob(got, want);
+}
+
 TEST_F(RunJournalTest, UpdateJobsIsAllOrNothing) {
   AddPlannedRun("run-1", 2);
   JobRecord first = MakeJob("run-1", "run-1-job0", 0);
