@@ -5,6 +5,7 @@
 
 #include <deque>
 #include <functional>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -17,6 +18,8 @@
 #include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/slice.h>
 
 #include "common/base/logging.h"
 #include "common/base/status_macros.h"
@@ -219,7 +222,11 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::RunUpdate> {
   grpc::Alarm pace_;  // the next update, after the interval
 };
 
-class ControlServiceImpl final : public v1::Control::CallbackService {
+// GetRun answers with bytes the run manager keeps serialized (a run of a
+// thousand VMs is asked for often while it runs).
+class ControlServiceImpl final
+    : public v1::Control::WithRawCallbackMethod_GetRun<
+          v1::Control::CallbackService> {
  public:
   ControlServiceImpl(RunManager* runs, AgentHub* hub, Workers* workers)
       : runs_(runs), hub_(hub), workers_(workers) {}
@@ -242,12 +249,25 @@ class ControlServiceImpl final : public v1::Control::CallbackService {
     });
   }
   grpc::ServerUnaryReactor* GetRun(grpc::CallbackServerContext* context,
-                                   const v1::GetRunRequest* request,
-                                   v1::RunSummary* response) override {
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override {
     return Blocking(context, [=, this] {
-      absl::StatusOr<v1::RunSummary> run = runs_->GetRun(request->run_id());
-      if (run.ok()) *response = *std::move(run);
-      return run.status();
+      v1::GetRunRequest req;
+      std::vector<grpc::Slice> slices;
+      std::string bytes;
+      if (request->Dump(&slices).ok()) {
+        for (const grpc::Slice& slice : slices)
+          bytes.append(reinterpret_cast<const char*>(slice.begin()),
+                       slice.size());
+      }
+      if (!req.ParseFromString(bytes)) {
+        return absl::InvalidArgumentError("GetRun: a malformed request");
+      }
+      absl::StatusOr<std::string> run = runs_->GetRunSerialized(req.run_id());
+      if (!run.ok()) return run.status();
+      grpc::Slice slice(*run);
+      *response = grpc::ByteBuffer(&slice, 1);
+      return absl::OkStatus();
     });
   }
   grpc::ServerUnaryReactor* ListRuns(grpc::CallbackServerContext* context,

@@ -83,6 +83,7 @@ struct RunManager::LiveRun {
   absl::Notification abandon;
   std::vector<RunJob> jobs;                 // in run order, latest state
   std::vector<v1::VmOutcome> outcomes;      // OutcomeOf(jobs[i])
+  std::vector<std::string> outcome_bytes;   // outcomes[i], serialized
   std::map<std::string, size_t> job_index;  // job_id -> index in jobs
 
   // Jobs change only through these, which keep `outcomes` and `job_index`:
@@ -90,11 +91,13 @@ struct RunManager::LiveRun {
   void AddJob(RunJob job) {
     job_index[job.spec.job_id()] = jobs.size();
     outcomes.push_back(OutcomeOf(job));
+    outcome_bytes.push_back(outcomes.back().SerializeAsString());
     jobs.push_back(std::move(job));
   }
   void SetJob(size_t i, const RunJob& job) {
     jobs[i] = job;
     outcomes[i] = OutcomeOf(job);
+    outcome_bytes[i] = outcomes[i].SerializeAsString();
   }
   std::vector<std::string> log;
   size_t log_dropped = 0;  // lines dropped from the front of `log`
@@ -134,6 +137,7 @@ class RunManager::Observer final : public RunObserver {
       absl::MutexLock lock(&m_->mu_);
       run_->jobs.clear();
       run_->outcomes.clear();
+      run_->outcome_bytes.clear();
       run_->job_index.clear();
       for (const RunJob& job : jobs) run_->AddJob(job);
       run_->record.planned = true;
@@ -468,7 +472,48 @@ v1::PreviewReport RunManager::Preview(const v1::StartRunRequest& request) {
   return BuildPreview(*policy, *options_.xapi, o);
 }
 
-v1::RunSummary RunManager::SummaryLocked(const LiveRun& run) const {
+std::string SerializeRunSummary(const v1::RunSummary& summary,
+                                const std::vector<std::string>& vms) {
+  std::string out = summary.SerializeAsString();
+  size_t size = out.size();
+  for (const std::string& vm : vms) size += vm.size() + 6;
+  out.reserve(size);
+  // Each VM as field `vms`, length-delimited: the tag, the length as a
+  // varint, the bytes (a parser merges fields in whatever order they come).
+  const uint32_t tag = (v1::RunSummary::kVmsFieldNumber << 3) | 2;
+  auto varint = [&out](uint64_t v) {
+    while (v >= 0x80) {
+      out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+      v >>= 7;
+    }
+    out.push_back(static_cast<char>(v));
+  };
+  for (const std::string& vm : vms) {
+    varint(tag);
+    varint(vm.size());
+    out += vm;
+  }
+  return out;
+}
+
+const RunManager::LiveRun* RunManager::FindRunLocked(
+    const std::string& run_id) const {
+  if (!run_id.empty()) {
+    auto it = runs_.find(run_id);
+    return it == runs_.end() ? nullptr : it->second.get();
+  }
+  // A newer run in the journal than any this process ran is not possible:
+  // runs are only started here.
+  const LiveRun* newest = nullptr;
+  for (const auto& [id, run] : runs_) {
+    if (newest == nullptr ||
+        run->record.started_unix_ms > newest->record.started_unix_ms)
+      newest = run.get();
+  }
+  return newest;
+}
+
+v1::RunSummary RunManager::SummaryLocked(const LiveRun& run, bool vms) const {
   v1::RunSummary s = run.record.summary;
   s.set_run_id(run.record.run_id);
   s.set_state(run.record.state);
@@ -479,10 +524,10 @@ v1::RunSummary RunManager::SummaryLocked(const LiveRun& run) const {
   s.clear_vms();
   uint32_t ok = 0, warn = 0, err = 0;
   const bool kept = run.outcomes.size() == run.jobs.size();
-  s.mutable_vms()->Reserve(static_cast<int>(run.jobs.size()));
+  if (vms) s.mutable_vms()->Reserve(static_cast<int>(run.jobs.size()));
   for (size_t i = 0; i < run.jobs.size(); ++i) {
     const RunJob& job = run.jobs[i];
-    *s.add_vms() = kept ? run.outcomes[i] : OutcomeOf(job);
+    if (vms) *s.add_vms() = kept ? run.outcomes[i] : OutcomeOf(job);
     if (!job.recorded) continue;
     if (job.status.phase() != v1::JOB_PHASE_SUCCEEDED) {
       ++err;
@@ -503,9 +548,11 @@ v1::RunSummary RunManager::SummaryLocked(const LiveRun& run) const {
     for (const std::string& w : run.result.run_warnings) s.add_run_warnings(w);
     // The outcomes as recorded (warnings of planning included).
     s.clear_vms();
-    for (const v1::VmOutcome& o : run.result.vms) *s.add_vms() = o;
-    if (s.vms_size() == 0) {
-      for (const RunJob& job : run.jobs) *s.add_vms() = OutcomeOf(job);
+    if (vms) {
+      for (const v1::VmOutcome& o : run.result.vms) *s.add_vms() = o;
+      if (s.vms_size() == 0) {
+        for (const RunJob& job : run.jobs) *s.add_vms() = OutcomeOf(job);
+      }
     }
   } else {
     s.set_succeeded(ok);
@@ -557,22 +604,26 @@ absl::StatusOr<v1::RunSummary> RunManager::FromJournal(
 absl::StatusOr<v1::RunSummary> RunManager::GetRun(const std::string& run_id) {
   {
     absl::MutexLock lock(&mu_);
-    if (!run_id.empty()) {
-      auto it = runs_.find(run_id);
-      if (it != runs_.end()) return SummaryLocked(*it->second);
-    } else if (!runs_.empty()) {
-      const LiveRun* newest = nullptr;
-      for (const auto& [id, run] : runs_) {
-        if (newest == nullptr ||
-            run->record.started_unix_ms > newest->record.started_unix_ms)
-          newest = run.get();
-      }
-      // A newer run in the journal than any this process ran is not
-      // possible: runs are only started here.
-      return SummaryLocked(*newest);
-    }
+    if (const LiveRun* run = FindRunLocked(run_id)) return SummaryLocked(*run);
   }
   return FromJournal(run_id);
+}
+
+absl::StatusOr<std::string> RunManager::GetRunSerialized(
+    const std::string& run_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (const LiveRun* run = FindRunLocked(run_id)) {
+      // An ended run's VMs are its recorded outcomes.
+      if (run->finished || run->outcome_bytes.size() != run->jobs.size())
+        return SummaryLocked(*run).SerializeAsString();
+      return SerializeRunSummary(SummaryLocked(*run, /*vms=*/false),
+                                 run->outcome_bytes);
+    }
+  }
+  absl::StatusOr<v1::RunSummary> s = FromJournal(run_id);
+  if (!s.ok()) return s.status();
+  return s->SerializeAsString();
 }
 
 absl::StatusOr<std::vector<v1::RunSummary>> RunManager::ListRuns(int limit) {

@@ -55,6 +55,11 @@ struct WatchCursor {
 };
 
 // Thread-safe.
+// `summary` (without VMs) followed by `vms`, each a serialized VmOutcome:
+// the serialization of the summary with those VMs.
+std::string SerializeRunSummary(const v1::RunSummary& summary,
+                                const std::vector<std::string>& vms);
+
 class RunManager {
  public:
   explicit RunManager(RunManagerOptions options);
@@ -81,6 +86,10 @@ class RunManager {
 
   // The run (empty id: the newest). Errors: NOT_FOUND; the journal's.
   absl::StatusOr<v1::RunSummary> GetRun(const std::string& run_id);
+  // The same, serialized. While a run runs, each VM's outcome is kept
+  // serialized as its job changes, so a query copies bytes rather than
+  // building a thousand messages.
+  absl::StatusOr<std::string> GetRunSerialized(const std::string& run_id);
   absl::StatusOr<std::vector<v1::RunSummary>> ListRuns(int limit);
   // Errors: NOT_FOUND (no such run), FAILED_PRECONDITION (it ended).
   absl::Status CancelRun(const std::string& run_id);
@@ -112,7 +121,11 @@ class RunManager {
 
   void Launch(std::unique_ptr<LiveRun> run) ABSL_LOCKS_EXCLUDED(mu_);
   void Execute(LiveRun* run);
-  v1::RunSummary SummaryLocked(const LiveRun& run) const
+  // With `vms` false, the summary without its VMs (their counts included).
+  v1::RunSummary SummaryLocked(const LiveRun& run, bool vms = true) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The run of that id kept in memory (empty: the newest), or null.
+  const LiveRun* FindRunLocked(const std::string& run_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Bumps the run's version; returns the waiters to call (without mu_).
   std::vector<std::function<void()>> ChangedLocked(LiveRun& run)
