@@ -763,15 +763,34 @@ absl::Status RunJournal::PutAttempt(const AttemptRecord& attempt) {
 
 absl::Status RunJournal::RecordJobChange(const JobRecord& job,
                                          const EventRecord* event,
-                                         const AttemptRecord* attempt) {
+                                         const AttemptRecord* attempt,
+                                         bool sync) {
   absl::MutexLock lock(&mu_);
-  Transaction transaction(db_.get());
   const std::string what = absl::StrCat("recording job ", job.job_id);
-  VMB_RETURN_IF_ERROR(Annotate(transaction.Begin(), what));
-  if (attempt != nullptr) VMB_RETURN_IF_ERROR(PutAttemptLocked(*attempt));
-  VMB_RETURN_IF_ERROR(UpdateJobLocked(job));
-  if (event != nullptr) VMB_RETURN_IF_ERROR(AddEventLocked(*event).status());
-  return Annotate(transaction.Commit(), what);
+  // In WAL mode, synchronous=NORMAL commits without fsync; the WAL is
+  // appended in order, so the next FULL commit's fsync covers this one.
+  if (!sync) {
+    VMB_RETURN_IF_ERROR(
+        SqliteToStatus(sqlite3_exec(db_.get(), "PRAGMA synchronous=NORMAL",
+                                    nullptr, nullptr, nullptr),
+                       what, db_.get()));
+  }
+  absl::Status s = [&]() -> absl::Status {
+    Transaction transaction(db_.get());
+    VMB_RETURN_IF_ERROR(Annotate(transaction.Begin(), what));
+    if (attempt != nullptr) VMB_RETURN_IF_ERROR(PutAttemptLocked(*attempt));
+    VMB_RETURN_IF_ERROR(UpdateJobLocked(job));
+    if (event != nullptr) VMB_RETURN_IF_ERROR(AddEventLocked(*event).status());
+    return Annotate(transaction.Commit(), what);
+  }();
+  if (!sync) {
+    absl::Status full =
+        SqliteToStatus(sqlite3_exec(db_.get(), "PRAGMA synchronous=FULL",
+                                    nullptr, nullptr, nullptr),
+                       what, db_.get());
+    if (s.ok()) s = full;
+  }
+  return s;
 }
 
 absl::StatusOr<std::vector<RunJournal::AttemptRecord>> RunJournal::Attempts(

@@ -211,9 +211,12 @@ class RunJournal {
 
   // UpdateJob, with AddEvent and PutAttempt when given, in one transaction
   // (one fsync): a job's new phase, its event and its ended attempt are
-  // written together or not at all.
+  // written together or not at all. With `sync` false the transaction is
+  // written but not fsynced: the next synced one (whichever) makes it
+  // durable with itself; a crash of the process loses nothing, a crash of
+  // the machine may lose it (never what was synced after it).
   absl::Status RecordJobChange(const JobRecord& job, const EventRecord* event,
-                               const AttemptRecord* attempt);
+                               const AttemptRecord* attempt, bool sync = true);
   // The events of `run_id` with id > after_id, by id, at most `limit` (all
   // if limit <= 0). Page on with the last id returned.
   absl::StatusOr<std::vector<EventRecord>> Events(absl::string_view run_id,

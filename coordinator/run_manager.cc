@@ -95,7 +95,18 @@ struct RunManager::LiveRun {
     jobs.push_back(std::move(job));
   }
   void SetJob(size_t i, const RunJob& job) {
-    jobs[i] = job;
+    RunJob& kept = jobs[i];
+    // An attempt's spec (its pool's hosts with it) is copied once, not at
+    // every report.
+    if (kept.spec.fencing_token() != job.spec.fencing_token() ||
+        kept.spec.job_id() != job.spec.job_id()) {
+      kept.spec = job.spec;
+    }
+    if (kept.plan.uuid() != job.plan.uuid()) kept.plan = job.plan;
+    kept.status = job.status;
+    kept.warnings = job.warnings;
+    kept.dispatched = job.dispatched;
+    kept.recorded = job.recorded;
     outcomes[i] = OutcomeOf(job);
     outcome_bytes[i] = outcomes[i].SerializeAsString();
   }
@@ -186,8 +197,6 @@ class RunManager::Observer final : public RunObserver {
       // Phase changes (the terminal one included) are journalled before
       // the agent hears anything more, in one transaction with their event
       // (and the attempt's end); progress ticks stay in memory.
-      RunJob copy = job;
-      copy.dispatched = true;
       RunJournal::EventRecord e;
       e.run_id = run_->record.run_id;
       e.job_id = id;
@@ -215,10 +224,22 @@ class RunManager::Observer final : public RunObserver {
         attempt.commit_granted = job.status.phase() == v1::JOB_PHASE_SUCCEEDED;
       }
       // Within the attempt the dispatch stored: only its state is new.
-      RunJournal::JobRecord record = Record(copy, Seq(job));
+      RunJournal::JobRecord record;
+      record.job_id = id;
+      record.run_id = run_->record.run_id;
+      record.seq = Seq(job);
       record.same_spec = true;
-      Log(m_->options_.journal->RecordJobChange(record, &e,
-                                                ended ? &attempt : nullptr),
+      record.status = job.status;
+      record.dispatched = true;
+      record.recorded = job.recorded;
+      record.warnings = job.warnings;
+      // The coordinator acts on a job awaiting its grant and on its end:
+      // those are synced first. The phases between only inform (an agent
+      // reports them again after a restart): the next sync covers them.
+      const bool acted_on =
+          ended || job.status.phase() == v1::JOB_PHASE_AWAITING_COMMIT;
+      Log(m_->options_.journal->RecordJobChange(
+              record, &e, ended ? &attempt : nullptr, /*sync=*/acted_on),
           "job state");
     }
     Update(job);

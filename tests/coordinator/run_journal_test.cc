@@ -480,6 +480,22 @@ TEST_F(RunJournalTest, AnUpdateWithinAnAttemptLeavesPlanAndSpecAsStored) {
   ExpectSameJob(got, want);
 }
 
+TEST_F(RunJournalTest, AnUnsyncedChangeIsWrittenAndTheNextOneSynced) {
+  AddPlannedRun("run-1", 2);
+  ASSERT_OK_AND_ASSIGN(JobRecord a, journal_->GetJob("run-1-job0"));
+  ASSERT_OK_AND_ASSIGN(JobRecord b, journal_->GetJob("run-1-job1"));
+  a.status.set_phase(v1::JOB_PHASE_EXPORT);
+  ASSERT_OK(journal_->RecordJobChange(a, nullptr, nullptr, /*sync=*/false));
+  b.status.set_phase(v1::JOB_PHASE_AWAITING_COMMIT);
+  ASSERT_OK(journal_->RecordJobChange(b, nullptr, nullptr));
+  // A process that ends (here: the journal closed) loses neither.
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(JobRecord got_a, journal_->GetJob("run-1-job0"));
+  ASSERT_OK_AND_ASSIGN(JobRecord got_b, journal_->GetJob("run-1-job1"));
+  EXPECT_EQ(got_a.status.phase(), v1::JOB_PHASE_EXPORT);
+  EXPECT_EQ(got_b.status.phase(), v1::JOB_PHASE_AWAITING_COMMIT);
+}
+
 TEST_F(RunJournalTest, UpdateJobsIsAllOrNothing) {
   AddPlannedRun("run-1", 2);
   JobRecord first = MakeJob("run-1", "run-1-job0", 0);
