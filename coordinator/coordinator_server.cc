@@ -222,11 +222,19 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::RunUpdate> {
   grpc::Alarm pace_;  // the next update, after the interval
 };
 
-// GetRun answers with bytes the run manager keeps serialized (a run of a
-// thousand VMs is asked for often while it runs).
-class ControlServiceImpl final
-    : public v1::Control::WithRawCallbackMethod_GetRun<
-          v1::Control::CallbackService> {
+// The callback service with GetRun raw: it answers with bytes the run
+// manager keeps serialized (a run of a thousand VMs is asked for often while
+// it runs). Spelled out as Control::CallbackService is, GetRun replaced.
+using ControlService = v1::Control::WithCallbackMethod_StartRun<
+    v1::Control::WithCallbackMethod_Preview<
+        v1::Control::WithRawCallbackMethod_GetRun<
+            v1::Control::WithCallbackMethod_ListRuns<
+                v1::Control::WithCallbackMethod_ListAgents<
+                    v1::Control::WithCallbackMethod_CancelRun<
+                        v1::Control::WithCallbackMethod_WatchRun<
+                            v1::Control::Service>>>>>>>;
+
+class ControlServiceImpl final : public ControlService {
  public:
   ControlServiceImpl(RunManager* runs, AgentHub* hub, Workers* workers)
       : runs_(runs), hub_(hub), workers_(workers) {}

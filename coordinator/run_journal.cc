@@ -775,14 +775,15 @@ absl::Status RunJournal::RecordJobChange(const JobRecord& job,
                                     nullptr, nullptr, nullptr),
                        what, db_.get()));
   }
-  absl::Status s = [&]() -> absl::Status {
-    Transaction transaction(db_.get());
-    VMB_RETURN_IF_ERROR(Annotate(transaction.Begin(), what));
-    if (attempt != nullptr) VMB_RETURN_IF_ERROR(PutAttemptLocked(*attempt));
-    VMB_RETURN_IF_ERROR(UpdateJobLocked(job));
-    if (event != nullptr) VMB_RETURN_IF_ERROR(AddEventLocked(*event).status());
-    return Annotate(transaction.Commit(), what);
-  }();
+  absl::Status s;
+  {
+    Transaction transaction(db_.get());  // rolled back unless committed
+    s = Annotate(transaction.Begin(), what);
+    if (s.ok() && attempt != nullptr) s = PutAttemptLocked(*attempt);
+    if (s.ok()) s = UpdateJobLocked(job);
+    if (s.ok() && event != nullptr) s = AddEventLocked(*event).status();
+    if (s.ok()) s = Annotate(transaction.Commit(), what);
+  }
   if (!sync) {
     absl::Status full =
         SqliteToStatus(sqlite3_exec(db_.get(), "PRAGMA synchronous=FULL",
