@@ -247,6 +247,11 @@ class RunJournal::Statement {
   Statement& Message(const google::protobuf::MessageLite& message) {
     return Blob(message.SerializeAsString());
   }
+  // The message, or NULL when `message` is null.
+  Statement& MessageOrNull(const google::protobuf::MessageLite* message) {
+    if (message != nullptr) return Message(*message);
+    return Check(sqlite3_bind_null(stmt_, next_));
+  }
   Statement& Int(int64_t value) {
     return Check(sqlite3_bind_int64(stmt_, next_, value));
   }
@@ -626,36 +631,22 @@ absl::Status RunJournal::PutPlannedJobs(absl::string_view run_id,
 absl::Status RunJournal::UpdateJobLocked(const JobRecord& job) {
   VMB_RETURN_IF_ERROR(CheckId(job.job_id, "job id"));
   const std::string what = absl::StrCat("updating job ", job.job_id);
-  if (job.same_spec) {
-    VMB_ASSIGN_OR_RETURN(
-        Statement stmt,
-        PrepareLocked("UPDATE jobs SET phase = ?, "
-                      "dispatched = dispatched OR ?, recorded = recorded OR ?, "
-                      "status = ?, warnings = ? WHERE job_id = ?"));
-    stmt.Int(job.status.phase())
-        .Int(job.dispatched)
-        .Int(job.recorded)
-        .Message(job.status)
-        .Blob(EncodeStrings(job.warnings))
-        .Text(job.job_id);
-    VMB_RETURN_IF_ERROR(stmt.Run(what));
-  } else {
-    VMB_ASSIGN_OR_RETURN(
-        Statement stmt,
-        PrepareLocked("UPDATE jobs SET phase = ?, "
-                      "dispatched = dispatched OR ?, recorded = recorded OR ?, "
-                      "plan = ?, spec = ?, status = ?, warnings = ? "
-                      "WHERE job_id = ?"));
-    stmt.Int(job.status.phase())
-        .Int(job.dispatched)
-        .Int(job.recorded)
-        .Message(job.plan)
-        .Message(job.spec)
-        .Message(job.status)
-        .Blob(EncodeStrings(job.warnings))
-        .Text(job.job_id);
-    VMB_RETURN_IF_ERROR(stmt.Run(what));
-  }
+  // A NULL plan or spec keeps the one stored.
+  VMB_ASSIGN_OR_RETURN(
+      Statement stmt,
+      PrepareLocked("UPDATE jobs SET phase = ?, "
+                    "dispatched = dispatched OR ?, recorded = recorded OR ?, "
+                    "plan = coalesce(?, plan), spec = coalesce(?, spec), "
+                    "status = ?, warnings = ? WHERE job_id = ?"));
+  stmt.Int(job.status.phase())
+      .Int(job.dispatched)
+      .Int(job.recorded)
+      .MessageOrNull(job.same_spec ? nullptr : &job.plan)
+      .MessageOrNull(job.same_spec ? nullptr : &job.spec)
+      .Message(job.status)
+      .Blob(EncodeStrings(job.warnings))
+      .Text(job.job_id);
+  VMB_RETURN_IF_ERROR(stmt.Run(what));
   if (sqlite3_changes(db_.get()) == 0) {
     return absl::NotFoundError(absl::StrCat(what, ": no such job"));
   }
