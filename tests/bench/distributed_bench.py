@@ -8,7 +8,7 @@ deploy/demo.sh does), and print Markdown tables for docs/benchmarks.md.
 Nothing here is a pass/fail test.
 
   tests/bench/distributed_bench.py spread [--build build] [--repeat 3]
-  tests/bench/distributed_bench.py scale  [--build build] [--hosts 50] [--vms 1000]
+  tests/bench/distributed_bench.py scale  [--build build] [--repeat 3] [--hosts 50] [--vms 1000]
 
 spread: 4 hosts, each sending at most 25 MiB/s (the simulator's per-host
 BANDWIDTH fault), 16 VMs with one 64 MiB disk: 10 running, placed 4/3/2/1,
@@ -21,7 +21,8 @@ the best placement's largest per-host share of the bytes actually exported
 25 MiB/s.
 
 scale: HOSTS hosts with an agent each, VMS running VMs of 1 MiB spread evenly.
-One distributed run; meanwhile `vmbackup status` is asked in a loop.
+One distributed run on a fresh pool, REPEAT times (each figure per run and
+their median); meanwhile `vmbackup status` is asked in a loop.
 Reports the coordinator's CPU time per VM (user + system, from /proc, over the
 run), its peak RSS (VmHWM), the status latency (median, p99, max; each call
 is a whole CLI process), the latency of the call itself (build/bench/
@@ -279,7 +280,8 @@ def proc_hwm_mib(pid):
     return 0.0
 
 
-def scale(args, build, work):
+def scale_once(args, build, work):
+    """One pool, one run: the run's figures."""
     hosts = ["h%02d" % (i + 1) for i in range(args.hosts)]
     vms = [{"name_label": "vm-%04d" % i, "resident_on": hosts[i % len(hosts)],
             "disks": [{"size": str(MIB), "sr": "nfs"}]} for i in range(args.vms)]
@@ -330,27 +332,54 @@ def scale(args, build, work):
                         if vm["status"].get("phase") == "JOB_PHASE_SUCCEEDED")
         latencies.sort()
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-        print("| figure | value | target |")
-        print("|---|---:|---:|")
-        print("| hosts / agents / VMs | %d / %d / %d | |" % (len(hosts), len(hosts), len(vms)))
-        print("| run wall time | %.1f s | |" % wall)
-        print("| coordinator CPU per VM | %.2f ms | ≤ 10 ms |" % (cpu * 1000 / len(vms)))
-        print("| coordinator peak RSS (VmHWM) | %.1f MiB | ≤ 200 MiB |" % hwm)
-        print("| `vmbackup status` during the run: median / p99 / max | "
-              "%.0f / %.0f / %.0f ms (%d calls) | p99 ≤ 100 ms |" % (
-                  statistics.median(latencies) * 1000, p99 * 1000, latencies[-1] * 1000,
-                  len(latencies)))
-        print("| Control.GetRun during the run, from one process (`status_bench`): "
-              "median / p99 / max | %.1f / %.1f / %.1f ms (%d calls) | |" % (
-                  rpc_figures.get("median_ms", 0), rpc_figures.get("p99_ms", 0),
-                  rpc_figures.get("max_ms", 0), rpc_figures.get("calls", 0)))
-        print("| after the run (idle), median of 10: `vmbackup status` / `--json` | %.0f / %.0f ms | |"
-              % (statistics.median(idle) * 1000, statistics.median(idle_json) * 1000))
-        print("| `vmbackup runs --limit 1` after the run (the CLI process alone, about) | %.0f ms | |"
-              % (runs_latency * 1000))
-        print("| VMs committed | %d of %d | all |" % (committed, len(vms)))
+        return {
+            "hosts": len(hosts), "vms": len(vms), "wall": wall,
+            "cpu_ms": cpu * 1000 / len(vms), "hwm": hwm,
+            "status": (statistics.median(latencies) * 1000, p99 * 1000,
+                       latencies[-1] * 1000, len(latencies)),
+            "rpc": (rpc_figures.get("median_ms", 0), rpc_figures.get("p99_ms", 0),
+                    rpc_figures.get("max_ms", 0), rpc_figures.get("calls", 0)),
+            "idle": (statistics.median(idle) * 1000, statistics.median(idle_json) * 1000),
+            "runs": runs_latency * 1000, "committed": committed,
+        }
     finally:
         pool.close()
+
+
+def scale(args, build, work):
+    runs = []
+    for i in range(args.repeat):
+        sub = os.path.join(work, "run-%d" % (i + 1))
+        os.makedirs(sub)
+        runs.append(scale_once(args, build, sub))
+    med = statistics.median
+
+    def row(name, cells, median, target=""):
+        print("| %s | %s | %s | %s |" % (name, " | ".join(cells), median, target))
+    print("| figure | %s | median | target |" % " | ".join(
+        "run %d" % (i + 1) for i in range(len(runs))))
+    print("|---|%s---:|---:|" % ("---:|" * len(runs)))
+    r0 = runs[0]
+    row("hosts / agents / VMs", ["%d / %d / %d" % (r0["hosts"], r0["hosts"], r0["vms"])] * len(runs),
+        "")
+    row("run wall time, s", ["%.1f" % r["wall"] for r in runs], "%.1f" % med(r["wall"] for r in runs))
+    row("coordinator CPU per VM, ms", ["%.2f" % r["cpu_ms"] for r in runs],
+        "**%.2f**" % med(r["cpu_ms"] for r in runs), "≤ 10")
+    row("coordinator peak RSS (VmHWM), MiB", ["%.1f" % r["hwm"] for r in runs],
+        "**%.1f**" % med(r["hwm"] for r in runs), "≤ 200")
+    row("`vmbackup status` during the run: median / p99 / max, ms (calls)",
+        ["%.0f / %.0f / %.0f (%d)" % r["status"] for r in runs],
+        "p99 **%.0f**" % med(r["status"][1] for r in runs), "p99 ≤ 100")
+    row("`Control.GetRun` during the run (`status_bench`): median / p99 / max, ms (calls)",
+        ["%.1f / %.1f / %.1f (%d)" % r["rpc"] for r in runs],
+        "p99 %.1f" % med(r["rpc"][1] for r in runs))
+    row("after the run (idle), median of 10: `vmbackup status` / `--json`, ms",
+        ["%.0f / %.0f" % r["idle"] for r in runs],
+        "%.0f / %.0f" % (med(r["idle"][0] for r in runs), med(r["idle"][1] for r in runs)))
+    row("`vmbackup runs --limit 1` after the run (the CLI process alone, about), ms",
+        ["%.0f" % r["runs"] for r in runs], "%.0f" % med(r["runs"] for r in runs))
+    row("VMs committed", ["%d of %d" % (r["committed"], r["vms"]) for r in runs],
+        "", "all")
 
 
 def main():
