@@ -434,7 +434,11 @@ void AgentDaemon::Apply(const v1::DesiredState& desired, bool final) {
   }
   if (!desired.session_ref().empty()) {
     absl::MutexLock lock(&session_mu_);
-    session_ = desired.session_ref();
+    if (session_ != desired.session_ref()) {
+      session_ = desired.session_ref();
+      session_secret_ =
+          ScopedSecret(RegisterSecret(session_, "OpaqueRef:(session)"));
+    }
   }
   if (!final) {
     for (const JobSpec& spec : desired.start()) Accept(spec);

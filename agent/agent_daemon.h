@@ -38,6 +38,7 @@
 #include "agent/vm_backup_job.h"
 #include "common/base/clock.h"
 #include "common/base/filesystem.h"
+#include "common/base/redact.h"
 #include "common/xapi/curl_util.h"
 #include "common/xapi/xenapi_client.h"
 #include "proto/agent.pb.h"
@@ -222,7 +223,8 @@ class AgentDaemon {
   std::deque<Job*> queue_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex session_mu_;
-  std::string session_ ABSL_GUARDED_BY(session_mu_);  // never logged
+  std::string session_ ABSL_GUARDED_BY(session_mu_);          // never logged
+  ScopedSecret session_secret_ ABSL_GUARDED_BY(session_mu_);  // and redacted
 
   absl::Mutex endpoints_mu_;
   std::map<std::string, std::unique_ptr<Endpoint>> endpoints_

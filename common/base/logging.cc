@@ -9,6 +9,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 
+#include "common/base/redact.h"
+
 namespace vmb {
 namespace {
 
@@ -97,8 +99,9 @@ LogMessage::LogMessage(LogSeverity severity, const char* file, int line)
     : severity_(severity), file_(file), line_(line) {}
 
 LogMessage::~LogMessage() {
+  // Redacted before escaping: a secret is matched as it was given.
   CurrentSink()->Send(severity_, absl::Now(), file_, line_,
-                      EscapeForLog(stream_.str()));
+                      EscapeForLog(Redact(stream_.str())));
   if (severity_ == LogSeverity::kFatal) abort();
 }
 

@@ -9,7 +9,8 @@
 // Each message becomes one line on stderr: severity letter, UTC time,
 // file:line, message. Control characters in the message (a VM name holding a
 // newline, say) are escaped, so no input can forge a log line. Never log
-// secrets: passwords and session refs stay out of every message.
+// secrets: passwords and session refs stay out of every message (and those
+// registered with RegisterSecret, common/base/redact.h, are redacted).
 //
 // Thread-safe. The sink can be replaced for tests (ScopedLogSinkForTesting).
 

@@ -50,6 +50,7 @@ std::string ReplaceUrlHost(const std::string& url, const std::string& address) {
 XmlRpcXenApiClient::XmlRpcXenApiClient(
     Options options, std::unique_ptr<XmlRpcTransport> transport)
     : options_(std::move(options)),
+      password_secret_(RegisterSecret(options_.password, "(password)")),
       transport_(std::move(transport)),
       url_(options_.url) {
   while (!url_.empty() && url_.back() == '/') url_.pop_back();
@@ -165,6 +166,7 @@ absl::StatusOr<std::string> XmlRpcXenApiClient::EnsureSession() {
   }
   last_login_ = absl::OkStatus();
   session_ = login->first;
+  session_secret_ = ScopedSecret(RegisterSecret(session_, kRedactedSession));
   url_ = login->second;
   return session_;
 }

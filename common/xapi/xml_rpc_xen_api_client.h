@@ -9,6 +9,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 
+#include "common/base/redact.h"
 #include "common/xapi/xenapi_client.h"
 #include "common/xapi/xml_rpc_transport.h"
 
@@ -126,10 +127,12 @@ class XmlRpcXenApiClient final : public XenApiClient {
                                          CallKind kind);
 
   const Options options_;
+  const ScopedSecret password_secret_;  // redacted while the client lives
   const std::unique_ptr<XmlRpcTransport> transport_;
   mutable absl::Mutex mu_;
   std::string url_ ABSL_GUARDED_BY(mu_);
   std::string session_ ABSL_GUARDED_BY(mu_);
+  ScopedSecret session_secret_ ABSL_GUARDED_BY(mu_);  // session_, redacted
   bool logging_in_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t logins_ ABSL_GUARDED_BY(mu_) = 0;  // attempts finished
   absl::Status last_login_ ABSL_GUARDED_BY(mu_);

@@ -7,6 +7,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
+#include "common/base/redact.h"
 #include "common/xapi/curl_xml_rpc_transport.h"
 #include "common/xapi/xenapi_error.h"
 #include "common/xapi/xml_rpc_xen_api_client.h"
@@ -353,6 +354,21 @@ TEST_F(XenApiClientTest, SessionRefNeverAppearsInErrors) {
   // Two invalidations in a row: the retry fails too.
   EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(std::string(s.message()), Not(HasSubstr("OpaqueRef:")));
+}
+
+// Whatever path a session ref or the password takes into a log line, it is
+// redacted there while the client holds it.
+TEST_F(XenApiClientTest, TheSessionAndThePasswordAreRedactedFromLogLines) {
+  ASSERT_OK(client_->Login());
+  ASSERT_OK_AND_ASSIGN(std::string session, client_->SessionRef());
+  ASSERT_FALSE(sim_->password().empty());
+  EXPECT_EQ(
+      Redact(absl::StrCat("session ", session, " password ", sim_->password())),
+      "session OpaqueRef:(session) password (password)");
+  const std::string password = sim_->password();
+  client_.reset();
+  // Gone with the client (and its session with it).
+  EXPECT_EQ(Redact(password), password);
 }
 
 }  // namespace
