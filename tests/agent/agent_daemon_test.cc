@@ -27,6 +27,7 @@
 #include "common/xapi/curl_util.h"
 #include "common/xapi/xml_rpc_xen_api_client.h"
 #include "tests/fakes/fake_coordinator_connection.h"
+#include "tests/testing/capturing_log_sink.h"
 #include "tests/testing/faulty_filesystem.h"
 #include "tests/testing/sim_process.h"
 #include "tests/testing/status_matchers.h"
@@ -49,30 +50,6 @@ bool IsTerminal(v1::JobPhase phase) {
   return phase == v1::JOB_PHASE_SUCCEEDED || phase == v1::JOB_PHASE_FAILED ||
          phase == v1::JOB_PHASE_CANCELLED;
 }
-
-// Log lines, for "logged once" checks.
-class CapturingSink final : public LogSink {
- public:
-  void Send(LogSeverity, absl::Time, absl::string_view, int,
-            absl::string_view message) override {
-    absl::MutexLock lock(&mu_);
-    lines_.emplace_back(message);
-  }
-  int Count(absl::string_view needle) const {
-    absl::MutexLock lock(&mu_);
-    return static_cast<int>(std::count_if(
-        lines_.begin(), lines_.end(),
-        [&](const std::string& l) { return absl::StrContains(l, needle); }));
-  }
-  std::vector<std::string> lines() const {
-    absl::MutexLock lock(&mu_);
-    return lines_;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  std::vector<std::string> lines_ ABSL_GUARDED_BY(mu_);
-};
 
 class AgentDaemonTest : public ::testing::Test {
  protected:
@@ -666,7 +643,7 @@ TEST_F(AgentDaemonTest, RefusesAJobItCannotRecord) {
 }
 
 TEST_F(AgentDaemonTest, KeepsJobsAndTheirResultsWhileTheCoordinatorIsAway) {
-  CapturingSink sink;
+  testing::CapturingLogSink sink;
   ScopedLogSinkForTesting capture(&sink);
   StartDaemon();
   const v1::JobSpec spec = Spec("DEV-RH7", "xcp-host1");

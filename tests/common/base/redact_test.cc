@@ -7,34 +7,17 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 #include "common/base/logging.h"
+#include "tests/testing/capturing_log_sink.h"
 
 namespace vmb {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-class LinesSink final : public LogSink {
- public:
-  void Send(LogSeverity, absl::Time, absl::string_view, int,
-            absl::string_view message) override {
-    absl::MutexLock lock(&mu_);
-    lines_.emplace_back(message);
-  }
-  std::vector<std::string> lines() const {
-    absl::MutexLock lock(&mu_);
-    return lines_;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  std::vector<std::string> lines_ ABSL_GUARDED_BY(mu_);
-};
 
 TEST(RedactTest, ReplacesEveryOccurrenceOfARegisteredSecret) {
   ScopedSecret s(RegisterSecret("hunter2-canary", "(password)"));
@@ -74,7 +57,7 @@ TEST(RedactTest, EmptySecretsAreIgnored) {
 }
 
 TEST(RedactTest, ALogLineNeverCarriesARegisteredSecret) {
-  LinesSink sink;
+  testing::CapturingLogSink sink;
   ScopedLogSinkForTesting scoped(&sink);
   ScopedSecret s(RegisterSecret("pa\nss-canary", "(password)"));
   // Redacted before the newline is escaped, so it is still found.
