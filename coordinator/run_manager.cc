@@ -544,11 +544,10 @@ v1::RunSummary RunManager::SummaryLocked(const LiveRun& run, bool vms) const {
   s.set_backup_dir(run.record.backup_dir);
   s.clear_vms();
   uint32_t ok = 0, warn = 0, err = 0;
-  const bool kept = run.outcomes.size() == run.jobs.size();
   if (vms) s.mutable_vms()->Reserve(static_cast<int>(run.jobs.size()));
   for (size_t i = 0; i < run.jobs.size(); ++i) {
     const RunJob& job = run.jobs[i];
-    if (vms) *s.add_vms() = kept ? run.outcomes[i] : OutcomeOf(job);
+    if (vms) *s.add_vms() = run.outcomes[i];
     if (!job.recorded) continue;
     if (job.status.phase() != v1::JOB_PHASE_SUCCEEDED) {
       ++err;
@@ -636,8 +635,7 @@ absl::StatusOr<std::string> RunManager::GetRunSerialized(
     absl::MutexLock lock(&mu_);
     if (const LiveRun* run = FindRunLocked(run_id)) {
       // An ended run's VMs are its recorded outcomes.
-      if (run->finished || run->outcome_bytes.size() != run->jobs.size())
-        return SummaryLocked(*run).SerializeAsString();
+      if (run->finished) return SummaryLocked(*run).SerializeAsString();
       return SerializeRunSummary(SummaryLocked(*run, /*vms=*/false),
                                  run->outcome_bytes);
     }
