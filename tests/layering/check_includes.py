@@ -3,6 +3,7 @@
 """Checks that every project include points down the layers (DESIGN §2).
 
     base <- xapi <- backup <- {agent, coordinator}
+    base <- rpc <- {agent, coordinator}
 
 A file may include headers of its own layer and of the layers below it,
 never above, and agent/ and coordinator/ never include each other (only the
@@ -18,9 +19,11 @@ ALLOWED = {
     "common/base": {"common/base"},
     "common/xapi": {"common/base", "common/xapi", "proto"},
     "common/backup": {"common/base", "common/xapi", "common/backup", "proto"},
-    "agent": {"common/base", "common/xapi", "common/backup", "proto", "agent"},
-    "coordinator": {"common/base", "common/xapi", "common/backup", "proto",
-                    "coordinator"},
+    "common/rpc": {"common/base", "common/rpc"},
+    "agent": {"common/base", "common/xapi", "common/backup", "common/rpc",
+              "proto", "agent"},
+    "coordinator": {"common/base", "common/xapi", "common/backup",
+                    "common/rpc", "proto", "coordinator"},
 }
 # Mains that wire the two daemon libraries together.
 EXCEPTIONS = {"coordinator/vmbackup_main.cc": {"agent"}}
@@ -49,7 +52,7 @@ def main():
                 layer = layer_of(path)
                 if layer is None:
                     problems.append(f"{path}: not in any layer folder "
-                                    f"(common/base, common/xapi, common/backup)")
+                                    f"(common/base, common/xapi, common/backup, common/rpc)")
                     continue
                 allowed = ALLOWED[layer] | EXCEPTIONS.get(path, set())
                 checked += 1
