@@ -26,8 +26,16 @@ ABSL_FLAG(std::string, coordinator, "",
           "HOST:PORT of the coordinator (required); with --plaintext only a "
           "loopback address: 127.0.0.0/8, [::1] or localhost");
 ABSL_FLAG(bool, plaintext, false,
-          "Talk to the coordinator without TLS (required for now: mutual TLS "
-          "comes later); allowed only to a loopback --coordinator");
+          "Talk to the coordinator without TLS; allowed only to a loopback "
+          "--coordinator");
+ABSL_FLAG(std::string, mtls_ca, "",
+          "PEM file of the site's CA (ca.crt from deploy/gen-certs.sh): the "
+          "coordinator must show a certificate it issued");
+ABSL_FLAG(std::string, mtls_cert, "",
+          "this agent's certificate (agent-HOST.crt: its host uuid in a URI "
+          "name)");
+ABSL_FLAG(std::string, mtls_key, "",
+          "this agent's private key (agent-HOST.key, mode 0600)");
 ABSL_FLAG(std::string, state_dir, "",
           "The agent's own folder (required; made with mode 0700 when "
           "missing): the jobs it holds, so that a restart cleans up after "
@@ -56,7 +64,8 @@ bool help = false;
 // line and in flagfiles); returns the other arguments.
 std::vector<std::string> ParseFlags(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "vmbackup-agent --coordinator HOST:PORT --plaintext --state-dir DIR "
+      "vmbackup-agent --coordinator HOST:PORT --mtls-ca FILE --mtls-cert FILE "
+      "--mtls-key FILE --state-dir DIR "
       "[--max-jobs N] ...\nThe vmbackup agent: runs the coordinator's backup "
       "jobs on this pool member. --flagfile=FILE reads flags from a file, "
       "one a line.");
@@ -91,6 +100,9 @@ vmb::agent::AgentOptions OptionsFromFlags() {
   vmb::agent::AgentOptions options;
   options.coordinator = absl::GetFlag(FLAGS_coordinator);
   options.plaintext = absl::GetFlag(FLAGS_plaintext);
+  options.mtls.ca = absl::GetFlag(FLAGS_mtls_ca);
+  options.mtls.cert = absl::GetFlag(FLAGS_mtls_cert);
+  options.mtls.key = absl::GetFlag(FLAGS_mtls_key);
   options.state_dir = absl::GetFlag(FLAGS_state_dir);
   options.host_uuid = absl::GetFlag(FLAGS_host_uuid);
   options.agent_id = absl::GetFlag(FLAGS_agent_id);

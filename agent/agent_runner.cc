@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <utility>
@@ -81,18 +82,6 @@ absl::StatusOr<std::string> HostUuidFromInventory(const std::string& path) {
 
 }  // namespace
 
-bool IsLoopbackHost(absl::string_view host) {
-  if (absl::EqualsIgnoreCase(host, "localhost")) return true;
-  const std::string text(host);
-  in_addr v4;
-  if (inet_pton(AF_INET, text.c_str(), &v4) == 1)
-    return (ntohl(v4.s_addr) >> 24) == 127;
-  in6_addr v6;
-  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1)
-    return IN6_IS_ADDR_LOOPBACK(&v6);
-  return false;
-}
-
 absl::StatusOr<std::pair<std::string, int>> SplitHostPort(
     absl::string_view target) {
   std::string host;
@@ -143,21 +132,9 @@ absl::StatusOr<AgentOptions> ResolveAgentOptions(AgentOptions options) {
         absl::StrCat("--coordinator \"", EscapeForLog(options.coordinator),
                      "\": ", target.status().message()));
   }
-  if (!options.plaintext) {
-    return absl::InvalidArgumentError(
-        "--plaintext is required: this version talks to the coordinator "
-        "without TLS (mutual TLS comes later), and says so only when asked "
-        "to");
-  }
-  if (!IsLoopbackHost(target->first)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--plaintext refuses --coordinator ", EscapeForLog(options.coordinator),
-        ": without TLS the agent talks only to a coordinator on this machine "
-        "(127.0.0.0/8, ::1 or localhost), since anyone on the network path "
-        "could read the XAPI session the coordinator sends and impersonate "
-        "the coordinator; tunnel the connection (ssh -L, stunnel) to a "
-        "loopback port"));
-  }
+  VMB_RETURN_IF_ERROR(CheckTransportFlags(
+      options.mtls, options.plaintext,
+      {{"--coordinator", EscapeForLog(options.coordinator)}}));
   if (options.state_dir.empty()) {
     return absl::InvalidArgumentError(
         "--state-dir is required: the agent's own folder (the jobs it holds)");
@@ -205,17 +182,25 @@ absl::StatusOr<AgentOptions> ResolveAgentOptions(AgentOptions options) {
 }
 
 absl::Status RunAgent(const AgentOptions& options) {
-  absl::Notification stop;  // outlives the watcher, which references it
+  // Both outlive the watcher, which references them.
+  absl::Notification stop;
+  std::atomic<int> reloads{0};
+  int stops = 0;  // the watcher's thread only
   VMB_ASSIGN_OR_RETURN(
       std::unique_ptr<SignalWatcher> watcher,
-      SignalWatcher::Start({SIGINT, SIGTERM}, [&stop](int signo, int count) {
-        if (count > 1) {
-          VMB_LOG(WARNING) << "second signal " << signo << ": exiting now";
-          _exit(1);
-        }
-        VMB_LOG(INFO) << "signal " << signo << ": stopping";
-        stop.Notify();
-      }));
+      SignalWatcher::Start(
+          {SIGINT, SIGTERM, SIGHUP}, [&stop, &reloads, &stops](int signo, int) {
+            if (signo == SIGHUP) {
+              reloads.fetch_add(1);
+              return;
+            }
+            if (++stops > 1) {
+              VMB_LOG(WARNING) << "second signal " << signo << ": exiting now";
+              _exit(1);
+            }
+            VMB_LOG(INFO) << "signal " << signo << ": stopping";
+            stop.Notify();
+          }));
 
   Filesystem* fs = PosixFilesystem::Get();
   if (::mkdir(options.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -236,8 +221,26 @@ absl::Status RunAgent(const AgentOptions& options) {
   }
   if (!lock.ok()) return Annotate(lock.status(), "--state-dir");
 
-  GrpcCoordinatorConnection connection(
-      GrpcCoordinatorConnection::MakePlaintextChannel(options.coordinator));
+  std::unique_ptr<MtlsCredentials> mtls;
+  if (!options.plaintext) {
+    // gRPC reads checked copies of the files, kept in the state folder.
+    VMB_ASSIGN_OR_RETURN(
+        mtls, MtlsCredentials::Create(options.mtls,
+                                      JoinPath(options.state_dir, "mtls")));
+    if (mtls->current().host_uuid != options.host_uuid) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--mtls-cert ", options.mtls.cert, " is ", mtls->current().Describe(),
+          ", not a certificate for this host (", kHostUriPrefix,
+          options.host_uuid, "): deploy/gen-certs.sh DIR COORDINATOR NAME:",
+          options.host_uuid, " makes one"));
+    }
+    LogCertificateValidity("this agent's", mtls->current());
+    RouteGrpcLogsToVmbLog();
+  }
+  GrpcCoordinatorConnection connection(GrpcCoordinatorConnection::MakeChannel(
+      options.coordinator, mtls != nullptr
+                               ? mtls->ChannelCredentials()
+                               : grpc::InsecureChannelCredentials()));
   AgentDaemon::Options daemon_options;
   daemon_options.connection = &connection;
   daemon_options.fs = fs;
@@ -255,8 +258,8 @@ absl::Status RunAgent(const AgentOptions& options) {
                 << EscapeForLog(options.agent_id) << " on host "
                 << options.host_uuid << " (" << EscapeForLog(options.host_name)
                 << "), coordinator " << EscapeForLog(options.coordinator)
-                << " (plaintext)";
-  stop.WaitForNotification();
+                << (mtls != nullptr ? " (mutual TLS)" : " (plaintext)");
+  ServeUntilStopped(stop, &reloads, mtls.get(), "this agent's");
   daemon.Stop();
   return absl::OkStatus();
 }

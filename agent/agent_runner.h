@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 
 #include "agent/xensource_inventory.h"
+#include "common/rpc/mtls.h"
 
 namespace vmb::agent {
 
@@ -28,22 +29,19 @@ struct AgentOptions {
   int max_jobs = 2;       // --max-jobs, 1..64
   absl::Duration commit_wait = absl::Minutes(30);  // --commit-wait
   bool plaintext = false;                          // --plaintext
+  MtlsFiles mtls;  // --mtls-ca, --mtls-cert, --mtls-key
 };
 
 // Checks `options` and fills in the defaults (reading `inventory_path` and
 // the system's host name when needed). Errors: INVALID_ARGUMENT, naming the
 // flag, for a missing or malformed value: no --coordinator or not
-// HOST:PORT; no --plaintext (there is no TLS to the coordinator yet), or
+// HOST:PORT; neither the three --mtls-* flags nor --plaintext, or
 // --plaintext to an address that is not loopback; no --state-dir or a
 // relative one; --max-jobs outside 1..64; a --commit-wait that is not
 // positive; no --host-uuid and no readable INSTALLATION_UUID in the
 // inventory file (the message names both); a malformed --host-uuid or
 // --agent-id.
 absl::StatusOr<AgentOptions> ResolveAgentOptions(AgentOptions options);
-
-// Whether `host` (a name or an address, IPv6 without brackets) is this
-// machine's loopback: 127.0.0.0/8, ::1 or "localhost".
-bool IsLoopbackHost(absl::string_view host);
 
 // Splits "HOST:PORT" ("[v6]:PORT" for IPv6) into host and port.
 // Errors: INVALID_ARGUMENT.

@@ -19,8 +19,9 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
                       status.error_message());
 }
 
-std::shared_ptr<grpc::Channel> GrpcCoordinatorConnection::MakePlaintextChannel(
-    const std::string& target) {
+std::shared_ptr<grpc::Channel> GrpcCoordinatorConnection::MakeChannel(
+    const std::string& target,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
   // Calls are frequent and short, so keepalive pings matter only for a call
   // the coordinator holds; one every five minutes is what a server accepts
@@ -36,8 +37,7 @@ std::shared_ptr<grpc::Channel> GrpcCoordinatorConnection::MakePlaintextChannel(
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
-                                   args);
+  return grpc::CreateCustomChannel(target, std::move(credentials), args);
 }
 
 GrpcCoordinatorConnection::GrpcCoordinatorConnection(

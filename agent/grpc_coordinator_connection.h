@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
+#include <grpcpp/security/credentials.h>
 #include <grpcpp/support/status.h>
 
 #include "agent/coordinator_connection.h"
@@ -26,20 +27,21 @@ absl::Status FromGrpcStatus(const grpc::Status& status);
 // CoordinatorConnection over gRPC: a synchronous AgentService stub, one call
 // at a time per caller, each with a deadline. Thread-safe (gRPC stubs are).
 //
-//   auto channel = GrpcCoordinatorConnection::MakePlaintextChannel(
-//       "127.0.0.1:7443");
+//   auto channel = GrpcCoordinatorConnection::MakeChannel(
+//       "127.0.0.1:7443", grpc::InsecureChannelCredentials());
 //   GrpcCoordinatorConnection connection(channel);
 //   absl::StatusOr<v1::DesiredState> desired =
 //       connection.Synchronize(state, absl::Seconds(30));
 class GrpcCoordinatorConnection final : public CoordinatorConnection {
  public:
-  // A channel to `target` ("host:port") without TLS (insecure channel
-  // credentials), with keepalive and a reconnect backoff short enough that a
-  // coordinator coming back is found within seconds (gRPC's own reconnect
-  // backoff would otherwise grow to two minutes). The channel connects
-  // lazily: creating it never fails.
-  static std::shared_ptr<grpc::Channel> MakePlaintextChannel(
-      const std::string& target);
+  // A channel to `target` ("host:port") with `credentials` (mutual TLS, or
+  // insecure ones on loopback), with keepalive and a reconnect backoff short
+  // enough that a coordinator coming back is found within seconds (gRPC's
+  // own reconnect backoff would otherwise grow to two minutes). The channel
+  // connects lazily: creating it never fails.
+  static std::shared_ptr<grpc::Channel> MakeChannel(
+      const std::string& target,
+      std::shared_ptr<grpc::ChannelCredentials> credentials);
 
   explicit GrpcCoordinatorConnection(std::shared_ptr<grpc::Channel> channel);
 

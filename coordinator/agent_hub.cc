@@ -212,7 +212,20 @@ bool AgentHub::FillLocked(Agent& agent, v1::DesiredState* r, bool refill) {
   return news;
 }
 
-void AgentHub::Synchronize(const v1::AgentState& state, const std::string& peer,
+absl::Status AgentHub::CheckAgentId(const v1::AgentIdentity& identity) const {
+  absl::MutexLock lock(&mu_);
+  auto it = agents_.find(identity.agent_id());
+  if (it == agents_.end() || !it->second.live ||
+      it->second.identity.host_uuid() == identity.host_uuid()) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "agent id ", EscapeForLog(identity.agent_id()),
+      " belongs to the live agent of host ", it->second.identity.host_uuid(),
+      ", not to host ", EscapeForLog(identity.host_uuid())));
+}
+
+void AgentHub::Synchronize(const v1::AgentState& state, const Peer& peer,
                            v1::DesiredState* response,
                            std::function<void()> done) {
   std::function<void()> superseded;
@@ -237,7 +250,9 @@ void AgentHub::Synchronize(const v1::AgentState& state, const std::string& peer,
         agent.last_sent.clear();
       }
       agent.identity = state.identity();
-      agent.peer = peer;
+      agent.peer = peer.address;
+      agent.certificate = peer.certificate;
+      agent.certificate_not_after = peer.certificate_not_after;
       agent.max_jobs = state.max_concurrent_jobs();
       agent.last_seen = now;
       agent.live = true;
@@ -277,7 +292,9 @@ void AgentHub::Synchronize(const v1::AgentState& state, const std::string& peer,
     VMB_LOG(INFO) << "agent " << state.identity().agent_id() << " on host "
                   << state.identity().host_name() << " ("
                   << state.identity().host_uuid() << ") " << lost_or_new
-                  << " from " << peer;
+                  << " from " << peer.address
+                  << (peer.certificate.empty() ? "" : " as ")
+                  << peer.certificate;
   }
   if (superseded) superseded();
   if (answer_now) done();
@@ -524,6 +541,10 @@ v1::AgentInfo AgentHub::InfoLocked(const Agent& agent) const {
   info.set_live(agent.live);
   info.set_max_jobs(agent.max_jobs);
   info.set_peer(agent.peer);
+  if (!agent.certificate.empty()) {
+    info.set_certificate(agent.certificate);
+    info.set_certificate_not_after_unix_ms(UnixMs(agent.certificate_not_after));
+  }
   info.set_connected_unix_ms(UnixMs(agent.connected_since));
   uint32_t running = 0;
   for (const auto& [id, st] : agent.reported) {

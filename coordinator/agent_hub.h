@@ -81,10 +81,25 @@ class AgentHub {
   // The XAPI session handed to agents with every answer. Never logged.
   void SetSession(std::string session);
 
+  // Who called: the address, and under mutual TLS the certificate shown.
+  struct Peer {
+    std::string address;
+    std::string certificate;  // CertificateInfo::Describe(); "" plaintext
+    absl::Time certificate_not_after = absl::InfiniteFuture();
+  };
+
   // One Synchronize call: `response` (not owned; alive until `done`) is
   // filled and `done` called exactly once, now or later from the ticker.
-  void Synchronize(const v1::AgentState& state, const std::string& peer,
+  void Synchronize(const v1::AgentState& state, const Peer& peer,
                    v1::DesiredState* response, std::function<void()> done);
+  void Synchronize(const v1::AgentState& state, const std::string& address,
+                   v1::DesiredState* response, std::function<void()> done) {
+    Synchronize(state, Peer{address, "", absl::InfiniteFuture()}, response,
+                std::move(done));
+  }
+  // Errors: PERMISSION_DENIED when a live agent of another host goes by
+  // this agent id (one agent must not take another's place).
+  absl::Status CheckAgentId(const v1::AgentIdentity& identity) const;
 
   // Hands `spec` to the agent of spec.host_uuid() and blocks until the job
   // is terminal: as the Executor interface (common/backup/executor.h). A
@@ -119,6 +134,8 @@ class AgentHub {
   struct Agent {
     v1::AgentIdentity identity;
     std::string peer;
+    std::string certificate;
+    absl::Time certificate_not_after = absl::InfiniteFuture();
     uint32_t max_jobs = 0;
     absl::Time connected_since;
     absl::Time last_seen;

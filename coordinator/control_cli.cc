@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <iterator>
@@ -17,9 +18,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include <google/protobuf/util/json_util.h>
 
+#include "common/base/filesystem.h"
 #include "coordinator/backup_policy.h"
 #include "coordinator/control_client.h"
 #include "coordinator/preview.h"
@@ -92,16 +95,21 @@ constexpr char kCommonFlags[] =
     "  --coordinator HOST:PORT  the coordinator (default: "
     "$VMBACKUP_COORDINATOR,\n"
     "                           then 127.0.0.1:7441)\n"
-    "  --plaintext              an unencrypted, unauthenticated connection:\n"
-    "                           required until TLS is available; use it on\n"
-    "                           loopback (or a trusted network) only\n"
+    "  --mtls-ca FILE           the site's CA (ca.crt from "
+    "deploy/gen-certs.sh)\n"
+    "  --mtls-cert FILE         an operator's certificate (cli.crt)\n"
+    "  --mtls-key FILE          its key (cli.key)\n"
+    "  --plaintext              no TLS: a loopback --coordinator only\n"
+    "  --flagfile FILE          more flags, one a line (default:\n"
+    "                           $VMBACKUP_FLAGFILE when set)\n"
     "  --timeout DURATION       deadline of each call (default 10s; a preview\n"
     "                           or start gets at least 2m)\n"
     "  --help                   this text\n";
 
 std::string CommandUsage(const CommandInfo& c) {
   std::string out = absl::StrCat("usage: vmbackup ", c.name, " ", c.synopsis,
-                                 " --coordinator HOST:PORT --plaintext\n\n",
+                                 " [--coordinator HOST:PORT] [--mtls-ca FILE "
+                                 "--mtls-cert FILE --mtls-key FILE]\n\n",
                                  c.text, "\nflags:\n", kCommonFlags);
   if (c.json) {
     absl::StrAppend(&out,
@@ -118,6 +126,8 @@ std::string CommandUsage(const CommandInfo& c) {
 struct ControlArgs {
   std::string coordinator;  // "" when not given
   bool plaintext = false;
+  MtlsFiles mtls;
+  std::string flagfile;  // the one read, if any
   std::optional<absl::Duration> timeout;
   bool json = false;
   std::optional<uint32_t> limit;
@@ -167,7 +177,8 @@ absl::StatusOr<ControlArgs> ParseControlArgs(
       (name == "--json" ? out.json : out.plaintext) = true;
       continue;
     }
-    if (name != "--coordinator" && name != "--timeout" && name != "--limit") {
+    if (name != "--coordinator" && name != "--timeout" && name != "--limit" &&
+        name != "--mtls-ca" && name != "--mtls-cert" && name != "--mtls-key") {
       return absl::InvalidArgumentError(absl::StrCat(
           "unknown flag ", name, " (see vmbackup ", command.name, " --help)"));
     }
@@ -187,6 +198,12 @@ absl::StatusOr<ControlArgs> ParseControlArgs(
     }
     if (name == "--coordinator") {
       out.coordinator = value;
+    } else if (name == "--mtls-ca") {
+      out.mtls.ca = value;
+    } else if (name == "--mtls-cert") {
+      out.mtls.cert = value;
+    } else if (name == "--mtls-key") {
+      out.mtls.key = value;
     } else if (name == "--timeout") {
       absl::StatusOr<absl::Duration> d = ParseDurationValue(value);
       if (!d.ok() || *d <= absl::ZeroDuration()) {
@@ -205,6 +222,60 @@ absl::StatusOr<ControlArgs> ParseControlArgs(
     }
   }
   return out;
+}
+
+// The arguments with the flags of a flag file put first (so that the
+// command line wins): the file of --flagfile FILE (taken out of `args`), or
+// else `env_file` when not empty. Returns them and the file read ("" none).
+// A file's lines are flags ("--name=value", "--name"); empty lines and
+// lines starting with '#' are skipped. Errors: INVALID_ARGUMENT naming the
+// file (and line).
+absl::StatusOr<std::pair<std::vector<std::string>, std::string>> ExpandFlagfile(
+    std::vector<std::string> args, const std::string& env_file) {
+  std::string file;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--") break;
+    if (args[i] == "--flagfile" || absl::StartsWith(args[i], "--flagfile=")) {
+      if (args[i] == "--flagfile") {
+        if (i + 1 >= args.size()) {
+          return absl::InvalidArgumentError("--flagfile needs a value");
+        }
+        file = args[i + 1];
+        args.erase(args.begin() + i, args.begin() + i + 2);
+      } else {
+        file = args[i].substr(strlen("--flagfile="));
+        args.erase(args.begin() + i);
+      }
+      if (file.empty()) {
+        return absl::InvalidArgumentError("--flagfile needs a value");
+      }
+      break;
+    }
+  }
+  const std::string source = file.empty() ? "$VMBACKUP_FLAGFILE" : "--flagfile";
+  if (file.empty()) file = env_file;
+  if (file.empty()) return std::make_pair(std::move(args), std::string());
+  absl::StatusOr<std::string> text =
+      PosixFilesystem::Get()->ReadFile(file, 1 << 20);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, " ", file, ": ", text.status().message()));
+  }
+  std::vector<std::string> flags;
+  int line_number = 0;
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    ++line_number;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line.front() == '#') continue;
+    if (!absl::StartsWith(line, "--") || absl::StartsWith(line, "--flagfile")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, ":", line_number, ": '", TerminalSafe(line),
+                       "' is not a flag (--name=value)"));
+    }
+    flags.emplace_back(line);
+  }
+  flags.insert(flags.end(), args.begin(), args.end());
+  return std::make_pair(std::move(flags), file);
 }
 
 // "HOST:PORT", "[V6]:PORT", or a gRPC target with a scheme ("unix:/path",
@@ -228,20 +299,11 @@ absl::Status CheckAddress(absl::string_view address) {
   return absl::OkStatus();
 }
 
-bool IsLoopback(absl::string_view address) {
-  if (absl::StartsWith(address, "unix")) return true;
-  absl::string_view host = address.substr(0, address.rfind(':'));
-  if (absl::StartsWith(host, "ipv4:")) host.remove_prefix(5);
-  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
-    host = host.substr(1, host.size() - 2);
-  }
-  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
-}
-
 std::string Hint(absl::string_view command, absl::string_view run_id,
-                 absl::string_view address) {
+                 const ControlClient& client) {
   return absl::StrCat("vmbackup ", command, run_id.empty() ? "" : " ", run_id,
-                      " --coordinator ", address, " --plaintext");
+                      " --coordinator ", client.address(),
+                      client.transport_flags());
 }
 
 std::string ToJson(const google::protobuf::Message& message) {
@@ -298,14 +360,15 @@ std::string BaseName(const std::string& path) {
 
 // The message for a failed call about `run_id` ("" : the newest run).
 std::string CallError(const absl::Status& s, absl::string_view run_id,
-                      absl::string_view address) {
+                      const ControlClient& client) {
+  const std::string& address = client.address();
   if (s.code() != absl::StatusCode::kNotFound) return std::string(s.message());
   if (run_id.empty()) {
     return absl::StrCat("the coordinator at ", address, " has no runs yet");
   }
   return absl::StrCat("no run ", TerminalSafe(run_id),
                       " on the coordinator at ", address, " (",
-                      Hint("runs", "", address), " lists the recent runs)");
+                      Hint("runs", "", client), " lists the recent runs)");
 }
 
 // The watch stream's reading thread: it waits on the stream (and the
@@ -450,7 +513,7 @@ class RunFollower {
       }
       if (!Retryable(end)) {
         ClearLive();
-        return Fail(io_, CallError(end, run_id_, client_->address()));
+        return Fail(io_, CallError(end, run_id_, *client_));
       }
       const std::string why =
           end.ok() ? absl::StrCat("the coordinator at ", client_->address(),
@@ -460,11 +523,11 @@ class RunFollower {
         ClearLive();
         return Fail(
             io_,
-            absl::StrCat("nothing heard from the coordinator at ",
-                         client_->address(), " for ",
-                         FormatShortDuration(env_.watch.give_up_after), " (",
-                         why, "); run ", run_id_, " may still be going: ",
-                         Hint("status", run_id_, client_->address())));
+            absl::StrCat(
+                "nothing heard from the coordinator at ", client_->address(),
+                " for ", FormatShortDuration(env_.watch.give_up_after), " (",
+                why, "); run ", run_id_,
+                " may still be going: ", Hint("status", run_id_, *client_)));
       }
       if (!lost_) {
         Message(absl::StrCat(why, "; reconnecting (the run goes on)"));
@@ -549,10 +612,9 @@ class RunFollower {
     ClearLive();
     *io_.err << "vmbackup: stopped watching; run " << run_id_
              << " goes on on the coordinator at " << client_->address()
-             << ".\n  to follow it: "
-             << Hint("status", run_id_, client_->address())
-             << "\n  to cancel it: "
-             << Hint("cancel", run_id_, client_->address()) << "\n";
+             << ".\n  to follow it: " << Hint("status", run_id_, *client_)
+             << "\n  to cancel it: " << Hint("cancel", run_id_, *client_)
+             << "\n";
     return kExitError;
   }
 
@@ -635,7 +697,7 @@ int Status(ControlClient& client, const ControlArgs& args, const CliStreams& io,
   const std::string run_id = args.positional.empty() ? "" : args.positional[0];
   absl::StatusOr<v1::RunSummary> run = client.GetRun(run_id);
   if (!run.ok()) {
-    return Fail(io, CallError(run.status(), run_id, client.address()));
+    return Fail(io, CallError(run.status(), run_id, client));
   }
   if (args.json) {
     *io.out << ToJson(*run);
@@ -686,13 +748,12 @@ int Cancel(ControlClient& client, const ControlArgs& args,
            const CliStreams& io) {
   const std::string& run_id = args.positional[0];
   if (absl::Status s = client.CancelRun(run_id); !s.ok()) {
-    return Fail(io, CallError(s, run_id, client.address()));
+    return Fail(io, CallError(s, run_id, client));
   }
   *io.out << "cancellation of run " << TerminalSafe(run_id)
           << " requested: its running exports stop and their snapshots are "
              "destroyed; "
-          << Hint("status", run_id, client.address())
-          << " shows when it has ended\n";
+          << Hint("status", run_id, client) << " shows when it has ended\n";
   return kExitOk;
 }
 
@@ -727,9 +788,14 @@ int RunControlCommand(const std::vector<std::string>& args,
       "usage: vmbackup ", command->name, " ", command->synopsis, " (vmbackup ",
       command->name, " --help); if '", command->name,
       "' is your password, write: vmbackup -- ", command->name, " ...");
-  absl::StatusOr<ControlArgs> parsed = ParseControlArgs(
-      *command, std::vector<std::string>(args.begin() + 1, args.end()));
+  absl::StatusOr<std::pair<std::vector<std::string>, std::string>> expanded =
+      ExpandFlagfile(std::vector<std::string>(args.begin() + 1, args.end()),
+                     env.getenv ? env.getenv(kFlagfileEnvVar) : "");
+  if (!expanded.ok()) return Fail(io, expanded.status().message());
+  absl::StatusOr<ControlArgs> parsed =
+      ParseControlArgs(*command, expanded->first);
   if (!parsed.ok()) return Fail(io, parsed.status().message());
+  parsed->flagfile = expanded->second;
   if (parsed->help) {
     *io.out << CommandUsage(*command);
     return kExitOk;
@@ -748,21 +814,21 @@ int RunControlCommand(const std::vector<std::string>& args,
   if (absl::Status s = CheckAddress(address); !s.ok()) {
     return Fail(io, s.message());
   }
-  if (!parsed->plaintext) {
-    return Fail(
-        io, absl::StrCat("TLS for the coordinator connection is not available "
-                         "yet: pass --plaintext to connect to ",
-                         address,
-                         " without encryption or authentication (use it on "
-                         "loopback, or a network you trust)"));
-  }
-  if (!IsLoopback(address)) {
-    *io.err << "vmbackup: warning: --plaintext: the connection to " << address
-            << " is neither encrypted nor authenticated\n";
+  if (absl::Status s = CheckTransportFlags(parsed->mtls, parsed->plaintext,
+                                           {{"--coordinator", address}});
+      !s.ok()) {
+    return Fail(io, absl::StrCat("to connect to ", address, ": ", s.message()));
   }
   ControlClientOptions options;
   options.address = address;
-  options.plaintext = true;
+  options.plaintext = parsed->plaintext;
+  options.mtls = parsed->mtls;
+  options.transport_flags =
+      parsed->plaintext ? std::string(" --plaintext")
+      : !parsed->flagfile.empty()
+          ? absl::StrCat(" --flagfile ", parsed->flagfile)
+          : absl::StrCat(" --mtls-ca ", parsed->mtls.ca, " --mtls-cert ",
+                         parsed->mtls.cert, " --mtls-key ", parsed->mtls.key);
   if (parsed->timeout.has_value()) {
     options.timeout = *parsed->timeout;
     options.planning_timeout = std::max(*parsed->timeout, absl::Minutes(2));

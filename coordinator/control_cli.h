@@ -32,6 +32,8 @@ namespace vmb::coordinator {
 
 inline constexpr char kDefaultCoordinatorAddress[] = "127.0.0.1:7441";
 inline constexpr char kCoordinatorEnvVar[] = "VMBACKUP_COORDINATOR";
+// A flag file read before the command line's flags (--flagfile overrides).
+inline constexpr char kFlagfileEnvVar[] = "VMBACKUP_FLAGFILE";
 
 // run, status, runs, agents, cancel.
 bool IsControlCommand(absl::string_view word);

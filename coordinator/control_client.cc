@@ -76,9 +76,13 @@ absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Create(
   if (options.address.empty()) {
     return absl::InvalidArgumentError("no coordinator address");
   }
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      grpc::InsecureChannelCredentials();
   if (!options.plaintext) {
-    return absl::UnimplementedError(
-        "TLS for the control connection is not implemented yet");
+    absl::StatusOr<std::unique_ptr<MtlsCredentials>> mtls =
+        MtlsCredentials::Create(options.mtls, "");
+    if (!mtls.ok()) return mtls.status();
+    credentials = (*mtls)->ChannelCredentials();
   }
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, Millis(options.keepalive));
@@ -91,8 +95,8 @@ absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Create(
   // 2 minutes between attempts) would keep a watcher away long after.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 10000);
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
-      options.address, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(options.address, std::move(credentials), args);
   return std::unique_ptr<ControlClient>(
       new ControlClient(options, std::move(channel)));
 }

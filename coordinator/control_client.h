@@ -33,6 +33,7 @@
 #include <grpcpp/client_context.h>
 #include <grpcpp/support/sync_stream.h>
 
+#include "common/rpc/mtls.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "proto/coordinator.pb.h"
 
@@ -43,9 +44,13 @@ class ControlClient;
 struct ControlClientOptions {
   // gRPC target: "HOST:PORT", "[::1]:PORT", "unix:/path".
   std::string address;
-  // Unencrypted, unauthenticated connection. Mutual TLS is not implemented
-  // yet, so this must be true.
+  // Unencrypted, unauthenticated connection (loopback only; the caller
+  // checks). Otherwise mutual TLS with `mtls`.
   bool plaintext = false;
+  MtlsFiles mtls;
+  // How the transport was asked for on the command line (" --plaintext",
+  // " --mtls-ca A --mtls-cert B --mtls-key C"), for the hints printed.
+  std::string transport_flags;
   // Deadline of each quick unary call (GetRun, ListRuns, ListAgents,
   // CancelRun).
   absl::Duration timeout = absl::Seconds(10);
@@ -93,12 +98,15 @@ class RunWatchStream {
 class ControlClient {
  public:
   // Makes the channel; nothing is connected until the first call. Errors:
-  // INVALID_ARGUMENT for an empty address; UNIMPLEMENTED without
-  // `plaintext` (TLS is not implemented yet).
+  // INVALID_ARGUMENT for an empty address, and LoadMtlsMaterial's for the
+  // --mtls-* files.
   static absl::StatusOr<std::unique_ptr<ControlClient>> Create(
       const ControlClientOptions& options);
 
   const std::string& address() const { return options_.address; }
+  const std::string& transport_flags() const {
+    return options_.transport_flags;
+  }
 
   // Every call returns, besides the service's own errors (NOT_FOUND for an
   // unknown run; INVALID_ARGUMENT for a config that does not parse, naming

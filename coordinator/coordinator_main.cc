@@ -2,6 +2,7 @@
 // vmbackup-coordinator: the coordinator daemon (docs/operations.md).
 #include <signal.h>
 
+#include <atomic>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -30,8 +31,14 @@ ABSL_FLAG(std::string, state_dir, "",
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(5),
           "agents call at least this often; 3 missed: the agent is lost");
 ABSL_FLAG(bool, plaintext, false,
-          "no TLS between coordinator and agents (loopback only; required "
-          "until mutual TLS is available)");
+          "no TLS toward agents and CLI: --listen must be loopback");
+ABSL_FLAG(std::string, mtls_ca, "",
+          "PEM file of the site's CA (ca.crt from deploy/gen-certs.sh): "
+          "agents and operators must show a certificate it issued");
+ABSL_FLAG(std::string, mtls_cert, "",
+          "this coordinator's certificate (coordinator.crt)");
+ABSL_FLAG(std::string, mtls_key, "",
+          "this coordinator's private key (coordinator.key, mode 0600)");
 ABSL_FLAG(std::string, tls_ca, "", "PEM file of CAs trusted for XAPI");
 ABSL_FLAG(std::string, tls_fingerprint, "",
           "SHA-256 pin of the --xapi-url host's certificate");
@@ -64,10 +71,17 @@ int main(int argc, char** argv) {
   vmb::InitCurlGlobal();
   vmb::InitXmlRpcCodec();
   absl::Notification stop;
+  std::atomic<int> reloads{0};
+  int stops = 0;  // the watcher's thread only
   absl::StatusOr<std::unique_ptr<vmb::SignalWatcher>> watcher =
-      vmb::SignalWatcher::Start({SIGINT, SIGTERM}, [&stop](int, int count) {
-        if (count == 1) stop.Notify();
-      });
+      vmb::SignalWatcher::Start({SIGINT, SIGTERM, SIGHUP},
+                                [&stop, &reloads, &stops](int signo, int) {
+                                  if (signo == SIGHUP) {
+                                    reloads.fetch_add(1);
+                                  } else if (++stops == 1) {
+                                    stop.Notify();
+                                  }
+                                });
   if (!watcher.ok()) {
     std::cerr << "vmbackup-coordinator: " << watcher.status().message() << "\n";
     return 2;
@@ -80,6 +94,9 @@ int main(int argc, char** argv) {
   o.state_dir = absl::GetFlag(FLAGS_state_dir);
   o.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   o.plaintext = absl::GetFlag(FLAGS_plaintext);
+  o.mtls.ca = absl::GetFlag(FLAGS_mtls_ca);
+  o.mtls.cert = absl::GetFlag(FLAGS_mtls_cert);
+  o.mtls.key = absl::GetFlag(FLAGS_mtls_key);
   o.tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
   o.tls.insecure = absl::GetFlag(FLAGS_tls_insecure);
   o.tls_fingerprint = absl::GetFlag(FLAGS_tls_fingerprint);
@@ -87,7 +104,7 @@ int main(int argc, char** argv) {
   o.tls_pins_tofu = absl::GetFlag(FLAGS_tls_pins_tofu);
   o.snapshot_destroy_timeout = absl::GetFlag(FLAGS_snapshot_destroy_timeout);
   o.port_file = absl::GetFlag(FLAGS_port_file);
-  const absl::Status s = vmb::coordinator::RunCoordinator(o, stop);
+  const absl::Status s = vmb::coordinator::RunCoordinator(o, stop, &reloads);
   watcher->reset();
   if (!s.ok()) {
     std::cerr << "vmbackup-coordinator: " << s.message() << "\n";

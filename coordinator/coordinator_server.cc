@@ -5,6 +5,7 @@
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <string>
 #include <thread>
 #include <utility>
@@ -12,12 +13,14 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/random/random.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/slice.h>
 
@@ -85,9 +88,31 @@ class Workers {
   std::vector<std::thread> threads_;
 };
 
+// Refused calls, logged: one line per peer and reason a minute (an agent
+// that is refused retries every second).
+class RefusalLog {
+ public:
+  void Log(const std::string& key, const std::string& line) {
+    const absl::Time now = absl::Now();
+    {
+      absl::MutexLock lock(&mu_);
+      if (last_.size() > 4096) last_.clear();
+      absl::Time& last = last_[key];
+      if (now - last < absl::Minutes(1)) return;
+      last = now;
+    }
+    VMB_LOG(WARNING) << line;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, absl::Time> last_ ABSL_GUARDED_BY(mu_);
+};
+
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
-  explicit AgentServiceImpl(AgentHub* hub) : hub_(hub) {}
+  AgentServiceImpl(AgentHub* hub, bool mtls, RefusalLog* refusals)
+      : hub_(hub), mtls_(mtls), refusals_(refusals) {}
 
   grpc::ServerUnaryReactor* Synchronize(grpc::CallbackServerContext* context,
                                         const v1::AgentState* request,
@@ -99,13 +124,62 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
                                    "an agent must name itself and its host"));
       return reactor;
     }
-    hub_->Synchronize(*request, context->peer(), response,
+    AgentHub::Peer peer;
+    peer.address = context->peer();
+    absl::Status admitted = Admit(*context, request->identity(), &peer);
+    if (admitted.ok()) admitted = hub_->CheckAgentId(request->identity());
+    if (!admitted.ok()) {
+      refusals_->Log(
+          absl::StrCat(peer.certificate, "|", request->identity().agent_id(),
+                       "|", request->identity().host_uuid()),
+          absl::StrCat("refused an agent's call from ", peer.address, ": ",
+                       admitted.message()));
+      reactor->Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                   std::string(admitted.message())));
+      return reactor;
+    }
+    hub_->Synchronize(*request, peer, response,
                       [reactor] { reactor->Finish(grpc::Status::OK); });
     return reactor;
   }
 
  private:
+  // Under mutual TLS, the caller's certificate must be an agent's for the
+  // host the call claims.
+  absl::Status Admit(const grpc::CallbackServerContext& context,
+                     const v1::AgentIdentity& identity,
+                     AgentHub::Peer* peer) const {
+    if (!mtls_) return absl::OkStatus();
+    absl::StatusOr<CertificateInfo> cert = PeerOf(*context.auth_context());
+    if (!cert.ok()) return cert.status();
+    peer->certificate = cert->Describe();
+    peer->certificate_not_after = cert->not_after;
+    const std::string claimed = absl::AsciiStrToLower(identity.host_uuid());
+    if (cert->host_uuid.empty()) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("its certificate ", cert->Describe(),
+                       " is not an agent's (no ", kHostUriPrefix,
+                       "<uuid> name); it claims host ", EscapeForLog(claimed)));
+    }
+    if (cert->host_uuid != claimed) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("its certificate is for host ", cert->host_uuid, " (",
+                       cert->Describe(), ") but the call claims host ",
+                       EscapeForLog(claimed)));
+    }
+    return absl::OkStatus();
+  }
+
   AgentHub* const hub_;
+  const bool mtls_;
+  RefusalLog* const refusals_;
+};
+
+// The answer to a refused WatchRun.
+class RefusedWatch final : public grpc::ServerWriteReactor<v1::RunUpdate> {
+ public:
+  explicit RefusedWatch(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
 };
 
 // Streams a run's updates: a write whenever the run changed since the last
@@ -236,12 +310,18 @@ using ControlService = v1::Control::WithCallbackMethod_StartRun<
 
 class ControlServiceImpl final : public ControlService {
  public:
-  ControlServiceImpl(RunManager* runs, AgentHub* hub, Workers* workers)
-      : runs_(runs), hub_(hub), workers_(workers) {}
+  ControlServiceImpl(RunManager* runs, AgentHub* hub, Workers* workers,
+                     bool mtls, RefusalLog* refusals)
+      : runs_(runs),
+        hub_(hub),
+        workers_(workers),
+        mtls_(mtls),
+        refusals_(refusals) {}
 
   grpc::ServerUnaryReactor* StartRun(grpc::CallbackServerContext* context,
                                      const v1::StartRunRequest* request,
                                      v1::StartRunResponse* response) override {
+    if (auto* refused = Refuse(context, "StartRun")) return refused;
     return Blocking(context, [=, this] {
       absl::StatusOr<std::string> id = runs_->StartRun(*request);
       if (id.ok()) response->set_run_id(*id);
@@ -251,6 +331,7 @@ class ControlServiceImpl final : public ControlService {
   grpc::ServerUnaryReactor* Preview(grpc::CallbackServerContext* context,
                                     const v1::StartRunRequest* request,
                                     v1::PreviewReport* response) override {
+    if (auto* refused = Refuse(context, "Preview")) return refused;
     return Blocking(context, [=, this] {
       *response = runs_->Preview(*request);
       return absl::OkStatus();
@@ -259,6 +340,7 @@ class ControlServiceImpl final : public ControlService {
   grpc::ServerUnaryReactor* GetRun(grpc::CallbackServerContext* context,
                                    const grpc::ByteBuffer* request,
                                    grpc::ByteBuffer* response) override {
+    if (auto* refused = Refuse(context, "GetRun")) return refused;
     return Blocking(context, [=, this] {
       v1::GetRunRequest req;
       std::vector<grpc::Slice> slices;
@@ -281,6 +363,7 @@ class ControlServiceImpl final : public ControlService {
   grpc::ServerUnaryReactor* ListRuns(grpc::CallbackServerContext* context,
                                      const v1::ListRunsRequest* request,
                                      v1::ListRunsResponse* response) override {
+    if (auto* refused = Refuse(context, "ListRuns")) return refused;
     return Blocking(context, [=, this] {
       absl::StatusOr<std::vector<v1::RunSummary>> runs =
           runs_->ListRuns(static_cast<int>(request->limit()));
@@ -292,6 +375,7 @@ class ControlServiceImpl final : public ControlService {
   grpc::ServerUnaryReactor* ListAgents(
       grpc::CallbackServerContext* context, const v1::ListAgentsRequest*,
       v1::ListAgentsResponse* response) override {
+    if (auto* refused = Refuse(context, "ListAgents")) return refused;
     for (v1::AgentInfo& a : hub_->Agents()) *response->add_agents() = a;
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
@@ -300,15 +384,47 @@ class ControlServiceImpl final : public ControlService {
   grpc::ServerUnaryReactor* CancelRun(grpc::CallbackServerContext* context,
                                       const v1::CancelRunRequest* request,
                                       v1::CancelRunResponse*) override {
+    if (auto* refused = Refuse(context, "CancelRun")) return refused;
     return Blocking(context,
                     [=, this] { return runs_->CancelRun(request->run_id()); });
   }
   grpc::ServerWriteReactor<v1::RunUpdate>* WatchRun(
-      grpc::CallbackServerContext*, const v1::GetRunRequest* request) override {
+      grpc::CallbackServerContext* context,
+      const v1::GetRunRequest* request) override {
+    absl::Status allowed = Authorize(*context, "WatchRun");
+    if (!allowed.ok()) return new RefusedWatch(ToGrpcStatus(allowed));
     return new WatchReactor(runs_, request->run_id());
   }
 
  private:
+  // Under mutual TLS the Control API takes an operator's certificate only.
+  absl::Status Authorize(const grpc::CallbackServerContext& context,
+                         absl::string_view method) {
+    if (!mtls_) return absl::OkStatus();
+    absl::StatusOr<CertificateInfo> cert = PeerOf(*context.auth_context());
+    if (cert.ok() && cert->is_operator) return absl::OkStatus();
+    const std::string who =
+        cert.ok() ? cert->Describe() : std::string(cert.status().message());
+    refusals_->Log(
+        absl::StrCat("control|", who),
+        absl::StrCat("refused a Control call (", method, ") from ",
+                     context.peer(), ": its certificate ", who,
+                     " is not an operator's (", kOperatorUriPrefix, "...)"));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "the Control API takes an operator's certificate (cli.crt from "
+        "deploy/gen-certs.sh, with a ",
+        kOperatorUriPrefix, "... name); this one is ", who));
+  }
+  // The refused call's reactor, finished; null when the call may go on.
+  grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* context,
+                                   absl::string_view method) {
+    absl::Status allowed = Authorize(*context, method);
+    if (allowed.ok()) return nullptr;
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(allowed));
+    return reactor;
+  }
+
   grpc::ServerUnaryReactor* Blocking(grpc::CallbackServerContext* context,
                                      std::function<absl::Status()> work) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -321,6 +437,8 @@ class ControlServiceImpl final : public ControlService {
   RunManager* const runs_;
   AgentHub* const hub_;
   Workers* const workers_;
+  const bool mtls_;
+  RefusalLog* const refusals_;
 };
 
 class ServerImpl final : public CoordinatorServer {
@@ -330,8 +448,9 @@ class ServerImpl final : public CoordinatorServer {
         hub_(HubOptions(options)),
         runs_(RunOptions(options, &hub_)),
         workers_(2),
-        agent_service_(&hub_),
-        control_(&runs_, &hub_, &workers_) {}
+        agent_service_(&hub_, options.mtls != nullptr, &refusals_),
+        control_(&runs_, &hub_, &workers_, options.mtls != nullptr,
+                 &refusals_) {}
 
   ~ServerImpl() override { Stop(); }
 
@@ -341,7 +460,10 @@ class ServerImpl final : public CoordinatorServer {
     VMB_RETURN_IF_ERROR(runs_.ResumeUnfinished());
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
-    builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),
+    builder.AddListeningPort(options_.listen,
+                             options_.mtls != nullptr
+                                 ? options_.mtls->ServerCredentials()
+                                 : grpc::InsecureServerCredentials(),
                              &port_);
     builder.RegisterService(&agent_service_);
     builder.RegisterService(&control_);
@@ -357,7 +479,12 @@ class ServerImpl final : public CoordinatorServer {
       return absl::UnavailableError(
           absl::StrCat("cannot listen on ", options_.listen));
     }
-    VMB_LOG(INFO) << "coordinator listening on port " << port_;
+    VMB_LOG(INFO) << "coordinator listening on port " << port_
+                  << (options_.mtls != nullptr
+                          ? absl::StrCat(" (mutual TLS as ",
+                                         options_.mtls->current().Describe(),
+                                         ")")
+                          : std::string(" (plaintext)"));
     return absl::OkStatus();
   }
 
@@ -454,6 +581,7 @@ class ServerImpl final : public CoordinatorServer {
   AgentHub hub_;
   RunManager runs_;
   Workers workers_;
+  RefusalLog refusals_;
   AgentServiceImpl agent_service_;
   ControlServiceImpl control_;
   std::unique_ptr<grpc::Server> server_;
@@ -462,14 +590,6 @@ class ServerImpl final : public CoordinatorServer {
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   std::thread session_thread_;
 };
-
-bool IsLoopbackListen(const std::string& listen) {
-  const size_t colon = listen.rfind(':');
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[')
-    host = host.substr(1, host.size() - 2);
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
-}
 
 }  // namespace
 
@@ -481,18 +601,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
 }
 
 absl::Status RunCoordinator(const CoordinatorOptions& o,
-                            const absl::Notification& stop) {
-  if (!o.plaintext) {
-    return absl::FailedPreconditionError(
-        "--plaintext is required: the coordinator does not serve TLS yet "
-        "(mutual TLS comes with a later version); use it on loopback only");
-  }
-  if (!IsLoopbackListen(o.listen)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--listen ", o.listen,
-        ": with --plaintext only a loopback address (127.0.0.1, ::1, "
-        "localhost) is allowed, since agents' traffic would be unprotected"));
-  }
+                            const absl::Notification& stop,
+                            const std::atomic<int>* reloads) {
+  VMB_RETURN_IF_ERROR(
+      CheckTransportFlags(o.mtls, o.plaintext, {{"--listen", o.listen}}));
   if (o.xapi_url.empty()) {
     return absl::InvalidArgumentError("--xapi-url is required");
   }
@@ -518,6 +630,14 @@ absl::Status RunCoordinator(const CoordinatorOptions& o,
   if (!s.ok() && !absl::IsAlreadyExists(s)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--state-dir ", o.state_dir, ": ", s.message()));
+  }
+  std::unique_ptr<MtlsCredentials> mtls;
+  if (!o.plaintext) {
+    // gRPC reads checked copies of the files, kept in the state folder.
+    VMB_ASSIGN_OR_RETURN(
+        mtls, MtlsCredentials::Create(o.mtls, JoinPath(o.state_dir, "mtls")));
+    LogCertificateValidity("this coordinator's", mtls->current());
+    RouteGrpcLogsToVmbLog();  // refused handshakes, in the log
   }
   absl::StatusOr<std::unique_ptr<RunJournal>> journal =
       RunJournal::Open(JoinPath(o.state_dir, "journal.db"));
@@ -562,6 +682,7 @@ absl::Status RunCoordinator(const CoordinatorOptions& o,
   options.clock = SystemClock::Get();
   options.journal = journal->get();
   options.listen = o.listen;
+  options.mtls = mtls.get();
   options.heartbeat_interval = o.heartbeat_interval;
   options.tls = tls;
   options.server_name = server_name;
@@ -581,7 +702,7 @@ absl::Status RunCoordinator(const CoordinatorOptions& o,
           absl::StrCat("--port-file ", o.port_file, ": ", s.message()));
     }
   }
-  stop.WaitForNotification();
+  ServeUntilStopped(stop, reloads, mtls.get(), "this coordinator's");
   VMB_LOG(INFO) << "coordinator stopping";
   (*server)->Stop();
   return absl::OkStatus();

@@ -13,6 +13,7 @@
 // RunCoordinator() is the daemon's whole life, wired with the real
 // implementations; tests build a CoordinatorServer with their own.
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -22,6 +23,7 @@
 
 #include "common/base/clock.h"
 #include "common/base/filesystem.h"
+#include "common/rpc/mtls.h"
 #include "common/xapi/curl_util.h"
 #include "common/xapi/xenapi_client.h"
 #include "coordinator/run_journal.h"
@@ -38,6 +40,11 @@ class CoordinatorServer {
     RunJournal* journal = nullptr;
 
     std::string listen = "127.0.0.1:0";  // HOST:PORT; port 0: any free one
+    // Mutual TLS (not owned): every caller shows a certificate from the CA;
+    // an agent's binds it to its host, the Control API wants an operator's.
+    // Null: plaintext, every caller trusted (loopback only: RunCoordinator
+    // checks).
+    MtlsCredentials* mtls = nullptr;
     absl::Duration heartbeat_interval = absl::Seconds(5);
     // How often the XAPI session is checked (and renewed when XAPI forgot
     // it).
@@ -68,8 +75,9 @@ struct CoordinatorOptions {
   std::string password_file;
   std::string state_dir;
   absl::Duration heartbeat_interval = absl::Seconds(5);
-  bool plaintext = false;
-  TlsOptions tls;
+  bool plaintext = false;     // --plaintext (loopback only)
+  MtlsFiles mtls;             // --mtls-ca, --mtls-cert, --mtls-key
+  TlsOptions tls;             // toward XAPI
   std::string tls_pins_file;  // loaded (with TOFU when asked) at start
   bool tls_pins_tofu = false;
   std::string tls_fingerprint;  // the master's pin
@@ -79,9 +87,12 @@ struct CoordinatorOptions {
 };
 
 // The daemon: reads the password file, opens the journal under state_dir,
-// starts the server and returns after `stop` is notified (SIGTERM).
+// starts the server and returns after `stop` is notified (SIGTERM). Each
+// increment of `*reloads` (SIGHUP) re-reads the --mtls-* files; they are
+// also looked at every minute and re-read when changed.
 // Errors: what keeps it from starting, each naming the flag or file.
 absl::Status RunCoordinator(const CoordinatorOptions& options,
-                            const absl::Notification& stop);
+                            const absl::Notification& stop,
+                            const std::atomic<int>* reloads = nullptr);
 
 }  // namespace vmb::coordinator

@@ -12,6 +12,7 @@
 #include "common/base/human_format.h"
 #include "common/base/logging.h"
 #include "common/base/utf8.h"
+#include "common/rpc/mtls.h"
 
 namespace vmb::coordinator {
 namespace {
@@ -522,8 +523,28 @@ std::vector<std::string> RunListLines(const v1::ListRunsResponse& runs,
 std::vector<std::string> AgentListLines(const v1::ListAgentsResponse& agents,
                                         const ViewContext& ctx) {
   std::vector<std::vector<std::string>> rows;
-  rows.push_back({"AGENT", "HOST", "STATE", "JOBS", "LAST SEEN", "VERSION"});
+  rows.push_back({"AGENT", "HOST", "STATE", "JOBS", "LAST SEEN", "VERSION",
+                  "CERTIFICATE"});
+  std::vector<std::string> warnings;
   for (const v1::AgentInfo& a : agents.agents()) {
+    std::string cert = "-";  // plaintext
+    if (a.certificate_not_after_unix_ms() != 0) {
+      const absl::Time until =
+          FromUnixMillis(a.certificate_not_after_unix_ms());
+      cert = absl::StrCat("until ",
+                          absl::FormatTime("%Y-%m-%d", until, ctx.time_zone));
+      if (until - ctx.now < kCertificateExpiryWarning) {
+        const int64_t days = absl::ToInt64Hours(until - ctx.now) / 24;
+        cert += " (!)";
+        warnings.push_back(absl::StrCat(
+            "warning: the certificate of agent ",
+            TerminalSafe(a.identity().agent_id()),
+            days < 0 ? " has expired"
+                     : absl::StrCat(" expires in ", days, " days"),
+            " (", TerminalSafe(a.certificate()),
+            "): renew it with deploy/gen-certs.sh (docs/security.md)"));
+      }
+    }
     std::string seen = "never";
     if (a.last_seen_unix_ms() != 0) {
       seen = absl::StrCat(
@@ -535,9 +556,12 @@ std::vector<std::string> AgentListLines(const v1::ListAgentsResponse& agents,
                     id.host_name().empty() ? "-" : TerminalSafe(id.host_name()),
                     a.live() ? "live" : "lost",
                     absl::StrCat(a.running_jobs(), "/", a.max_jobs()), seen,
-                    id.version().empty() ? "-" : TerminalSafe(id.version())});
+                    id.version().empty() ? "-" : TerminalSafe(id.version()),
+                    cert});
   }
-  return Table(rows, "");
+  std::vector<std::string> out = Table(rows, "");
+  out.insert(out.end(), warnings.begin(), warnings.end());
+  return out;
 }
 
 RunWatchView::RunWatchView(std::string address)

@@ -549,6 +549,43 @@ CertificateInfo MtlsCredentials::current() const {
   return material_.cert;
 }
 
+void LogCertificateValidity(absl::string_view whose,
+                            const CertificateInfo& cert) {
+  const absl::Duration left = cert.not_after - absl::Now();
+  const std::string line = absl::StrCat(
+      whose, " certificate: ", cert.Describe(), ", valid until ",
+      absl::FormatTime("%Y-%m-%d", cert.not_after, absl::UTCTimeZone()),
+      " (in ", absl::ToInt64Hours(left) / 24, " days)");
+  if (left < kCertificateExpiryWarning) {
+    VMB_LOG(WARNING) << line << ": renew it (docs/security.md)";
+  } else {
+    VMB_LOG(INFO) << line;
+  }
+}
+
+void ServeUntilStopped(const absl::Notification& stop,
+                       const std::atomic<int>* reloads, MtlsCredentials* mtls,
+                       absl::string_view whose) {
+  int reloads_seen = reloads != nullptr ? reloads->load() : 0;
+  absl::Time next_look = absl::Now() + absl::Minutes(1);
+  while (!stop.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+    if (mtls == nullptr) continue;
+    const std::string before = mtls->current().Describe();
+    const int requested = reloads != nullptr ? reloads->load() : 0;
+    if (requested != reloads_seen) {
+      reloads_seen = requested;
+      VMB_LOG(INFO) << "SIGHUP: reading the --mtls-* files again";
+      (void)mtls->Reload();  // logs either way
+    } else if (absl::Now() >= next_look) {
+      next_look = absl::Now() + absl::Minutes(1);
+      (void)mtls->ReloadIfChanged();
+    }
+    if (mtls->current().Describe() != before) {
+      LogCertificateValidity(whose, mtls->current());
+    }
+  }
+}
+
 void RouteGrpcLogsToVmbLog() { gpr_set_log_function(GrpcLogToVmbLog); }
 
 }  // namespace vmb

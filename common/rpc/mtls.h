@@ -21,6 +21,7 @@
 // (SIGHUP, or every minute when a file changed): files that fail the check
 // are not used, the ones in use stay, and the error is logged.
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 
 namespace grpc {
@@ -151,6 +153,19 @@ class MtlsCredentials {
   MtlsMaterial material_ ABSL_GUARDED_BY(mu_);
   std::string stamp_ ABSL_GUARDED_BY(mu_);  // the files' size and mtimes
 };
+
+// Logs `whose` certificate ("this coordinator's") and its end of
+// validity: a warning when that is within kCertificateExpiryWarning.
+void LogCertificateValidity(absl::string_view whose,
+                            const CertificateInfo& cert);
+
+// A daemon's main loop: returns when `stop` is notified. Meanwhile, with
+// `mtls`, each increment of `*reloads` (SIGHUP; may be null) reloads the
+// files at once, and every minute they are reloaded if they changed; a new
+// certificate is logged with LogCertificateValidity.
+void ServeUntilStopped(const absl::Notification& stop,
+                       const std::atomic<int>* reloads, MtlsCredentials* mtls,
+                       absl::string_view whose);
 
 // Routes gRPC's own error lines (a refused TLS handshake, for one) into the
 // process log, prefixed "grpc:". Idempotent.

@@ -81,7 +81,8 @@ class GrpcCoordinatorConnectionTest : public ::testing::Test {
     ASSERT_NE(server_, nullptr);
     ASSERT_GT(port_, 0);
     connection_ = std::make_unique<GrpcCoordinatorConnection>(
-        GrpcCoordinatorConnection::MakePlaintextChannel(Target()));
+        GrpcCoordinatorConnection::MakeChannel(
+            Target(), grpc::InsecureChannelCredentials()));
   }
   void TearDown() override {
     if (server_ != nullptr) {

@@ -438,10 +438,10 @@ TEST(CliTest, HelpWordsAnywherePrintTheirText) {
 
 TEST(CliTest, ReservedCommandsAndTheirEscape) {
   // "run" is the coordinator command (tests/coordinator/control_client_test):
-  // without --plaintext it stops before connecting.
+  // without --mtls-* or --plaintext it stops before connecting.
   CliRun r = Cli({"run", "weekly.cfg"});
   EXPECT_EQ(r.code, 2);
-  EXPECT_THAT(r.err, HasSubstr("pass --plaintext"));
+  EXPECT_THAT(r.err, HasSubstr("mutual TLS needs --mtls-ca"));
   // Its usage error says how to pass a password spelled "run".
   r = Cli({"run"});
   EXPECT_EQ(r.code, 2);
@@ -497,7 +497,7 @@ TEST(CliTest, MalformedArgumentsAndConfigsExit2WithOneMessage) {
        "takes no further arguments"},
       {{"-", "DEV-RH6", "preview"}, "no password on standard input"},
       {{"inventory"}, "usage: vmbackup [FLAGS] inventory"},
-      {{"status"}, "pass --plaintext"},
+      {{"status"}, "mutual TLS needs --mtls-ca"},
       {{"pw", "DEV-RH6"}, "cannot run backups"},
       // config files
       {{pass, cfg("a.cfg", "max_backups"), "preview"},

@@ -655,8 +655,8 @@ TEST_F(ControlCliTest, RunsAndAgents) {
   r = Cli({"agents"});
   EXPECT_EQ(r.code, 0);
   EXPECT_EQ(r.out,
-            "AGENT    HOST       STATE  JOBS  LAST SEEN  VERSION\n"
-            "agent-1  xcp-host1  live   1/2   4s ago     0.1.0\n");
+            "AGENT    HOST       STATE  JOBS  LAST SEEN  VERSION  CERTIFICATE\n"
+            "agent-1  xcp-host1  live   1/2   4s ago     0.1.0    -\n");
   r = Cli({"agents", "--json"});
   v1::ListAgentsResponse parsed;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &parsed).ok());
@@ -693,19 +693,62 @@ TEST_F(ControlCliTest, UnreachableCoordinatorNamesTheAddress) {
   }
 }
 
-TEST_F(ControlCliTest, PlaintextIsRequired) {
+TEST_F(ControlCliTest, MutualTlsOrPlaintextOnLoopback) {
   CliRun r = Cli({"status", "--coordinator", address_}, false);
   EXPECT_EQ(r.code, 2);
-  EXPECT_THAT(r.err, HasSubstr("TLS for the coordinator connection is not "
-                               "available yet: pass --plaintext"));
-  EXPECT_EQ(service_.calls(), 0);
-  // On loopback, no warning; elsewhere, one.
+  EXPECT_THAT(r.err, HasSubstr("to connect to " + address_ +
+                               ": mutual TLS needs --mtls-ca, --mtls-cert "
+                               "and --mtls-key"));
+  r = Cli({"status", "--coordinator", address_, "--mtls-ca", "ca.crt"}, false);
+  EXPECT_THAT(r.err, HasSubstr("needs --mtls-cert and --mtls-key too"));
+  r = Cli({"status", "--coordinator", address_, "--mtls-ca=/nonexistent/ca",
+           "--mtls-cert=c", "--mtls-key=k"},
+          false);
+  EXPECT_THAT(r.err, HasSubstr("--mtls-ca /nonexistent/ca: No such file"));
+  // Plaintext to an address that is not loopback: refused before any call.
   r = Cli({"status", "--coordinator", "10.255.255.1:1", "--plaintext",
            "--timeout", "1"},
           false);
-  EXPECT_THAT(r.err, HasSubstr("warning: --plaintext: the connection to "
-                               "10.255.255.1:1 is neither encrypted"));
+  EXPECT_THAT(r.err,
+              HasSubstr("--plaintext refuses --coordinator 10.255.255.1:1"));
   EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(service_.calls(), 0);
+}
+
+TEST_F(ControlCliTest, AFlagfileGivesFlagsTheCommandLineOverrides) {
+  service_.AddRun(RunningRun());
+  const std::string dir = testing::MakeTempDir("flagfile");
+  const std::string file = dir + "/cli.flags";
+  {
+    std::ofstream out(file);
+    out << "# the operator's defaults\n\n--coordinator=10.255.255.1:1\n"
+        << "--plaintext\n";
+  }
+  // From --flagfile: the file's coordinator is refused for plaintext ...
+  CliRun r = Cli({"status", "--flagfile", file}, false);
+  EXPECT_THAT(r.err,
+              HasSubstr("--plaintext refuses --coordinator 10.255.255.1:1"));
+  // ... and the command line's wins.
+  r = Cli({"status", "--flagfile=" + file, "--coordinator", address_}, false);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("run run-1: running"));
+  // From $VMBACKUP_FLAGFILE, the same.
+  env_.getenv = [&file](const std::string& name) {
+    return name == kFlagfileEnvVar ? file : std::string();
+  };
+  r = Cli({"status", "--coordinator", address_}, false);
+  EXPECT_EQ(r.code, 0) << r.err;
+  env_.getenv = nullptr;
+  // A line that is not a flag names the file and line.
+  {
+    std::ofstream out(file);
+    out << "--plaintext\ncoordinator=x\n";
+  }
+  r = Cli({"status", "--flagfile", file}, false);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr(file + ":2: 'coordinator=x' is not a flag"));
+  r = Cli({"status", "--flagfile", dir + "/missing"}, false);
+  EXPECT_THAT(r.err, HasSubstr("--flagfile " + dir + "/missing"));
 }
 
 TEST_F(ControlCliTest, EnvironmentNamesTheCoordinator) {
@@ -717,7 +760,10 @@ TEST_F(ControlCliTest, EnvironmentNamesTheCoordinator) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("run run-1: running"));
   // The flag wins over the environment.
-  env_.getenv = [](const std::string&) { return std::string("127.0.0.1:1"); };
+  env_.getenv = [](const std::string& name) {
+    return name == kCoordinatorEnvVar ? std::string("127.0.0.1:1")
+                                      : std::string();
+  };
   r = Cli({"status"});
   EXPECT_EQ(r.code, 0) << r.err;
   // Without either: the default address (named by the --plaintext error,
@@ -725,10 +771,10 @@ TEST_F(ControlCliTest, EnvironmentNamesTheCoordinator) {
   env_.getenv = nullptr;
   r = Cli({"status"}, false);
   EXPECT_EQ(r.code, 2);
-  EXPECT_THAT(r.err, HasSubstr("to connect to 127.0.0.1:7441 without"));
+  EXPECT_THAT(r.err, HasSubstr("to connect to 127.0.0.1:7441: mutual TLS"));
   env_.getenv = [](const std::string&) { return std::string(); };
   r = Cli({"status"}, false);
-  EXPECT_THAT(r.err, HasSubstr("to connect to 127.0.0.1:7441 without"));
+  EXPECT_THAT(r.err, HasSubstr("to connect to 127.0.0.1:7441: mutual TLS"));
 }
 
 TEST_F(ControlCliTest, UsageErrors) {

@@ -272,12 +272,34 @@ TEST(RunWatchViewTest, RunsAndAgentsTables) {
   a->set_running_jobs(1);
   a->set_max_jobs(2);
   a->set_last_seen_unix_ms(Ms(kNow - absl::Seconds(3)));
+  a->set_certificate("CN=agent-xcp-host1 (urn:vmbackup:host:1)");
+  a->set_certificate_not_after_unix_ms(Ms(kNow + absl::Hours(24 * 400)));
   v1::AgentInfo* b = agents.add_agents();
   b->mutable_identity()->set_agent_id("agent-2");
-  EXPECT_THAT(AgentListLines(agents, Ctx(80)),
-              ElementsAre("AGENT    HOST       STATE  JOBS  LAST SEEN  VERSION",
-                          "agent-1  xcp-host1  live   1/2   3s ago     0.1.0",
-                          "agent-2  -          lost   0/0   never      -"));
+  // A certificate within 30 days of its end: marked, and a warning.
+  v1::AgentInfo* c = agents.add_agents();
+  *c = *a;
+  c->mutable_identity()->set_agent_id("agent-3");
+  c->set_certificate("CN=agent-xcp-host3 (urn:vmbackup:host:3)");
+  c->set_certificate_not_after_unix_ms(
+      Ms(kNow + absl::Hours(24 * 12) + absl::Hours(1)));
+  const std::string until_a = absl::FormatTime(
+      "%Y-%m-%d", kNow + absl::Hours(24 * 400), absl::UTCTimeZone());
+  const std::string until_c =
+      absl::FormatTime("%Y-%m-%d", kNow + absl::Hours(24 * 12) + absl::Hours(1),
+                       absl::UTCTimeZone());
+  EXPECT_THAT(
+      AgentListLines(agents, Ctx(80)),
+      ElementsAre(
+          "AGENT    HOST       STATE  JOBS  LAST SEEN  VERSION  CERTIFICATE",
+          "agent-1  xcp-host1  live   1/2   3s ago     0.1.0    until " +
+              until_a,
+          "agent-2  -          lost   0/0   never      -        -",
+          "agent-3  xcp-host1  live   1/2   3s ago     0.1.0    until " +
+              until_c + " (!)",
+          "warning: the certificate of agent agent-3 expires in 12 days "
+          "(CN=agent-xcp-host3 (urn:vmbackup:host:3)): renew it with "
+          "deploy/gen-certs.sh (docs/security.md)"));
 }
 
 TEST(RunWatchViewTest, LiveViewRedrawsInPlace) {
