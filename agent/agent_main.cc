@@ -133,5 +133,7 @@ int main(int argc, char** argv) {
   vmb::InitXmlRpcCodec();
   const absl::Status status = vmb::agent::RunAgent(*options);
   if (!status.ok()) std::cerr << "vmbackup-agent: " << status << "\n";
-  return status.ok() ? 0 : 1;
+  // Files that are wrong (a certificate that is expired, of another host or
+  // not from the CA) are the operator's to fix: no restart would help.
+  return status.ok() ? 0 : absl::IsInvalidArgument(status) ? 2 : 1;
 }

@@ -242,8 +242,14 @@ class CoordinatorVerifier final
 
 void GrpcLogToVmbLog(gpr_log_func_args* args) {
   if (args == nullptr || args->message == nullptr) return;
-  if (args->severity == GPR_LOG_SEVERITY_ERROR) {
-    VMB_LOG(WARNING) << "grpc: " << args->message;
+  const absl::string_view message = args->message;
+  if (absl::StrContains(message, "Handshake failed")) {
+    // A server's side of a refused connection; gRPC does not say whose.
+    VMB_LOG(WARNING) << "refused a TLS connection: " << message
+                     << " (the peer showed no certificate, an expired one or "
+                        "one not from --mtls-ca, or spoke plaintext)";
+  } else if (args->severity == GPR_LOG_SEVERITY_ERROR) {
+    VMB_LOG(WARNING) << "grpc: " << message;
   } else {
     VMB_LOG(INFO) << "grpc: " << args->message;
   }

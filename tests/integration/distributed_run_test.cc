@@ -24,21 +24,25 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include <grpcpp/grpcpp.h>
 
 #include "common/backup/attempt_file.h"
 #include "common/backup/backup_layout.h"
 #include "common/base/filesystem.h"
 #include "coordinator/password_file.h"
+#include "proto/agent.grpc.pb.h"
 #include "proto/coordinator.pb.h"
 #include "tests/testing/backup_check.h"
 #include "tests/testing/sim_process.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_paths.h"
+#include "tests/testing/test_pki.h"
 
 namespace vmb {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::vmb::testing::CommandResult;
 using ::vmb::testing::SimProcess;
 
@@ -80,12 +84,13 @@ class DistributedRunTest : public ::testing::Test {
     coordinator_ = testing::StartCommand(
         {testing::BinDir() + "/vmbackup-coordinator",
          absl::StrCat("--listen=127.0.0.1:", port_ == 0 ? 0 : port_),
-         "--plaintext", "--xapi-url=" + sim_->master_url(),
+         "--xapi-url=" + sim_->master_url(),
          "--password-file=" + password_file_,
          "--state-dir=" + JoinPath(dir_, "coordinator"),
          "--heartbeat-interval=1s",
          "--snapshot-destroy-timeout=" + destroy_timeout,
-         "--port-file=" + port_file},
+         "--port-file=" + port_file, Transport("coordinator", 0),
+         Transport("coordinator", 1), Transport("coordinator", 2)},
         JoinPath(dir_, "coordinator.log"));
     ASSERT_GT(coordinator_, 0);
     const absl::Time until = absl::Now() + kWait;
@@ -104,14 +109,35 @@ class DistributedRunTest : public ::testing::Test {
 
   std::string Address() const { return absl::StrCat("127.0.0.1:", port_); }
 
+  // The i-th of the three transport flags of a party ("coordinator", "cli",
+  // "agent-NAME"): --plaintext (repeated), or with certificates in certs_
+  // (made by deploy/gen-certs.sh) --mtls-ca, --mtls-cert and --mtls-key.
+  std::string Transport(const std::string& party, int i) const {
+    if (certs_.empty()) return "--plaintext";
+    switch (i) {
+      case 0:
+        return "--mtls-ca=" + JoinPath(certs_, "ca.crt");
+      case 1:
+        return "--mtls-cert=" + JoinPath(certs_, party + ".crt");
+      default:
+        return "--mtls-key=" + JoinPath(certs_, party + ".key");
+    }
+  }
+  void AddTransport(const std::string& party, std::vector<std::string>* argv) {
+    for (int i = 0; i < 3; ++i) argv->push_back(Transport(party, i));
+  }
+
   void StartAgent(const HostRecord& host) {
+    std::vector<std::string> argv = {
+        testing::BinDir() + "/vmbackup-agent",
+        "--coordinator=" + Address(),
+        "--host-uuid=" + host.uuid,
+        "--host-name=" + host.name_label,
+        "--state-dir=" + JoinPath(dir_, "agent-" + host.name_label),
+        "--max-jobs=2"};
+    AddTransport("agent-" + host.name_label, &argv);
     agents_[host.name_label] = testing::StartCommand(
-        {testing::BinDir() + "/vmbackup-agent", "--coordinator=" + Address(),
-         "--plaintext", "--host-uuid=" + host.uuid,
-         "--host-name=" + host.name_label,
-         "--state-dir=" + JoinPath(dir_, "agent-" + host.name_label),
-         "--max-jobs=2"},
-        JoinPath(dir_, "agent-" + host.name_label + ".log"));
+        argv, JoinPath(dir_, "agent-" + host.name_label + ".log"));
     ASSERT_GT(agents_[host.name_label], 0);
   }
 
@@ -154,7 +180,7 @@ class DistributedRunTest : public ::testing::Test {
     std::vector<std::string> argv = {testing::BinDir() + "/vmbackup"};
     argv.insert(argv.end(), args.begin(), args.end());
     argv.push_back("--coordinator=" + Address());
-    argv.push_back("--plaintext");
+    AddTransport("cli", &argv);
     return testing::RunCommand(argv);
   }
 
@@ -180,10 +206,10 @@ class DistributedRunTest : public ::testing::Test {
 
   // `vmbackup run CONFIG` in the background, its output in cli.log.
   pid_t StartRun(const std::string& config) {
-    return testing::StartCommand(
-        {testing::BinDir() + "/vmbackup", "run", config,
-         "--coordinator=" + Address(), "--plaintext"},
-        JoinPath(dir_, "cli.log"));
+    std::vector<std::string> argv = {testing::BinDir() + "/vmbackup", "run",
+                                     config, "--coordinator=" + Address()};
+    AddTransport("cli", &argv);
+    return testing::StartCommand(argv, JoinPath(dir_, "cli.log"));
   }
 
   // Polls `vmbackup status RUN_ID --json` until `done` holds for it.
@@ -256,6 +282,7 @@ class DistributedRunTest : public ::testing::Test {
   PosixFilesystem fs_;
   std::string dir_, backups_, password_file_;
   uint32_t snapshots_before_ = 0;
+  std::string certs_;  // "": plaintext
   pid_t coordinator_ = -1;
   int port_ = 0;
   std::map<std::string, pid_t> agents_;
@@ -595,6 +622,247 @@ TEST_F(DistributedRunTest, ASnapshotXapiHoldsOnToDoesNotHoldTheExportSlot) {
   const CommandResult again = Cli({"run", config});
   EXPECT_EQ(again.exit_code, 0) << again.output;
   ExpectNoSnapshotsLeft();
+}
+
+// The same pool under mutual TLS, with certificates from deploy/gen-certs.sh.
+class MtlsRunTest : public DistributedRunTest {
+ protected:
+  void SetUp() override {
+    DistributedRunTest::SetUp();
+    if (HasFatalFailure()) return;
+    certs_ = JoinPath(dir_, "certs");
+    GenCerts(certs_);
+  }
+
+  // deploy/gen-certs.sh DIR localhost NAME:UUID... for the pool's hosts.
+  void GenCerts(const std::string& dir) {
+    std::vector<std::string> argv = {
+        "/bin/bash", JoinPath(testing::SourceDir(), "deploy/gen-certs.sh"), dir,
+        "localhost"};
+    for (const auto& [ref, host] : hosts_)
+      argv.push_back(host.name_label + ":" + host.uuid);
+    const CommandResult r = testing::RunCommand(argv);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+
+  const HostRecord& Host(const std::string& name) {
+    for (const auto& [ref, host] : hosts_)
+      if (host.name_label == name) return host;
+    static const HostRecord none;
+    ADD_FAILURE() << "no host " << name;
+    return none;
+  }
+
+  // Polls the log `name` until it holds `text` (bounded).
+  bool LogShows(const std::string& name, const std::string& text) {
+    const absl::Time until = absl::Now() + kWait;
+    while (absl::Now() < until) {
+      if (absl::StrContains(Log(name), text)) return true;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    ADD_FAILURE() << name << " never showed '" << text << "':\n" << Log(name);
+    return false;
+  }
+
+  // One Synchronize call to the coordinator with raw gRPC credentials (our
+  // own client checks its files first and would not even try).
+  grpc::Status RawSynchronize(const std::string& cert, const std::string& key,
+                              const v1::AgentIdentity& identity) {
+    grpc::SslCredentialsOptions o;
+    o.pem_root_certs = Read(JoinPath(certs_, "ca.crt"));
+    if (!cert.empty()) {
+      o.pem_cert_chain = Read(cert);
+      o.pem_private_key = Read(key);
+    }
+    auto stub = v1::AgentService::NewStub(
+        grpc::CreateChannel(Address(), grpc::SslCredentials(o)));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    v1::AgentState state;
+    *state.mutable_identity() = identity;
+    v1::DesiredState desired;
+    return stub->Synchronize(&context, state, &desired);
+  }
+
+  std::string Read(const std::string& path) {
+    return fs_.ReadFile(path, 1 << 20).value_or("");
+  }
+
+  // agent id -> when it connected, for the live agents.
+  std::map<std::string, uint64_t> LiveAgents() {
+    std::map<std::string, uint64_t> out;
+    for (const v1::AgentInfo& a : Agents())
+      if (a.live()) out[a.identity().agent_id()] = a.connected_unix_ms();
+    return out;
+  }
+};
+
+TEST_F(MtlsRunTest, ARunWithGenCertsCertificatesSucceeds) {
+  StartCoordinator();
+  StartAllAgents();
+  EXPECT_THAT(Log("coordinator.log"), HasSubstr("(mutual TLS as CN="));
+  const CommandResult r =
+      Cli({"run", Config("vm-export=DEV-RH6\nvm-export=DEV-local-build\n")});
+  ASSERT_EQ(r.exit_code, 0) << r.output << Log("coordinator.log");
+  EXPECT_THAT(r.output, HasSubstr("VmBackup ended - Success - S:2 W:0 E:0"));
+  ExpectGoodBackup("DEV-RH6");
+  ExpectGoodBackup("DEV-local-build");
+  ExpectNoSnapshotsLeft();
+  // Each agent is known by the certificate it showed.
+  for (const v1::AgentInfo& a : Agents()) {
+    EXPECT_THAT(a.certificate(),
+                HasSubstr("urn:vmbackup:host:" + a.identity().host_uuid()));
+    EXPECT_GT(a.certificate_not_after_unix_ms(),
+              absl::ToUnixMillis(absl::Now() + absl::Hours(24 * 800)));
+  }
+  const CommandResult agents = Cli({"agents"});
+  EXPECT_THAT(agents.output, HasSubstr("CERTIFICATE"));
+  EXPECT_THAT(agents.output, HasSubstr("until 20"));
+  EXPECT_THAT(agents.output, Not(HasSubstr("warning")));
+}
+
+TEST_F(MtlsRunTest, WhatHasNoRightToConnectIsRefusedAndChangesNothing) {
+  StartCoordinator();
+  StartAllAgents();
+  const std::map<std::string, uint64_t> before = LiveAgents();
+  ASSERT_EQ(before.size(), hosts_.size());
+  const HostRecord& host1 = Host("xcp-host1");
+  const HostRecord& host2 = Host("xcp-host2");
+  const std::string cert1 = JoinPath(certs_, "agent-xcp-host1.crt");
+  const std::string key1 = JoinPath(certs_, "agent-xcp-host1.key");
+  v1::AgentIdentity claim1;
+  claim1.set_agent_id("intruder");
+  claim1.set_host_uuid(host1.uuid);
+  claim1.set_instance_id("1");
+
+  // No client certificate.
+  EXPECT_FALSE(RawSynchronize("", "", claim1).ok());
+  LogShows("coordinator.log", "peer did not return a certificate");
+
+  // A certificate of another CA (an agent started with a second
+  // gen-certs.sh set): the coordinator refuses it, and the agent refuses
+  // the coordinator.
+  const std::string other = JoinPath(dir_, "other-certs");
+  GenCerts(other);
+  agents_["intruder"] = testing::StartCommand(
+      {testing::BinDir() + "/vmbackup-agent", "--coordinator=" + Address(),
+       "--host-uuid=" + host1.uuid, "--agent-id=intruder",
+       "--state-dir=" + JoinPath(dir_, "intruder"),
+       "--mtls-ca=" + JoinPath(other, "ca.crt"),
+       "--mtls-cert=" + JoinPath(other, "agent-xcp-host1.crt"),
+       "--mtls-key=" + JoinPath(other, "agent-xcp-host1.key")},
+      JoinPath(dir_, "intruder.log"));
+  LogShows("intruder.log", "cannot reach the coordinator");
+  LogShows("intruder.log", "certificate verify failed");
+  // Its certificate shown to the coordinator (with the site's CA trusted).
+  EXPECT_FALSE(RawSynchronize(JoinPath(other, "agent-xcp-host1.crt"),
+                              JoinPath(other, "agent-xcp-host1.key"), claim1)
+                   .ok());
+  LogShows("coordinator.log", "certificate verify failed");
+
+  // An expired certificate from the site's CA.
+  testing::TestPki pki = testing::TestPki::Adopt(JoinPath(dir_, "extra"),
+                                                 JoinPath(certs_, "ca.crt"),
+                                                 JoinPath(certs_, "ca.key"));
+  ASSERT_OK(fs_.CreateDir(JoinPath(dir_, "extra")));
+  ASSERT_OK_AND_ASSIGN(
+      testing::TestPki::Issued expired,
+      pki.Issue("expired",
+                testing::WithValidity(
+                    testing::ClientLeaf({"urn:vmbackup:host:" + host1.uuid}),
+                    -absl::Hours(48), -absl::Hours(1))));
+  const grpc::Status expired_call =
+      RawSynchronize(expired.cert, expired.key, claim1);
+  EXPECT_FALSE(expired_call.ok());
+  CommandResult r = testing::RunCommand(
+      {testing::BinDir() + "/vmbackup-agent", "--coordinator=" + Address(),
+       "--host-uuid=" + host1.uuid, "--state-dir=" + JoinPath(dir_, "exp"),
+       "--mtls-ca=" + JoinPath(certs_, "ca.crt"), "--mtls-cert=" + expired.cert,
+       "--mtls-key=" + expired.key});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("certificate has expired"));
+
+  // Host 1's certificate claiming host 2: the coordinator refuses the call;
+  // our agent would not even start with it.
+  v1::AgentIdentity claim2 = claim1;
+  claim2.set_host_uuid(host2.uuid);
+  const grpc::Status posing = RawSynchronize(cert1, key1, claim2);
+  EXPECT_EQ(posing.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(posing.error_message(),
+              HasSubstr("its certificate is for host " + host1.uuid));
+  LogShows("coordinator.log", "refused an agent's call");
+  r = testing::RunCommand(
+      {testing::BinDir() + "/vmbackup-agent", "--coordinator=" + Address(),
+       "--host-uuid=" + host2.uuid, "--state-dir=" + JoinPath(dir_, "pose"),
+       "--mtls-ca=" + JoinPath(certs_, "ca.crt"), "--mtls-cert=" + cert1,
+       "--mtls-key=" + key1});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("not a certificate for this host"));
+  // Its own host with another agent's id: refused too.
+  v1::AgentIdentity steal = claim1;
+  steal.set_agent_id(host2.uuid);  // xcp-host2's agent id is its uuid
+  EXPECT_EQ(RawSynchronize(cert1, key1, steal).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+
+  // An agent's certificate against the Control API.
+  r = testing::RunCommand({testing::BinDir() + "/vmbackup", "agents",
+                           "--coordinator=" + Address(),
+                           "--mtls-ca=" + JoinPath(certs_, "ca.crt"),
+                           "--mtls-cert=" + cert1, "--mtls-key=" + key1});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("takes an operator's certificate"));
+  LogShows("coordinator.log", "refused a Control call (ListAgents)");
+
+  // Plaintext against the TLS coordinator.
+  r = testing::RunCommand({testing::BinDir() + "/vmbackup", "agents",
+                           "--coordinator=" + Address(), "--plaintext",
+                           "--timeout=5s"});
+  EXPECT_EQ(r.exit_code, 2);
+  LogShows("coordinator.log", "wrong version number");
+
+  // --plaintext on an address that is not loopback: no start.
+  r = testing::RunCommand({testing::BinDir() + "/vmbackup-coordinator",
+                           "--listen=0.0.0.0:0", "--plaintext",
+                           "--xapi-url=" + sim_->master_url(),
+                           "--password-file=" + password_file_,
+                           "--state-dir=" + JoinPath(dir_, "c2")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--plaintext refuses --listen 0.0.0.0:0"));
+  r = testing::RunCommand({testing::BinDir() + "/vmbackup-agent",
+                           "--coordinator=192.0.2.1:7441", "--plaintext",
+                           "--host-uuid=" + host1.uuid,
+                           "--state-dir=" + JoinPath(dir_, "a2")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output,
+              HasSubstr("--plaintext refuses --coordinator 192.0.2.1:7441"));
+
+  // Nothing changed: the same agents, none reconnected, no run.
+  EXPECT_EQ(LiveAgents(), before);
+  const CommandResult runs = Cli({"runs", "--json"});
+  EXPECT_EQ(runs.exit_code, 0) << runs.output;
+  EXPECT_THAT(runs.output, Not(HasSubstr("run_id")));
+}
+
+TEST_F(MtlsRunTest, SighupTakesARenewedCertificateWithoutDroppingAgents) {
+  StartCoordinator();
+  StartAllAgents();
+  const std::map<std::string, uint64_t> before = LiveAgents();
+  // Renewal: the old pair removed, gen-certs.sh makes a new one.
+  ASSERT_OK(fs_.RemoveFile(JoinPath(certs_, "coordinator.crt")));
+  ASSERT_OK(fs_.RemoveFile(JoinPath(certs_, "coordinator.key")));
+  GenCerts(certs_);
+  kill(coordinator_, SIGHUP);
+  LogShows("coordinator.log", "certificates reloaded: CN=");
+  const CommandResult r = Cli({"run", Config("vm-export=DEV-RH6\n")});
+  EXPECT_EQ(r.exit_code, 0) << r.output << Log("coordinator.log");
+  EXPECT_EQ(LiveAgents(), before);
+  // A broken set is refused and the one in use stays.
+  ASSERT_OK(fs_.Rename(JoinPath(certs_, "agent-xcp-host1.key"),
+                       JoinPath(certs_, "coordinator.key")));
+  kill(coordinator_, SIGHUP);
+  LogShows("coordinator.log",
+           "certificates not reloaded, the ones in use stay");
+  EXPECT_EQ(LiveAgents(), before);
 }
 
 }  // namespace

@@ -126,6 +126,15 @@ absl::StatusOr<TestPki> TestPki::Create(const std::string& dir,
   return pki;
 }
 
+TestPki TestPki::Adopt(const std::string& dir, const std::string& ca_cert,
+                       const std::string& ca_key) {
+  TestPki pki;
+  pki.dir_ = dir;
+  pki.ca_cert_ = ca_cert;
+  pki.ca_key_ = ca_key;
+  return pki;
+}
+
 absl::StatusOr<TestPki::Issued> TestPki::Issue(const std::string& name,
                                                const Leaf& leaf) const {
   FILE* f = fopen(ca_cert_.c_str(), "r");

@@ -40,6 +40,11 @@ class TestPki {
   static absl::StatusOr<TestPki> Create(const std::string& dir,
                                         const std::string& name);
 
+  // The CA of existing files (deploy/gen-certs.sh's ca.crt and ca.key);
+  // certificates are written to `dir`.
+  static TestPki Adopt(const std::string& dir, const std::string& ca_cert,
+                       const std::string& ca_key);
+
   // A certificate for CN=`name` signed by this CA.
   absl::StatusOr<Issued> Issue(const std::string& name, const Leaf& leaf) const;
 
