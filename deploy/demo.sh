@@ -90,9 +90,36 @@ code=0
 echo "(preview exit code $code: 0 valid, 1 valid with warnings, 2 invalid)"
 
 # The daemons: a coordinator, and one agent per pool member (each exports
-# the VMs of its own host). On a real pool they run under systemd
-# (docs/operations.md).
-"$BUILD_DIR/bin/vmbackup-coordinator" --listen=127.0.0.1:0 --plaintext \
+# the VMs of its own host), talking mutual TLS with certificates of a CA made
+# for the demo. On a real pool they run under systemd (docs/operations.md,
+# docs/security.md).
+# Each host's uuid and name, asked with Python's own XML-RPC client.
+mapfile -t pool_hosts < <(python3 -c '
+import sys, xmlrpc.client
+x = xmlrpc.client.ServerProxy(sys.argv[1])
+s = x.session.login_with_password("root", sys.argv[2], "1.2", "demo")["Value"]
+for ref, h in x.host.get_all_records(s)["Value"].items():
+    print(h["uuid"], h["name_label"])
+x.session.logout(s)' "$master" "$password")
+cert_specs=()
+for line in "${pool_hosts[@]}"; do
+  read -r host_uuid host_name <<<"$line"
+  cert_specs+=("$host_name:$host_uuid")
+done
+certs="$run_dir/certs"
+echo
+echo "== deploy/gen-certs.sh demo-run/certs localhost ${cert_specs[*]}"
+"$root/deploy/gen-certs.sh" "$certs" localhost "${cert_specs[@]}" | sed 's/^/   /'
+# The operator's flags for the vmbackup CLI, in a flag file.
+cat >"$run_dir/cli.flags" <<FLAGS
+--mtls-ca=$certs/ca.crt
+--mtls-cert=$certs/cli.crt
+--mtls-key=$certs/cli.key
+FLAGS
+export VMBACKUP_FLAGFILE="$run_dir/cli.flags"
+"$BUILD_DIR/bin/vmbackup-coordinator" --listen=127.0.0.1:0 \
+  --mtls-ca="$certs/ca.crt" --mtls-cert="$certs/coordinator.crt" \
+  --mtls-key="$certs/coordinator.key" \
   --xapi-url="$master" --password-file="$run_dir/VmBackup.pass" \
   --state-dir="$run_dir/coordinator" --port-file="$run_dir/coordinator.port" \
   >"$run_dir/coordinator.log" 2>&1 &
@@ -104,21 +131,17 @@ done
 [ -s "$run_dir/coordinator.port" ] || { echo "demo: the coordinator did not start:" >&2; cat "$run_dir/coordinator.log" >&2; exit 2; }
 coordinator="127.0.0.1:$(cat "$run_dir/coordinator.port")"
 export VMBACKUP_COORDINATOR="$coordinator"
-# Each host's uuid and name, asked with Python's own XML-RPC client.
-while read -r host_uuid host_name; do
-  "$BUILD_DIR/bin/vmbackup-agent" --coordinator="$coordinator" --plaintext \
+for line in "${pool_hosts[@]}"; do
+  read -r host_uuid host_name <<<"$line"
+  "$BUILD_DIR/bin/vmbackup-agent" --coordinator="$coordinator" \
+    --mtls-ca="$certs/ca.crt" --mtls-cert="$certs/agent-$host_name.crt" \
+    --mtls-key="$certs/agent-$host_name.key" \
     --host-uuid="$host_uuid" --host-name="$host_name" \
     --state-dir="$run_dir/agent-$host_name" >"$run_dir/agent-$host_name.log" 2>&1 &
   daemon_pids+=($!)
-done < <(python3 -c '
-import sys, xmlrpc.client
-x = xmlrpc.client.ServerProxy(sys.argv[1])
-s = x.session.login_with_password("root", sys.argv[2], "1.2", "demo")["Value"]
-for ref, h in x.host.get_all_records(s)["Value"].items():
-    print(h["uuid"], h["name_label"])
-x.session.logout(s)' "$master" "$password")
+done
 for _ in $(seq 1 300); do
-  live=$("$BUILD_DIR/bin/vmbackup" agents --json --plaintext 2>/dev/null | python3 -c '
+  live=$("$BUILD_DIR/bin/vmbackup" agents --json 2>/dev/null | python3 -c '
 import json, sys
 print(sum(1 for a in json.load(sys.stdin).get("agents", []) if a.get("live")))' 2>/dev/null || echo 0)
   [ "$live" = "$(( ${#daemon_pids[@]} - 1 ))" ] && break
@@ -126,17 +149,19 @@ print(sum(1 for a in json.load(sys.stdin).get("agents", []) if a.get("live")))' 
 done
 
 echo
-echo "== run 1, distributed: vmbackup run demo-run/weekend.cfg --coordinator $coordinator --plaintext"
+echo "== run 1, distributed over mutual TLS: vmbackup run demo-run/weekend.cfg"
+echo "   (VMBACKUP_COORDINATOR=$coordinator; VMBACKUP_FLAGFILE=demo-run/cli.flags"
+echo "   gives --mtls-ca, --mtls-cert and --mtls-key)"
 echo
 code=0
-"$BUILD_DIR/bin/vmbackup" run "$run_dir/weekend.cfg" --plaintext || code=$?
+"$BUILD_DIR/bin/vmbackup" run "$run_dir/weekend.cfg" || code=$?
 echo "(run exit code $code: 0 success, 1 warnings, 2 errors)"
 echo
 echo "== vmbackup agents"
-"$BUILD_DIR/bin/vmbackup" agents --plaintext || true
+"$BUILD_DIR/bin/vmbackup" agents || true
 echo
 echo "== vmbackup status (the run above)"
-"$BUILD_DIR/bin/vmbackup" status --plaintext || true
+"$BUILD_DIR/bin/vmbackup" status || true
 
 echo
 echo "== run 2, the seed's cron form, in one process: vmbackup --xapi-url $master demo-run/VmBackup.pass demo-run/weekend.cfg"

@@ -131,7 +131,11 @@ EOF
   echo "gen-certs: made $dir/$name.crt ($san)"
 }
 
-issue coordinator "$coordinator" "$coordinator_san,DNS:localhost,IP:127.0.0.1" serverAuth
+coordinator_sans=$coordinator_san
+for extra in DNS:localhost IP:127.0.0.1; do
+  [ "$extra" = "$coordinator_san" ] || coordinator_sans="$coordinator_sans,$extra"
+done
+issue coordinator "$coordinator" "$coordinator_sans" serverAuth
 issue cli "vmbackup operator" "URI:urn:vmbackup:operator:cli" clientAuth
 for i in "${!hosts[@]}"; do
   issue "agent-${hosts[$i]}" "${hosts[$i]}" \
