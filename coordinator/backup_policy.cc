@@ -67,7 +67,8 @@ const std::set<std::string>& ScalarKeys() {
       "status_log",       "vdi_export_format",    "compress",
       "pre_clean",        "ignore_extra_keys",    "mail_from",
       "mail_smtp_url",    "mail_smtp_user",       "mail_smtp_password_file",
-      "mail_when",        "per_host_concurrency", "max_concurrency",
+      "mail_when",        "mail_starttls",        "mail_smtp_ca",
+      "per_host_concurrency", "max_concurrency",
       "stall_timeout",    "vm_timeout",           "bandwidth_limit",
       "require_mount",    "min_free_space",       "vdi_export_disks",
       "backup_dir_format"};
@@ -159,11 +160,19 @@ absl::Status ApplyScalar(const std::string& key, const std::string& value,
       p->mail_when = MailWhen::kAlways;
     } else if (value == "problems") {
       p->mail_when = MailWhen::kProblems;
+    } else if (value == "failure") {
+      p->mail_when = MailWhen::kFailure;
     } else if (value == "never") {
       p->mail_when = MailWhen::kNever;
     } else {
-      return Bad(key, value, "must be always, problems or never");
+      return Bad(key, value, "must be always, problems, failure or never");
     }
+  } else if (key == "mail_starttls") {
+    VMB_ASSIGN_OR_RETURN(p->mail_starttls, ParseBool(key, value));
+  } else if (key == "mail_smtp_ca") {
+    if (!IsAbsolutePath(value))
+      return Bad(key, value, "must be an absolute path");
+    p->mail_smtp_ca = value;
   } else if (key == "per_host_concurrency") {
     VMB_ASSIGN_OR_RETURN(
         p->per_host_concurrency,
@@ -471,6 +480,8 @@ absl::string_view MailWhenName(MailWhen w) {
       return "always";
     case MailWhen::kProblems:
       return "problems";
+    case MailWhen::kFailure:
+      return "failure";
     case MailWhen::kNever:
       return "never";
   }

@@ -20,7 +20,9 @@
 
 namespace vmb::coordinator {
 
-enum class MailWhen { kAlways, kProblems, kNever };
+// When the report is mailed: always; on warnings or errors; on errors only;
+// never.
+enum class MailWhen { kAlways, kProblems, kFailure, kNever };
 enum class VdiExportDisks { kBoot, kAll };
 
 // One exclude / vm-export / vdi-export line (or the command-line selector).
@@ -65,6 +67,10 @@ struct BackupPolicy {
   std::string mail_smtp_user;
   std::string mail_smtp_password_file;
   MailWhen mail_when = MailWhen::kAlways;
+  // smtp:// requires STARTTLS unless this is false (a relay on this
+  // machine, say); smtps:// is TLS from the start either way.
+  bool mail_starttls = true;
+  std::string mail_smtp_ca;  // PEM CAs for the server; "": the system's
   int per_host_concurrency = 1;
   int max_concurrency = 0;  // 0 = no pool-wide limit
   absl::Duration stall_timeout = absl::Minutes(10);

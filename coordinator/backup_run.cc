@@ -192,9 +192,15 @@ void Run::DumpPoolDb(const PoolInventory& inventory) {
                            EscapeForLog(dump.status().message())));
     absl::MutexLock lock(&mu_);
     ++result_.errors;
+    result_.pool_db_dump = absl::StrCat("FAILED: ", dump.status().message());
     return;
   }
   if (o_.observer != nullptr) o_.observer->PoolDumpDone();
+  {
+    absl::MutexLock lock(&mu_);
+    result_.pool_db_dump =
+        absl::StrCat(dump->path, " (", FormatBytes(dump->bytes), ")");
+  }
   log_.Line(absl::StrCat("pool database dump: ", EscapeForLog(dump->path), " (",
                          FormatBytes(dump->bytes), ")"));
   for (const std::string& old : dump->removed) {
@@ -654,6 +660,16 @@ BackupRunResult Run::Execute() {
   }
   for (const InventoryHost& h : inventory.hosts)
     host_names_[h.record.uuid] = h.record.name_label;
+  {
+    // The mail subject's name: the pool's, else its master's (a pool of one
+    // host often has no name).
+    const InventoryHost* master = inventory.FindHost(inventory.pool.master);
+    absl::MutexLock lock(&mu_);
+    result_.pool_name = !inventory.pool.name_label.empty()
+                            ? inventory.pool.name_label
+                        : master != nullptr ? master->record.name_label
+                                            : std::string("pool");
+  }
   if (o_.tls.pins != nullptr) {  // the hosts' pins by uuid and name too
     std::vector<HostIdentity> hosts;
     for (const InventoryHost& h : inventory.hosts)

@@ -133,6 +133,8 @@ struct BackupRunResult {
   int errors = 0;
   std::vector<v1::VmOutcome> vms;         // in run order
   std::vector<std::string> run_warnings;  // not about one VM
+  std::string pool_db_dump;  // "PATH (SIZE)", "FAILED: why"; "" not asked
+  std::string pool_name;     // name_label of the pool (else its master's)
   std::string fatal;  // why the run could not start or stopped, if it did
   std::string summary_line;  // "VmBackup ended - Success - S:1 W:0 E:0"
   int exit_code = 2;

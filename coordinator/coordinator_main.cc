@@ -46,6 +46,9 @@ ABSL_FLAG(std::string, tls_pins, "", "per-host pins file for XAPI");
 ABSL_FLAG(bool, tls_pins_tofu, false,
           "record a host's certificate in --tls-pins on first use");
 ABSL_FLAG(bool, tls_insecure, false, "accept any XAPI certificate (tests)");
+ABSL_FLAG(absl::Duration, mail_retry_backoff, absl::Seconds(5),
+          "the wait before the e-mail report's second try (doubled before "
+          "the third)");
 ABSL_FLAG(std::string, port_file, "",
           "write the port listened on here (useful with --listen=HOST:0)");
 ABSL_FLAG(absl::Duration, snapshot_destroy_timeout, absl::Minutes(2),
@@ -104,6 +107,7 @@ int main(int argc, char** argv) {
   o.tls_pins_tofu = absl::GetFlag(FLAGS_tls_pins_tofu);
   o.snapshot_destroy_timeout = absl::GetFlag(FLAGS_snapshot_destroy_timeout);
   o.port_file = absl::GetFlag(FLAGS_port_file);
+  o.mail_retry_backoff = absl::GetFlag(FLAGS_mail_retry_backoff);
   const absl::Status s = vmb::coordinator::RunCoordinator(o, stop, &reloads);
   watcher->reset();
   if (!s.ok()) {

@@ -544,6 +544,16 @@ class ServerImpl final : public CoordinatorServer {
     r.server_name = o.server_name;
     r.snapshot_destroy_timeout = o.snapshot_destroy_timeout;
     r.time_zone = o.time_zone;
+    r.mail_retry = o.mail_retry;
+    MtlsCredentials* mtls = o.mtls;
+    r.report_warnings = [hub, mtls] {
+      return CertificateWarnings(hub->Agents(),
+                                 mtls != nullptr
+                                     ? std::optional<CertificateInfo>(
+                                           mtls->current())
+                                     : std::nullopt,
+                                 absl::Now());
+    };
     return r;
   }
 
@@ -592,6 +602,27 @@ class ServerImpl final : public CoordinatorServer {
 };
 
 }  // namespace
+
+std::vector<std::string> CertificateWarnings(
+    const std::vector<v1::AgentInfo>& agents,
+    const std::optional<CertificateInfo>& own, absl::Time now) {
+  std::vector<std::string> out;
+  const auto warn = [&](const std::string& whose, const std::string& cert,
+                        absl::Time until) {
+    std::string w = ExpiryWarning(whose, cert, until, now);
+    if (!w.empty()) out.push_back(std::move(w));
+  };
+  if (own.has_value()) warn("the coordinator", own->Describe(), own->not_after);
+  for (const v1::AgentInfo& a : agents) {
+    if (a.certificate_not_after_unix_ms() == 0) continue;
+    warn(absl::StrCat("agent ", a.identity().agent_id(), " (",
+                      a.identity().host_name(), ")"),
+         a.certificate(),
+         absl::FromUnixMillis(
+             static_cast<int64_t>(a.certificate_not_after_unix_ms())));
+  }
+  return out;
+}
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     const Options& options) {
@@ -687,6 +718,7 @@ absl::Status RunCoordinator(const CoordinatorOptions& o,
   options.tls = tls;
   options.server_name = server_name;
   options.snapshot_destroy_timeout = o.snapshot_destroy_timeout;
+  options.mail_retry.first_backoff = o.mail_retry_backoff;
   absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
       CoordinatorServer::Start(options);
   if (!server.ok()) return server.status();

@@ -15,6 +15,8 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
+#include <vector>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -26,7 +28,9 @@
 #include "common/rpc/mtls.h"
 #include "common/xapi/curl_util.h"
 #include "common/xapi/xenapi_client.h"
+#include "coordinator/mailer.h"
 #include "coordinator/run_journal.h"
+#include "proto/coordinator.pb.h"
 
 namespace vmb::coordinator {
 
@@ -53,6 +57,7 @@ class CoordinatorServer {
     std::string server_name;  // status.log's host column
     absl::Duration snapshot_destroy_timeout = absl::Minutes(2);
     absl::TimeZone time_zone = absl::LocalTimeZone();
+    RetryOptions mail_retry;  // the e-mail report's tries
   };
 
   // Resumes the journal's unfinished runs, then listens. Errors:
@@ -84,7 +89,14 @@ struct CoordinatorOptions {
   // Written with the bound port once listening (for --listen=HOST:0).
   std::string port_file;
   absl::Duration snapshot_destroy_timeout = absl::Minutes(2);
+  absl::Duration mail_retry_backoff = absl::Seconds(5);  // doubled each try
 };
+
+// Warnings for the certificates that end within kCertificateExpiryWarning
+// of `now`: the agents' (as they showed them) and the coordinator's own.
+std::vector<std::string> CertificateWarnings(
+    const std::vector<v1::AgentInfo>& agents,
+    const std::optional<CertificateInfo>& own, absl::Time now);
 
 // The daemon: reads the password file, opens the journal under state_dir,
 // starts the server and returns after `stop` is notified (SIGTERM). Each

@@ -63,6 +63,8 @@ std::map<std::string, std::string> PolicySettings(const BackupPolicy& p) {
       {"mail_smtp_user", p.mail_smtp_user},
       {"mail_smtp_password_file", p.mail_smtp_password_file},
       {"mail_when", std::string(MailWhenName(p.mail_when))},
+      {"mail_starttls", p.mail_starttls ? "true" : "false"},
+      {"mail_smtp_ca", p.mail_smtp_ca},
       {"per_host_concurrency", absl::StrCat(p.per_host_concurrency)},
       {"max_concurrency", absl::StrCat(p.max_concurrency)},
       {"stall_timeout", Duration(p.stall_timeout)},

@@ -77,6 +77,7 @@ absl::StatusOr<BackupPolicy> PolicyOf(const v1::StartRunRequest& request) {
 
 struct RunManager::LiveRun {
   RunJournal::RunRecord record;
+  std::string mail;  // what became of the e-mail report ("" none yet)
   BackupPolicy policy;
   std::unique_ptr<ResumedRun> resume;
   absl::Notification cancel;
@@ -393,6 +394,34 @@ void RunManager::Execute(LiveRun* run) {
                   << " ended: " << result.summary_line;
   }
   for (auto& w : wake) w();
+  if (!abandoned) MailReport(run, record);
+}
+
+void RunManager::MailReport(LiveRun* run, RunJournal::RunRecord record) {
+  ReportContext context;
+  context.pool_name = record.summary.pool_name();
+  context.default_from = absl::StrCat("root@", options_.server_name);
+  context.time_zone = options_.time_zone;
+  if (options_.report_warnings) context.extra_warnings = options_.report_warnings();
+  const std::string mail =
+      MailRunReport(run->policy, record.summary, context, options_.clock,
+                    options_.mail_retry, options_.mail_sender);
+  if (mail.empty()) return;  // none wanted
+  record.summary.set_mail(mail);
+  std::vector<std::function<void()>> wake;
+  {
+    absl::MutexLock lock(&mu_);
+    run->record.summary.set_mail(mail);
+    run->mail = mail;
+    wake = ChangedLocked(*run);
+  }
+  // Never changes the run's result: only what it says of its mail.
+  absl::Status s = options_.journal->UpdateRun(record);
+  if (!s.ok()) {
+    VMB_LOG(ERROR) << "run " << record.run_id
+                   << ": cannot journal its e-mail report: " << s;
+  }
+  for (auto& w : wake) w();
 }
 
 absl::Status RunManager::ResumeUnfinished() {
@@ -564,6 +593,9 @@ v1::RunSummary RunManager::SummaryLocked(const LiveRun& run, bool vms) const {
     s.set_summary_line(run.result.summary_line);
     s.set_exit_code(run.result.exit_code);
     s.set_fatal(run.result.fatal);
+    s.set_pool_db_dump(run.result.pool_db_dump);
+    s.set_pool_name(run.result.pool_name);
+    s.set_mail(run.mail);
     s.clear_run_warnings();
     for (const std::string& w : run.result.run_warnings) s.add_run_warnings(w);
     // The outcomes as recorded (warnings of planning included).
@@ -615,6 +647,9 @@ absl::StatusOr<v1::RunSummary> RunManager::FromJournal(
     s.set_summary_line(end.summary_line());
     s.set_exit_code(end.exit_code());
     s.set_fatal(end.fatal());
+    s.set_pool_db_dump(end.pool_db_dump());
+    s.set_pool_name(end.pool_name());
+    s.set_mail(end.mail());
     *s.mutable_run_warnings() = end.run_warnings();
     if (end.vms_size() > 0) *s.mutable_vms() = end.vms();
   }

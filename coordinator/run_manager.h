@@ -30,6 +30,7 @@
 #include "coordinator/backup_policy.h"
 #include "coordinator/backup_run.h"
 #include "coordinator/run_journal.h"
+#include "coordinator/run_report.h"
 #include "proto/coordinator.pb.h"
 
 namespace vmb::coordinator {
@@ -46,6 +47,12 @@ struct RunManagerOptions {
   std::string server_name;  // status.log's host column
   absl::Duration snapshot_destroy_timeout = absl::Minutes(2);
   absl::TimeZone time_zone = absl::LocalTimeZone();
+  // The e-mail report (docs/config.md): its tries, and warnings it carries
+  // beyond the run's own (certificates about to expire). `mail_sender`
+  // (tests) replaces libcurl's SMTP.
+  RetryOptions mail_retry;
+  std::function<std::vector<std::string>()> report_warnings;
+  SenderFactory mail_sender;
 };
 
 // Where a watcher is in a run's updates.
@@ -121,6 +128,9 @@ class RunManager {
 
   void Launch(std::unique_ptr<LiveRun> run) ABSL_LOCKS_EXCLUDED(mu_);
   void Execute(LiveRun* run);
+  // Sends the ended run's report (when its policy wants one) and records
+  // what became of it in the run and its journal row.
+  void MailReport(LiveRun* run, RunJournal::RunRecord record);
   // With `vms` false, the summary without its VMs (their counts included).
   v1::RunSummary SummaryLocked(const LiveRun& run, bool vms = true) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -37,35 +37,6 @@ std::string Column(absl::string_view text, size_t width) {
   return PadRight(FitToWidth(text, width), width);
 }
 
-// Aligns the cells of `rows` in columns two spaces apart; the last column is
-// not padded.
-std::vector<std::string> Table(
-    const std::vector<std::vector<std::string>>& rows,
-    absl::string_view indent) {
-  std::vector<size_t> widths;
-  for (const auto& row : rows) {
-    if (widths.size() < row.size()) widths.resize(row.size(), 0);
-    for (size_t i = 0; i < row.size(); ++i) {
-      widths[i] = std::max(widths[i], DisplayWidth(row[i]));
-    }
-  }
-  std::vector<std::string> lines;
-  for (const auto& row : rows) {
-    std::string line(indent);
-    for (size_t i = 0; i < row.size(); ++i) {
-      if (i + 1 == row.size()) {
-        absl::StrAppend(&line, row[i]);
-      } else {
-        absl::StrAppend(&line, PadRight(row[i], widths[i]), "  ");
-      }
-    }
-    // Trailing blanks from empty last cells.
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    lines.push_back(std::move(line));
-  }
-  return lines;
-}
-
 absl::Time FromUnixMillis(uint64_t ms) {
   return absl::FromUnixMillis(static_cast<int64_t>(ms));
 }
@@ -111,6 +82,34 @@ std::string Plural(size_t n, absl::string_view one, absl::string_view many) {
 }
 
 }  // namespace
+
+std::vector<std::string> AlignColumns(
+    const std::vector<std::vector<std::string>>& rows,
+    absl::string_view indent) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    if (widths.size() < row.size()) widths.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) {
+      widths[i] = std::max(widths[i], DisplayWidth(row[i]));
+    }
+  }
+  std::vector<std::string> lines;
+  for (const auto& row : rows) {
+    std::string line(indent);
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (i + 1 == row.size()) {
+        absl::StrAppend(&line, row[i]);
+      } else {
+        absl::StrAppend(&line, PadRight(row[i], widths[i]), "  ");
+      }
+    }
+    // Trailing blanks from empty last cells.
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
 
 std::string TerminalSafe(absl::string_view text) {
   const std::string escaped = EscapeForLog(text);
@@ -454,7 +453,13 @@ std::vector<std::string> RunStatusLines(const v1::RunSummary& run,
   for (const std::string& w : run.run_warnings()) {
     head.push_back({"warning:", TerminalSafe(w)});
   }
-  for (std::string& line : Table(head, "  ")) lines.push_back(std::move(line));
+  if (!run.pool_db_dump().empty()) {
+    head.push_back({"pool DB:", TerminalSafe(run.pool_db_dump())});
+  }
+  if (!run.mail().empty()) {
+    head.push_back({"e-mail:", TerminalSafe(run.mail())});
+  }
+  for (std::string& line : AlignColumns(head, "  ")) lines.push_back(std::move(line));
   if (run.vms_size() == 0) return lines;
 
   lines.push_back("");
@@ -501,7 +506,7 @@ std::vector<std::string> RunStatusLines(const v1::RunSummary& run,
                     kind.empty() ? "-" : kind, result, size,
                     d.has_value() ? FormatShortDuration(*d) : "-", reason});
   }
-  for (std::string& line : Table(rows, "  ")) lines.push_back(std::move(line));
+  for (std::string& line : AlignColumns(rows, "  ")) lines.push_back(std::move(line));
   return lines;
 }
 
@@ -517,7 +522,7 @@ std::vector<std::string> RunListLines(const v1::ListRunsResponse& runs,
                       " E:", run.errors()),
          run.config_name().empty() ? "-" : TerminalSafe(run.config_name())});
   }
-  return Table(rows, "");
+  return AlignColumns(rows, "");
 }
 
 std::vector<std::string> AgentListLines(const v1::ListAgentsResponse& agents,
@@ -533,16 +538,12 @@ std::vector<std::string> AgentListLines(const v1::ListAgentsResponse& agents,
           FromUnixMillis(a.certificate_not_after_unix_ms());
       cert = absl::StrCat("until ",
                           absl::FormatTime("%Y-%m-%d", until, ctx.time_zone));
-      if (until - ctx.now < kCertificateExpiryWarning) {
-        const int64_t days = absl::ToInt64Hours(until - ctx.now) / 24;
+      const std::string warning = ExpiryWarning(
+          absl::StrCat("agent ", TerminalSafe(a.identity().agent_id())),
+          TerminalSafe(a.certificate()), until, ctx.now);
+      if (!warning.empty()) {
         cert += " (!)";
-        warnings.push_back(absl::StrCat(
-            "warning: the certificate of agent ",
-            TerminalSafe(a.identity().agent_id()),
-            days < 0 ? " has expired"
-                     : absl::StrCat(" expires in ", days, " days"),
-            " (", TerminalSafe(a.certificate()),
-            "): renew it with deploy/gen-certs.sh (docs/security.md)"));
+        warnings.push_back("warning: " + warning);
       }
     }
     std::string seen = "never";
@@ -559,7 +560,7 @@ std::vector<std::string> AgentListLines(const v1::ListAgentsResponse& agents,
                     id.version().empty() ? "-" : TerminalSafe(id.version()),
                     cert});
   }
-  std::vector<std::string> out = Table(rows, "");
+  std::vector<std::string> out = AlignColumns(rows, "");
   out.insert(out.end(), warnings.begin(), warnings.end());
   return out;
 }

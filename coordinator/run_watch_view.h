@@ -40,6 +40,12 @@ struct ViewContext {
 // EscapeForLog (common/base/logging.h), then C1 control characters
 // (U+0080..U+009F) as \u00NN and bytes that are not UTF-8 as \xNN.
 std::string TerminalSafe(absl::string_view text);
+// The cells of `rows` aligned in columns two spaces apart (by display
+// width), each line starting with `indent`; the last column is not padded
+// and no line ends in blanks.
+std::vector<std::string> AlignColumns(
+    const std::vector<std::vector<std::string>>& rows,
+    absl::string_view indent);
 // Code points of UTF-8 text.
 size_t DisplayWidth(absl::string_view text);
 // `text` cut to `width` code points, the cut marked with "..."; never splits

@@ -555,6 +555,19 @@ CertificateInfo MtlsCredentials::current() const {
   return material_.cert;
 }
 
+std::string ExpiryWarning(absl::string_view whose, absl::string_view cert,
+                          absl::Time not_after, absl::Time now) {
+  if (not_after - now >= kCertificateExpiryWarning) return "";
+  const int64_t days = absl::ToInt64Hours(not_after - now) / 24;
+  return absl::StrCat(
+      "the certificate of ", whose,
+      not_after < now ? " has expired"
+                      : absl::StrCat(" expires in ", days, " days"),
+      " (", cert, ", ",
+      absl::FormatTime("%Y-%m-%d", not_after, absl::UTCTimeZone()),
+      "): renew it with deploy/gen-certs.sh (docs/security.md)");
+}
+
 void LogCertificateValidity(absl::string_view whose,
                             const CertificateInfo& cert) {
   const absl::Duration left = cert.not_after - absl::Now();

@@ -154,6 +154,12 @@ class MtlsCredentials {
   std::string stamp_ ABSL_GUARDED_BY(mu_);  // the files' size and mtimes
 };
 
+// "the certificate of WHOSE expires in N days (CERT, DATE): renew it ..."
+// (or "has expired") when `not_after` is within kCertificateExpiryWarning
+// of `now`; "" otherwise.
+std::string ExpiryWarning(absl::string_view whose, absl::string_view cert,
+                          absl::Time not_after, absl::Time now);
+
 // Logs `whose` certificate ("this coordinator's") and its end of
 // validity: a warning when that is within kCertificateExpiryWarning.
 void LogCertificateValidity(absl::string_view whose,

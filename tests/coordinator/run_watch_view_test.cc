@@ -298,8 +298,9 @@ TEST(RunWatchViewTest, RunsAndAgentsTables) {
           "agent-3  xcp-host1  live   1/2   3s ago     0.1.0    until " +
               until_c + " (!)",
           "warning: the certificate of agent agent-3 expires in 12 days "
-          "(CN=agent-xcp-host3 (urn:vmbackup:host:3)): renew it with "
-          "deploy/gen-certs.sh (docs/security.md)"));
+          "(CN=agent-xcp-host3 (urn:vmbackup:host:3), " +
+              until_c +
+              "): renew it with deploy/gen-certs.sh (docs/security.md)"));
 }
 
 TEST(RunWatchViewTest, LiveViewRedrawsInPlace) {
