@@ -62,16 +62,19 @@ bool AllDigits(absl::string_view s) {
 
 // Keys a file may give once.
 const std::set<std::string>& ScalarKeys() {
-  static const auto* keys = new std::set<std::string>{
-      "pool_db_backup",   "max_backups",          "backup_dir",
-      "status_log",       "vdi_export_format",    "compress",
-      "pre_clean",        "ignore_extra_keys",    "mail_from",
-      "mail_smtp_url",    "mail_smtp_user",       "mail_smtp_password_file",
-      "mail_when",        "mail_starttls",        "mail_smtp_ca",
-      "per_host_concurrency", "max_concurrency",
-      "stall_timeout",    "vm_timeout",           "bandwidth_limit",
-      "require_mount",    "min_free_space",       "vdi_export_disks",
-      "backup_dir_format"};
+  static const auto* keys =
+      new std::set<std::string>{"pool_db_backup",    "max_backups",
+                                "backup_dir",        "status_log",
+                                "vdi_export_format", "compress",
+                                "pre_clean",         "ignore_extra_keys",
+                                "mail_from",         "mail_smtp_url",
+                                "mail_smtp_user",    "mail_smtp_password_file",
+                                "mail_when",         "mail_starttls",
+                                "mail_smtp_ca",      "per_host_concurrency",
+                                "max_concurrency",   "stall_timeout",
+                                "vm_timeout",        "bandwidth_limit",
+                                "require_mount",     "min_free_space",
+                                "vdi_export_disks",  "backup_dir_format"};
   return *keys;
 }
 

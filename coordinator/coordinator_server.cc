@@ -547,12 +547,11 @@ class ServerImpl final : public CoordinatorServer {
     r.mail_retry = o.mail_retry;
     MtlsCredentials* mtls = o.mtls;
     r.report_warnings = [hub, mtls] {
-      return CertificateWarnings(hub->Agents(),
-                                 mtls != nullptr
-                                     ? std::optional<CertificateInfo>(
-                                           mtls->current())
-                                     : std::nullopt,
-                                 absl::Now());
+      return CertificateWarnings(
+          hub->Agents(),
+          mtls != nullptr ? std::optional<CertificateInfo>(mtls->current())
+                          : std::nullopt,
+          absl::Now());
     };
     return r;
   }

@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "coordinator/mailer.h"
 
-#include <curl/curl.h>
-
 #include <cstring>
 #include <utility>
 
@@ -12,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include <curl/curl.h>
 
 #include "common/base/logging.h"
 #include "common/base/redact.h"
@@ -40,7 +39,8 @@ std::string EncodeHeader(absl::string_view value) {
     std::string chunk(value.substr(start, end - start));
     for (char& c : chunk)
       if (c == '\r' || c == '\n') c = ' ';
-    words.push_back(absl::StrCat("=?utf-8?B?", absl::Base64Escape(chunk), "?="));
+    words.push_back(
+        absl::StrCat("=?utf-8?B?", absl::Base64Escape(chunk), "?="));
     start = end;
   }
   return absl::StrJoin(words, "\r\n ");
@@ -84,10 +84,10 @@ size_t ReadUpload(char* buffer, size_t size, size_t nitems, void* user) {
 std::string FormatMessage(const MailMessage& message, absl::Time date,
                           const std::string& unique) {
   std::string out;
-  absl::StrAppend(
-      &out, "Date: ",
-      absl::FormatTime("%a, %d %b %Y %H:%M:%S +0000", date, absl::UTCTimeZone()),
-      "\r\n");
+  absl::StrAppend(&out, "Date: ",
+                  absl::FormatTime("%a, %d %b %Y %H:%M:%S +0000", date,
+                                   absl::UTCTimeZone()),
+                  "\r\n");
   absl::StrAppend(&out, "From: ", message.from, "\r\n");
   absl::StrAppend(&out, "To: ", absl::StrJoin(message.to, ", "), "\r\n");
   absl::StrAppend(&out, "Subject: ", EncodeHeader(message.subject), "\r\n");
@@ -151,14 +151,16 @@ absl::Status CurlSmtpSender::Send(const MailMessage& message) {
                    static_cast<curl_off_t>(payload.size()));
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
-                   static_cast<long>(absl::ToInt64Milliseconds(options_.timeout)));
+  curl_easy_setopt(
+      curl, CURLOPT_TIMEOUT_MS,
+      static_cast<long>(absl::ToInt64Milliseconds(options_.timeout)));
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 20000L);
   const bool smtps = absl::StartsWith(options_.url, "smtps://");
   if (!smtps) {
     curl_easy_setopt(curl, CURLOPT_USE_SSL,
-                     options_.require_starttls ? static_cast<long>(CURLUSESSL_ALL)
-                                               : static_cast<long>(CURLUSESSL_NONE));
+                     options_.require_starttls
+                         ? static_cast<long>(CURLUSESSL_ALL)
+                         : static_cast<long>(CURLUSESSL_NONE));
   }
   if (!options_.ca_file.empty())
     curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
@@ -174,8 +176,9 @@ absl::Status CurlSmtpSender::Send(const MailMessage& message) {
   if (code == CURLE_OK) return absl::OkStatus();
   std::string why = error[0] != '\0' ? error : curl_easy_strerror(code);
   if (code == CURLE_USE_SSL_FAILED) {
-    why = absl::StrCat(why, " (the server does not offer STARTTLS; "
-                            "mail_starttls=false allows sending without it)");
+    why = absl::StrCat(why,
+                       " (the server does not offer STARTTLS; "
+                       "mail_starttls=false allows sending without it)");
   } else if (code == CURLE_LOGIN_DENIED) {
     why = absl::StrCat(why, " (mail_smtp_user / mail_smtp_password_file)");
   }

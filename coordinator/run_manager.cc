@@ -402,7 +402,8 @@ void RunManager::MailReport(LiveRun* run, RunJournal::RunRecord record) {
   context.pool_name = record.summary.pool_name();
   context.default_from = absl::StrCat("root@", options_.server_name);
   context.time_zone = options_.time_zone;
-  if (options_.report_warnings) context.extra_warnings = options_.report_warnings();
+  if (options_.report_warnings)
+    context.extra_warnings = options_.report_warnings();
   const std::string mail =
       MailRunReport(run->policy, record.summary, context, options_.clock,
                     options_.mail_retry, options_.mail_sender);

@@ -46,9 +46,8 @@ absl::Duration Took(const v1::JobStatus& s) {
 std::string Rate(const v1::JobStatus& s) {
   const double seconds = absl::ToDoubleSeconds(Took(s));
   if (s.backup_bytes() == 0 || seconds <= 0) return "-";
-  return absl::StrFormat("%.1f",
-                         static_cast<double>(s.backup_bytes()) / seconds /
-                             (1024.0 * 1024.0));
+  return absl::StrFormat("%.1f", static_cast<double>(s.backup_bytes()) /
+                                     seconds / (1024.0 * 1024.0));
 }
 
 // One row a VM: the cells of the table, in both parts.
@@ -73,10 +72,8 @@ const std::vector<std::string>& Header() {
 }
 
 std::string Html(absl::string_view text) {
-  return absl::StrReplaceAll(text, {{"&", "&amp;"},
-                                    {"<", "&lt;"},
-                                    {">", "&gt;"},
-                                    {"\"", "&quot;"}});
+  return absl::StrReplaceAll(
+      text, {{"&", "&amp;"}, {"<", "&lt;"}, {">", "&gt;"}, {"\"", "&quot;"}});
 }
 
 // The VMs in report order: failed first when the run had errors.
@@ -144,8 +141,9 @@ MailMessage BuildRunReport(const BackupPolicy& policy,
   const auto when = [&](uint64_t ms) {
     return ms == 0 ? std::string("-") : FormatTimestamp(ms, context.time_zone);
   };
-  const std::string summary =
-      run.summary_line().empty() ? "VmBackup did not finish" : run.summary_line();
+  const std::string summary = run.summary_line().empty()
+                                  ? "VmBackup did not finish"
+                                  : run.summary_line();
   std::vector<std::pair<std::string, std::string>> facts = {
       {"run", run.run_id()},
       {"config", run.config_name()},
@@ -154,9 +152,9 @@ MailMessage BuildRunReport(const BackupPolicy& policy,
       {"ended", when(run.finished_unix_ms())},
   };
   if (!run.fatal().empty()) facts.emplace_back("stopped", run.fatal());
-  facts.emplace_back("pool database",
-                     run.pool_db_dump().empty() ? "not dumped (pool_db_backup=0)"
-                                                : run.pool_db_dump());
+  facts.emplace_back("pool database", run.pool_db_dump().empty()
+                                          ? "not dumped (pool_db_backup=0)"
+                                          : run.pool_db_dump());
   const std::vector<std::string> missing = MissingAgents(run);
   if (!missing.empty())
     facts.emplace_back("agents missing", absl::StrJoin(missing, ", "));
@@ -184,8 +182,9 @@ MailMessage BuildRunReport(const BackupPolicy& policy,
   for (const auto& [k, v] : facts)
     absl::StrAppend(&html, "<tr><th align=\"left\">", Html(k), "</th><td>",
                     Html(v), "</td></tr>\n");
-  absl::StrAppend(&html, "</table>\n<table border=\"1\" cellpadding=\"3\" "
-                         "style=\"border-collapse:collapse\">\n");
+  absl::StrAppend(&html,
+                  "</table>\n<table border=\"1\" cellpadding=\"3\" "
+                  "style=\"border-collapse:collapse\">\n");
   for (size_t r = 0; r < rows.size(); ++r) {
     absl::StrAppend(&html, "<tr>");
     for (const std::string& cell : rows[r]) {
@@ -218,12 +217,12 @@ std::string MailRunReport(const BackupPolicy& policy, const v1::RunSummary& run,
     absl::StatusOr<PasswordSource> pw =
         stat(policy.mail_smtp_password_file.c_str(), &st) == 0
             ? ResolvePasswordArgument(policy.mail_smtp_password_file, "")
-            : absl::NotFoundError(absl::StrCat(
-                  "mail_smtp_password_file ", policy.mail_smtp_password_file,
-                  ": no such file"));
+            : absl::NotFoundError(absl::StrCat("mail_smtp_password_file ",
+                                               policy.mail_smtp_password_file,
+                                               ": no such file"));
     if (!pw.ok()) {
-      const std::string why = absl::StrCat("FAILED: not sent: ",
-                                           pw.status().message());
+      const std::string why =
+          absl::StrCat("FAILED: not sent: ", pw.status().message());
       VMB_LOG(ERROR) << "e-mail report: " << why;
       return why;
     }

@@ -110,7 +110,6 @@ std::vector<std::string> AlignColumns(
   return lines;
 }
 
-
 std::string TerminalSafe(absl::string_view text) {
   const std::string escaped = EscapeForLog(text);
   absl::string_view rest = escaped;
@@ -459,7 +458,8 @@ std::vector<std::string> RunStatusLines(const v1::RunSummary& run,
   if (!run.mail().empty()) {
     head.push_back({"e-mail:", TerminalSafe(run.mail())});
   }
-  for (std::string& line : AlignColumns(head, "  ")) lines.push_back(std::move(line));
+  for (std::string& line : AlignColumns(head, "  "))
+    lines.push_back(std::move(line));
   if (run.vms_size() == 0) return lines;
 
   lines.push_back("");
@@ -506,7 +506,8 @@ std::vector<std::string> RunStatusLines(const v1::RunSummary& run,
                     kind.empty() ? "-" : kind, result, size,
                     d.has_value() ? FormatShortDuration(*d) : "-", reason});
   }
-  for (std::string& line : AlignColumns(rows, "  ")) lines.push_back(std::move(line));
+  for (std::string& line : AlignColumns(rows, "  "))
+    lines.push_back(std::move(line));
   return lines;
 }
 

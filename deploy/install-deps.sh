@@ -15,6 +15,8 @@ packages=(
   libre2-dev libmicrohttpd-dev
   # independent peers and checkers used by the tests and the demo
   python3 curl tar xxhash qemu-utils zstd gzip openssl
+  # a real SMTP server for the e-mail report's tests and the demo
+  python3-aiosmtpd
 )
 
 missing=()

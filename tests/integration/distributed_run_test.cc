@@ -22,6 +22,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include <grpcpp/grpcpp.h>
@@ -29,6 +30,7 @@
 #include "common/backup/attempt_file.h"
 #include "common/backup/backup_layout.h"
 #include "common/base/filesystem.h"
+#include "common/base/human_format.h"
 #include "coordinator/password_file.h"
 #include "proto/agent.grpc.pb.h"
 #include "proto/coordinator.pb.h"
@@ -81,30 +83,41 @@ class DistributedRunTest : public ::testing::Test {
   void StartCoordinator(const std::string& destroy_timeout = "5s") {
     const std::string port_file = JoinPath(dir_, "port");
     (void)fs_.RemoveFile(port_file);
-    coordinator_ = testing::StartCommand(
-        {testing::BinDir() + "/vmbackup-coordinator",
-         absl::StrCat("--listen=127.0.0.1:", port_ == 0 ? 0 : port_),
-         "--xapi-url=" + sim_->master_url(),
-         "--password-file=" + password_file_,
-         "--state-dir=" + JoinPath(dir_, "coordinator"),
-         "--heartbeat-interval=1s",
-         "--snapshot-destroy-timeout=" + destroy_timeout,
-         "--port-file=" + port_file, Transport("coordinator", 0),
-         Transport("coordinator", 1), Transport("coordinator", 2)},
-        JoinPath(dir_, "coordinator.log"));
+    std::vector<std::string> argv = {
+        testing::BinDir() + "/vmbackup-coordinator",
+        absl::StrCat("--listen=127.0.0.1:", port_ == 0 ? 0 : port_),
+        "--xapi-url=" + sim_->master_url(),
+        "--password-file=" + password_file_,
+        "--state-dir=" + JoinPath(dir_, "coordinator"),
+        "--heartbeat-interval=1s",
+        "--snapshot-destroy-timeout=" + destroy_timeout,
+        "--port-file=" + port_file,
+        Transport("coordinator", 0),
+        Transport("coordinator", 1),
+        Transport("coordinator", 2)};
+    argv.insert(argv.end(), coordinator_flags_.begin(),
+                coordinator_flags_.end());
+    coordinator_ =
+        testing::StartCommand(argv, JoinPath(dir_, "coordinator.log"));
     ASSERT_GT(coordinator_, 0);
+    port_ = WaitForPort(port_file);
+    ASSERT_GT(port_, 0) << "the coordinator did not start: "
+                        << Log("coordinator.log");
+  }
+
+  // The port a process wrote to `port_file` (0 when none came in time).
+  int WaitForPort(const std::string& port_file) {
     const absl::Time until = absl::Now() + kWait;
     while (absl::Now() < until) {
       absl::StatusOr<std::string> text = fs_.ReadFile(port_file, 64);
       int port = 0;
       if (text.ok() &&
           absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port)) {
-        port_ = port;
-        return;
+        return port;
       }
       absl::SleepFor(absl::Milliseconds(20));
     }
-    FAIL() << "the coordinator did not start: " << Log("coordinator.log");
+    return 0;
   }
 
   std::string Address() const { return absl::StrCat("127.0.0.1:", port_); }
@@ -282,7 +295,8 @@ class DistributedRunTest : public ::testing::Test {
   PosixFilesystem fs_;
   std::string dir_, backups_, password_file_;
   uint32_t snapshots_before_ = 0;
-  std::string certs_;  // "": plaintext
+  std::string certs_;                           // "": plaintext
+  std::vector<std::string> coordinator_flags_;  // more flags
   pid_t coordinator_ = -1;
   int port_ = 0;
   std::map<std::string, pid_t> agents_;
@@ -863,6 +877,192 @@ TEST_F(MtlsRunTest, SighupTakesARenewedCertificateWithoutDroppingAgents) {
   LogShows("coordinator.log",
            "certificates not reloaded, the ones in use stay");
   EXPECT_EQ(LiveAgents(), before);
+}
+
+// The e-mail report, received by a real SMTP server on loopback
+// (tests/python/smtp_sink.py, Debian's python3-aiosmtpd).
+class MailReportTest : public DistributedRunTest {
+ protected:
+  void TearDown() override {
+    Stop(sink_);
+    DistributedRunTest::TearDown();
+  }
+
+  // Starts the sink; with `tls` it requires STARTTLS with a certificate of
+  // a test CA (given to the coordinator as mail_smtp_ca); with a user, AUTH.
+  void StartSink(bool tls, const std::string& user,
+                 const std::string& password) {
+    mail_dir_ = JoinPath(dir_, "mail");
+    ASSERT_OK(fs_.CreateDir(mail_dir_));
+    std::vector<std::string> argv = {
+        "/usr/bin/python3",
+        JoinPath(testing::SourceDir(), "tests/python/smtp_sink.py"),
+        "--port-file=" + JoinPath(dir_, "smtp.port"), "--out-dir=" + mail_dir_};
+    if (tls) {
+      ASSERT_OK_AND_ASSIGN(
+          testing::TestPki pki,
+          testing::TestPki::Create(JoinPath(dir_, "smtp-pki"), "smtp"));
+      ASSERT_OK_AND_ASSIGN(
+          testing::TestPki::Issued cert,
+          pki.Issue("smtp", testing::ServerLeaf({"localhost"}, {"127.0.0.1"})));
+      argv.push_back("--tls-cert=" + cert.cert);
+      argv.push_back("--tls-key=" + cert.key);
+      smtp_ca_ = pki.ca_cert();
+    }
+    if (!user.empty()) {
+      const std::string file = JoinPath(dir_, "smtp-server-password");
+      std::ofstream(file) << password;
+      argv.push_back("--auth-user=" + user);
+      argv.push_back("--auth-password-file=" + file);
+    }
+    sink_ = testing::StartCommand(argv, JoinPath(dir_, "smtp.log"));
+    ASSERT_GT(sink_, 0);
+    smtp_port_ = WaitForPort(JoinPath(dir_, "smtp.port"));
+    ASSERT_GT(smtp_port_, 0) << Log("smtp.log");
+  }
+
+  // The mail_* lines of a config sending to the sink as `user` with the
+  // password `password` (a VmBackup password file, 0600).
+  std::string MailConfig(const std::string& user, const std::string& password,
+                         const std::string& when = "always") {
+    std::string lines =
+        absl::StrCat("mail_to=ops@example.com,backup@example.com\n",
+                     "mail_from=vmbackup@example.com\nmail_when=", when, "\n",
+                     "mail_smtp_url=smtp://127.0.0.1:", smtp_port_, "\n");
+    if (smtp_ca_.empty()) {
+      absl::StrAppend(&lines, "mail_starttls=false\n");
+    } else {
+      absl::StrAppend(&lines, "mail_smtp_ca=", smtp_ca_, "\n");
+    }
+    if (!user.empty()) {
+      const std::string file = JoinPath(dir_, "smtp-password");
+      EXPECT_OK(coordinator::WritePasswordFile(file, password));
+      absl::StrAppend(&lines, "mail_smtp_user=", user,
+                      "\nmail_smtp_password_file=", file, "\n");
+    }
+    return lines;
+  }
+
+  // The run's status once its e-mail report has an outcome.
+  v1::RunSummary StatusWithMail(const std::string& run_id = "") {
+    return WaitForStatus(run_id, [](const v1::RunSummary& s) {
+      return s.state() != v1::RUN_STATE_RUNNING && !s.mail().empty();
+    });
+  }
+
+  // The messages the sink received, decoded by Python's email package.
+  std::vector<google::protobuf::Struct> Received() {
+    std::vector<google::protobuf::Struct> out;
+    for (int n = 1;; ++n) {
+      absl::StatusOr<std::string> json =
+          fs_.ReadFile(JoinPath(mail_dir_, absl::StrCat(n, ".json")), 1 << 24);
+      if (!json.ok()) break;
+      google::protobuf::Struct message;
+      EXPECT_TRUE(
+          google::protobuf::util::JsonStringToMessage(*json, &message).ok());
+      out.push_back(std::move(message));
+    }
+    return out;
+  }
+
+  static std::string Field(const google::protobuf::Struct& m,
+                           const std::string& name) {
+    auto it = m.fields().find(name);
+    return it == m.fields().end() ? "" : it->second.string_value();
+  }
+
+  pid_t sink_ = -1;
+  int smtp_port_ = 0;
+  std::string mail_dir_, smtp_ca_;
+};
+
+TEST_F(MailReportTest, ARealServerGetsTheRunsReportOverStartTlsWithAuth) {
+  StartSink(/*tls=*/true, "backup", "smtp secret");
+  StartCoordinator();
+  StartAllAgents();
+  const CommandResult r =
+      Cli({"run", Config(MailConfig("backup", "smtp secret") +
+                         "pool_db_backup=1\nvm-export=DEV-RH6\n"
+                         "vm-export=DEV-local-build\n")});
+  ASSERT_EQ(r.exit_code, 0) << r.output << Log("coordinator.log");
+  const v1::RunSummary run = StatusWithMail();
+  EXPECT_EQ(run.mail(), "sent to ops@example.com, backup@example.com");
+  const std::vector<google::protobuf::Struct> mail = Received();
+  ASSERT_EQ(mail.size(), 1u) << Log("coordinator.log") << Log("smtp.log");
+  const google::protobuf::Struct& m = mail[0];
+  EXPECT_EQ(Field(m, "mail_from"), "vmbackup@example.com");
+  const auto& rcpt = m.fields().at("rcpt_tos").list_value();
+  ASSERT_EQ(rcpt.values_size(), 2);
+  EXPECT_EQ(rcpt.values(0).string_value(), "ops@example.com");
+  EXPECT_EQ(rcpt.values(1).string_value(), "backup@example.com");
+  EXPECT_TRUE(m.fields().at("tls").bool_value());
+  EXPECT_EQ(Field(m, "auth_user"), "backup");
+  // The seed's subject, with the pool's name.
+  ASSERT_FALSE(run.pool_name().empty());
+  EXPECT_EQ(Field(m, "subject"),
+            absl::StrCat("Success ", run.pool_name(), " VmBackup.py"));
+  // The body against the journal (vmbackup status): the summary line, the
+  // pool DB dump, and a row per VM with its host, result and size.
+  const std::string text = Field(m, "text");
+  EXPECT_THAT(text, HasSubstr(run.summary_line()));
+  EXPECT_THAT(text, HasSubstr(run.pool_db_dump()));
+  EXPECT_THAT(text, HasSubstr(run.run_id()));
+  ASSERT_EQ(run.vms_size(), 2);
+  for (const v1::VmOutcome& vm : run.vms()) {
+    SCOPED_TRACE(vm.vm_name());
+    bool found = false;
+    for (absl::string_view line : absl::StrSplit(text, '\n')) {
+      if (!absl::StrContains(line, vm.vm_name())) continue;
+      found = true;
+      EXPECT_TRUE(absl::StartsWith(line, "ok ")) << line;
+      EXPECT_THAT(std::string(line), HasSubstr(vm.host_name()));
+      EXPECT_THAT(std::string(line),
+                  HasSubstr(FormatBytes(vm.status().backup_bytes())));
+    }
+    EXPECT_TRUE(found) << text;
+    EXPECT_THAT(Field(m, "html"), HasSubstr("<td>" + vm.vm_name() + "</td>"));
+  }
+  // `vmbackup status` says what became of the report.
+  EXPECT_THAT(Cli({"status"}).output,
+              HasSubstr("sent to ops@example.com, backup@example.com"));
+}
+
+TEST_F(MailReportTest, AServerThatIsDownOrRefusesAuthChangesNoResult) {
+  coordinator_flags_ = {"--mail-retry-backoff=50ms"};
+  StartSink(/*tls=*/true, "backup", "smtp secret");
+  StartCoordinator();
+  StartAllAgents();
+  // The wrong password: AUTH refused, three times.
+  CommandResult r = Cli(
+      {"run", Config(MailConfig("backup", "wrong") + "vm-export=DEV-RH6\n")});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  v1::RunSummary run = StatusWithMail();
+  EXPECT_EQ(run.state(), v1::RUN_STATE_SUCCEEDED);
+  EXPECT_EQ(run.exit_code(), 0);
+  EXPECT_THAT(run.mail(), HasSubstr("FAILED: not sent after 3 tries"));
+  EXPECT_THAT(run.mail(), HasSubstr("mail_smtp_user"));
+  EXPECT_TRUE(Received().empty());
+  EXPECT_THAT(Cli({"status"}).output, HasSubstr("e-mail:"));
+  EXPECT_THAT(Log("coordinator.log"), Not(HasSubstr("wrong")));
+  // The server down.
+  Stop(sink_);
+  sink_ = -1;
+  r = Cli({"run", Config(MailConfig("backup", "smtp secret") +
+                         "vm-export=DEV-RH6\n")});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const std::string first = run.run_id();
+  run = WaitForStatus("", [&first](const v1::RunSummary& s) {
+    return s.run_id() != first && s.state() != v1::RUN_STATE_RUNNING &&
+           !s.mail().empty();
+  });
+  EXPECT_EQ(run.state(), v1::RUN_STATE_SUCCEEDED);
+  EXPECT_THAT(run.mail(), HasSubstr("FAILED: not sent after 3 tries"));
+  // mail_when=failure: a successful run sends nothing and says nothing.
+  r = Cli({"run", Config(MailConfig("backup", "smtp secret", "failure") +
+                         "vm-export=DEV-RH6\n")});
+  EXPECT_EQ(r.exit_code, 0);
+  const v1::RunSummary quiet = Status();
+  EXPECT_EQ(quiet.mail(), "");
 }
 
 }  // namespace
