@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -18,6 +19,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -52,8 +55,12 @@ constexpr absl::Duration kWait = absl::Seconds(90);
 
 class DistributedRunTest : public ::testing::Test {
  protected:
+  // The simulator's options (a subclass may change its pool).
+  virtual SimProcess::Options SimOptions() { return SimProcess::Options(); }
+
   void SetUp() override {
-    absl::StatusOr<std::unique_ptr<SimProcess>> sim = SimProcess::Start();
+    absl::StatusOr<std::unique_ptr<SimProcess>> sim =
+        SimProcess::Start(SimOptions());
     ASSERT_TRUE(sim.ok()) << sim.status();
     sim_ = *std::move(sim);
     client_ = sim_->NewClient();
@@ -1063,6 +1070,143 @@ TEST_F(MailReportTest, AServerThatIsDownOrRefusesAuthChangesNoResult) {
   EXPECT_EQ(r.exit_code, 0);
   const v1::RunSummary quiet = Status();
   EXPECT_EQ(quiet.mail(), "");
+}
+
+// No secret anywhere it should not be: a distributed run under mutual TLS
+// with a canary pool password and a canary SMTP password, its e-mail
+// report sent with AUTH; then the canaries and every session ref the
+// simulator handed out are looked for in every process's output and
+// command line, every log, the journal's raw bytes, status.log, the
+// e-mail and the share. Zero hits is the test.
+class CanaryTest : public MailReportTest {
+ protected:
+  static constexpr char kPoolPassword[] = "canary-pool-Zq8xT4pL";
+  static constexpr char kSmtpPassword[] = "canary-smtp-Vw3nR7kD";
+
+  SimProcess::Options SimOptions() override {
+    SimProcess::Options o;
+    const CommandResult demo = testing::RunCommand(
+        {testing::BinDir() + "/xapi-sim", "--print-demo-fixture"});
+    EXPECT_EQ(demo.exit_code, 0);
+    o.fixture_json =
+        absl::StrReplaceAll(demo.output, {{"demo-password", kPoolPassword}});
+    return o;
+  }
+
+  void SetUp() override {
+    MailReportTest::SetUp();
+    if (HasFatalFailure()) return;
+    ASSERT_EQ(sim_->password(), kPoolPassword);
+    certs_ = JoinPath(dir_, "certs");
+    std::vector<std::string> argv = {
+        "/bin/bash", JoinPath(testing::SourceDir(), "deploy/gen-certs.sh"),
+        certs_, "localhost"};
+    for (const auto& [ref, host] : hosts_)
+      argv.push_back(host.name_label + ":" + host.uuid);
+    const CommandResult r = testing::RunCommand(argv);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+
+  // /proc/PID/cmdline of `pid`, NULs as spaces.
+  static std::string CommandLine(pid_t pid) {
+    std::string text =
+        PosixFilesystem()
+            .ReadFile(absl::StrCat("/proc/", pid, "/cmdline"), 1 << 20)
+            .value_or("");
+    std::replace(text.begin(), text.end(), '\0', ' ');
+    return text;
+  }
+
+  // "FILE: NEEDLE" for each needle found in a file below `dir` (but the
+  // files in `skip`).
+  void Scan(const std::string& dir, const std::vector<std::string>& needles,
+            const std::set<std::string>& skip, std::vector<std::string>* hits,
+            int* files) {
+    absl::StatusOr<std::vector<DirEntry>> entries = fs_.ListDir(dir);
+    if (!entries.ok()) return;
+    for (const DirEntry& e : *entries) {
+      const std::string path = JoinPath(dir, e.name);
+      absl::StatusOr<FileInfo> info = fs_.Stat(path);
+      if (!info.ok() || skip.count(path) != 0) continue;
+      if (info->is_dir) {
+        Scan(path, needles, skip, hits, files);
+        continue;
+      }
+      if (!info->is_regular) continue;
+      absl::StatusOr<std::string> bytes = fs_.ReadFile(path, 1ull << 32);
+      if (!bytes.ok()) continue;
+      ++*files;
+      for (const std::string& n : needles)
+        if (absl::StrContains(*bytes, n)) hits->push_back(path + ": " + n);
+    }
+  }
+};
+
+constexpr char CanaryTest::kPoolPassword[];
+constexpr char CanaryTest::kSmtpPassword[];
+
+TEST_F(CanaryTest, NoSecretReachesALogAJournalAReportTheShareOrArgv) {
+  StartSink(/*tls=*/true, "backup", kSmtpPassword);
+  StartCoordinator();
+  StartAllAgents();
+  const std::string config =
+      Config(MailConfig("backup", kSmtpPassword) +
+             "pool_db_backup=1\nvm-export=.*\n");
+  std::vector<std::string> argv = {testing::BinDir() + "/vmbackup", "run",
+                                   config, "--coordinator=" + Address()};
+  AddTransport("cli", &argv);
+  const pid_t cli = testing::StartCommand(argv, JoinPath(dir_, "cli.log"));
+  ASSERT_GT(cli, 0);
+  // Every process's command line, looked at while the run goes on.
+  std::vector<std::string> command_lines;
+  std::vector<pid_t> pids = {coordinator_, cli, sim_->pid(), sink_};
+  for (const auto& [name, pid] : agents_) pids.push_back(pid);
+  int status = 0;
+  const absl::Time until = absl::Now() + kWait;
+  while (waitpid(cli, &status, WNOHANG) == 0 && absl::Now() < until) {
+    for (pid_t pid : pids) command_lines.push_back(CommandLine(pid));
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << Log("cli.log");
+  EXPECT_EQ(WEXITSTATUS(status), 0) << Log("cli.log");
+  const v1::RunSummary run = StatusWithMail();
+  EXPECT_EQ(run.mail(), "sent to ops@example.com, backup@example.com");
+  ASSERT_EQ(Received().size(), 1u);
+  ASSERT_GT(run.vms_size(), 5);
+  // A few more commands' output: status, agents, runs.
+  std::string outputs;
+  for (const char* command : {"status", "agents", "runs"})
+    outputs += Cli({command}).output;
+
+  std::vector<std::string> needles = {
+      kPoolPassword, kSmtpPassword, absl::Base64Escape(kSmtpPassword),
+      absl::Base64Escape(kPoolPassword)};
+  ASSERT_OK_AND_ASSIGN(sim::SimState state, sim_->State());
+  ASSERT_GE(state.issued_session_refs_size(), 2);  // coordinator, inventory
+  for (const std::string& ref : state.issued_session_refs()) {
+    needles.push_back(ref);
+    needles.push_back(std::string(absl::StripPrefix(ref, "OpaqueRef:")));
+  }
+  std::vector<std::string> hits;
+  for (const std::string& line : command_lines)
+    for (const std::string& n : needles)
+      if (absl::StrContains(line, n)) hits.push_back("cmdline " + line + ": " + n);
+  for (const std::string& n : needles)
+    if (absl::StrContains(outputs, n)) hits.push_back("CLI output: " + n);
+  // Every file of the test's folder: the daemons' and the CLI's output,
+  // the coordinator's journal and state, the agents' state folders,
+  // status.log, the received e-mail (raw and decoded), the share. Not the
+  // files that hold a secret by design: the password files and the SMTP
+  // server's.
+  int files = 0;
+  Scan(dir_, needles,
+       {password_file_, JoinPath(dir_, "smtp-password"),
+        JoinPath(dir_, "smtp-server-password")},
+       &hits, &files);
+  EXPECT_GT(files, 30);
+  EXPECT_THAT(hits, ::testing::IsEmpty());
+  // The journal was among them, raw.
+  EXPECT_TRUE(fs_.Stat(JoinPath(dir_, "coordinator", "journal.db")).ok());
 }
 
 }  // namespace

@@ -1019,6 +1019,8 @@ SimState SimPool::State() {
 SimState SimPool::StateLocked() {
   SimState state;
   state.set_sessions(static_cast<uint32_t>(sessions_.size()));
+  for (const std::string& ref : issued_sessions_)
+    state.add_issued_session_refs(ref);
   for (Object* vm : AllLocked("VM")) {
     state.set_vms(state.vms() + 1);
     if (vm->at("is_a_snapshot").b) {

@@ -471,6 +471,7 @@ class SimPool {
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
   uint64_t session_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> issued_sessions_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, VdiData> vdi_data_
       ABSL_GUARDED_BY(mu_);  // by VDI ref
   absl::flat_hash_map<std::string, bool> task_streaming_ ABSL_GUARDED_BY(mu_);

@@ -559,6 +559,7 @@ SimPool::RpcResult SimPool::LoginLocked(const std::string& host,
   session->at("is_local_superuser") = SimValue::Bool(true);
   sessions_[session->ref] =
       Session{user, originator, absl::Now(), ++session_seq_};
+  if (issued_sessions_.size() < 10000) issued_sessions_.push_back(session->ref);
   return {SimValue::Str(session->ref), {}};
 }
 
