@@ -2,8 +2,10 @@
 #include "coordinator/run_journal.h"
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -13,6 +15,7 @@
 #include "google/protobuf/message_lite.h"
 #include <sqlite3.h>
 
+#include "common/base/redact.h"
 #include "common/base/status_macros.h"
 #include "common/base/status_util.h"
 
@@ -170,6 +173,29 @@ bool ContainsXapiRef(absl::string_view text) {
   return false;
 }
 
+// The messages for people in a job's status (its error, reason, warnings)
+// with every registered secret redacted; the rest (names, uuids) as is, so
+// that a resumed run finds its VMs.
+v1::JobStatus Redacted(const v1::JobStatus& status) {
+  v1::JobStatus out = status;
+  out.set_error_message(Redact(out.error_message()));
+  for (std::string& w : *out.mutable_warnings()) w = Redact(w);
+  for (std::string& p : *out.mutable_xenapi_error()->mutable_params())
+    p = Redact(p);
+  return out;
+}
+
+v1::RunSummary Redacted(const v1::RunSummary& summary) {
+  v1::RunSummary out = summary;
+  out.set_fatal(Redact(out.fatal()));
+  out.set_mail(Redact(out.mail()));
+  out.set_pool_db_dump(Redact(out.pool_db_dump()));
+  for (std::string& w : *out.mutable_run_warnings()) w = Redact(w);
+  for (v1::VmOutcome& vm : *out.mutable_vms())
+    *vm.mutable_status() = Redacted(vm.status());
+  return out;
+}
+
 }  // namespace
 
 absl::Status SqliteToStatus(int code, absl::string_view what, sqlite3* db) {
@@ -238,6 +264,11 @@ class RunJournal::Statement {
     const char* data = value.empty() ? "" : value.data();
     return Check(sqlite3_bind_text64(stmt_, next_, data, value.size(),
                                      SQLITE_TRANSIENT, SQLITE_UTF8));
+  }
+  // A message for people (a reason, an event): every registered secret
+  // redacted (common/base/redact.h), as in the log.
+  Statement& MessageText(absl::string_view value) {
+    return Text(Redact(value));
   }
   Statement& Blob(absl::string_view value) {
     const char* data = value.empty() ? "" : value.data();
@@ -467,7 +498,7 @@ absl::Status RunJournal::CreateRun(const RunRecord& run) {
       .Text(run.share_id)
       .Int(run.status_log_begun)
       .Int(run.pool_dump_done)
-      .Message(run.summary);
+      .Message(Redacted(run.summary));
   return stmt.Run(what);
 }
 
@@ -493,7 +524,7 @@ absl::Status RunJournal::UpdateRun(const RunRecord& run) {
       .Text(run.share_id)
       .Int(run.status_log_begun)
       .Int(run.pool_dump_done)
-      .Message(run.summary)
+      .Message(Redacted(run.summary))
       .Text(run.run_id);
   VMB_RETURN_IF_ERROR(stmt.Run(what));
   if (sqlite3_changes(db_.get()) == 0) {
@@ -613,7 +644,7 @@ absl::Status RunJournal::PutPlannedJobs(absl::string_view run_id,
         .Int(job.recorded)
         .Message(job.plan)
         .Message(job.spec)
-        .Message(job.status)
+        .Message(Redacted(job.status))
         .Blob(EncodeStrings(job.warnings));
     VMB_RETURN_IF_ERROR(stmt.Run(
         absl::StrCat(what, ": job ", job.job_id, " (seq ", job.seq, ")")));
@@ -643,7 +674,7 @@ absl::Status RunJournal::UpdateJobLocked(const JobRecord& job) {
       .Int(job.recorded)
       .MessageOrNull(job.same_spec ? nullptr : &job.plan)
       .MessageOrNull(job.same_spec ? nullptr : &job.spec)
-      .Message(job.status)
+      .Message(Redacted(job.status))
       .Blob(EncodeStrings(job.warnings))
       .Text(job.job_id);
   VMB_RETURN_IF_ERROR(stmt.Run(what));
@@ -737,7 +768,7 @@ absl::Status RunJournal::PutAttemptLocked(const AttemptRecord& attempt) {
       .Int(attempt.started_unix_ms)
       .Int(attempt.ended_unix_ms)
       .Text(attempt.outcome)
-      .Text(attempt.reason)
+      .MessageText(attempt.reason)
       .Int(attempt.commit_granted);
   absl::Status status = stmt.Run(what);
   if (absl::IsFailedPrecondition(status)) {
@@ -867,7 +898,7 @@ absl::StatusOr<int64_t> RunJournal::AddEventLocked(const EventRecord& event) {
       .Text(event.job_id)
       .Int(event.time_unix_ms)
       .Text(event.kind)
-      .Text(event.message);
+      .MessageText(event.message);
   VMB_RETURN_IF_ERROR(stmt.Run("adding an event"));
   return static_cast<int64_t>(sqlite3_last_insert_rowid(db_.get()));
 }

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
@@ -19,6 +20,7 @@
 #include "gtest/gtest.h"
 #include <sqlite3.h>
 
+#include "common/base/redact.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_paths.h"
 
@@ -242,6 +244,62 @@ TEST_F(RunJournalTest, RecordJobChangeWritesAllOrNothing) {
   EXPECT_EQ(attempts.size(), 1u);
   ASSERT_OK_AND_ASSIGN(events, journal_->Events("run-1", 0, 10));
   EXPECT_EQ(events.size(), 1u);
+}
+
+TEST_F(RunJournalTest, SecretsInMessagesAreRedactedNamesAreNot) {
+  const std::string secret = "s3cr3t-Jq7wPz";
+  ScopedSecret registered(RegisterSecret(secret, "(password)"));
+  AddPlannedRun("run-1", 1);
+  JobRecord job = MakeJob("run-1", "run-1-job0", 0);
+  job.status.set_phase(v1::JOB_PHASE_FAILED);
+  job.status.set_error_message("login as root with " + secret + " refused");
+  job.status.add_warnings("warned about " + secret);
+  job.status.mutable_xenapi_error()->add_params(secret);
+  RunJournal::EventRecord event;
+  event.run_id = "run-1";
+  event.job_id = job.job_id;
+  event.kind = "phase";
+  event.message = "failed: " + secret;
+  RunJournal::AttemptRecord attempt;
+  attempt.job_id = job.job_id;
+  attempt.attempt = 1;
+  attempt.fencing_token = 3;
+  attempt.reason = "because " + secret;
+  ASSERT_OK(journal_->RecordJobChange(job, &event, &attempt));
+  RunRecord run = MakeRun("run-1", 1000);
+  run.summary.set_fatal("stopped: " + secret);
+  run.summary.add_run_warnings(secret);
+  run.summary.set_mail("FAILED: " + secret);
+  *run.summary.add_vms()->mutable_status() = job.status;
+  ASSERT_OK(journal_->UpdateRun(run));
+  // Read back: redacted where people read; the config (resume needs it)
+  // as it was.
+  ASSERT_OK_AND_ASSIGN(JobRecord got, journal_->GetJob(job.job_id));
+  EXPECT_EQ(got.status.error_message(),
+            "login as root with (password) refused");
+  EXPECT_EQ(got.status.warnings(0), "warned about (password)");
+  EXPECT_EQ(got.status.xenapi_error().params(0), "(password)");
+  ASSERT_OK_AND_ASSIGN(RunRecord got_run, journal_->GetRun("run-1"));
+  EXPECT_EQ(got_run.summary.fatal(), "stopped: (password)");
+  EXPECT_EQ(got_run.summary.mail(), "FAILED: (password)");
+  EXPECT_EQ(got_run.summary.vms(0).status().error_message(),
+            "login as root with (password) refused");
+  EXPECT_EQ(got_run.config_text, run.config_text);
+  ASSERT_OK_AND_ASSIGN(auto events, journal_->Events("run-1", 0, 10));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].message, "failed: (password)");
+  ASSERT_OK_AND_ASSIGN(auto attempts, journal_->Attempts(job.job_id));
+  EXPECT_EQ(attempts[0].reason, "because (password)");
+  // And the file's bytes (the write-ahead log folded in) never held it.
+  journal_.reset();
+  std::string bytes;
+  for (const char* suffix : {"", "-wal", "-journal"}) {
+    absl::StatusOr<std::string> part =
+        ::vmb::testing::ReadFileToString(path_ + suffix);
+    if (part.ok()) bytes += *part;
+  }
+  EXPECT_GT(bytes.size(), 4096u);
+  EXPECT_FALSE(absl::StrContains(bytes, secret));
 }
 
 TEST_F(RunJournalTest, CreatesAndGetsARunWithEveryField) {

@@ -16,10 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -1149,9 +1149,8 @@ TEST_F(CanaryTest, NoSecretReachesALogAJournalAReportTheShareOrArgv) {
   StartSink(/*tls=*/true, "backup", kSmtpPassword);
   StartCoordinator();
   StartAllAgents();
-  const std::string config =
-      Config(MailConfig("backup", kSmtpPassword) +
-             "pool_db_backup=1\nvm-export=.*\n");
+  const std::string config = Config(MailConfig("backup", kSmtpPassword) +
+                                    "pool_db_backup=1\nvm-export=.*\n");
   std::vector<std::string> argv = {testing::BinDir() + "/vmbackup", "run",
                                    config, "--coordinator=" + Address()};
   AddTransport("cli", &argv);
@@ -1178,9 +1177,9 @@ TEST_F(CanaryTest, NoSecretReachesALogAJournalAReportTheShareOrArgv) {
   for (const char* command : {"status", "agents", "runs"})
     outputs += Cli({command}).output;
 
-  std::vector<std::string> needles = {
-      kPoolPassword, kSmtpPassword, absl::Base64Escape(kSmtpPassword),
-      absl::Base64Escape(kPoolPassword)};
+  std::vector<std::string> needles = {kPoolPassword, kSmtpPassword,
+                                      absl::Base64Escape(kSmtpPassword),
+                                      absl::Base64Escape(kPoolPassword)};
   ASSERT_OK_AND_ASSIGN(sim::SimState state, sim_->State());
   ASSERT_GE(state.issued_session_refs_size(), 2);  // coordinator, inventory
   for (const std::string& ref : state.issued_session_refs()) {
@@ -1190,7 +1189,8 @@ TEST_F(CanaryTest, NoSecretReachesALogAJournalAReportTheShareOrArgv) {
   std::vector<std::string> hits;
   for (const std::string& line : command_lines)
     for (const std::string& n : needles)
-      if (absl::StrContains(line, n)) hits.push_back("cmdline " + line + ": " + n);
+      if (absl::StrContains(line, n))
+        hits.push_back("cmdline " + line + ": " + n);
   for (const std::string& n : needles)
     if (absl::StrContains(outputs, n)) hits.push_back("CLI output: " + n);
   // Every file of the test's folder: the daemons' and the CLI's output,
