@@ -27,6 +27,7 @@
 #include "coordinator/password_file.h"
 #include "coordinator/pool_inventory.h"
 #include "coordinator/preview.h"
+#include "coordinator/run_report.h"
 
 namespace vmb::coordinator {
 namespace {
@@ -358,7 +359,20 @@ int Backup(const Flags& flags, const std::vector<std::string>& p,
     o.server_name = ShortHostName();
     o.tls = flags.tls;
     o.snapshot_destroy_timeout = flags.snapshot_destroy_timeout;
+    const absl::Time started = o.clock->Now();
     const BackupRunResult result = RunBackup(*policy, o);
+    if (from_file) {
+      // The seed mails from its config-file form only; so does this.
+      ReportContext context;
+      context.pool_name = result.pool_name;
+      context.default_from = absl::StrCat("root@", o.server_name);
+      const std::string mail = MailRunReport(
+          *policy, SummaryOfResult(result, *policy, started, o.clock->Now()),
+          context, o.clock);
+      if (absl::StartsWith(mail, "FAILED")) {
+        *io.err << "vmbackup: warning: e-mail report " << mail << "\n";
+      }
+    }
     if (!result.fatal.empty() &&
         absl::StrContains(result.fatal, "login_with_password")) {
       *io.err << "vmbackup: error: " << result.fatal << " (password from "

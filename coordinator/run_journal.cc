@@ -180,8 +180,10 @@ v1::JobStatus Redacted(const v1::JobStatus& status) {
   v1::JobStatus out = status;
   out.set_error_message(Redact(out.error_message()));
   for (std::string& w : *out.mutable_warnings()) w = Redact(w);
-  for (std::string& p : *out.mutable_xenapi_error()->mutable_params())
-    p = Redact(p);
+  if (out.has_xenapi_error()) {
+    for (std::string& p : *out.mutable_xenapi_error()->mutable_params())
+      p = Redact(p);
+  }
   return out;
 }
 
@@ -191,8 +193,9 @@ v1::RunSummary Redacted(const v1::RunSummary& summary) {
   out.set_mail(Redact(out.mail()));
   out.set_pool_db_dump(Redact(out.pool_db_dump()));
   for (std::string& w : *out.mutable_run_warnings()) w = Redact(w);
-  for (v1::VmOutcome& vm : *out.mutable_vms())
-    *vm.mutable_status() = Redacted(vm.status());
+  for (v1::VmOutcome& vm : *out.mutable_vms()) {
+    if (vm.has_status()) *vm.mutable_status() = Redacted(vm.status());
+  }
   return out;
 }
 

@@ -113,6 +113,34 @@ std::vector<std::string> Warnings(const v1::RunSummary& run,
 
 }  // namespace
 
+v1::RunSummary SummaryOfResult(const BackupRunResult& result,
+                               const BackupPolicy& policy, absl::Time started,
+                               absl::Time finished) {
+  v1::RunSummary s;
+  s.set_run_id(result.run_id);
+  s.set_state(result.exit_code == 0   ? v1::RUN_STATE_SUCCEEDED
+              : result.exit_code == 1 ? v1::RUN_STATE_WARNINGS
+                                      : v1::RUN_STATE_FAILED);
+  s.set_started_unix_ms(static_cast<uint64_t>(absl::ToUnixMillis(started)));
+  s.set_finished_unix_ms(static_cast<uint64_t>(absl::ToUnixMillis(finished)));
+  s.set_succeeded(static_cast<uint32_t>(result.succeeded));
+  s.set_warnings(static_cast<uint32_t>(result.warnings));
+  s.set_errors(static_cast<uint32_t>(result.errors));
+  for (const v1::VmOutcome& vm : result.vms) *s.add_vms() = vm;
+  const size_t slash = policy.source.find_last_of('/');
+  s.set_config_name(slash == std::string::npos
+                        ? policy.source
+                        : policy.source.substr(slash + 1));
+  s.set_backup_dir(policy.backup_dir);
+  s.set_summary_line(result.summary_line);
+  s.set_exit_code(result.exit_code);
+  s.set_fatal(result.fatal);
+  for (const std::string& w : result.run_warnings) s.add_run_warnings(w);
+  s.set_pool_db_dump(result.pool_db_dump);
+  s.set_pool_name(result.pool_name);
+  return s;
+}
+
 bool WantsReport(MailWhen when, int exit_code) {
   switch (when) {
     case MailWhen::kAlways:

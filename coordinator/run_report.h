@@ -20,6 +20,7 @@
 
 #include "common/base/clock.h"
 #include "coordinator/backup_policy.h"
+#include "coordinator/backup_run.h"
 #include "coordinator/mailer.h"
 #include "proto/coordinator.pb.h"
 
@@ -40,6 +41,12 @@ bool WantsReport(MailWhen when, int exit_code);
 MailMessage BuildRunReport(const BackupPolicy& policy,
                            const v1::RunSummary& run,
                            const ReportContext& context);
+
+// The summary of a run made in one process (the standalone form), for its
+// report: what RunManager keeps for a coordinator's run.
+v1::RunSummary SummaryOfResult(const BackupRunResult& result,
+                               const BackupPolicy& policy, absl::Time started,
+                               absl::Time finished);
 
 // Sends the report when the policy asks for one (mail_to set, mail_when).
 // Returns what happened, for the journal and `vmbackup status`: "" when no

@@ -1072,6 +1072,22 @@ TEST_F(MailReportTest, AServerThatIsDownOrRefusesAuthChangesNoResult) {
   EXPECT_EQ(quiet.mail(), "");
 }
 
+TEST_F(MailReportTest, TheStandaloneFormMailsItsReportToo) {
+  StartSink(/*tls=*/false, "", "");
+  const std::string config = Config(MailConfig("", "") + "vm-export=DEV-RH6\n");
+  const CommandResult r = testing::RunCommand(
+      {testing::BinDir() + "/vmbackup", "--xapi-url", sim_->master_url(),
+       "--snapshot-destroy-timeout=5s", password_file_, config});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::vector<google::protobuf::Struct> mail = Received();
+  ASSERT_EQ(mail.size(), 1u) << Log("smtp.log");
+  EXPECT_THAT(Field(mail[0], "subject"), ::testing::StartsWith("Success "));
+  EXPECT_THAT(Field(mail[0], "text"),
+              HasSubstr("VmBackup ended - Success - S:1 W:0 E:0"));
+  EXPECT_THAT(Field(mail[0], "text"), HasSubstr("DEV-RH6"));
+  EXPECT_FALSE(mail[0].fields().at("tls").bool_value());  // mail_starttls=false
+}
+
 // No secret anywhere it should not be: a distributed run under mutual TLS
 // with a canary pool password and a canary SMTP password, its e-mail
 // report sent with AUTH; then the canaries and every session ref the
