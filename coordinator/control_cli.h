@@ -12,7 +12,7 @@
 //   vmbackup cancel RUN_ID
 //
 // each with --coordinator HOST:PORT (default: $VMBACKUP_COORDINATOR, then
-// 127.0.0.1:7441), --plaintext (required until mutual TLS exists),
+// 127.0.0.1:7441), --mtls-ca/--mtls-cert/--mtls-key or --plaintext (loopback),
 // --timeout DURATION (unary calls; default 10s) and --help. Flags go after
 // the command word, anywhere among its arguments; "--" ends them.
 //
