@@ -59,7 +59,10 @@ std::vector<std::string> Row(const v1::VmOutcome& vm) {
           vm.vm_name(),
           vm.host_name().empty() ? "-" : vm.host_name(),
           s.backup_bytes() > 0 ? FormatBytes(s.backup_bytes()) : "-",
-          Took(s) > absl::ZeroDuration() ? FormatShortDuration(Took(s)) : "-",
+          Took(s) <= absl::ZeroDuration() ? "-"
+          : Took(s) < absl::Minutes(1)
+              ? absl::StrFormat("%.1fs", absl::ToDoubleSeconds(Took(s)))
+              : FormatShortDuration(Took(s)),
           Rate(s),
           s.status_token().empty() ? "-" : s.status_token(),
           reason};

@@ -27,9 +27,10 @@ mkdir -p "$run_dir"
 "$BUILD_DIR/bin/xapi-sim" --ready_file="$run_dir/ready.json" --port=0 >"$run_dir/xapi-sim.log" 2>&1 &
 sim_pid=$!
 daemon_pids=()
+sink_pid=
 stop() {
-  for pid in "${daemon_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${daemon_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${daemon_pids[@]}" $sink_pid; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${daemon_pids[@]}" $sink_pid; do wait "$pid" 2>/dev/null || true; done
   kill "$sim_pid" 2>/dev/null || true
   wait "$sim_pid" 2>/dev/null || true
 }
@@ -66,6 +67,26 @@ echo
 # run. The demo's share starts empty each time.
 rm -rf "$root/demo-backups"
 mkdir -p "$root/demo-backups"
+# An SMTP server on loopback to receive the e-mail report (Debian's
+# python3-aiosmtpd, when installed): the demo shows what a run mails.
+mail_lines=
+if /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then
+  mkdir -p "$run_dir/mail"
+  /usr/bin/python3 "$root/tests/python/smtp_sink.py" --port-file="$run_dir/smtp.port" \
+    --out-dir="$run_dir/mail" >"$run_dir/smtp.log" 2>&1 &
+  sink_pid=$!
+  for _ in $(seq 1 100); do
+    [ -s "$run_dir/smtp.port" ] && break
+    sleep 0.1
+  done
+  if [ -s "$run_dir/smtp.port" ]; then
+    mail_lines="mail_to=backup-admins@example.com
+mail_from=vmbackup@example.com
+mail_smtp_url=smtp://127.0.0.1:$(cat "$run_dir/smtp.port")
+# the demo's relay is local and plain; a real one gets STARTTLS (the default)
+mail_starttls=false"
+  fi
+fi
 cat >"$run_dir/weekend.cfg" <<CFG
 # Weekend VMs (the README's weekend.cfg, on the demo pool)
 backup_dir=$root/demo-backups
@@ -80,6 +101,7 @@ vm-export=PROD-ubuntu14
 vm-export=DEV-RH.*:2
 vm-export=PROD-WinSvr
 vm-export=TEST-.*
+$mail_lines
 CFG
 echo
 echo "== vmbackup --xapi-url $master demo-run/VmBackup.pass demo-run/weekend.cfg preview"
@@ -162,6 +184,25 @@ echo "== vmbackup agents"
 echo
 echo "== vmbackup status (the run above)"
 "$BUILD_DIR/bin/vmbackup" status || true
+if [ -n "$mail_lines" ]; then
+  for _ in $(seq 1 100); do
+    [ -s "$run_dir/mail/1.json" ] && break
+    sleep 0.1
+  done
+  echo
+  echo "== The e-mail report the run sent (received by demo-run/mail/, an SMTP server on loopback)"
+  /usr/bin/python3 -c '
+import json, sys
+try:
+    m = json.load(open(sys.argv[1]))
+except OSError:
+    sys.exit("   (no e-mail arrived: see demo-run/coordinator.log)")
+print("From:    " + m["mail_from"])
+print("To:      " + ", ".join(m["rcpt_tos"]))
+print("Subject: " + m["subject"])
+print()
+print(m["text"].replace("\r\n", "\n"))' "$run_dir/mail/1.json"
+fi
 
 echo
 echo "== run 2, the seed's cron form, in one process: vmbackup --xapi-url $master demo-run/VmBackup.pass demo-run/weekend.cfg"

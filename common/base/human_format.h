@@ -7,7 +7,8 @@
 
 namespace vmb {
 
-// "512 MiB", "1.5 GiB": sizes for people (powers of 1024).
+// "40 KiB" (under 1 MiB), "512 MiB", "1.5 GiB": sizes for people (powers of
+// 1024).
 std::string FormatBytes(uint64_t bytes);
 
 }  // namespace vmb

@@ -92,7 +92,7 @@ TEST(RunReportTest, SaysWhatTheRunDidFailuresFirst) {
   EXPECT_THAT(rows[1], HasSubstr("no agent is connected on its host"));
   EXPECT_THAT(rows[2], HasSubstr("web-1"));
   EXPECT_THAT(rows[2], HasSubstr("8 MiB"));
-  EXPECT_THAT(rows[2], HasSubstr("4s"));
+  EXPECT_THAT(rows[2], HasSubstr("4.0s"));
   EXPECT_THAT(rows[2], HasSubstr("2.0"));  // MiB/s
   EXPECT_THAT(rows[3], HasSubstr("mail-1"));
   EXPECT_THAT(rows[3], HasSubstr("a disk was skipped"));

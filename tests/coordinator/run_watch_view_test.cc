@@ -106,7 +106,7 @@ TEST(RunWatchViewTest, LiveLineOfAnExport) {
               HasSubstr("128.0 MiB/s  ETA 4s"));
   // Before any byte: no rate, no ETA.
   EXPECT_THAT(LiveVmLine(Exporting("a", 0, 1024, 0), std::nullopt, Ctx(120)),
-              HasSubstr("  0%  0 MiB/1.0 GiB  -- MiB/s  ETA --"));
+              HasSubstr("  0%  0 KiB/1.0 GiB  -- MiB/s  ETA --"));
   // Other phases: the time so far.
   v1::VmOutcome snap = Vm("a", "h", v1::JOB_PHASE_SNAPSHOT);
   snap.mutable_status()->set_started_unix_ms(Ms(kNow - absl::Seconds(7)));
