@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
+#include "coordinator/coordinator_server.h"
 #include "coordinator/mailer.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/testing/status_matchers.h"
@@ -119,6 +120,33 @@ TEST(RunReportTest, TheSubjectFollowsTheExitCodeAndMailFromWins) {
   // Without errors the VMs stay in run order.
   const std::string text = BuildRunReport(p, run, context).text;
   EXPECT_LT(text.find("web-1"), text.find("db-<1>"));
+}
+
+TEST(RunReportTest, CertificatesNearTheirEndAreWarnedOf) {
+  const absl::Time now = absl::FromUnixSeconds(1'800'000'000);
+  std::vector<v1::AgentInfo> agents(3);
+  agents[0].mutable_identity()->set_agent_id("a1");
+  agents[0].mutable_identity()->set_host_name("xcp-host1");
+  agents[0].set_certificate("CN=xcp-host1 (urn:vmbackup:host:1)");
+  agents[0].set_certificate_not_after_unix_ms(
+      static_cast<uint64_t>(absl::ToUnixMillis(now + absl::Hours(24 * 29))));
+  agents[1] = agents[0];
+  agents[1].mutable_identity()->set_agent_id("a2");
+  agents[1].set_certificate_not_after_unix_ms(
+      static_cast<uint64_t>(absl::ToUnixMillis(now + absl::Hours(24 * 31))));
+  agents[2].mutable_identity()->set_agent_id("plain");  // no certificate
+  CertificateInfo own;
+  own.subject = "CN=localhost";
+  own.not_after = now - absl::Hours(1);
+  const std::vector<std::string> w = CertificateWarnings(agents, own, now);
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_THAT(w[0], HasSubstr("the certificate of the coordinator has expired "
+                              "(CN=localhost"));
+  EXPECT_THAT(w[1], HasSubstr("the certificate of agent a1 (xcp-host1) "
+                              "expires in 29 days"));
+  EXPECT_THAT(
+      CertificateWarnings(agents, std::nullopt, now - absl::Hours(24 * 10)),
+      ::testing::IsEmpty());
 }
 
 TEST(RunReportTest, MailWhen) {
