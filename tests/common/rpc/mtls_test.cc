@@ -239,8 +239,9 @@ TEST_F(MtlsTest, AnAgentCallsACoordinatorAndTheServerKnowsWhichHost) {
   EXPECT_EQ(server_cn, "coordinator");
   ASSERT_OK_AND_ASSIGN(CertificateInfo peer, LastPeer());
   EXPECT_EQ(peer.host_uuid, kHostUuid);
-  // "localhost" is in the coordinator's certificate too.
-  EXPECT_OK(Call(Client(operator_), "localhost").status());
+  // An operator too. (By address: a name would go through gRPC's c-ares
+  // resolver, which leaks a few bytes LeakSanitizer reports.)
+  EXPECT_OK(Call(Client(operator_)).status());
   ASSERT_OK_AND_ASSIGN(peer, LastPeer());
   EXPECT_TRUE(peer.is_operator);
 }
