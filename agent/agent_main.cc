@@ -18,7 +18,7 @@
 #include "absl/time/time.h"
 
 #include "agent/agent_runner.h"
-#include "common/base/flag_names.h"
+#include "common/base/daemon_flags.h"
 #include "common/xapi/curl_util.h"
 #include "common/xapi/xmlrpc_codec.h"
 
@@ -54,48 +54,6 @@ ABSL_FLAG(absl::Duration, commit_wait, absl::Minutes(30),
 
 namespace {
 
-// absl::ParseCommandLine exits with 1 on a flag it cannot parse (and after
-// --help); a usage error is exit status 2 here, which a service manager can
-// tell from a failure (systemd: RestartPreventExitStatus=2); --help is 0.
-bool parsing_flags = true;
-bool help = false;
-
-// Parses the flags (spelled with hyphens, or underscores, on the command
-// line and in flagfiles); returns the other arguments.
-std::vector<std::string> ParseFlags(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "vmbackup-agent --coordinator HOST:PORT --mtls-ca FILE --mtls-cert FILE "
-      "--mtls-key FILE --state-dir DIR "
-      "[--max-jobs N] ...\nThe vmbackup agent: runs the coordinator's backup "
-      "jobs on this pool member. --flagfile=FILE reads flags from a file, "
-      "one a line.");
-  absl::FlagsUsageConfig usage;  // --help lists this file's flags
-  usage.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "agent_main.cc");
-  };
-  absl::SetFlagsUsageConfig(usage);
-  std::atexit([] {
-    if (!parsing_flags) return;
-    std::cout.flush();
-    _exit(help ? 0 : 2);
-  });
-  absl::StatusOr<std::vector<std::string>> args =
-      vmb::NormaliseFlagNames(std::vector<std::string>(argv, argv + argc));
-  if (!args.ok()) {
-    std::cerr << "vmbackup-agent: " << args.status().message() << "\n";
-    std::exit(2);
-  }
-  std::vector<char*> arg_ptrs;
-  for (std::string& arg : *args) {
-    help = help || absl::StartsWith(arg, "--help") || arg == "--version";
-    arg_ptrs.push_back(arg.data());
-  }
-  const std::vector<char*> rest = absl::ParseCommandLine(
-      static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
-  parsing_flags = false;
-  return std::vector<std::string>(rest.begin() + 1, rest.end());
-}
-
 vmb::agent::AgentOptions OptionsFromFlags() {
   vmb::agent::AgentOptions options;
   options.coordinator = absl::GetFlag(FLAGS_coordinator);
@@ -119,7 +77,13 @@ int main(int argc, char** argv) {
   // on in the tests' builds); in service it would cost every lock a graph
   // lookup.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  const std::vector<std::string> rest = ParseFlags(argc, argv);
+  const std::vector<std::string> rest = vmb::ParseDaemonFlags(
+      argc, argv, "vmbackup-agent",
+      "vmbackup-agent --coordinator HOST:PORT --mtls-ca FILE --mtls-cert FILE "
+      "--mtls-key FILE --state-dir DIR [--max-jobs N] ...\nThe vmbackup "
+      "agent: runs the coordinator's backup jobs on this pool member. "
+      "--flagfile=FILE reads flags from a file, one a line.",
+      "agent_main.cc");
   absl::StatusOr<vmb::agent::AgentOptions> options =
       rest.empty()
           ? vmb::agent::ResolveAgentOptions(OptionsFromFlags())

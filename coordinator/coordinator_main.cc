@@ -13,7 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 
-#include "common/base/flag_names.h"
+#include "common/base/daemon_flags.h"
 #include "common/base/signal_watcher.h"
 #include "common/xapi/curl_util.h"
 #include "common/xapi/xmlrpc_codec.h"
@@ -59,17 +59,18 @@ int main(int argc, char** argv) {
   // on in the tests' builds); in service it would cost every lock a graph
   // lookup.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  absl::SetProgramUsageMessage(
-      "the vmbackup coordinator daemon; see docs/operations.md");
-  absl::StatusOr<std::vector<std::string>> args =
-      vmb::NormaliseFlagNames(std::vector<std::string>(argv, argv + argc));
-  if (!args.ok()) {
-    std::cerr << "vmbackup-coordinator: " << args.status().message() << "\n";
+  const std::vector<std::string> rest = vmb::ParseDaemonFlags(
+      argc, argv, "vmbackup-coordinator",
+      "vmbackup-coordinator --xapi-url URL --password-file FILE --state-dir "
+      "DIR --mtls-ca FILE --mtls-cert FILE --mtls-key FILE [--listen "
+      "HOST:PORT] ...\nThe vmbackup coordinator daemon (docs/operations.md). "
+      "--flagfile=FILE reads flags from a file, one a line.",
+      "coordinator_main.cc");
+  if (!rest.empty()) {
+    std::cerr << "vmbackup-coordinator: unexpected argument: " << rest.front()
+              << "\n";
     return 2;
   }
-  std::vector<char*> arg_ptrs;
-  for (std::string& a : *args) arg_ptrs.push_back(a.data());
-  absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
   signal(SIGPIPE, SIG_IGN);
   vmb::InitCurlGlobal();
   vmb::InitXmlRpcCodec();
