@@ -17,6 +17,8 @@ packages=(
   python3 curl tar xxhash qemu-utils zstd gzip openssl
   # a real SMTP server for the e-mail report's tests and the demo
   python3-aiosmtpd
+  # systemd-analyze, which checks deploy/systemd's units
+  systemd
 )
 
 missing=()

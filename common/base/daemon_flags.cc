@@ -10,7 +10,6 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
 
 #include "common/base/flag_names.h"
 #include "common/base/version.h"
@@ -34,9 +33,6 @@ std::vector<std::string> ParseDaemonFlags(int argc, char** argv,
   config.contains_help_flags = [main_file](absl::string_view file) {
     return absl::EndsWith(file, main_file);
   };
-  config.version_string = [program] {
-    return absl::StrCat(program, ": ", VersionString(), "\n");
-  };
   absl::SetFlagsUsageConfig(config);
   std::atexit([] {
     if (!parsing_flags) return;
@@ -49,14 +45,25 @@ std::vector<std::string> ParseDaemonFlags(int argc, char** argv,
     std::cerr << program << ": " << args.status().message() << "\n";
     std::exit(2);
   }
+  // --version is answered here, after every other flag parsed (so that
+  // `--flagfile=F --version` checks F).
+  bool version = false;
   std::vector<char*> arg_ptrs;
   for (std::string& arg : *args) {
-    help = help || absl::StartsWith(arg, "--help") || arg == "--version";
+    if (arg == "--version") {
+      version = true;
+      continue;
+    }
+    help = help || absl::StartsWith(arg, "--help");
     arg_ptrs.push_back(arg.data());
   }
   const std::vector<char*> rest = absl::ParseCommandLine(
       static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
   parsing_flags = false;
+  if (version) {
+    std::cout << program << ": " << VersionString() << "\n";
+    std::exit(0);
+  }
   return std::vector<std::string>(rest.begin() + 1, rest.end());
 }
 

@@ -6,7 +6,9 @@
 // flagfiles (NormaliseFlagNames), with the exit codes a service manager can
 // tell apart: a flag that cannot be parsed is exit status 2 (systemd:
 // RestartPreventExitStatus=2), --help and --version 0. --help lists the
-// flags defined in the file whose name ends with `main_file`.
+// flags defined in the file whose name ends with `main_file`; --version
+// prints "PROGRAM: vmbackup X.Y.Z" once every other flag parsed, so that
+// `--flagfile=FILE --version` checks FILE.
 //
 //   std::vector<std::string> rest = vmb::ParseDaemonFlags(
 //       argc, argv, "vmbackup-agent", "vmbackup-agent --coordinator ...",
