@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 
+#include "common/base/clock.h"
 #include "common/xapi/xml_rpc_xen_api_client.h"
 
 namespace vmb::coordinator {
@@ -49,7 +50,10 @@ v1::JobStatus RemoteAgentExecutor::RunJob(
       full.set_data_url(ReplaceUrlHost(setup_.master_url, host.address));
   }
   *full.mutable_tls() = tls_;
-  if (full.time_zone().empty()) full.set_time_zone(setup_.time_zone.name());
+  // A name the agent can load on its own host ("/etc/localtime" would be
+  // the agent's own zone).
+  if (full.time_zone().empty())
+    full.set_time_zone(PortableTimeZoneName(setup_.time_zone));
   if (!tls_error_.empty() || full.data_url().empty()) {
     v1::JobStatus failed;
     failed.set_job_id(spec.job_id());

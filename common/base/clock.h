@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <string>
+
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -28,5 +30,13 @@ class SystemClock final : public Clock {
   // A process-wide instance; it has no state.
   static SystemClock* Get();
 };
+
+// The name of `zone` another machine can load: the IANA name ("Europe/
+// Berlin") when `zone` is the local zone read from a file (absl names it
+// "localtime" or "/etc/localtime"): the part after "zoneinfo/" of where
+// /etc/localtime (or the named file) links to, else $TZ, else the contents of
+// /etc/timezone; "UTC" when there is no such file (absl uses UTC then).
+// Otherwise `zone.name()` as it is.
+std::string PortableTimeZoneName(const absl::TimeZone& zone);
 
 }  // namespace vmb

@@ -68,6 +68,15 @@ int main(int argc, char** argv) {
     fprintf(stderr, "vmbackup launcher: path too long\n");
     return 127;
   }
+  // Time zones: the host's /usr/share/zoneinfo, else the bundle's copy (an
+  // empty chroot has none; folder names are in the pool's local time).
+  char zoneinfo[PATH_MAX];
+  if (getenv("TZDIR") == NULL && access("/usr/share/zoneinfo", F_OK) != 0 &&
+      snprintf(zoneinfo, sizeof(zoneinfo), "%s/share/zoneinfo", self) <
+          (int)sizeof(zoneinfo) &&
+      access(zoneinfo, F_OK) == 0) {
+    setenv("TZDIR", zoneinfo, 1);
+  }
   // ld.so --library-path LIBS --argv0 ARGV0 BINARY ARGS...
   char** args = calloc((size_t)argc + 6, sizeof(char*));
   if (args == NULL) return 127;

@@ -9,6 +9,7 @@
 #                      loader itself as lib/ld-linux-x86-64.so.2
 #   OUT/bin/NAME       the launcher (static): runs libexec/NAME through
 #                      lib/ld-linux-x86-64.so.2 --library-path lib/
+#   OUT/share/zoneinfo the time zones (used when the host has none)
 #
 # So the binaries built on Debian 12 run on any x86_64 Linux >= 3.2, whatever
 # its glibc (a CentOS 7-based dom0 has 2.17), and in an empty chroot. OUT is
@@ -53,6 +54,12 @@ if [ -z "$loader" ]; then
   exit 2
 fi
 cp -L -- "$loader" "$tmp/lib/ld-linux-x86-64.so.2"
+# Time zones, for a host (or chroot) without /usr/share/zoneinfo: the
+# launcher points TZDIR here then.
+if [ -d /usr/share/zoneinfo ]; then
+  mkdir -p "$tmp/share"
+  cp -a /usr/share/zoneinfo "$tmp/share/zoneinfo"
+fi
 chmod 0755 "$tmp/lib/ld-linux-x86-64.so.2"
 chmod 0644 "$tmp"/lib/*.so*
 chmod 0755 "$tmp/lib/ld-linux-x86-64.so.2"

@@ -3,10 +3,13 @@
 // vmbackup-agent per simulated host, vmbackup-coordinator, and the vmbackup
 // CLI as the client.
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -898,6 +901,69 @@ TEST_F(MtlsRunTest, SighupTakesARenewedCertificateWithoutDroppingAgents) {
   LogShows("coordinator.log",
            "certificates not reloaded, the ones in use stay");
   EXPECT_EQ(LiveAgents(), before);
+}
+
+// The bundle's agent (build/bundle, docs/install.md) in an empty chroot that
+// holds only the bundle, the CA certificate and its own certificate files,
+// joins the coordinator over mutual TLS and backs a VM up to the share. As
+// root only (chroot), and where the bundle is built.
+TEST_F(MtlsRunTest, TheBundledAgentRunsAJobFromAnEmptyChroot) {
+  const std::string bundle = JoinPath(Dirname(testing::BinDir()), "bundle");
+  if (geteuid() != 0 || !fs_.Stat(JoinPath(bundle, "bin")).ok()) {
+    GTEST_SKIP() << "needs root (chroot) and the bundle (" << bundle << ")";
+  }
+  StartCoordinator();
+  // The chroot: the bundle, the certificates, and the share bind-mounted
+  // where the coordinator's config says it is.
+  const std::string root = JoinPath(dir_, "root");
+  ASSERT_OK(fs_.CreateDir(root));
+  ASSERT_EQ(
+      testing::RunCommand({"/bin/cp", "-a", bundle, root + "/opt"}).exit_code,
+      0);
+  ASSERT_OK(fs_.CreateDir(root + "/pki"));
+  const HostRecord& host = Host("xcp-host3");  // DEV-RH6 runs there
+  for (const char* f :
+       {"ca.crt", "agent-xcp-host3.crt", "agent-xcp-host3.key"}) {
+    ASSERT_EQ(testing::RunCommand(
+                  {"/bin/cp", JoinPath(certs_, f), JoinPath(root, "pki", f)})
+                  .exit_code,
+              0);
+  }
+  const std::string share = root + backups_;
+  ASSERT_EQ(testing::RunCommand({"/bin/mkdir", "-p", share}).exit_code, 0);
+  if (mount(backups_.c_str(), share.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+    GTEST_SKIP() << "cannot bind-mount the share into the chroot: "
+                 << strerror(errno);
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+  } unmount{share};
+  agents_["chroot"] = testing::StartCommand(
+      {"/usr/sbin/chroot", root, "/opt/bin/vmbackup-agent",
+       "--coordinator=" + Address(), "--host-uuid=" + host.uuid,
+       "--host-name=" + host.name_label, "--state-dir=/state",
+       "--mtls-ca=/pki/ca.crt", "--mtls-cert=/pki/agent-xcp-host3.crt",
+       "--mtls-key=/pki/agent-xcp-host3.key"},
+      JoinPath(dir_, "chroot-agent.log"));
+  ASSERT_GT(agents_["chroot"], 0);
+  LogShows("chroot-agent.log", "connected to the coordinator");
+  const CommandResult r = Cli({"run", Config("vm-export=DEV-RH6\n")});
+  ASSERT_EQ(r.exit_code, 0)
+      << r.output << Log("chroot-agent.log") << Log("coordinator.log");
+  EXPECT_THAT(r.output, HasSubstr("VmBackup ended - Success - S:1 W:0 E:0"));
+  ExpectGoodBackup("DEV-RH6");
+  ExpectNoSnapshotsLeft();
+  // The chroot holds nothing but what was put there (the share's mount
+  // point under its first path component) and the agent's state.
+  ASSERT_OK_AND_ASSIGN(std::vector<DirEntry> top, fs_.ListDir(root));
+  std::set<std::string> names;
+  for (const DirEntry& e : top) names.insert(e.name);
+  const std::string first = backups_.substr(1, backups_.find('/', 1) - 1);
+  EXPECT_EQ(names, (std::set<std::string>{"opt", "pki", "state", first}));
+  // The agent is gone before the share is unmounted.
+  Stop(agents_["chroot"]);
+  agents_.erase("chroot");
 }
 
 // The e-mail report, received by a real SMTP server on loopback
