@@ -43,8 +43,8 @@ absl::Duration Took(const v1::JobStatus& s) {
   return absl::Milliseconds(s.finished_unix_ms() - s.started_unix_ms());
 }
 
-std::string Rate(const v1::JobStatus& s) {
-  const double seconds = absl::ToDoubleSeconds(Took(s));
+std::string Rate(const v1::JobStatus& s, absl::Duration took) {
+  const double seconds = absl::ToDoubleSeconds(took);
   if (s.backup_bytes() == 0 || seconds <= 0) return "-";
   return absl::StrFormat("%.1f", static_cast<double>(s.backup_bytes()) /
                                      seconds / (1024.0 * 1024.0));
@@ -53,17 +53,21 @@ std::string Rate(const v1::JobStatus& s) {
 // One row a VM: the cells of the table, in both parts.
 std::vector<std::string> Row(const v1::VmOutcome& vm) {
   const v1::JobStatus& s = vm.status();
+  const absl::Duration took = Took(s);
   std::string reason = s.error_message();
   if (reason.empty() && s.warnings_size() > 0) reason = s.warnings(0);
+  std::string time = "-";
+  if (took >= absl::Minutes(1)) {
+    time = FormatShortDuration(took);
+  } else if (took > absl::ZeroDuration()) {
+    time = absl::StrFormat("%.1fs", absl::ToDoubleSeconds(took));
+  }
   return {Result(vm),
           vm.vm_name(),
           vm.host_name().empty() ? "-" : vm.host_name(),
           s.backup_bytes() > 0 ? FormatBytes(s.backup_bytes()) : "-",
-          Took(s) <= absl::ZeroDuration() ? "-"
-          : Took(s) < absl::Minutes(1)
-              ? absl::StrFormat("%.1fs", absl::ToDoubleSeconds(Took(s)))
-              : FormatShortDuration(Took(s)),
-          Rate(s),
+          time,
+          Rate(s, took),
           s.status_token().empty() ? "-" : s.status_token(),
           reason};
 }
