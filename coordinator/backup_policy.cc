@@ -491,6 +491,13 @@ absl::string_view MailWhenName(MailWhen w) {
   return "?";
 }
 
+std::vector<std::string> ConfigKeyNames() {
+  std::vector<std::string> names = {"exclude", "vm-export", "vdi-export",
+                                    "mail_to"};
+  names.insert(names.end(), ScalarKeys().begin(), ScalarKeys().end());
+  return names;
+}
+
 std::string ConfigKeysHelp() {
   return R"(Config file: one key=value per line; '#' starts a comment line; blank lines
 are skipped; values may contain '='. Keys are case-sensitive.
@@ -516,9 +523,11 @@ vmbackup's keys:
   mail_to=ADDR[,ADDR...]      send the report to these addresses (repeatable)
   mail_from=ADDR              sender (default root@<host name>)
   mail_smtp_url=smtp[s]://HOST[:PORT]   mail server (default smtp://localhost:25)
+  mail_starttls=true|false    smtp:// must switch to TLS (default true)
+  mail_smtp_ca=PATH           CAs for the mail server (default: the system's)
   mail_smtp_user=NAME         SMTP login; needs mail_smtp_password_file
   mail_smtp_password_file=PATH  file holding the SMTP password (mode 0600)
-  mail_when=always|problems|never  when to send (default always)
+  mail_when=always|problems|failure|never  when to send (default always)
   per_host_concurrency=N      exports at once per host, 1-64 (default 1)
   max_concurrency=N           exports at once in the pool, 0 = no limit (default 0)
   stall_timeout=DURATION      give up on an export silent this long (default 10m)
@@ -531,44 +540,6 @@ vmbackup's keys:
                               folder names; the second has no ':' for CIFS shares
   DURATION: 30s, 10m, 2h, 1d or plain seconds. SIZE: bytes, or K, M, G, T
   (powers of 1024), e.g. 100M.
-)";
-}
-
-std::string ExampleConfig() {
-  return R"(# vmbackup / VmBackup.py config file example
-
-# Take a pool database backup: 0=No, 1=Yes (default 0)
-pool_db_backup=0
-
-# How many backups to keep for each VM (default 4)
-max_backups=3
-
-# Backup directory (default /snapshots/BACKUPS)
-backup_dir=/snapshots/BACKUPS
-
-# vdi-export format: raw or vhd (default raw)
-vdi_export_format=raw
-
-# Never back up these VMs (a name, or a regex such as DEV-DestructiveTest.*)
-exclude=PROD-WinDomainController
-exclude=DEV-DestructiveTest
-
-# Only the boot disk of this VM (wins over a vm-export of the same VM)
-vdi-export=my-vm-name
-
-# Full exports; ":3" keeps three backups of that VM
-vm-export=my-second-vm
-vm-export=my-third-vm:3
-
-# Regex selections: every VM whose name starts with PROD, and DEV with 2 kept
-vm-export=PROD.*
-vm-export=DEV.*:2
-
-# vmbackup additions (see `vmbackup config`)
-compress=zstd
-per_host_concurrency=2
-mail_to=backup-admins@example.com
-mail_when=problems
 )";
 }
 

@@ -130,9 +130,12 @@ absl::StatusOr<absl::Duration> ParseDurationValue(absl::string_view text);
 
 absl::string_view MailWhenName(MailWhen w);
 
+// Every key a config file may hold.
+std::vector<std::string> ConfigKeyNames();
 // The usage text of the config keys (`vmbackup config`).
 std::string ConfigKeysHelp();
-// An example config file (`vmbackup example`).
+// An example config file (`vmbackup example`): deploy/etc/example.cfg,
+// which the packages install as /etc/vmbackup/example.cfg.
 std::string ExampleConfig();
 
 }  // namespace vmb::coordinator

@@ -19,6 +19,8 @@ packages=(
   python3-aiosmtpd
   # systemd-analyze, which checks deploy/systemd's units
   systemd
+  # rpmbuild, which CPack uses for the .rpm (deploy/make-packages.sh)
+  rpm
 )
 
 missing=()

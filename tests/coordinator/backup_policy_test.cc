@@ -6,6 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -14,6 +18,7 @@
 namespace vmb::coordinator {
 namespace {
 
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::vmb::testing::StatusIs;
@@ -284,6 +289,41 @@ TEST(BackupPolicyTest, ExampleAndHelpParse) {
   ASSERT_OK_AND_ASSIGN(BackupPolicy p, Parse(ExampleConfig()));
   EXPECT_EQ(p.max_backups, 3);
   EXPECT_THAT(ConfigKeysHelp(), HasSubstr("backup_dir_format="));
+}
+
+// The packaged example (deploy/etc/example.cfg) and `vmbackup config` name
+// every key; the example's commented lines parse once uncommented, and give
+// what the defaults give.
+TEST(BackupPolicyTest, ExampleAndHelpNameEveryKey) {
+  const std::string example = ExampleConfig();
+  const std::string help = ConfigKeysHelp();
+  ASSERT_THAT(ConfigKeyNames(), Contains("mail_smtp_ca"));
+  for (const std::string& key : ConfigKeyNames()) {
+    EXPECT_TRUE(absl::StrContains(example, absl::StrCat("\n", key, "=")) ||
+                absl::StrContains(example, absl::StrCat("\n#", key, "=")))
+        << key << " is not in deploy/etc/example.cfg";
+    EXPECT_THAT(help, HasSubstr(absl::StrCat("  ", key, "="))) << key;
+  }
+  EXPECT_THAT(help, HasSubstr("always|problems|failure|never"));
+
+  std::string uncommented;
+  for (absl::string_view line : absl::StrSplit(example, '\n')) {
+    absl::string_view setting = line;
+    const bool commented_setting = absl::ConsumePrefix(&setting, "#") &&
+                                   setting.find('=') != setting.npos &&
+                                   setting.find(' ') > setting.find('=');
+    absl::StrAppend(&uncommented, commented_setting ? setting : line, "\n");
+  }
+  ASSERT_OK_AND_ASSIGN(BackupPolicy defaults, Parse(ExampleConfig()));
+  ASSERT_OK_AND_ASSIGN(BackupPolicy all, Parse(uncommented));
+  EXPECT_EQ(all.compress, defaults.compress);
+  EXPECT_EQ(all.per_host_concurrency, defaults.per_host_concurrency);
+  EXPECT_EQ(all.stall_timeout, defaults.stall_timeout);
+  EXPECT_EQ(all.vm_timeout, defaults.vm_timeout);
+  EXPECT_EQ(all.backup_dir_format, defaults.backup_dir_format);
+  EXPECT_EQ(all.mail_when, defaults.mail_when);
+  EXPECT_EQ(all.status_log, defaults.status_log);
+  EXPECT_EQ(all.mail_to, std::vector<std::string>{"backup-admins@example.com"});
 }
 
 }  // namespace
