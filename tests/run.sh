@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Installs what is missing, builds everything and runs every test:
-#   1. GCC, RelWithDebInfo (build/): every test, including the Python
-#      independent-client tests and the streaming-RSS test;
+#   1. GCC, RelWithDebInfo (build/): the .deb, .rpm and .tar.gz
+#      (deploy/make-packages.sh into build/packages), then every test,
+#      including the Python independent-client and package tests and the
+#      streaming-RSS test;
 #   2. clang with AddressSanitizer + UndefinedBehaviorSanitizer, -Wthread-safety
 #      and fuzzer instrumentation (build-asan/): every test but the
 #      performance ones, then each libFuzzer target for FUZZ_SECONDS.
@@ -29,8 +31,11 @@ stage() { echo; echo "== run.sh: $* ($(( $(date +%s) - t0 ))s)"; }
 stage "stage 1: GCC build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
 cmake --build build -j"$JOBS"
+stage "stage 1: packages (deploy/make-packages.sh)"
+./deploy/make-packages.sh build build/packages
 stage "stage 1: tests"
-ctest --test-dir build --output-on-failure -j"$JOBS" --timeout 900
+# python_packages checks the packages just built, and fails without them.
+VMB_REQUIRE_PACKAGES=1 ctest --test-dir build --output-on-failure -j"$JOBS" --timeout 900
 
 if [ "${VMB_FAST:-0}" != 1 ]; then
   stage "stage 2: clang + ASan/UBSan build"

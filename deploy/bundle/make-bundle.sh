@@ -59,6 +59,8 @@ cp -L -- "$loader" "$tmp/lib/ld-linux-x86-64.so.2"
 if [ -d /usr/share/zoneinfo ]; then
   mkdir -p "$tmp/share"
   cp -a /usr/share/zoneinfo "$tmp/share/zoneinfo"
+  # Debian's zoneinfo/localtime points at the build machine's /etc/localtime.
+  rm -f "$tmp/share/zoneinfo/localtime"
 fi
 chmod 0755 "$tmp/lib/ld-linux-x86-64.so.2"
 chmod 0644 "$tmp"/lib/*.so*
