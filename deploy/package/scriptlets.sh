@@ -31,7 +31,7 @@ vmb_before_removal() {
     for unit in vmbackup-agent.service vmbackup-coordinator.service \
         /etc/systemd/system/timers.target.wants/vmbackup-run@*.timer; do
       case "$unit" in *'*'*) continue ;; esac
-      systemctl --no-reload disable --now "${unit##*/}" >/dev/null 2>&1 || :
+      systemctl --no-reload disable --now "${unit##*/}" || :
     done
   fi
 }

@@ -261,6 +261,43 @@ def make_root(tmp):
     return root
 
 
+# A systemctl that records its arguments in /systemctl.log and says that
+# vmbackup-agent.service is active; with /run/systemd/system, the
+# maintainer scripts take their systemd branch.
+FAKE_SYSTEMCTL = """#!/bin/sh
+echo "$*" >> /systemctl.log
+case "$*" in
+  "is-active --quiet vmbackup-agent.service") exit 0 ;;
+  is-active*) exit 3 ;;
+esac
+exit 0
+"""
+
+
+def add_fake_systemd(root):
+    (root / "run/systemd/system").mkdir(parents=True)
+    systemctl = root / "bin/systemctl"
+    systemctl.write_text(FAKE_SYSTEMCTL)
+    systemctl.chmod(0o755)
+    wants = root / "etc/systemd/system/timers.target.wants"
+    wants.mkdir(parents=True)
+    (wants / "vmbackup-run@weekend.timer").symlink_to(
+        "/usr/lib/systemd/system/vmbackup-run@.timer")
+
+
+def systemctl_calls(root):
+    """The calls recorded since the last look."""
+    log = root / "systemctl.log"
+    calls = log.read_text().splitlines() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return calls
+
+
+DISABLE_ALL = ["--no-reload disable --now vmbackup-agent.service",
+               "--no-reload disable --now vmbackup-coordinator.service",
+               "--no-reload disable --now vmbackup-run@weekend.timer"]
+
+
 def chroot(root, argv):
     return run([shutil.which("chroot"), str(root)] + argv, env={})
 
@@ -297,9 +334,18 @@ class InstallTest(unittest.TestCase):
                 (admin / d).mkdir(parents=True)
             for f in ("status", "available"):
                 (admin / f).touch()
+            add_fake_systemd(root)
             dpkg = ["dpkg", f"--root={root}", "--log=/dev/null"]
-            ok(dpkg + ["-i", deb])
+            out = ok(dpkg + ["-i", deb])
             self.assertIn("ii  vmbackup", ok(dpkg + ["-l", "vmbackup"]))
+            # systemd learns the units; nothing is enabled, started or
+            # restarted, and the admin is told what still runs the old one.
+            self.assertEqual(systemctl_calls(root), [
+                "daemon-reload", "is-active --quiet vmbackup-agent.service",
+                "is-active --quiet vmbackup-coordinator.service"])
+            self.assertIn("vmbackup: vmbackup-agent.service still runs the "
+                          "old version", out)
+            self.assertNotIn("coordinator.service still runs", out)
             self.assert_installed_binaries_run(root)
             self.assertEqual((root / "etc/vmbackup/pki").stat().st_mode & 0o777,
                              0o700)
@@ -312,7 +358,13 @@ class InstallTest(unittest.TestCase):
             (root / "var/lib/vmbackup-agent").mkdir(parents=True)
             ok(dpkg + ["-i", deb])
             self.assertIn("# edited by the admin", flags.read_text())
+            # An upgrade disables nothing.
+            self.assertFalse([c for c in systemctl_calls(root)
+                              if "disable" in c])
             ok(dpkg + ["-r", "vmbackup"])
+            # A removal stops and disables the daemons and the run timers.
+            self.assertEqual(systemctl_calls(root),
+                             DISABLE_ALL + ["daemon-reload"])
             self.assertFalse((root / "opt/vmbackup").exists())
             self.assertFalse(
                 (root / "usr/lib/systemd/system/vmbackup-agent.service").exists())
@@ -334,7 +386,13 @@ class InstallTest(unittest.TestCase):
             ok(rpm + ["--initdb"])
             # --nodeps: the throwaway root's rpm database has no package
             # providing /bin/sh, though the file is there.
+            add_fake_systemd(root)
             ok(rpm + ["-i", "--nodeps", rpm_file])
+            self.assertIn("daemon-reload", systemctl_calls(root))
+            # An upgrade (here the same version again) disables nothing.
+            ok(rpm + ["-U", "--replacepkgs", "--nodeps", rpm_file])
+            self.assertFalse([c for c in systemctl_calls(root)
+                              if "disable" in c])
             self.assertEqual(ok(rpm + ["-q", "vmbackup"]).strip(),
                              rpm_file.rsplit("/", 1)[1][:-len(".rpm")])
             ok(rpm + ["-V", "--nodeps", "vmbackup"])
@@ -343,6 +401,8 @@ class InstallTest(unittest.TestCase):
             flags.write_text(flags.read_text() + "# edited by the admin\n")
             ok(rpm + ["-e", "--nodeps", "vmbackup"])
             self.assertFalse((root / "opt/vmbackup").exists())
+            self.assertEqual(systemctl_calls(root),
+                             DISABLE_ALL + ["daemon-reload"])
             # %config(noreplace): an edited file is kept as .rpmsave.
             self.assertIn("# edited by the admin",
                           (root / "etc/vmbackup/coordinator.flags.rpmsave")
