@@ -51,8 +51,9 @@ RPM_411_REQUIRES = {
     "rpmlib(PayloadIsXz) <= 5.2-1",
 }
 # Folders a package may list without owning them.
-SHARED_DIRS = {"/", "/etc", "/opt", "/usr", "/usr/lib", "/usr/lib/systemd",
-               "/usr/lib/systemd/system"}
+SHARED_DIRS = {"/", "/etc", "/opt", "/usr", "/usr/bin", "/usr/lib",
+               "/usr/lib/systemd", "/usr/lib/systemd/system"}
+CLI_LINK = "/usr/bin/vmbackup"
 
 
 def package(pattern):
@@ -145,6 +146,7 @@ def expected_files():
     for doc in list((SOURCE / "docs").glob("*.md")) + [SOURCE / "README.md"]:
         want.add("/opt/vmbackup/share/doc/" + doc.name)
     want |= CONFFILES
+    want.add(CLI_LINK)
     for unit in (SOURCE / "deploy" / "systemd").iterdir():
         want.add("/usr/lib/systemd/system/" + unit.name)
     return want
@@ -174,13 +176,17 @@ class PackageContentsTest(unittest.TestCase):
             self.assertEqual(sorted(want - files), [], f"{kind}: missing")
             for path, e in entries.items():
                 self.assertTrue(
-                    path in SHARED_DIRS or path.startswith(
-                        ("/opt/vmbackup", "/etc/vmbackup",
-                         "/usr/lib/systemd/system/vmbackup-")),
+                    path in SHARED_DIRS or path == CLI_LINK or
+                    path.startswith(("/opt/vmbackup", "/etc/vmbackup",
+                                     "/usr/lib/systemd/system/vmbackup-")),
                     f"{kind}: {path} is outside vmbackup's folders")
-                if e.kind == "l":
+                # Links stay inside the package (zoneinfo's are relative).
+                if e.kind == "l" and path != CLI_LINK:
                     self.assertFalse(e.target.startswith("/"),
                                      f"{kind}: {path} -> {e.target}")
+            self.assertEqual(entries[CLI_LINK].kind, "l", kind)
+            self.assertEqual(entries[CLI_LINK].target,
+                             "/opt/vmbackup/bin/vmbackup", kind)
 
     def test_modes_and_owners(self):
         for kind, entries in self.lists.items():
@@ -316,8 +322,9 @@ class InstallTest(unittest.TestCase):
             r = chroot(root, [f"/opt/vmbackup/bin/{daemon}",
                               f"--flagfile=/etc/vmbackup/{flags}", "--version"])
             self.assertEqual(r.returncode, 0, f"{daemon}: {r.stdout}")
-        # `vmbackup example` is the installed example.cfg.
-        r = chroot(root, ["/opt/vmbackup/bin/vmbackup", "example"])
+        # `vmbackup example` (the CLI through its link on PATH) is the
+        # installed example.cfg.
+        r = chroot(root, ["/usr/bin/vmbackup", "example"])
         self.assertEqual(r.stdout,
                          (root / "etc/vmbackup/example.cfg").read_text())
         # vmbackup-gen-certs runs (it needs bash and openssl: the host's).
