@@ -16,11 +16,11 @@
 #include "absl/strings/str_join.h"
 
 #include "agent/backup_metadata.h"
-#include "agent/export_verifier.h"
 #include "common/backup/attempt_file.h"
 #include "common/backup/backup_layout.h"
 #include "common/backup/backup_manifest.h"
 #include "common/backup/export_format.h"
+#include "common/backup/export_verifier.h"
 #include "common/backup/exported_disks.h"
 #include "common/backup/hashing_writer.h"
 #include "common/base/human_format.h"

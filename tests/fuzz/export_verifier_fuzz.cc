@@ -10,30 +10,30 @@
 #include <algorithm>
 #include <memory>
 
-#include "agent/export_verifier.h"
+#include "common/backup/export_verifier.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const uint8_t mode = data[0] & 7;
   const size_t piece = 1 + static_cast<size_t>(data[0] >> 3) * 97;
-  std::unique_ptr<vmb::agent::ExportVerifier> v;
+  std::unique_ptr<vmb::ExportVerifier> v;
   switch (mode) {
     case 0:
     case 5:
-      v = vmb::agent::NewXvaVerifier(vmb::v1::COMPRESSION_NONE, {});
+      v = vmb::NewXvaVerifier(vmb::v1::COMPRESSION_NONE, {});
       break;
     case 1:
-      v = vmb::agent::NewXvaVerifier(vmb::v1::COMPRESSION_GZIP, {});
+      v = vmb::NewXvaVerifier(vmb::v1::COMPRESSION_GZIP, {});
       break;
     case 2:
-      v = vmb::agent::NewXvaVerifier(vmb::v1::COMPRESSION_ZSTD, {});
+      v = vmb::NewXvaVerifier(vmb::v1::COMPRESSION_ZSTD, {});
       break;
     case 3:
     case 6:
-      v = vmb::agent::NewRawVerifier(size - 1);
+      v = vmb::NewRawVerifier(size - 1);
       break;
     default:
-      v = vmb::agent::NewVhdVerifier(uint64_t{2} << 20);
+      v = vmb::NewVhdVerifier(uint64_t{2} << 20);
       break;
   }
   const char* p = reinterpret_cast<const char*>(data) + 1;

@@ -28,7 +28,7 @@
 
 #include "proto/common.pb.h"
 
-namespace vmb::agent {
+namespace vmb {
 
 class ExportVerifier {
  public:
@@ -65,4 +65,4 @@ std::unique_ptr<ExportVerifier> NewXvaVerifier(v1::Compression compression,
 std::unique_ptr<ExportVerifier> NewRawVerifier(uint64_t virtual_size);
 std::unique_ptr<ExportVerifier> NewVhdVerifier(uint64_t virtual_size);
 
-}  // namespace vmb::agent
+}  // namespace vmb

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/export_verifier.h"
+#include "common/backup/export_verifier.h"
 
 #include <string.h>
 
@@ -21,7 +21,7 @@
 
 #include "common/xapi/xmlrpc_codec.h"
 
-namespace vmb::agent {
+namespace vmb {
 namespace {
 
 constexpr uint64_t kChunk = 1024 * 1024;
@@ -831,4 +831,4 @@ std::unique_ptr<ExportVerifier> NewVhdVerifier(uint64_t virtual_size) {
   return std::make_unique<VhdVerifier>(virtual_size);
 }
 
-}  // namespace vmb::agent
+}  // namespace vmb

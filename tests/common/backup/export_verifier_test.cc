@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The stream verifiers against streams written by the simulator's own
 // writers (and a real XenServer XVA), whole, in odd pieces, and damaged.
-#include "agent/export_verifier.h"
+#include "common/backup/export_verifier.h"
 
 #include <random>
 #include <string>
@@ -18,7 +18,7 @@
 #include "tests/xapi_sim/disk_image.h"
 #include "tests/xapi_sim/streams.h"
 
-namespace vmb::agent {
+namespace vmb {
 namespace {
 
 using ::testing::HasSubstr;
@@ -316,4 +316,4 @@ TEST_F(VhdVerifierTest, StructureDamageIsCaught) {
 }
 
 }  // namespace
-}  // namespace vmb::agent
+}  // namespace vmb
