@@ -268,6 +268,69 @@ absl::StatusOr<std::string> PosixFilesystem::ReadFile(const std::string& path,
   return out;
 }
 
+namespace {
+
+class PosixReadableFile final : public ReadableFile {
+ public:
+  PosixReadableFile(int fd, std::string path)
+      : fd_(fd), path_(std::move(path)) {}
+
+  absl::StatusOr<size_t> Read(char* buf, size_t size) override {
+    while (true) {
+      const ssize_t n = read(fd_.get(), buf, size);
+      if (n >= 0) {
+        read_ += static_cast<uint64_t>(n);
+        // Drop what was read from the page cache now and then: a backup
+        // read once must not push a dom0's working set out.
+        if (read_ - dropped_ >= kDropWindow) {
+          (void)posix_fadvise(fd_.get(), static_cast<off_t>(dropped_),
+                              static_cast<off_t>(read_ - dropped_),
+                              POSIX_FADV_DONTNEED);
+          dropped_ = read_;
+        }
+        return static_cast<size_t>(n);
+      }
+      if (errno != EINTR) {
+        return ErrnoToStatus(errno, absl::StrCat("cannot read ", path_));
+      }
+    }
+  }
+
+ private:
+  static constexpr uint64_t kDropWindow = uint64_t{64} << 20;
+  Fd fd_;
+  const std::string path_;
+  uint64_t read_ = 0;
+  uint64_t dropped_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ReadableFile>> PosixFilesystem::OpenForRead(
+    const std::string& path) {
+  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  if (fd.get() < 0) {
+    if (errno == ELOOP) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, " is a symbolic link, not a file"));
+    }
+    return ErrnoToStatus(errno, absl::StrCat("cannot read ", path));
+  }
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("cannot read ", path));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " is not a regular file"));
+  }
+  // O_NONBLOCK kept a FIFO from blocking the open; reads of a regular file
+  // never block on it, but clear it all the same.
+  (void)fcntl(fd.get(), F_SETFL, fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
+  (void)posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  return std::make_unique<PosixReadableFile>(fd.release(), path);
+}
+
 absl::Status PosixFilesystem::CreateDir(const std::string& path) {
   if (mkdir(path.c_str(), 0755) != 0) {
     return ErrnoToStatus(errno, absl::StrCat("cannot create folder ", path));

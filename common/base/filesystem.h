@@ -43,6 +43,16 @@ class WritableFile {
   virtual void SetWriteBehind(uint64_t window) { (void)window; }
 };
 
+// A file being read, front to back. Not thread-safe.
+class ReadableFile {
+ public:
+  virtual ~ReadableFile() = default;
+  // Reads up to `size` bytes into `buf`; 0 at the end of the file. Errors:
+  // UNAVAILABLE on EIO/ESTALE, others as ErrnoToStatus maps them; each
+  // names the file.
+  virtual absl::StatusOr<size_t> Read(char* buf, size_t size) = 0;
+};
+
 // A held lock (flock); released when destroyed.
 class FileLock {
  public:
@@ -89,6 +99,12 @@ class Filesystem {
   // than `max_bytes`.
   virtual absl::StatusOr<std::string> ReadFile(const std::string& path,
                                                uint64_t max_bytes) = 0;
+  // Opens a regular file for reading, front to back (a large backup file:
+  // read without filling the page cache); never follows a symbolic link.
+  // Errors: NOT_FOUND; FAILED_PRECONDITION when it is a link or not a
+  // regular file.
+  virtual absl::StatusOr<std::unique_ptr<ReadableFile>> OpenForRead(
+      const std::string& path) = 0;
   // mkdir(2) with mode 0755. Errors: ALREADY_EXISTS.
   virtual absl::Status CreateDir(const std::string& path) = 0;
   // The entries of a directory, without "." and "..", sorted by name.
@@ -121,6 +137,8 @@ class PosixFilesystem final : public Filesystem {
       const std::string& path) override;
   absl::StatusOr<std::string> ReadFile(const std::string& path,
                                        uint64_t max_bytes) override;
+  absl::StatusOr<std::unique_ptr<ReadableFile>> OpenForRead(
+      const std::string& path) override;
   absl::Status CreateDir(const std::string& path) override;
   absl::StatusOr<std::vector<DirEntry>> ListDir(
       const std::string& path) override;

@@ -59,6 +59,11 @@ class FaultyFilesystem final : public Filesystem {
     Called("ReadFile", path);
     return real_.ReadFile(path, max_bytes);
   }
+  absl::StatusOr<std::unique_ptr<ReadableFile>> OpenForRead(
+      const std::string& path) override {
+    Called("OpenForRead", path);
+    return real_.OpenForRead(path);
+  }
   absl::Status CreateDir(const std::string& path) override;
   absl::StatusOr<std::vector<DirEntry>> ListDir(
       const std::string& path) override {

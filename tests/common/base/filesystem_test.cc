@@ -1,8 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "common/base/filesystem.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -36,6 +41,39 @@ TEST_F(FilesystemTest, NewFilesAreExclusiveAndNeverFollowLinks) {
   ASSERT_OK_AND_ASSIGN(std::string text, fs_.ReadFile(path, 5));
   EXPECT_EQ(text, "hello");
   EXPECT_THAT(fs_.ReadFile(path, 4), StatusIs(absl::StatusCode::kOutOfRange));
+}
+
+TEST_F(FilesystemTest, FilesAreReadFrontToBackAndOnlyRegularOnes) {
+  const std::string path = JoinPath(dir_, "data");
+  std::string content;
+  for (int i = 0; content.size() < (3 << 20); ++i) {
+    absl::StrAppend(&content, "line ", i, "\n");
+  }
+  ASSERT_OK(WriteNewFile(fs_, path, content));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ReadableFile> f, fs_.OpenForRead(path));
+  std::string back;
+  char buf[100000];
+  while (true) {
+    ASSERT_OK_AND_ASSIGN(size_t n, f->Read(buf, sizeof(buf)));
+    if (n == 0) break;
+    back.append(buf, n);
+  }
+  EXPECT_EQ(back, content);
+
+  const std::string link = JoinPath(dir_, "link");
+  ASSERT_EQ(symlink(path.c_str(), link.c_str()), 0);
+  EXPECT_THAT(fs_.OpenForRead(link).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("symbolic link")));
+  const std::string fifo = JoinPath(dir_, "fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_THAT(fs_.OpenForRead(fifo).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("not a regular file")));
+  EXPECT_THAT(fs_.OpenForRead(dir_).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(fs_.OpenForRead(JoinPath(dir_, "missing")).status(),
+              StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(FilesystemTest, AppendableFilesAppend) {
