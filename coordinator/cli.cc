@@ -28,6 +28,7 @@
 #include "coordinator/pool_inventory.h"
 #include "coordinator/preview.h"
 #include "coordinator/run_report.h"
+#include "coordinator/verify_cli.h"
 
 namespace vmb::coordinator {
 namespace {
@@ -424,7 +425,8 @@ std::string CliUsage() {
       Log in to the pool and list its hosts, storage and VMs.
   vmbackup help | config | example
       This text, the config keys, or an example config file.
-)" + ControlCommandsUsage() +
+)" + VerifyCommandUsage() +
+         ControlCommandsUsage() +
          R"(
 <password|password-file|->:
   the path of an existing password file (it must not be readable by group or
@@ -460,7 +462,8 @@ FLAGS (before the positional arguments):
   --version               print the version
   --                      end of flags: what follows is positional, even a
                           password spelled like a command (run, status, runs,
-                          agents, cancel, inventory) or help/config/example
+                          agents, cancel, verify, inventory) or
+                          help/config/example
 
 Exit codes: 0 success, 1 warnings, 2 errors or could not run.
 Preview: 0 valid, 1 valid with warnings, 2 invalid.
@@ -471,6 +474,11 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io,
            const CliEnvironment& env) {
   if (!args.empty() && IsControlCommand(args[0])) {
     return RunControlCommand(args, io, env);
+  }
+  if (!args.empty() && args[0] == "verify") {
+    return RunVerifyCommand(args, io, *PosixFilesystem::Get(), absl::Now(),
+                            absl::LocalTimeZone(),
+                            absl::ToUnixNanos(absl::Now()));
   }
   Flags flags;
   size_t first = 0;

@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// Checking backups after the fact (`vmbackup verify`): what a job checked
+// while the export streamed, checked again from the share, so that a backup
+// damaged since (a flipped bit on the NFS server, a truncated copy, an edited
+// manifest) is found before it is needed.
+//
+// A committed backup folder with a manifest.json: every file the manifest
+// lists is read once, front to back, its size and SHA-256 compared with the
+// manifest's while its structure is checked by the export verifiers (XVA:
+// tar framing, every chunk's checksum, each disk covered whole, the trailer;
+// VHD: footer, header, BAT, blocks; raw: the disk's size). The disks the XVA
+// carries must add up to the manifest's, each vdi-export disk must have its
+// file, and no data file may be in the folder without being in the manifest.
+// A folder without manifest.json (one VmBackup.py made) is checked for
+// structure only, which is a warning, not an error.
+
+#include <stdint.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/time/civil_time.h"
+
+#include "common/base/filesystem.h"
+
+namespace vmb {
+
+enum class VerifyResult { kOk, kWarning, kError };
+
+// "ok", "WARNING", "ERROR".
+const char* VerifyResultName(VerifyResult result);
+
+struct BackupFolderCheck {
+  std::string path;  // the backup folder
+  VerifyResult result = VerifyResult::kOk;
+  std::vector<std::string> errors;    // each names the file and what is wrong
+  std::vector<std::string> warnings;  // e.g. no manifest.json
+  std::string vm_name;                // from the manifest, else the folder's
+  std::string kind;                   // "vm-export", "vdi-export" or ""
+  int files = 0;                      // data files checked
+  uint64_t bytes = 0;                 // bytes read
+};
+
+// Checks one backup folder as above. A folder without a success marker is
+// an error (it is not a backup). Never writes.
+BackupFolderCheck VerifyBackupFolder(Filesystem& fs, const std::string& folder);
+
+// One backup folder found under the paths given to `vmbackup verify`.
+struct FoundBackup {
+  std::string path;
+  absl::CivilSecond time;  // from its name (local time)
+  bool committed = false;
+};
+
+// The backup folders under `path`: `path` itself when it is a backup folder
+// (backup-YYYY-MM-DD-(HH:MM:SS), or the CIFS form), those of a VM folder,
+// or those of every VM folder of a backup_dir (METADATA_* and dot folders
+// left out): VM folder by VM folder (by name), each one's oldest first.
+// Errors: NOT_FOUND, or that of listing `path`;
+// INVALID_ARGUMENT when `path` holds no backup folder at any of the three
+// levels.
+absl::StatusOr<std::vector<FoundBackup>> FindBackups(Filesystem& fs,
+                                                     const std::string& path);
+
+}  // namespace vmb

@@ -1,0 +1,412 @@
+// SPDX-License-Identifier: Apache-2.0
+// Backup folders checked after the fact: folders written here the way a job
+// writes them (data from the simulator's own stream writers, manifest.json,
+// success), then damaged in each way the share can damage them.
+#include "common/backup/backup_verify.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include <openssl/sha.h>
+
+#include "common/backup/backup_manifest.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_paths.h"
+#include "tests/xapi_sim/disk_image.h"
+#include "tests/xapi_sim/streams.h"
+
+namespace vmb {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::vmb::testing::StatusIs;
+
+std::string Drain(sim::ByteSource& source) {
+  std::string out;
+  std::string buf(64 * 1024, '\0');
+  while (true) {
+    auto n = source.Read(buf.data(), buf.size());
+    if (!n.ok() || *n == 0) return out;
+    out.append(buf.data(), *n);
+  }
+}
+
+std::string Sha256Hex(const std::string& data) {
+  unsigned char d[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), d);
+  std::string hex;
+  for (unsigned char c : d)
+    absl::StrAppend(&hex, absl::Hex(c, absl::kZeroPad2));
+  return hex;
+}
+
+std::string OvaXml(const std::vector<std::pair<std::string, uint64_t>>& disks) {
+  std::string objects;
+  for (const auto& [id, size] : disks) {
+    absl::StrAppend(
+        &objects,
+        "<value><struct><member><name>class</name><value>VDI</value>"
+        "</member><member><name>id</name><value>",
+        id,
+        "</value></member><member><name>snapshot</name><value><struct><member>"
+        "<name>uuid</name><value>uuid-",
+        id, "</value></member><member><name>virtual_size</name><value>", size,
+        "</value></member></struct></value></member></struct></value>");
+  }
+  return absl::StrCat(
+      "<value><struct><member><name>version</name><value><struct><member><name>"
+      "export_vsn</name><value>2</value></member></struct></value></member>"
+      "<member><name>objects</name><value><array><data>",
+      objects, "</data></array></value></member></struct></value>");
+}
+
+class BackupVerifyTest : public ::testing::Test {
+ protected:
+  BackupVerifyTest()
+      : root_(testing::MakeTempDir("verify")),
+        vm_dir_(JoinPath(root_, "PROD-web")),
+        a_(21, (3 << 20) + 4096),
+        b_(22, 4 << 20) {
+    EXPECT_EQ(mkdir(vm_dir_.c_str(), 0755), 0);
+  }
+
+  std::string Write(const std::string& folder, const std::string& name,
+                    const std::string& data) {
+    const std::string path = JoinPath(folder, name);
+    EXPECT_OK(WriteNewFile(fs_, path, data));
+    return path;
+  }
+  std::string Read(const std::string& path) {
+    absl::StatusOr<std::string> s = fs_.ReadFile(path, 1 << 30);
+    EXPECT_OK(s.status());
+    return s.value_or("");
+  }
+  void Replace(const std::string& path, const std::string& data) {
+    ASSERT_OK(fs_.RemoveFile(path));
+    ASSERT_OK(WriteNewFile(fs_, path, data));
+  }
+
+  // A committed vm-export of disks a_ and b_; returns the folder.
+  std::string VmExport(const std::string& name, v1::Compression c,
+                       bool manifest = true) {
+    const std::string folder = JoinPath(vm_dir_, name);
+    EXPECT_EQ(mkdir(folder.c_str(), 0755), 0);
+    auto xva = std::make_unique<sim::XvaSource>(
+        OvaXml({{"Ref:1", a_.size()}, {"Ref:2", b_.size()}}),
+        std::vector<sim::XvaDisk>{{"Ref:1", &a_}, {"Ref:2", &b_}});
+    std::unique_ptr<sim::ByteSource> source = std::move(xva);
+    std::string file = "PROD-web.xva";
+    if (c == v1::COMPRESSION_GZIP) {
+      source = sim::GzipSource(std::move(source));
+      file += ".gz";
+    } else if (c == v1::COMPRESSION_ZSTD) {
+      source = sim::ZstdSource(std::move(source));
+      file += ".zst";
+    }
+    const std::string data = Drain(*source);
+    Write(folder, file, data);
+    Write(folder, "vm-metadata.xml", "<value/>");
+    if (manifest) {
+      v1::BackupManifest m;
+      m.set_format(std::string(kManifestFormat));
+      m.set_vm_name("PROD-web");
+      m.set_kind("vm-export");
+      m.set_compression(c == v1::COMPRESSION_GZIP   ? "gzip"
+                        : c == v1::COMPRESSION_ZSTD ? "zstd"
+                                                    : "none");
+      for (auto [dev, size] :
+           {std::pair{"xvda", a_.size()}, {"xvdb", b_.size()}}) {
+        v1::ManifestDisk* d = m.add_disks();
+        d->set_device(dev);
+        d->set_virtual_size(size);
+      }
+      v1::ManifestFile* f = m.add_files();
+      f->set_name(file);
+      f->set_size(data.size());
+      f->set_sha256(Sha256Hex(data));
+      Write(folder, "manifest.json", FormatManifest(m));
+    }
+    Write(folder, "success", "");
+    return folder;
+  }
+
+  // A committed vdi-export of both disks (vdi_export_disks=all).
+  std::string VdiExport(const std::string& name, bool vhd) {
+    const std::string folder = JoinPath(vm_dir_, name);
+    EXPECT_EQ(mkdir(folder.c_str(), 0755), 0);
+    v1::BackupManifest m;
+    m.set_format(std::string(kManifestFormat));
+    m.set_vm_name("PROD-web");
+    m.set_kind("vdi-export");
+    m.set_vdi_format(vhd ? "vhd" : "raw");
+    for (auto [dev, disk] : {std::pair{"xvda", &a_}, {"xvdb", &b_}}) {
+      std::string data;
+      if (vhd) {
+        sim::VhdSource s(disk, std::string(16, 'u'), 1000);
+        data = Drain(s);
+      } else {
+        sim::RawSource s(disk);
+        data = Drain(s);
+      }
+      const std::string file =
+          absl::StrCat("PROD-web-", dev, vhd ? ".vhd" : ".raw");
+      Write(folder, file, data);
+      v1::ManifestDisk* d = m.add_disks();
+      d->set_device(dev);
+      d->set_virtual_size(disk->size());
+      d->set_file(file);
+      v1::ManifestFile* f = m.add_files();
+      f->set_name(file);
+      f->set_size(data.size());
+      f->set_sha256(Sha256Hex(data));
+    }
+    Write(folder, "manifest.json", FormatManifest(m));
+    Write(folder, "success", "");
+    return folder;
+  }
+
+  PosixFilesystem fs_;
+  const std::string root_;
+  const std::string vm_dir_;
+  sim::GeneratedDisk a_;
+  sim::GeneratedDisk b_;
+};
+
+constexpr char kT1[] = "backup-2026-11-28-(03:00:01)";
+constexpr char kT2[] = "backup-2026-11-29-(03:00:01)";
+constexpr char kT3[] = "backup-2026-11-30-(03:00:01)";
+
+TEST_F(BackupVerifyTest, GoodBackupsOfEveryKindAreOk) {
+  for (auto [name, c] : {std::pair{kT1, v1::COMPRESSION_NONE},
+                         {kT2, v1::COMPRESSION_GZIP},
+                         {kT3, v1::COMPRESSION_ZSTD}}) {
+    BackupFolderCheck check = VerifyBackupFolder(fs_, VmExport(name, c));
+    EXPECT_EQ(check.result, VerifyResult::kOk)
+        << name << ": " << ::testing::PrintToString(check.errors);
+    EXPECT_EQ(check.kind, "vm-export");
+    EXPECT_EQ(check.vm_name, "PROD-web");
+    EXPECT_EQ(check.files, 1);
+    EXPECT_GT(check.bytes, 0u);
+  }
+  for (bool vhd : {false, true}) {
+    BackupFolderCheck check =
+        VerifyBackupFolder(fs_, VdiExport(vhd ? "backup-2026-12-01-(03:00:01)"
+                                              : "backup-2026-12-02-(03:00:01)",
+                                          vhd));
+    EXPECT_EQ(check.result, VerifyResult::kOk)
+        << ::testing::PrintToString(check.errors);
+    EXPECT_EQ(check.files, 2);
+    EXPECT_GT(check.bytes, 0u);
+  }
+}
+
+TEST_F(BackupVerifyTest, AFlippedByteIsFoundWithOrWithoutTheManifestAgreeing) {
+  const std::string folder = VmExport(kT1, v1::COMPRESSION_NONE);
+  const std::string xva = JoinPath(folder, "PROD-web.xva");
+  std::string data = Read(xva);
+  data[data.size() / 2] ^= 0x10;
+  Replace(xva, data);
+  BackupFolderCheck check = VerifyBackupFolder(fs_, folder);
+  EXPECT_EQ(check.result, VerifyResult::kError);
+  EXPECT_THAT(check.errors, ElementsAre(HasSubstr("PROD-web.xva: ")));
+
+  // The manifest rewritten to the damaged file's digest: the chunk
+  // checksums inside the XVA still tell.
+  const std::string manifest_path = JoinPath(folder, "manifest.json");
+  absl::StatusOr<v1::BackupManifest> m = ParseManifest(Read(manifest_path));
+  ASSERT_OK(m.status());
+  m->mutable_files(0)->set_sha256(Sha256Hex(data));
+  Replace(manifest_path, FormatManifest(*m));
+  check = VerifyBackupFolder(fs_, folder);
+  EXPECT_EQ(check.result, VerifyResult::kError);
+  EXPECT_THAT(check.errors, ElementsAre(AllOf(HasSubstr("PROD-web.xva"),
+                                              HasSubstr("checksum"))));
+}
+
+TEST_F(BackupVerifyTest, ARawFileFlippedIsFoundByItsDigest) {
+  const std::string folder = VdiExport(kT1, false);
+  const std::string raw = JoinPath(folder, "PROD-web-xvdb.raw");
+  std::string data = Read(raw);
+  data[12345] ^= 1;
+  Replace(raw, data);
+  BackupFolderCheck check = VerifyBackupFolder(fs_, folder);
+  EXPECT_EQ(check.result, VerifyResult::kError);
+  EXPECT_THAT(check.errors, ElementsAre(AllOf(HasSubstr("PROD-web-xvdb.raw"),
+                                              HasSubstr("SHA-256"))));
+}
+
+TEST_F(BackupVerifyTest, TruncatedFilesAreFound) {
+  for (auto [name, c] :
+       {std::pair{kT1, v1::COMPRESSION_NONE}, {kT2, v1::COMPRESSION_ZSTD}}) {
+    const std::string folder = VmExport(name, c);
+    const std::string file =
+        JoinPath(folder, c == v1::COMPRESSION_NONE ? "PROD-web.xva"
+                                                   : "PROD-web.xva.zst");
+    ASSERT_EQ(
+        truncate(file.c_str(), static_cast<off_t>(Read(file).size() - 1000)),
+        0);
+    BackupFolderCheck check = VerifyBackupFolder(fs_, folder);
+    EXPECT_EQ(check.result, VerifyResult::kError);
+    EXPECT_THAT(check.errors, ElementsAre(HasSubstr("PROD-web.xva")));
+  }
+  const std::string folder = VdiExport(kT3, true);
+  const std::string vhd = JoinPath(folder, "PROD-web-xvda.vhd");
+  ASSERT_EQ(truncate(vhd.c_str(), 600), 0);
+  BackupFolderCheck check = VerifyBackupFolder(fs_, folder);
+  EXPECT_EQ(check.result, VerifyResult::kError);
+  EXPECT_THAT(check.errors, ElementsAre(HasSubstr("PROD-web-xvda.vhd")));
+}
+
+TEST_F(BackupVerifyTest, AMissingDiskFileIsFound) {
+  const std::string folder = VdiExport(kT1, false);
+  ASSERT_OK(fs_.RemoveFile(JoinPath(folder, "PROD-web-xvdb.raw")));
+  BackupFolderCheck check = VerifyBackupFolder(fs_, folder);
+  EXPECT_EQ(check.result, VerifyResult::kError);
+  EXPECT_THAT(check.errors, ElementsAre("PROD-web-xvdb.raw: missing"));
+}
+
+TEST_F(BackupVerifyTest, AnEditedManifestIsFound) {
+  struct Edit {
+    const char* what;
+    std::function<void(v1::BackupManifest&)> edit;
+    const char* error;
+  };
+  const std::vector<Edit> edits = {
+      {"digest",
+       [](v1::BackupManifest& m) {
+         m.mutable_files(0)->set_sha256(std::string(64, '0'));
+       },
+       "SHA-256"},
+      {"size",
+       [](v1::BackupManifest& m) {
+         m.mutable_files(0)->set_size(m.files(0).size() + 1);
+       },
+       "bytes, manifest.json says"},
+      {"a disk's size",
+       [](v1::BackupManifest& m) {
+         m.mutable_disks(1)->set_virtual_size(m.disks(1).virtual_size() * 2);
+       },
+       "its disks hold"},
+      {"a disk dropped",
+       [](v1::BackupManifest& m) { m.mutable_disks()->RemoveLast(); },
+       "its disks hold"},
+      {"the file dropped",
+       [](v1::BackupManifest& m) { m.mutable_files()->RemoveLast(); },
+       "a data file manifest.json does not list"},
+      {"a file outside the folder",
+       [](v1::BackupManifest& m) {
+         m.mutable_files(0)->set_name("../../etc/shadow");
+       },
+       "not a file of this folder"},
+      {"not JSON", nullptr, "manifest.json: "},
+  };
+  int n = 0;
+  for (const Edit& e : edits) {
+    const std::string folder =
+        VmExport(absl::StrCat("backup-2026-11-", 10 + n++, "-(03:00:01)"),
+                 v1::COMPRESSION_GZIP);
+    const std::string path = JoinPath(folder, "manifest.json");
+    if (e.edit) {
+      absl::StatusOr<v1::BackupManifest> m = ParseManifest(Read(path));
+      ASSERT_OK(m.status());
+      e.edit(*m);
+      Replace(path, FormatManifest(*m));
+    } else {
+      Replace(path, "{\"format\": ");
+    }
+    BackupFolderCheck check = VerifyBackupFolder(fs_, folder);
+    EXPECT_EQ(check.result, VerifyResult::kError) << e.what;
+    EXPECT_THAT(check.errors, Contains(HasSubstr(e.error))) << e.what;
+  }
+}
+
+TEST_F(BackupVerifyTest, ASeedEraFolderIsAWarningAndStillCheckedForStructure) {
+  const std::string folder = VmExport(kT1, v1::COMPRESSION_NONE, false);
+  BackupFolderCheck check = VerifyBackupFolder(fs_, folder);
+  EXPECT_EQ(check.result, VerifyResult::kWarning);
+  EXPECT_THAT(check.errors, IsEmpty());
+  EXPECT_THAT(check.warnings, ElementsAre(HasSubstr("no manifest.json")));
+  EXPECT_EQ(check.files, 1);
+
+  const std::string xva = JoinPath(folder, "PROD-web.xva");
+  std::string data = Read(xva);
+  data[data.size() / 3] ^= 0x01;
+  Replace(xva, data);
+  check = VerifyBackupFolder(fs_, folder);
+  EXPECT_EQ(check.result, VerifyResult::kError);
+
+  // A seed vdi-export: the raw file's size from DISK-xvda/vdi.cfg.
+  const std::string seed_vdi = JoinPath(vm_dir_, kT2);
+  ASSERT_EQ(mkdir(seed_vdi.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(JoinPath(seed_vdi, "DISK-xvda").c_str(), 0755), 0);
+  Write(JoinPath(seed_vdi, "DISK-xvda"), "vdi.cfg",
+        absl::StrCat("name_label=x\nvirtual_size=", 3 << 20, "\n"));
+  Write(seed_vdi, "PROD-web.raw", std::string(3 << 20, 'x'));
+  Write(seed_vdi, "success", "");
+  check = VerifyBackupFolder(fs_, seed_vdi);
+  EXPECT_EQ(check.result, VerifyResult::kWarning);
+  ASSERT_EQ(truncate(JoinPath(seed_vdi, "PROD-web.raw").c_str(), 1 << 20), 0);
+  check = VerifyBackupFolder(fs_, seed_vdi);
+  EXPECT_EQ(check.result, VerifyResult::kError);
+}
+
+TEST_F(BackupVerifyTest, AnUncommittedFolderIsNotABackup) {
+  const std::string folder = VmExport(kT1, v1::COMPRESSION_NONE);
+  ASSERT_OK(fs_.RemoveFile(JoinPath(folder, "success")));
+  BackupFolderCheck check = VerifyBackupFolder(fs_, folder);
+  EXPECT_EQ(check.result, VerifyResult::kError);
+  EXPECT_THAT(check.errors, ElementsAre(HasSubstr("not committed")));
+  EXPECT_EQ(check.files, 0);
+}
+
+TEST_F(BackupVerifyTest, FindsBackupsAtEachLevel) {
+  const std::string b1 = VmExport(kT1, v1::COMPRESSION_NONE);
+  const std::string b2 = VmExport(kT2, v1::COMPRESSION_NONE);
+  ASSERT_OK(fs_.RemoveFile(JoinPath(b2, "success")));
+  const std::string other = JoinPath(root_, "DEV-db");
+  ASSERT_EQ(mkdir(other.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(JoinPath(other, kT3).c_str(), 0755), 0);
+  Write(JoinPath(other, kT3), "success", "");
+  ASSERT_EQ(mkdir(JoinPath(root_, "METADATA_xcp1").c_str(), 0755), 0);
+  Write(JoinPath(root_, "METADATA_xcp1"), "pool_db_20261128-030001.dump", "db");
+
+  auto paths = [](const std::vector<FoundBackup>& found) {
+    std::vector<std::string> out;
+    for (const FoundBackup& f : found) {
+      out.push_back(absl::StrCat(f.path, f.committed ? "" : " (uncommitted)"));
+    }
+    return out;
+  };
+  ASSERT_OK_AND_ASSIGN(auto one, FindBackups(fs_, b1 + "/"));
+  EXPECT_THAT(paths(one), ElementsAre(b1));
+  EXPECT_EQ(one[0].time, absl::CivilSecond(2026, 11, 28, 3, 0, 1));
+  ASSERT_OK_AND_ASSIGN(auto vm, FindBackups(fs_, vm_dir_));
+  EXPECT_THAT(paths(vm), ElementsAre(b1, b2 + " (uncommitted)"));
+  ASSERT_OK_AND_ASSIGN(auto all, FindBackups(fs_, root_));
+  EXPECT_THAT(paths(all),
+              ElementsAre(JoinPath(other, kT3), b1, b2 + " (uncommitted)"));
+  EXPECT_THAT(FindBackups(fs_, JoinPath(root_, "METADATA_xcp1")).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("holds no backup folder")));
+  EXPECT_THAT(FindBackups(fs_, JoinPath(root_, "nope")).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(
+      FindBackups(fs_, JoinPath(b1, "success")).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a folder")));
+}
+
+}  // namespace
+}  // namespace vmb
