@@ -275,6 +275,93 @@ TEST_F(StandaloneRunTest, VhdExportsConvertToThePoolsBytes) {
   }
 }
 
+// `vmbackup verify` over what real runs wrote: every backup kind passes;
+// then each damage the share can do is found and named (a flipped byte, a
+// truncated file, a missing disk file, an edited manifest), and a seed-era
+// folder without manifest.json is a warning.
+TEST_F(StandaloneRunTest, VerifyFindsEveryDamageOfTheShare) {
+  StartSim();
+  for (const char* lines :
+       {"vm-export=DEV-RH7\nvdi_export_format=vhd\nvdi_export_disks=all\n"
+        "vdi-export=PROD-win2012\n",
+        "compress=gzip\nvm-export=TEST-debian9\nvdi-export=DEV-RH6\n",
+        "compress=zstd\nvm-export=PROD-WinSvr\n"}) {
+    const CommandResult r = Run(Config(lines));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  auto verify = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {testing::BinDir() + "/vmbackup", "verify"});
+    return testing::RunCommand(args);
+  };
+  CommandResult v = verify({backups_});
+  ASSERT_EQ(v.exit_code, 0) << v.output;
+  EXPECT_THAT(v.output, HasSubstr("verify: 5 backups checked: 5 ok, 0 WARNING, "
+                                  "0 ERROR"));
+  auto folder = [&](const std::string& vm) {
+    const std::vector<BackupEntry> b = Backups(vm);
+    EXPECT_EQ(b.size(), 1u) << vm;
+    return b.empty() ? std::string() : JoinPath(backups_, vm, b[0].name);
+  };
+  auto read = [&](const std::string& path) {
+    return fs_.ReadFile(path, 1 << 30).value_or("");
+  };
+  auto rewrite = [&](const std::string& path, const std::string& data) {
+    ASSERT_OK(fs_.RemoveFile(path));
+    ASSERT_OK(WriteNewFile(fs_, path, data));
+  };
+
+  // A VmBackup.py folder: the same XVA, no manifest.
+  const std::string rh7_xva = JoinPath(folder("DEV-RH7"), "DEV-RH7.xva");
+  const std::string seed = JoinPath(backups_, "SEED-vm");
+  const std::string seed_backup =
+      JoinPath(seed, "backup-2019-01-05-(03:00:00)");
+  ASSERT_OK(fs_.CreateDir(seed));
+  ASSERT_OK(fs_.CreateDir(seed_backup));
+  ASSERT_OK(
+      WriteNewFile(fs_, JoinPath(seed_backup, "SEED-vm.xva"), read(rh7_xva)));
+  ASSERT_OK(WriteNewFile(fs_, JoinPath(seed_backup, "success"), ""));
+
+  std::string xva = read(rh7_xva);
+  xva[xva.size() / 2] ^= 0x04;
+  rewrite(rh7_xva, xva);
+  const std::string gz =
+      JoinPath(folder("TEST-debian9"), "TEST-debian9.xva.gz");
+  ASSERT_EQ(truncate(gz.c_str(), static_cast<off_t>(read(gz).size() / 2)), 0);
+  ASSERT_OK(
+      fs_.RemoveFile(JoinPath(folder("PROD-win2012"), "PROD-win2012-hdb.vhd")));
+  const std::string manifest = JoinPath(folder("PROD-WinSvr"), "manifest.json");
+  ASSERT_OK_AND_ASSIGN(v1::BackupManifest m, ParseManifest(read(manifest)));
+  m.mutable_files(0)->set_size(m.files(0).size() - 1);
+  rewrite(manifest, FormatManifest(m));
+
+  v = verify({backups_});
+  EXPECT_EQ(v.exit_code, 2) << v.output;
+  EXPECT_THAT(v.output, HasSubstr("verify: 6 backups checked: 1 ok, 1 WARNING, "
+                                  "4 ERROR"));
+  for (const char* line : {"ok      ", "WARNING ", "ERROR   "}) {
+    EXPECT_THAT(v.output, HasSubstr(line));
+  }
+  EXPECT_THAT(v.output, HasSubstr("error: DEV-RH7.xva: "));
+  EXPECT_THAT(v.output, HasSubstr("error: TEST-debian9.xva.gz: "));
+  EXPECT_THAT(v.output, HasSubstr("error: PROD-win2012-hdb.vhd: missing"));
+  EXPECT_THAT(v.output, HasSubstr("error: PROD-WinSvr.xva.zst: " +
+                                  std::to_string(m.files(0).size() + 1) +
+                                  " bytes, manifest.json says " +
+                                  std::to_string(m.files(0).size())));
+  EXPECT_THAT(v.output, HasSubstr("warning: no manifest.json"));
+  EXPECT_TRUE(RE2::PartialMatch(v.output, R"(ok +\S+/DEV-RH6/backup-)"))
+      << v.output;
+
+  // --since leaves the 2019 folder out; --sample checks a share of them.
+  v = verify({backups_, "--since", "1d"});
+  EXPECT_THAT(v.output, HasSubstr("verify: 5 backups checked"));
+  v = verify({"--sample=20%", seed, folder("DEV-RH6")});
+  EXPECT_THAT(v.output, HasSubstr("verify: 1 backup checked"));
+  v = verify({"--json", seed});
+  EXPECT_EQ(v.exit_code, 1) << v.output;
+  EXPECT_THAT(v.output, HasSubstr("\"result\": \"WARNING\""));
+}
+
 TEST_F(StandaloneRunTest, ARuleThatMatchesNothingEndsWithAWarning) {
   StartSim();
   const CommandResult r =
