@@ -44,11 +44,12 @@ std::optional<v1::Compression> XvaCompression(absl::string_view name) {
 
 struct FileDigest {
   uint64_t size = 0;
-  std::string sha256;  // lower-case hex
+  std::string sha256;      // lower-case hex
+  absl::Status structure;  // the verifier's first DATA_LOSS, naming the offset
 };
 
 // Reads `path` once, feeding the SHA-256 and `verifier` (may be null).
-// Errors: reading; the verifier's DATA_LOSS, naming the offset.
+// Errors: those of reading.
 absl::StatusOr<FileDigest> ReadAndCheck(Filesystem& fs, const std::string& path,
                                         ExportVerifier* verifier) {
   absl::StatusOr<std::unique_ptr<ReadableFile>> file = fs.OpenForRead(path);
@@ -81,7 +82,7 @@ absl::StatusOr<FileDigest> ReadAndCheck(Filesystem& fs, const std::string& path,
     out.sha256.push_back(kHex[digest[i] >> 4]);
     out.sha256.push_back(kHex[digest[i] & 15]);
   }
-  if (!structure.ok()) return structure;
+  out.structure = structure;
   return out;
 }
 
@@ -185,6 +186,10 @@ class FolderChecker {
       return std::nullopt;
     }
     check_.bytes += d->size;
+    if (!d->structure.ok()) {
+      Error(absl::StrCat(EscapeForLog(name), ": ", d->structure.message()));
+      return std::nullopt;
+    }
     return *d;
   }
 
