@@ -12,13 +12,16 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include <openssl/evp.h>
 
 #include "common/backup/backup_layout.h"
 #include "common/backup/backup_manifest.h"
 #include "common/backup/export_verifier.h"
+#include "common/base/human_format.h"
 #include "common/base/logging.h"
 
 namespace vmb {
@@ -393,6 +396,64 @@ absl::StatusOr<std::vector<FoundBackup>> FindBackups(Filesystem& fs,
                      " holds no backup folder (backup-YYYY-MM-DD-(HH:MM:SS)), "
                      "neither as a VM folder nor as a backup_dir"));
   }
+  return out;
+}
+
+std::vector<std::string> PlanVerifyAfterRun(Filesystem& fs,
+                                            const std::string& backup_dir,
+                                            int percent) {
+  std::vector<std::string> out;
+  if (percent <= 0) return out;
+  const uint64_t k = (100 + static_cast<uint64_t>(percent) - 1) /
+                     static_cast<uint64_t>(std::min(percent, 100));
+  absl::StatusOr<std::vector<DirEntry>> vms = fs.ListDir(backup_dir);
+  if (!vms.ok()) return out;
+  for (const DirEntry& vm : *vms) {
+    if (!vm.is_dir || absl::StartsWith(vm.name, ".") ||
+        absl::StartsWith(vm.name, "METADATA_")) {
+      continue;
+    }
+    const std::string vm_dir = JoinPath(backup_dir, vm.name);
+    absl::StatusOr<std::vector<BackupEntry>> backups = ListBackups(fs, vm_dir);
+    if (!backups.ok()) continue;
+    uint64_t place = 0;  // newest committed first
+    for (auto it = backups->rbegin(); it != backups->rend(); ++it) {
+      if (!it->committed) continue;
+      // FNV-1a: stable across builds and versions.
+      uint64_t h = 1469598103934665603ull;
+      for (unsigned char c : it->name) h = (h ^ c) * 1099511628211ull;
+      if (place >= 1 && (h + place) % k == 0) {
+        out.push_back(JoinPath(vm_dir, it->name));
+      }
+      ++place;
+    }
+  }
+  return out;
+}
+
+VerifySummary VerifyBackups(Filesystem& fs,
+                            const std::vector<std::string>& folders) {
+  VerifySummary out;
+  const absl::Time started = absl::Now();
+  size_t counts[3] = {0, 0, 0};
+  uint64_t bytes = 0;
+  for (const std::string& folder : folders) {
+    BackupFolderCheck c = VerifyBackupFolder(fs, folder);
+    ++counts[static_cast<int>(c.result)];
+    bytes += c.bytes;
+    out.worst = std::max(out.worst, c.result);
+    for (const std::string& e : c.errors) {
+      out.findings.push_back(absl::StrCat("ERROR ", folder, ": ", e));
+    }
+    for (const std::string& w : c.warnings) {
+      out.findings.push_back(absl::StrCat("WARNING ", folder, ": ", w));
+    }
+  }
+  out.line = absl::StrCat(
+      folders.size(), folders.size() == 1 ? " backup" : " backups",
+      " read back: ", counts[0], " ok, ", counts[1], " WARNING, ", counts[2],
+      " ERROR; ", FormatBytes(bytes), " in ",
+      absl::StrFormat("%.1f s", absl::ToDoubleSeconds(absl::Now() - started)));
   return out;
 }
 

@@ -64,4 +64,30 @@ struct FoundBackup {
 absl::StatusOr<std::vector<FoundBackup>> FindBackups(Filesystem& fs,
                                                      const std::string& path);
 
+// verify_after_run=PERCENT: the backups a run reads back after it ended.
+// In each VM folder under `backup_dir`, the committed backups are counted
+// newest first: the newest (place 0) was checked as it streamed; the one at
+// place j >= 1 is chosen when (h + j) % K == 0, where K = ceil(100 /
+// PERCENT) and h a stable hash of its folder's name. Each run adds one
+// backup to a VM's folder, moving the others one place on, so a backup is
+// read back once every K runs of its life, the first time within K runs
+// after the one that made it (if retention keeps it that long: max_backups
+// > K), and each run reads about PERCENT % of the older backups (100: all
+// of them). No state is kept. Folders that cannot be listed are left out.
+// Paths, VM folder by VM folder.
+std::vector<std::string> PlanVerifyAfterRun(Filesystem& fs,
+                                            const std::string& backup_dir,
+                                            int percent);
+
+// What checking several backup folders found, for a run's summary.
+struct VerifySummary {
+  VerifyResult worst = VerifyResult::kOk;
+  // "3 backups read back: 2 ok, 1 WARNING, 0 ERROR; 40 MiB in 0.3 s"
+  std::string line;
+  // One line per finding: "ERROR <folder>: <what>", "WARNING <folder>: ...".
+  std::vector<std::string> findings;
+};
+VerifySummary VerifyBackups(Filesystem& fs,
+                            const std::vector<std::string>& folders);
+
 }  // namespace vmb

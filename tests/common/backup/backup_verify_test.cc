@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "gtest/gtest.h"
 #include <openssl/sha.h>
 
+#include "common/backup/backup_layout.h"
 #include "common/backup/backup_manifest.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_paths.h"
@@ -406,6 +408,79 @@ TEST_F(BackupVerifyTest, FindsBackupsAtEachLevel) {
   EXPECT_THAT(
       FindBackups(fs_, JoinPath(b1, "success")).status(),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a folder")));
+}
+
+// verify_after_run's plan, over 60 weekly runs with retention: every
+// backup that lives K runs past its own is read back once every K runs of
+// its life, the newest never (it was checked as it streamed), and about
+// PERCENT % of the older ones each run.
+TEST_F(BackupVerifyTest, VerifyAfterRunReadsEachBackupBackOnceEveryKRuns) {
+  for (int percent : {100, 50, 34, 25, 10}) {
+    SCOPED_TRACE(percent);
+    const std::string share = JoinPath(root_, absl::StrCat("share", percent));
+    ASSERT_OK(fs_.CreateDir(share));
+    const int k = (100 + percent - 1) / percent;
+    const int max_backups = k + 2;
+    std::map<std::string, int> checks;  // backup path -> times read back
+    std::map<std::string, int> age;     // runs it has lived through
+    std::vector<std::string> kept[2];
+    int chosen = 0;
+    int older = 0;
+    for (int run = 0; run < 60; ++run) {
+      for (int vm = 0; vm < 2; ++vm) {
+        const std::string vm_dir = JoinPath(share, absl::StrCat("vm", vm));
+        if (run == 0) {
+          ASSERT_OK(fs_.CreateDir(vm_dir));
+        }
+        const std::string name = FormatBackupFolderName(
+            kBackupDirFormatSeed,
+            absl::CivilSecond(2026, 1, 1, 3, 0, 0) + run * 7 * 86400 + vm);
+        const std::string b = JoinPath(vm_dir, name);
+        ASSERT_OK(fs_.CreateDir(b));
+        Write(b, "success", "");
+        kept[vm].push_back(b);
+        if (static_cast<int>(kept[vm].size()) > max_backups) {
+          ASSERT_OK(fs_.RemoveTree(kept[vm].front()));
+          kept[vm].erase(kept[vm].begin());
+        }
+        older += static_cast<int>(kept[vm].size()) - 1;
+        for (const std::string& p : kept[vm]) ++age[p];
+      }
+      for (const std::string& p : PlanVerifyAfterRun(fs_, share, percent)) {
+        ++checks[p];
+        ++chosen;
+        EXPECT_GE(age[p], 2) << p << " is the newest";
+      }
+    }
+    int lived = 0;
+    for (const auto& [p, a] : age) {
+      // Runs after the one that made it: a - 1; read once every K of them.
+      EXPECT_GE(checks[p], (a - 1) / k) << p;
+      EXPECT_LE(checks[p], (a - 1 + k - 1) / k) << p;
+      if (a > k) ++lived;
+    }
+    EXPECT_GT(lived, 80);
+    EXPECT_NEAR(static_cast<double>(chosen) / older, 1.0 / k, 0.08);
+  }
+  EXPECT_THAT(PlanVerifyAfterRun(fs_, root_, 0), IsEmpty());
+}
+
+TEST_F(BackupVerifyTest, VerifyBackupsSumsUp) {
+  const std::string good = VmExport(kT1, v1::COMPRESSION_NONE);
+  const std::string seed = VmExport(kT2, v1::COMPRESSION_NONE, false);
+  const std::string bad = VdiExport(kT3, false);
+  ASSERT_OK(fs_.RemoveFile(JoinPath(bad, "PROD-web-xvda.raw")));
+  VerifySummary s = VerifyBackups(fs_, {good, seed, bad});
+  EXPECT_EQ(s.worst, VerifyResult::kError);
+  EXPECT_THAT(s.line,
+              HasSubstr("3 backups read back: 1 ok, 1 WARNING, 1 ERROR; "));
+  EXPECT_THAT(
+      s.findings,
+      ElementsAre(HasSubstr(absl::StrCat("WARNING ", seed, ": no manifest")),
+                  absl::StrCat("ERROR ", bad, ": PROD-web-xvda.raw: missing")));
+  s = VerifyBackups(fs_, {good});
+  EXPECT_EQ(s.worst, VerifyResult::kOk);
+  EXPECT_THAT(s.findings, IsEmpty());
 }
 
 }  // namespace
