@@ -74,7 +74,8 @@ const std::set<std::string>& ScalarKeys() {
                                 "max_concurrency",   "stall_timeout",
                                 "vm_timeout",        "bandwidth_limit",
                                 "require_mount",     "min_free_space",
-                                "vdi_export_disks",  "backup_dir_format"};
+                                "vdi_export_disks",  "backup_dir_format",
+                                "verify_after_run"};
   return *keys;
 }
 
@@ -180,6 +181,13 @@ absl::Status ApplyScalar(const std::string& key, const std::string& value,
     VMB_ASSIGN_OR_RETURN(
         p->per_host_concurrency,
         ParseInt(key, value, 1, 64, "must be a whole number from 1 to 64"));
+  } else if (key == "verify_after_run") {
+    std::string v = value;
+    if (absl::EndsWith(v, "%")) v.pop_back();
+    VMB_ASSIGN_OR_RETURN(
+        p->verify_after_run,
+        ParseInt(key, v, 0, 100,
+                 "must be a percentage from 0 (none) to 100, e.g. 25%"));
   } else if (key == "max_concurrency") {
     VMB_ASSIGN_OR_RETURN(
         p->max_concurrency,
@@ -538,6 +546,9 @@ vmbackup's keys:
   vdi_export_disks=boot|all   vdi-export the boot disk or every disk (default boot)
   backup_dir_format=backup-YYYY-MM-DD-(HH:MM:SS)|backup-YYYY-MM-DD-(HH-MM-SS)
                               folder names; the second has no ':' for CIFS shares
+  verify_after_run=PERCENT    after each run, read back this share of the
+                              older backups (vmbackup verify), each one
+                              every 100/PERCENT runs; 0 = none (default 0)
   DURATION: 30s, 10m, 2h, 1d or plain seconds. SIZE: bytes, or K, M, G, T
   (powers of 1024), e.g. 100M.
 )";

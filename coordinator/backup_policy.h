@@ -80,6 +80,9 @@ struct BackupPolicy {
   uint64_t min_free_space = 0;  // bytes
   VdiExportDisks vdi_export_disks = VdiExportDisks::kBoot;
   std::string backup_dir_format = std::string(kBackupDirFormatSeed);
+  // After each run, read back about this many percent of the older backups
+  // (PlanVerifyAfterRun); 0 = none.
+  int verify_after_run = 0;
 
   // Warnings from parsing (unknown keys with ignore_extra_keys, empty values).
   std::vector<PolicyWarning> warnings;

@@ -75,6 +75,7 @@ std::map<std::string, std::string> PolicySettings(const BackupPolicy& p) {
       {"vdi_export_disks",
        p.vdi_export_disks == VdiExportDisks::kAll ? "all" : "boot"},
       {"backup_dir_format", p.backup_dir_format},
+      {"verify_after_run", absl::StrCat(p.verify_after_run, "%")},
   };
 }
 
@@ -188,7 +189,8 @@ std::string FormatPreview(const v1::PreviewReport& r, bool for_run) {
   for (const char* k :
        {"pre_clean", "per_host_concurrency", "max_concurrency", "stall_timeout",
         "vm_timeout", "bandwidth_limit", "require_mount", "min_free_space",
-        "vdi_export_disks", "backup_dir_format", "mail_to", "mail_when"}) {
+        "vdi_export_disks", "backup_dir_format", "verify_after_run", "mail_to",
+        "mail_when"}) {
     absl::StrAppend(&out, " ", k, "=", get(k));
   }
   out += "\n";

@@ -285,6 +285,21 @@ TEST(BackupPolicyTest, SizesAndDurations) {
   EXPECT_FALSE(ParseDurationValue("5 m").ok());
 }
 
+TEST(BackupPolicyTest, VerifyAfterRunIsAPercentage) {
+  ASSERT_OK_AND_ASSIGN(BackupPolicy p, Parse(""));
+  EXPECT_EQ(p.verify_after_run, 0);
+  ASSERT_OK_AND_ASSIGN(p, Parse("verify_after_run=25%\n"));
+  EXPECT_EQ(p.verify_after_run, 25);
+  ASSERT_OK_AND_ASSIGN(p, Parse("verify_after_run=100\n"));
+  EXPECT_EQ(p.verify_after_run, 100);
+  for (const char* bad : {"101", "-5", "ten", "10%%", ""}) {
+    EXPECT_THAT(Parse(absl::StrCat("verify_after_run=", bad, "\n")),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("weekly.cfg:1: verify_after_run=")))
+        << bad;
+  }
+}
+
 TEST(BackupPolicyTest, ExampleAndHelpParse) {
   ASSERT_OK_AND_ASSIGN(BackupPolicy p, Parse(ExampleConfig()));
   EXPECT_EQ(p.max_backups, 3);
