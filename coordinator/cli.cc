@@ -15,7 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include <google/protobuf/util/json_util.h>
 
+#include "common/backup/backup_verify.h"
 #include "common/base/filesystem.h"
+#include "common/base/logging.h"
 #include "common/base/version.h"
 #include "common/xapi/curl_util.h"
 #include "common/xapi/curl_xml_rpc_transport.h"
@@ -362,14 +364,30 @@ int Backup(const Flags& flags, const std::vector<std::string>& p,
     o.snapshot_destroy_timeout = flags.snapshot_destroy_timeout;
     const absl::Time started = o.clock->Now();
     const BackupRunResult result = RunBackup(*policy, o);
+    v1::RunSummary summary =
+        SummaryOfResult(result, *policy, started, o.clock->Now());
+    if (policy->verify_after_run > 0 && result.fatal.empty()) {
+      // Older backups read back; never changes the run's exit code.
+      const VerifySummary verified = VerifyBackups(
+          *PosixFilesystem::Get(),
+          PlanVerifyAfterRun(*PosixFilesystem::Get(), policy->backup_dir,
+                             policy->verify_after_run));
+      *io.out << "verify_after_run=" << policy->verify_after_run
+              << "%: " << verified.line << "\n";
+      for (const std::string& f : verified.findings) {
+        *io.out << "  " << EscapeForLog(f) << "\n";
+      }
+      summary.set_verify(verified.line);
+      for (const std::string& f : verified.findings)
+        summary.add_verify_findings(f);
+    }
     if (from_file) {
       // The seed mails from its config-file form only; so does this.
       ReportContext context;
       context.pool_name = result.pool_name;
       context.default_from = absl::StrCat("root@", o.server_name);
-      const std::string mail = MailRunReport(
-          *policy, SummaryOfResult(result, *policy, started, o.clock->Now()),
-          context, o.clock);
+      const std::string mail =
+          MailRunReport(*policy, summary, context, o.clock);
       if (absl::StartsWith(mail, "FAILED")) {
         *io.err << "vmbackup: warning: e-mail report " << mail << "\n";
       }

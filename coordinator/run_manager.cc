@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
+#include "common/backup/backup_verify.h"
 #include "common/backup/export_format.h"
 #include "common/base/logging.h"
 #include "coordinator/preview.h"
@@ -15,6 +16,9 @@
 
 namespace vmb::coordinator {
 namespace {
+
+// Findings of verify_after_run kept in a run's summary (the rest: a count).
+constexpr size_t kMaxVerifyFindings = 100;
 
 constexpr size_t kMaxLogLines = 20000;  // kept per live run for watchers
 
@@ -78,6 +82,9 @@ absl::StatusOr<BackupPolicy> PolicyOf(const v1::StartRunRequest& request) {
 struct RunManager::LiveRun {
   RunJournal::RunRecord record;
   std::string mail;  // what became of the e-mail report ("" none yet)
+  // What verify_after_run read back ("" none asked or not yet).
+  std::string verify;
+  std::vector<std::string> verify_findings;
   BackupPolicy policy;
   std::unique_ptr<ResumedRun> resume;
   absl::Notification cancel;
@@ -394,7 +401,56 @@ void RunManager::Execute(LiveRun* run) {
                   << " ended: " << result.summary_line;
   }
   for (auto& w : wake) w();
-  if (!abandoned) MailReport(run, record);
+  if (!abandoned) {
+    VerifyAfterRun(run, &record);
+    MailReport(run, record);
+  }
+}
+
+void RunManager::VerifyAfterRun(LiveRun* run, RunJournal::RunRecord* record) {
+  const int percent = run->policy.verify_after_run;
+  if (percent <= 0 || options_.fs == nullptr) return;
+  const std::vector<std::string> folders =
+      PlanVerifyAfterRun(*options_.fs, run->policy.backup_dir, percent);
+  VMB_LOG(INFO) << "run " << record->run_id << ": reading back "
+                << folders.size()
+                << " older backups (verify_after_run=" << percent << "%)";
+  VerifySummary verified = VerifyBackups(*options_.fs, folders);
+  if (verified.findings.size() > kMaxVerifyFindings) {
+    const size_t more = verified.findings.size() - kMaxVerifyFindings;
+    verified.findings.resize(kMaxVerifyFindings);
+    verified.findings.push_back(absl::StrCat("... and ", more,
+                                             " more (vmbackup verify ",
+                                             run->policy.backup_dir, ")"));
+  }
+  VMB_LOG(INFO) << "run " << record->run_id << ": " << verified.line;
+  for (const std::string& f : verified.findings) {
+    if (verified.worst == VerifyResult::kError) {
+      VMB_LOG(ERROR) << "run " << record->run_id << ": read back: " << f;
+    } else {
+      VMB_LOG(WARNING) << "run " << record->run_id << ": read back: " << f;
+    }
+  }
+  record->summary.set_verify(verified.line);
+  *record->summary.mutable_verify_findings() = {verified.findings.begin(),
+                                                verified.findings.end()};
+  std::vector<std::function<void()>> wake;
+  {
+    absl::MutexLock lock(&mu_);
+    run->record.summary.set_verify(verified.line);
+    *run->record.summary.mutable_verify_findings() =
+        record->summary.verify_findings();
+    run->verify = verified.line;
+    run->verify_findings = verified.findings;
+    wake = ChangedLocked(*run);
+  }
+  // Never changes the run's result: what it says of the older backups.
+  absl::Status s = options_.journal->UpdateRun(*record);
+  if (!s.ok()) {
+    VMB_LOG(ERROR) << "run " << record->run_id
+                   << ": cannot journal what was read back: " << s;
+  }
+  for (auto& w : wake) w();
 }
 
 void RunManager::MailReport(LiveRun* run, RunJournal::RunRecord record) {
@@ -597,6 +653,9 @@ v1::RunSummary RunManager::SummaryLocked(const LiveRun& run, bool vms) const {
     s.set_pool_db_dump(run.result.pool_db_dump);
     s.set_pool_name(run.result.pool_name);
     s.set_mail(run.mail);
+    s.set_verify(run.verify);
+    s.clear_verify_findings();
+    for (const std::string& f : run.verify_findings) s.add_verify_findings(f);
     s.clear_run_warnings();
     for (const std::string& w : run.result.run_warnings) s.add_run_warnings(w);
     // The outcomes as recorded (warnings of planning included).
@@ -651,6 +710,8 @@ absl::StatusOr<v1::RunSummary> RunManager::FromJournal(
     s.set_pool_db_dump(end.pool_db_dump());
     s.set_pool_name(end.pool_name());
     s.set_mail(end.mail());
+    s.set_verify(end.verify());
+    *s.mutable_verify_findings() = end.verify_findings();
     *s.mutable_run_warnings() = end.run_warnings();
     if (end.vms_size() > 0) *s.mutable_vms() = end.vms();
   }

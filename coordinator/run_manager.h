@@ -130,6 +130,9 @@ class RunManager {
   void Execute(LiveRun* run);
   // Sends the ended run's report (when its policy wants one) and records
   // what became of it in the run and its journal row.
+  // verify_after_run, after the run ended and before its report: reads back
+  // older backups and records what it found in `record` and the journal.
+  void VerifyAfterRun(LiveRun* run, RunJournal::RunRecord* record);
   void MailReport(LiveRun* run, RunJournal::RunRecord record);
   // With `vms` false, the summary without its VMs (their counts included).
   v1::RunSummary SummaryLocked(const LiveRun& run, bool vms = true) const

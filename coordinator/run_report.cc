@@ -7,6 +7,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -148,6 +149,16 @@ v1::RunSummary SummaryOfResult(const BackupRunResult& result,
   return s;
 }
 
+int ReportLevel(const v1::RunSummary& run) {
+  int level = run.exit_code();
+  for (const std::string& f : run.verify_findings()) {
+    level = std::max(level, absl::StartsWith(f, "ERROR ")     ? 2
+                            : absl::StartsWith(f, "WARNING ") ? 1
+                                                              : 0);
+  }
+  return level;
+}
+
 bool WantsReport(MailWhen when, int exit_code) {
   switch (when) {
     case MailWhen::kAlways:
@@ -168,9 +179,8 @@ MailMessage BuildRunReport(const BackupPolicy& policy,
   MailMessage m;
   m.from = policy.mail_from.empty() ? context.default_from : policy.mail_from;
   m.to = policy.mail_to;
-  const char* word = run.exit_code() == 0   ? "Success"
-                     : run.exit_code() == 1 ? "WARNING"
-                                            : "ERROR";
+  const int level = ReportLevel(run);
+  const char* word = level == 0 ? "Success" : level == 1 ? "WARNING" : "ERROR";
   m.subject = absl::StrCat(word, " ", context.pool_name, " VmBackup.py");
 
   const auto when = [&](uint64_t ms) {
@@ -190,6 +200,7 @@ MailMessage BuildRunReport(const BackupPolicy& policy,
   facts.emplace_back("pool database", run.pool_db_dump().empty()
                                           ? "not dumped (pool_db_backup=0)"
                                           : run.pool_db_dump());
+  if (!run.verify().empty()) facts.emplace_back("read back", run.verify());
   const std::vector<std::string> missing = MissingAgents(run);
   if (!missing.empty())
     facts.emplace_back("agents missing", absl::StrJoin(missing, ", "));
@@ -207,6 +218,11 @@ MailMessage BuildRunReport(const BackupPolicy& policy,
   if (!warnings.empty()) {
     absl::StrAppend(&text, "\nwarnings:\n");
     for (const std::string& w : warnings) absl::StrAppend(&text, "  ", w, "\n");
+  }
+  if (run.verify_findings_size() > 0) {
+    absl::StrAppend(&text, "\nolder backups read back (verify_after_run):\n");
+    for (const std::string& f : run.verify_findings())
+      absl::StrAppend(&text, "  ", f, "\n");
   }
   m.text = std::move(text);
 
@@ -235,6 +251,13 @@ MailMessage BuildRunReport(const BackupPolicy& policy,
       absl::StrAppend(&html, "<li>", Html(w), "</li>\n");
     absl::StrAppend(&html, "</ul>\n");
   }
+  if (run.verify_findings_size() > 0) {
+    absl::StrAppend(
+        &html, "<p>older backups read back (verify_after_run):</p>\n<ul>\n");
+    for (const std::string& f : run.verify_findings())
+      absl::StrAppend(&html, "<li>", Html(f), "</li>\n");
+    absl::StrAppend(&html, "</ul>\n");
+  }
   absl::StrAppend(&html, "</body></html>\n");
   m.html = std::move(html);
   return m;
@@ -244,7 +267,8 @@ std::string MailRunReport(const BackupPolicy& policy, const v1::RunSummary& run,
                           const ReportContext& context, Clock* clock,
                           const RetryOptions& retry,
                           const SenderFactory& make_sender) {
-  if (policy.mail_to.empty() || !WantsReport(policy.mail_when, run.exit_code()))
+  if (policy.mail_to.empty() ||
+      !WantsReport(policy.mail_when, ReportLevel(run)))
     return "";
   std::string password;
   if (!policy.mail_smtp_password_file.empty()) {

@@ -33,6 +33,11 @@ struct ReportContext {
   absl::TimeZone time_zone = absl::UTCTimeZone();
 };
 
+// The report's level: the run's exit code, raised to 1 (WARNING) or 2
+// (ERROR) by what verify_after_run found in older backups. It sets the
+// subject's word and what mail_when sees; never the run's own result.
+int ReportLevel(const v1::RunSummary& run);
+
 // Whether `when` wants a report for a run that ended with `exit_code`
 // (0 success, 1 warnings, 2 errors).
 bool WantsReport(MailWhen when, int exit_code);

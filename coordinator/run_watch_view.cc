@@ -455,6 +455,12 @@ std::vector<std::string> RunStatusLines(const v1::RunSummary& run,
   if (!run.pool_db_dump().empty()) {
     head.push_back({"pool DB:", TerminalSafe(run.pool_db_dump())});
   }
+  if (!run.verify().empty()) {
+    head.push_back({"read back:", TerminalSafe(run.verify())});
+  }
+  for (const std::string& f : run.verify_findings()) {
+    head.push_back({"", TerminalSafe(f)});
+  }
   if (!run.mail().empty()) {
     head.push_back({"e-mail:", TerminalSafe(run.mail())});
   }

@@ -258,5 +258,51 @@ TEST(MailerTest, MailRunReportRecordsWhatHappened) {
       HasSubstr("FAILED: not sent: mail_smtp_password_file /nonexistent"));
 }
 
+// verify_after_run's findings: listed in both parts, and they raise the
+// subject's word and what mail_when sees, never the run's own result.
+TEST(RunReportTest, OlderBackupsReadBackRaiseTheReportsLevel) {
+  v1::RunSummary run = ARun();
+  run.set_exit_code(0);
+  run.set_errors(0);
+  BackupPolicy p = Policy();
+  p.mail_when = MailWhen::kFailure;
+  ReportContext context;
+  context.pool_name = "p";
+  run.set_verify(
+      "2 backups read back: 2 ok, 0 WARNING, 0 ERROR; 9 MiB in 0.1 s");
+  EXPECT_EQ(ReportLevel(run), 0);
+  MailMessage m = BuildRunReport(p, run, context);
+  EXPECT_EQ(m.subject, "Success p VmBackup.py");
+  EXPECT_THAT(m.text, HasSubstr("read back:      2 backups read back: 2 ok"));
+  EXPECT_THAT(m.text, Not(HasSubstr("older backups read back")));
+
+  run.add_verify_findings("WARNING /s/old/backup-x: no manifest.json");
+  EXPECT_EQ(ReportLevel(run), 1);
+  EXPECT_EQ(BuildRunReport(p, run, context).subject, "WARNING p VmBackup.py");
+  run.add_verify_findings("ERROR /s/web/backup-<y>: web.xva: missing");
+  EXPECT_EQ(ReportLevel(run), 2);
+  EXPECT_EQ(run.exit_code(), 0);
+  m = BuildRunReport(p, run, context);
+  EXPECT_EQ(m.subject, "ERROR p VmBackup.py");
+  EXPECT_THAT(m.text,
+              HasSubstr("older backups read back (verify_after_run):\n"
+                        "  WARNING /s/old/backup-x: no manifest.json\n"
+                        "  ERROR /s/web/backup-<y>: web.xva: missing\n"));
+  EXPECT_THAT(m.html, HasSubstr("<li>ERROR /s/web/backup-&lt;y&gt;: web.xva: "
+                                "missing</li>"));
+
+  // mail_when=failure: the run succeeded, an older backup is damaged: sent.
+  FakeClock clock;
+  std::vector<MailMessage> sent;
+  const SenderFactory ok = [&sent](const BackupPolicy&, const std::string&) {
+    return std::make_unique<FakeSender>(
+        std::vector<absl::Status>{absl::OkStatus()}, &sent);
+  };
+  EXPECT_THAT(MailRunReport(p, run, context, &clock, RetryOptions(), ok),
+              HasSubstr("sent to"));
+  run.clear_verify_findings();
+  EXPECT_EQ(MailRunReport(p, run, context, &clock, RetryOptions(), ok), "");
+}
+
 }  // namespace
 }  // namespace vmb::coordinator
