@@ -367,6 +367,54 @@ TEST_F(DistributedRunTest, EachVmIsExportedByTheAgentOfItsHost) {
   }
 }
 
+// verify_after_run=100%: after the second run the coordinator reads the
+// first run's backups back; one damaged in between is an ERROR in `vmbackup
+// status` (and the journal), while the run itself stays a success.
+TEST_F(DistributedRunTest, OlderBackupsAreReadBackAfterTheRun) {
+  StartCoordinator();
+  StartAllAgents();
+  const std::string config = Config(
+      "max_backups=3\nverify_after_run=100%\nvm-export=DEV-RH7\n"
+      "vm-export=TEST-debian9\n");
+  CommandResult r = Cli({"run", config});
+  ASSERT_EQ(r.exit_code, 0) << r.output << Log("coordinator.log");
+  // Nothing older yet.
+  v1::RunSummary first = WaitForStatus(
+      "", [](const v1::RunSummary& s) { return !s.verify().empty(); });
+  EXPECT_THAT(first.verify(), HasSubstr("0 backups read back"));
+
+  absl::StatusOr<std::vector<BackupEntry>> b =
+      ListBackups(fs_, JoinPath(backups_, "DEV-RH7"));
+  ASSERT_TRUE(b.ok() && b->size() == 1);
+  const std::string xva =
+      JoinPath(backups_, "DEV-RH7", b->front().name, "DEV-RH7.xva");
+  std::string data = fs_.ReadFile(xva, 1 << 30).value_or("");
+  ASSERT_FALSE(data.empty());
+  data[data.size() / 2] ^= 0x20;
+  ASSERT_OK(fs_.RemoveFile(xva));
+  ASSERT_OK(WriteNewFile(fs_, xva, data));
+
+  r = Cli({"run", config});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const v1::RunSummary second = WaitForStatus("", [&](const v1::RunSummary& s) {
+    return s.run_id() != first.run_id() && !s.verify().empty();
+  });
+  EXPECT_EQ(second.exit_code(), 0);
+  EXPECT_THAT(second.verify(),
+              HasSubstr("2 backups read back: 1 ok, 0 WARNING, 1 ERROR"));
+  ASSERT_EQ(second.verify_findings_size(), 1);
+  EXPECT_THAT(second.verify_findings(0),
+              HasSubstr(absl::StrCat(
+                  "ERROR ", JoinPath(backups_, "DEV-RH7", b->front().name),
+                  ": DEV-RH7.xva: ")));
+  // The table form, and the first run's record unchanged.
+  r = Cli({"status", second.run_id()});
+  EXPECT_THAT(r.output, HasSubstr("read back:"));
+  EXPECT_THAT(r.output, HasSubstr("1 ERROR"));
+  EXPECT_THAT(Status(first.run_id()).verify(),
+              HasSubstr("0 backups read back"));
+}
+
 TEST_F(DistributedRunTest, AKilledAgentIsDetectedItsSnapshotDestroyed) {
   StartCoordinator();
   StartAllAgents();

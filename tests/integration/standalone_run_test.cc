@@ -362,6 +362,31 @@ TEST_F(StandaloneRunTest, VerifyFindsEveryDamageOfTheShare) {
   EXPECT_THAT(v.output, HasSubstr("\"result\": \"WARNING\""));
 }
 
+// verify_after_run in the standalone form: the run's log says what was
+// read back; a damaged older backup never changes the run's exit code.
+TEST_F(StandaloneRunTest, VerifyAfterRunReadsOlderBackupsBack) {
+  StartSim();
+  const std::string config =
+      Config("verify_after_run=100\nvm-export=DEV-RH7\n");
+  CommandResult r = Run(config);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output,
+              HasSubstr("verify_after_run=100%: 0 backups read back"));
+  const std::vector<BackupEntry> b = Backups("DEV-RH7");
+  ASSERT_EQ(b.size(), 1u);
+  const std::string xva =
+      JoinPath(backups_, "DEV-RH7", b[0].name, "DEV-RH7.xva");
+  ASSERT_EQ(truncate(xva.c_str(), 5 << 20), 0);
+  r = Run(config);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("VmBackup ended - Success - S:1 W:0 E:0"));
+  EXPECT_THAT(r.output, HasSubstr("verify_after_run=100%: 1 backup read back: "
+                                  "0 ok, 0 WARNING, 1 ERROR"));
+  EXPECT_THAT(r.output,
+              HasSubstr("  ERROR " + JoinPath(backups_, "DEV-RH7", b[0].name) +
+                        ": DEV-RH7.xva: "));
+}
+
 TEST_F(StandaloneRunTest, ARuleThatMatchesNothingEndsWithAWarning) {
   StartSim();
   const CommandResult r =
