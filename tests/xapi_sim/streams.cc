@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include <openssl/sha.h>
 #include <xxhash.h>
@@ -342,6 +343,37 @@ std::unique_ptr<ByteSource> GzipSource(std::unique_ptr<ByteSource> inner) {
 
 std::unique_ptr<ByteSource> ZstdSource(std::unique_ptr<ByteSource> inner) {
   return std::make_unique<ZstdStream>(std::move(inner));
+}
+
+std::string DrainSource(ByteSource& source) {
+  std::string out;
+  std::string buf(64 * 1024, '\0');
+  while (true) {
+    absl::StatusOr<size_t> n = source.Read(buf.data(), buf.size());
+    if (!n.ok() || *n == 0) return out;
+    out.append(buf.data(), *n);
+  }
+}
+
+std::string MinimalOvaXml(
+    const std::vector<std::pair<std::string, uint64_t>>& disks) {
+  std::string objects;
+  for (const auto& [id, size] : disks) {
+    absl::StrAppend(
+        &objects,
+        "<value><struct><member><name>class</name><value>VDI</value>"
+        "</member><member><name>id</name><value>",
+        id,
+        "</value></member><member><name>snapshot</name><value><struct><member>"
+        "<name>uuid</name><value>uuid-",
+        id, "</value></member><member><name>virtual_size</name><value>", size,
+        "</value></member></struct></value></member></struct></value>");
+  }
+  return absl::StrCat(
+      "<value><struct><member><name>version</name><value><struct><member><name>"
+      "export_vsn</name><value>2</value></member></struct></value></member>"
+      "<member><name>objects</name><value><array><data>",
+      objects, "</data></array></value></member></struct></value>");
 }
 
 }  // namespace vmb::sim

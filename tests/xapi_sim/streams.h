@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -126,6 +127,14 @@ class VhdSource final : public BufferedSource {
   int stage_ = 0;  // 0 header, 1 blocks, 2 footer, 3 done
   uint64_t done_ = 0;
 };
+
+// Everything `source` gives until its end (or its first error), for tests.
+std::string DrainSource(ByteSource& source);
+
+// The smallest ova.xml an XVA verifier accepts: one VDI object per
+// (Ref id, virtual size), its snapshot's uuid "uuid-<id>". For tests.
+std::string MinimalOvaXml(
+    const std::vector<std::pair<std::string, uint64_t>>& disks);
 
 // Compresses another source as a whole: gzip (deflate in a gzip wrapper) or
 // zstd frames, as XAPI's use_compression does.

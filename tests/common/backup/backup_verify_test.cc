@@ -36,16 +36,6 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::vmb::testing::StatusIs;
 
-std::string Drain(sim::ByteSource& source) {
-  std::string out;
-  std::string buf(64 * 1024, '\0');
-  while (true) {
-    auto n = source.Read(buf.data(), buf.size());
-    if (!n.ok() || *n == 0) return out;
-    out.append(buf.data(), *n);
-  }
-}
-
 std::string Sha256Hex(const std::string& data) {
   unsigned char d[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), d);
@@ -55,24 +45,13 @@ std::string Sha256Hex(const std::string& data) {
   return hex;
 }
 
-std::string OvaXml(const std::vector<std::pair<std::string, uint64_t>>& disks) {
-  std::string objects;
-  for (const auto& [id, size] : disks) {
-    absl::StrAppend(
-        &objects,
-        "<value><struct><member><name>class</name><value>VDI</value>"
-        "</member><member><name>id</name><value>",
-        id,
-        "</value></member><member><name>snapshot</name><value><struct><member>"
-        "<name>uuid</name><value>uuid-",
-        id, "</value></member><member><name>virtual_size</name><value>", size,
-        "</value></member></struct></value></member></struct></value>");
-  }
-  return absl::StrCat(
-      "<value><struct><member><name>version</name><value><struct><member><name>"
-      "export_vsn</name><value>2</value></member></struct></value></member>"
-      "<member><name>objects</name><value><array><data>",
-      objects, "</data></array></value></member></struct></value>");
+// Lists `data`, written as `name`, in the manifest's files.
+void AddFile(v1::BackupManifest& m, const std::string& name,
+             const std::string& data) {
+  v1::ManifestFile* f = m.add_files();
+  f->set_name(name);
+  f->set_size(data.size());
+  f->set_sha256(Sha256Hex(data));
 }
 
 class BackupVerifyTest : public ::testing::Test {
@@ -107,7 +86,7 @@ class BackupVerifyTest : public ::testing::Test {
     const std::string folder = JoinPath(vm_dir_, name);
     EXPECT_EQ(mkdir(folder.c_str(), 0755), 0);
     auto xva = std::make_unique<sim::XvaSource>(
-        OvaXml({{"Ref:1", a_.size()}, {"Ref:2", b_.size()}}),
+        sim::MinimalOvaXml({{"Ref:1", a_.size()}, {"Ref:2", b_.size()}}),
         std::vector<sim::XvaDisk>{{"Ref:1", &a_}, {"Ref:2", &b_}});
     std::unique_ptr<sim::ByteSource> source = std::move(xva);
     std::string file = "PROD-web.xva";
@@ -118,7 +97,7 @@ class BackupVerifyTest : public ::testing::Test {
       source = sim::ZstdSource(std::move(source));
       file += ".zst";
     }
-    const std::string data = Drain(*source);
+    const std::string data = sim::DrainSource(*source);
     Write(folder, file, data);
     Write(folder, "vm-metadata.xml", "<value/>");
     if (manifest) {
@@ -135,10 +114,7 @@ class BackupVerifyTest : public ::testing::Test {
         d->set_device(dev);
         d->set_virtual_size(size);
       }
-      v1::ManifestFile* f = m.add_files();
-      f->set_name(file);
-      f->set_size(data.size());
-      f->set_sha256(Sha256Hex(data));
+      AddFile(m, file, data);
       Write(folder, "manifest.json", FormatManifest(m));
     }
     Write(folder, "success", "");
@@ -158,10 +134,10 @@ class BackupVerifyTest : public ::testing::Test {
       std::string data;
       if (vhd) {
         sim::VhdSource s(disk, std::string(16, 'u'), 1000);
-        data = Drain(s);
+        data = sim::DrainSource(s);
       } else {
         sim::RawSource s(disk);
-        data = Drain(s);
+        data = sim::DrainSource(s);
       }
       const std::string file =
           absl::StrCat("PROD-web-", dev, vhd ? ".vhd" : ".raw");
@@ -170,10 +146,7 @@ class BackupVerifyTest : public ::testing::Test {
       d->set_device(dev);
       d->set_virtual_size(disk->size());
       d->set_file(file);
-      v1::ManifestFile* f = m.add_files();
-      f->set_name(file);
-      f->set_size(data.size());
-      f->set_sha256(Sha256Hex(data));
+      AddFile(m, file, data);
     }
     Write(folder, "manifest.json", FormatManifest(m));
     Write(folder, "success", "");

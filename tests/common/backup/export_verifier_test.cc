@@ -24,36 +24,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::vmb::testing::StatusIs;
 
-std::string Drain(sim::ByteSource& source) {
-  std::string out;
-  std::string buf(64 * 1024, '\0');
-  while (true) {
-    auto n = source.Read(buf.data(), buf.size());
-    if (!n.ok() || *n == 0) return out;
-    out.append(buf.data(), *n);
-  }
-}
-
-std::string OvaXml(const std::vector<std::pair<std::string, uint64_t>>& disks) {
-  std::string objects;
-  for (const auto& [id, size] : disks) {
-    absl::StrAppend(
-        &objects,
-        "<value><struct><member><name>class</name><value>VDI</value>"
-        "</member><member><name>id</name><value>",
-        id,
-        "</value></member><member><name>snapshot</name><value><struct><member>"
-        "<name>uuid</name><value>uuid-",
-        id, "</value></member><member><name>virtual_size</name><value>", size,
-        "</value></member></struct></value></member></struct></value>");
-  }
-  return absl::StrCat(
-      "<value><struct><member><name>version</name><value><struct><member><name>"
-      "export_vsn</name><value>2</value></member></struct></value></member>"
-      "<member><name>objects</name><value><array><data>",
-      objects, "</data></array></value></member></struct></value>");
-}
-
 // Feeds `stream` in pieces of random sizes (seeded) and finishes.
 absl::Status Verify(ExportVerifier& v, const std::string& stream,
                     uint32_t seed = 1) {
@@ -73,12 +43,12 @@ class XvaVerifierTest : public ::testing::Test {
   XvaVerifierTest()
       : a_(11, (3 << 20) + 512 * 7),  // not a whole number of chunks
         b_(12, 6 << 20),
-        ova_(OvaXml(
+        ova_(sim::MinimalOvaXml(
             {{"Ref:12", a_.size()}, {"Ref:9", b_.size()}, {"Ref:30", 0}})) {}
 
   std::string Xva() {
     sim::XvaSource source(ova_, {{"Ref:12", &a_}, {"Ref:9", &b_}});
-    return Drain(source);
+    return sim::DrainSource(source);
   }
 
   sim::GeneratedDisk a_, b_;
@@ -91,7 +61,7 @@ TEST_F(XvaVerifierTest, EveryDiskTheJobExportsMustBeThereWhole) {
   EXPECT_OK(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, both), Xva()));
   // ova.xml lists xvdb, but the stream carries no chunk of it.
   sim::XvaSource without_b(ova_, {{"Ref:12", &a_}});
-  const std::string missing = Drain(without_b);
+  const std::string missing = sim::DrainSource(without_b);
   EXPECT_OK(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}), missing))
       << "without the job's disks, a disk with no data passes (a CD image)";
   EXPECT_THAT(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, both), missing),
@@ -140,7 +110,7 @@ TEST_F(XvaVerifierTest, CompressedStreamsVerify) {
         ova_, std::vector<sim::XvaDisk>{{"Ref:12", &a_}, {"Ref:9", &b_}});
     auto source = c == v1::COMPRESSION_GZIP ? sim::GzipSource(std::move(inner))
                                             : sim::ZstdSource(std::move(inner));
-    const std::string stream = Drain(*source);
+    const std::string stream = sim::DrainSource(*source);
     auto v = NewXvaVerifier(c, {});
     EXPECT_OK(Verify(*v, stream)) << CompressionName(c);
     // The plain verifier refuses a compressed stream, and the other way round.
@@ -229,19 +199,24 @@ TEST_F(XvaVerifierTest, StructuralErrorsAreNamed) {
   EXPECT_THAT(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}), wrong),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("not ova.xml")));
   // A chunk for a disk ova.xml does not have.
-  sim::XvaSource stranger(OvaXml({{"Ref:1", 1 << 20}}), {{"Ref:2", &a_}});
+  sim::XvaSource stranger(sim::MinimalOvaXml({{"Ref:1", 1 << 20}}),
+                          {{"Ref:2", &a_}});
   EXPECT_THAT(
-      Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}), Drain(stranger)),
+      Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}),
+             sim::DrainSource(stranger)),
       StatusIs(absl::StatusCode::kDataLoss, HasSubstr("belongs to no disk")));
   // A disk that is smaller in ova.xml than in the data.
-  sim::XvaSource smaller(OvaXml({{"Ref:1", 1 << 20}}), {{"Ref:1", &a_}});
+  sim::XvaSource smaller(sim::MinimalOvaXml({{"Ref:1", 1 << 20}}),
+                         {{"Ref:1", &a_}});
   EXPECT_THAT(
-      Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}), Drain(smaller)),
+      Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}),
+             sim::DrainSource(smaller)),
       StatusIs(absl::StatusCode::kDataLoss, HasSubstr("beyond the disk")));
   // A disk that is larger in ova.xml than its data covers.
-  sim::XvaSource larger(OvaXml({{"Ref:1", a_.size() + (1 << 20)}}),
+  sim::XvaSource larger(sim::MinimalOvaXml({{"Ref:1", a_.size() + (1 << 20)}}),
                         {{"Ref:1", &a_}});
-  EXPECT_THAT(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}), Drain(larger)),
+  EXPECT_THAT(Verify(*NewXvaVerifier(v1::COMPRESSION_NONE, {}),
+                     sim::DrainSource(larger)),
               StatusIs(absl::StatusCode::kDataLoss,
                        HasSubstr("covers 3149312 of its 4197888")));
 }
@@ -269,7 +244,7 @@ class VhdVerifierTest : public ::testing::Test {
   VhdVerifierTest() : disk_(5, 9 << 20) {}
   std::string Vhd() {
     sim::VhdSource source(&disk_, std::string(16, 'u'), 12345);
-    return Drain(source);
+    return sim::DrainSource(source);
   }
   sim::GeneratedDisk disk_;
 };
