@@ -415,7 +415,11 @@ void RunManager::VerifyAfterRun(LiveRun* run, RunJournal::RunRecord* record) {
   VMB_LOG(INFO) << "run " << record->run_id << ": reading back "
                 << folders.size()
                 << " older backups (verify_after_run=" << percent << "%)";
-  VerifySummary verified = VerifyBackups(*options_.fs, folders);
+  // A coordinator told to stop does not wait for the share to be read.
+  VerifySummary verified = VerifyBackups(*options_.fs, folders, [this] {
+    absl::MutexLock lock(&mu_);
+    return stopping_;
+  });
   if (verified.findings.size() > kMaxVerifyFindings) {
     const size_t more = verified.findings.size() - kMaxVerifyFindings;
     verified.findings.resize(kMaxVerifyFindings);

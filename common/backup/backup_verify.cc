@@ -54,7 +54,8 @@ struct FileDigest {
 // Reads `path` once, feeding the SHA-256 and `verifier` (may be null).
 // Errors: those of reading.
 absl::StatusOr<FileDigest> ReadAndCheck(Filesystem& fs, const std::string& path,
-                                        ExportVerifier* verifier) {
+                                        ExportVerifier* verifier,
+                                        const std::function<bool()>& stop) {
   absl::StatusOr<std::unique_ptr<ReadableFile>> file = fs.OpenForRead(path);
   if (!file.ok()) return file.status();
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(EVP_MD_CTX_new(),
@@ -67,6 +68,7 @@ absl::StatusOr<FileDigest> ReadAndCheck(Filesystem& fs, const std::string& path,
   FileDigest out;
   absl::Status structure;  // the first structural error; reading goes on
   while (true) {
+    if (stop && stop()) return absl::CancelledError("stopped");
     absl::StatusOr<size_t> n = (*file)->Read(buf.get(), kReadBytes);
     if (!n.ok()) return n.status();
     if (*n == 0) break;
@@ -121,8 +123,9 @@ std::optional<uint64_t> SeedDiskSize(Filesystem& fs, const std::string& folder,
 
 class FolderChecker {
  public:
-  FolderChecker(Filesystem& fs, const std::string& folder)
-      : fs_(fs), folder_(folder) {
+  FolderChecker(Filesystem& fs, const std::string& folder,
+                const std::function<bool()>& stop)
+      : fs_(fs), folder_(folder), stop_(stop) {
     check_.path = folder;
   }
 
@@ -177,8 +180,13 @@ class FolderChecker {
   // nullopt after recording the error.
   std::optional<FileDigest> Read(const std::string& name,
                                  ExportVerifier* verifier) {
+    if (check_.stopped) return std::nullopt;
     absl::StatusOr<FileDigest> d =
-        ReadAndCheck(fs_, JoinPath(folder_, name), verifier);
+        ReadAndCheck(fs_, JoinPath(folder_, name), verifier, stop_);
+    if (absl::IsCancelled(d.status())) {
+      check_.stopped = true;
+      return std::nullopt;
+    }
     ++check_.files;
     if (!d.ok()) {
       if (absl::IsNotFound(d.status())) {
@@ -314,6 +322,7 @@ class FolderChecker {
 
   Filesystem& fs_;
   const std::string folder_;
+  const std::function<bool()>& stop_;
   std::vector<DirEntry> entries_;
   BackupFolderCheck check_;
 };
@@ -349,9 +358,9 @@ const char* VerifyResultName(VerifyResult result) {
   return "?";
 }
 
-BackupFolderCheck VerifyBackupFolder(Filesystem& fs,
-                                     const std::string& folder) {
-  return FolderChecker(fs, folder).Run();
+BackupFolderCheck VerifyBackupFolder(Filesystem& fs, const std::string& folder,
+                                     const std::function<bool()>& stop) {
+  return FolderChecker(fs, folder, stop).Run();
 }
 
 absl::StatusOr<std::vector<FoundBackup>> FindBackups(Filesystem& fs,
@@ -432,15 +441,19 @@ std::vector<std::string> PlanVerifyAfterRun(Filesystem& fs,
 }
 
 VerifySummary VerifyBackups(Filesystem& fs,
-                            const std::vector<std::string>& folders) {
+                            const std::vector<std::string>& folders,
+                            const std::function<bool()>& stop) {
   VerifySummary out;
   const absl::Time started = absl::Now();
   size_t counts[3] = {0, 0, 0};
   uint64_t bytes = 0;
+  size_t checked = 0;
   for (const std::string& folder : folders) {
-    BackupFolderCheck c = VerifyBackupFolder(fs, folder);
-    ++counts[static_cast<int>(c.result)];
+    BackupFolderCheck c = VerifyBackupFolder(fs, folder, stop);
     bytes += c.bytes;
+    if (c.stopped) break;
+    ++checked;
+    ++counts[static_cast<int>(c.result)];
     out.worst = std::max(out.worst, c.result);
     for (const std::string& e : c.errors) {
       out.findings.push_back(absl::StrCat("ERROR ", folder, ": ", e));
@@ -450,10 +463,14 @@ VerifySummary VerifyBackups(Filesystem& fs,
     }
   }
   out.line = absl::StrCat(
-      folders.size(), folders.size() == 1 ? " backup" : " backups",
-      " read back: ", counts[0], " ok, ", counts[1], " WARNING, ", counts[2],
-      " ERROR; ", FormatBytes(bytes), " in ",
+      checked, checked == 1 ? " backup" : " backups", " read back: ", counts[0],
+      " ok, ", counts[1], " WARNING, ", counts[2], " ERROR; ",
+      FormatBytes(bytes), " in ",
       absl::StrFormat("%.1f s", absl::ToDoubleSeconds(absl::Now() - started)));
+  if (checked < folders.size()) {
+    absl::StrAppend(&out.line, " (stopped: ", folders.size() - checked,
+                    " not read)");
+  }
   return out;
 }
 

@@ -18,6 +18,7 @@
 
 #include <stdint.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,11 +42,15 @@ struct BackupFolderCheck {
   std::string kind;                   // "vm-export", "vdi-export" or ""
   int files = 0;                      // data files checked
   uint64_t bytes = 0;                 // bytes read
+  bool stopped = false;  // `stop` said so part-way: the result means nothing
 };
 
 // Checks one backup folder as above. A folder without a success marker is
-// an error (it is not a backup). Never writes.
-BackupFolderCheck VerifyBackupFolder(Filesystem& fs, const std::string& folder);
+// an error (it is not a backup). Never writes. `stop`, when given, is asked
+// between reads: once it says true, the check ends, marked `stopped`.
+BackupFolderCheck VerifyBackupFolder(
+    Filesystem& fs, const std::string& folder,
+    const std::function<bool()>& stop = nullptr);
 
 // One backup folder found under the paths given to `vmbackup verify`.
 struct FoundBackup {
@@ -87,7 +92,10 @@ struct VerifySummary {
   // One line per finding: "ERROR <folder>: <what>", "WARNING <folder>: ...".
   std::vector<std::string> findings;
 };
+// `stop`: as for VerifyBackupFolder; folders not checked to the end are left
+// out of the counts, and the line says how many.
 VerifySummary VerifyBackups(Filesystem& fs,
-                            const std::vector<std::string>& folders);
+                            const std::vector<std::string>& folders,
+                            const std::function<bool()>& stop = nullptr);
 
 }  // namespace vmb

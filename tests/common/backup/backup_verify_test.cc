@@ -454,6 +454,18 @@ TEST_F(BackupVerifyTest, VerifyBackupsSumsUp) {
   s = VerifyBackups(fs_, {good});
   EXPECT_EQ(s.worst, VerifyResult::kOk);
   EXPECT_THAT(s.findings, IsEmpty());
+
+  // Told to stop part-way through the second folder's file: what was not
+  // read to the end is left out, and said.
+  int reads = 0;
+  const int per_folder = static_cast<int>((a_.size() + b_.size()) >> 20);
+  s = VerifyBackups(fs_, {good, bad, seed},
+                    [&] { return ++reads > per_folder + 3; });
+  EXPECT_EQ(s.worst, VerifyResult::kOk);
+  EXPECT_THAT(s.line,
+              HasSubstr("1 backup read back: 1 ok, 0 WARNING, 0 ERROR"));
+  EXPECT_THAT(s.line, HasSubstr("(stopped: 2 not read)"));
+  EXPECT_THAT(s.findings, IsEmpty());
 }
 
 }  // namespace
