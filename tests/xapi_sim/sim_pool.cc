@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The simulated pool: database, fixture loading, the table of served
 // methods, faults and bookkeeping. XML-RPC and JSON-RPC calls are in
-// sim_rpc.cc, HTTP handlers in sim_http.cc.
+// sim_rpc.cc, HTTP handlers in sim_http.cc (uploads: sim_upload.cc).
 #include "tests/xapi_sim/sim_pool.h"
 
 #include <stdlib.h>
