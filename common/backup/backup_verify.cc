@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -82,11 +83,8 @@ absl::StatusOr<FileDigest> ReadAndCheck(Filesystem& fs, const std::string& path,
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_DigestFinal_ex(md.get(), digest, &len);
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (unsigned int i = 0; i < len; ++i) {
-    out.sha256.push_back(kHex[digest[i] >> 4]);
-    out.sha256.push_back(kHex[digest[i] & 15]);
-  }
+  out.sha256 = absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), len));
   out.structure = structure;
   return out;
 }
