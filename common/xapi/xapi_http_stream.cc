@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
+#include "common/base/status_macros.h"
 #include "common/base/status_util.h"
 #include "common/xapi/xenapi_error.h"
 
@@ -27,7 +28,9 @@ constexpr absl::string_view kEmbeddedErrorPayload =
 // State of one request (one URL); a redirect starts a new one.
 struct Transfer {
   const XapiStreamRequest* request = nullptr;
-  const XapiStreamSink* sink = nullptr;
+  const XapiStreamSink* sink = nullptr;    // GET: where the body goes
+  const XapiUploadBody* upload = nullptr;  // PUT: where the body comes from
+  uint64_t sent = 0;                       // PUT: body bytes handed to curl
   Clock::time_point start;
   Clock::time_point last_data;
   bool got_data = false;
@@ -103,6 +106,13 @@ size_t Deliver(Transfer* t, absl::string_view data) {
 size_t OnBody(char* data, size_t size, size_t n, void* userp) {
   auto* t = static_cast<Transfer*>(userp);
   const size_t len = size * n;
+  if (t->upload != nullptr) {  // PUT: the answer is only ever an error
+    if (t->error_body.size() < kMaxErrorBody) {
+      t->error_body.append(data,
+                           std::min(len, kMaxErrorBody - t->error_body.size()));
+    }
+    return len;
+  }
   t->last_data = Clock::now();
   t->got_data = true;
   if (!absl::StartsWith(t->status_line, "HTTP/") ||
@@ -118,6 +128,32 @@ size_t OnBody(char* data, size_t size, size_t n, void* userp) {
     t->head.append(data, std::min(len, kMaxErrorBody - t->head.size()));
   }
   return Deliver(t, chunk) == len ? len : 0;
+}
+
+// PUT: the next body bytes from the caller's source, held back like a
+// download by the bandwidth limit.
+size_t OnRead(char* buffer, size_t size, size_t n, void* userp) {
+  auto* t = static_cast<Transfer*>(userp);
+  const XapiUploadBody& body = *t->upload;
+  const uint64_t left = body.size - t->sent;
+  if (left == 0) return 0;
+  absl::StatusOr<size_t> got = body.read(
+      buffer, static_cast<size_t>(std::min<uint64_t>(size * n, left)));
+  if (!got.ok()) {
+    t->abort = got.status();
+    return CURL_READFUNC_ABORT;
+  }
+  if (*got == 0) {
+    t->abort =
+        absl::DataLossError(absl::StrCat("the upload's source ended after ",
+                                         t->sent, " of ", body.size, " bytes"));
+    return CURL_READFUNC_ABORT;
+  }
+  t->sent += *got;
+  t->delivered = t->sent;
+  t->last_data = Clock::now();
+  t->got_data = true;
+  return Throttle(t) ? *got : CURL_READFUNC_ABORT;
 }
 
 int OnProgress(void* userp, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
@@ -136,6 +172,16 @@ int OnProgress(void* userp, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
         "no data within ", absl::FormatDuration(r.timeouts.first_byte),
         " of the request"));
     return 1;
+  }
+  if (t->upload != nullptr && t->sent == t->upload->size) {
+    // The whole body is sent: XAPI answers when it has dealt with it.
+    if (since(t->last_data) > r.timeouts.first_byte) {
+      t->abort = absl::DeadlineExceededError(absl::StrCat(
+          "no answer within ", absl::FormatDuration(r.timeouts.first_byte),
+          " of the end of the body"));
+      return 1;
+    }
+    return 0;
   }
   if (t->got_data && since(t->last_data) > r.timeouts.inactivity) {
     t->abort = absl::DeadlineExceededError(absl::StrCat(
@@ -241,8 +287,14 @@ std::string EncodeQuery(
   return out;
 }
 
-absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
-                                               const XapiStreamSink& sink) {
+namespace {
+
+// One GET (`sink`) or PUT (`upload`) with its redirects.
+absl::StatusOr<XapiStreamResult> Perform(const XapiStreamRequest& request,
+                                         const XapiStreamSink* sink,
+                                         const XapiUploadBody* upload) {
+  const char* const method = upload != nullptr ? "PUT " : "GET ";
+  const char* const direction = upload != nullptr ? " to " : " from ";
   InitCurlGlobal();
   auto query = request.query;
   if (!request.task_id.empty()) query.emplace_back("task_id", request.task_id);
@@ -267,7 +319,7 @@ absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
     const std::optional<HttpUrl> target = ParseHttpUrl(url);
     if (!target.has_value()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "GET ", request.path, ": malformed URL '", request.base_url, "'"));
+          method, request.path, ": malformed URL '", request.base_url, "'"));
     }
     HostIdentity peer;
     peer.address = target->host;
@@ -276,16 +328,29 @@ absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
       peer = *h;
     }
     if (absl::Status s = tls.Apply(c, request.tls, url, peer); !s.ok()) {
-      return Annotate(s, "GET ", request.path, " from ",
+      return Annotate(s, method, request.path, direction,
                       url.substr(0, url.find('?')));
     }
     Transfer t;
     t.request = &request;
-    t.sink = &sink;
+    t.sink = sink;
+    t.upload = upload;
     t.start = t.last_data = Clock::now();
     char error[CURL_ERROR_SIZE] = {0};
     const std::string cookie = absl::StrCat("session_id=", request.session_id);
-    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    // XAPI never answers "100 Continue": curl would wait a second for it.
+    CurlSlistPtr headers(curl_slist_append(nullptr, "Expect:"));
+    if (upload != nullptr) {
+      curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+      curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
+                       static_cast<curl_off_t>(upload->size));
+      curl_easy_setopt(c, CURLOPT_READFUNCTION, &OnRead);
+      curl_easy_setopt(c, CURLOPT_READDATA, &t);
+      curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+      curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
+    } else {
+      curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    }
     if (!request.session_id.empty())
       curl_easy_setopt(c, CURLOPT_COOKIE, cookie.c_str());
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
@@ -313,9 +378,16 @@ absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &t.status);
     result.bytes += t.delivered;
-    const std::string where = absl::StrCat("GET ", request.path, " from ",
+    const std::string where = absl::StrCat(method, request.path, direction,
                                            url.substr(0, url.find('?')));
     if (!t.abort.ok()) return Annotate(t.abort, where);
+    // A host may answer a PUT before it has read the body (a redirect, a
+    // refusal) and close the connection while curl still sends.
+    if (upload != nullptr &&
+        (rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR) && t.status != 0 &&
+        t.status != 200) {
+      rc = CURLE_OK;
+    }
     if (rc == CURLE_GOT_NOTHING || (rc == CURLE_OK && t.status == 0)) {
       return absl::UnavailableError(
           absl::StrCat(where,
@@ -350,8 +422,17 @@ absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
         return absl::FailedPreconditionError(
             absl::StrCat(where, ": too many redirects"));
       }
+      if (upload != nullptr && t.sent > 0) {
+        if (!upload->rewind) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              where, ": redirected after ", t.sent,
+              " body bytes were sent, and the body cannot be sent again"));
+        }
+        VMB_RETURN_IF_ERROR(Annotate(upload->rewind(), where));
+      }
       url = t.location;
       ++result.redirects;
+      result.bytes = 0;
       continue;
     }
     if (t.status == 401) {
@@ -361,6 +442,25 @@ absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
     if (t.status != 200) {
       return ErrorPageStatus(t.error_body, t.status,
                              absl::StrCat(where, ": HTTP ", t.status));
+    }
+    if (upload != nullptr) {
+      // After its 200, XAPI writes an error met while reading the body as a
+      // whole error response; a success has no body.
+      if (std::optional<XenApiError> e =
+              ParseEmbeddedErrorResponse(t.error_body)) {
+        std::vector<std::string> description = {e->code};
+        description.insert(description.end(), e->params.begin(),
+                           e->params.end());
+        return AnnotateStatus(XenApiFailureToStatus(description),
+                              absl::StrCat(where,
+                                           ": HTTP 200, then XAPI's "
+                                           "error response"));
+      }
+      if (t.sent != upload->size) {
+        return absl::UnavailableError(
+            absl::StrCat(where, ": the host answered after ", t.sent, " of ",
+                         upload->size, " body bytes"));
+      }
     }
     if (t.delivered <= kMaxErrorBody) {
       if (std::optional<XenApiError> e = ParseEmbeddedErrorResponse(t.head)) {
@@ -382,6 +482,19 @@ absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
     result.http_version = t.status_line.substr(0, t.status_line.find(' '));
     return result;
   }
+}
+
+}  // namespace
+
+absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
+                                               const XapiStreamSink& sink) {
+  return Perform(request, &sink, nullptr);
+}
+
+absl::StatusOr<XapiStreamResult> XapiStreamPut(const XapiStreamRequest& request,
+                                               const XapiUploadBody& body) {
+  if (!body.read) return absl::InvalidArgumentError("PUT without a body");
+  return Perform(request, nullptr, &body);
 }
 
 }  // namespace vmb

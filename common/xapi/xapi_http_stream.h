@@ -2,8 +2,9 @@
 #pragma once
 
 // The HTTP data plane: a streaming GET of a XAPI handler (/export,
-// /export_raw_vdi, /export_metadata, /pool/xmldbdump) into a sink, the body
-// never held in memory.
+// /export_raw_vdi, /export_metadata, /pool/xmldbdump) into a sink, and a
+// streaming PUT of an upload handler (/import, /import_raw_vdi,
+// /import_metadata) from a source; the body is never held in memory.
 //
 //   XapiStreamRequest req;
 //   req.base_url = "http://10.0.0.3";          // this agent's own host
@@ -111,6 +112,29 @@ using XapiStreamSink = std::function<absl::Status(absl::string_view data)>;
 // Messages never contain the session id.
 absl::StatusOr<XapiStreamResult> XapiStreamGet(const XapiStreamRequest& request,
                                                const XapiStreamSink& sink);
+
+// The body of a PUT. XAPI refuses chunked uploads: its length is sent as
+// Content-Length, and the source must give exactly that many bytes.
+struct XapiUploadBody {
+  uint64_t size = 0;
+  // Copies the next bytes into `buffer` (at most `max`, never 0 before
+  // `size` bytes were given). A non-OK status aborts the upload, so that the
+  // host sees the body end early, and is returned by XapiStreamPut.
+  std::function<absl::StatusOr<size_t>(char* buffer, size_t max)> read;
+  // Starts the body again from its first byte, for a redirect met after
+  // bytes were taken; unset: such a redirect fails.
+  std::function<absl::Status()> rewind;
+};
+
+// A PUT of `body` to request.path. The timeouts: `first_byte` also bounds
+// the wait for the answer once the whole body is sent; `inactivity` a
+// source that gives nothing. The answer is only an acknowledgement: the
+// task says whether the upload did what it should. Errors: those of
+// XapiStreamGet (an error page, an embedded error response after the 200
+// headers, redirects, TLS, timeouts, CANCELLED), the source's own, and
+// UNAVAILABLE when the host answered before it had the whole body.
+absl::StatusOr<XapiStreamResult> XapiStreamPut(const XapiStreamRequest& request,
+                                               const XapiUploadBody& body);
 
 // Whether a status of XapiStreamGet is that of a 200 body that was, whole,
 // XAPI's error response.

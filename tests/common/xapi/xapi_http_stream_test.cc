@@ -2,6 +2,9 @@
 // The HTTP data plane against a real xapi-sim process on loopback.
 #include "common/xapi/xapi_http_stream.h"
 
+#include <string.h>
+
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <string>
@@ -529,6 +532,129 @@ TEST(EmbeddedErrorResponseTest, APrefixIsNotEnough) {
       "HTTP/1.1 500 Internal Error\r\n\r\n<html><body>hello</body></html>"));
   EXPECT_FALSE(ParseEmbeddedErrorResponse("HTTP/1.1 500"));
   EXPECT_FALSE(ParseEmbeddedErrorResponse(""));
+}
+
+// An upload body of `bytes`, counting rewinds.
+struct MemoryBody {
+  explicit MemoryBody(std::string bytes) : data(std::move(bytes)) {}
+  XapiUploadBody Body() {
+    XapiUploadBody b;
+    b.size = data.size();
+    b.read = [this](char* buffer, size_t max) -> absl::StatusOr<size_t> {
+      const size_t n = std::min(max, data.size() - pos);
+      memcpy(buffer, data.data() + pos, n);
+      pos += n;
+      return n;
+    };
+    b.rewind = [this] {
+      pos = 0;
+      ++rewinds;
+      return absl::OkStatus();
+    };
+    return b;
+  }
+  std::string data;
+  size_t pos = 0;
+  int rewinds = 0;
+};
+
+std::string Pattern(size_t size) {
+  std::string out(size, '\0');
+  for (size_t i = 0; i < size; ++i)
+    out[i] = static_cast<char>((i * 131 + i / 4096) & 0xff);
+  return out;
+}
+
+TEST_F(XapiStreamTest, PutPutsTheBytesOnTheDisk) {
+  Snap s = Snapshot("DEV-RH6");
+  const std::string bytes = Pattern(3 * 1024 * 1024 + 17);
+  XapiStreamRequest put = Request("xcp-host3", "/import_raw_vdi");
+  put.query = {{"vdi", s.vdi}, {"format", "raw"}};
+  MemoryBody body(bytes);
+  ASSERT_OK_AND_ASSIGN(XapiStreamResult result,
+                       XapiStreamPut(put, body.Body()));
+  EXPECT_EQ(result.bytes, bytes.size());
+  EXPECT_EQ(result.redirects, 0);
+  EXPECT_EQ(FinalTask(put.task_id).status, TaskStatus::kSuccess);
+  // What an export of the disk now starts with.
+  XapiStreamRequest get = Request("xcp-host3", "/export_raw_vdi");
+  get.query = {{"vdi", s.vdi}, {"format", "raw"}};
+  std::string head;
+  ASSERT_OK(XapiStreamGet(get, [&](absl::string_view data) {
+              if (head.size() < bytes.size())
+                absl::StrAppend(&head,
+                                data.substr(0, bytes.size() - head.size()));
+              return absl::OkStatus();
+            }).status());
+  EXPECT_TRUE(head == bytes) << "the disk does not start with the bytes put";
+  ASSERT_OK_AND_ASSIGN(sim::RequestLog log, sim_->Requests("xcp-host3"));
+  ASSERT_GE(log.requests_size(), 1);
+  EXPECT_EQ(log.requests(0).bytes_received(), bytes.size());
+  EXPECT_TRUE(log.requests(0).session_cookie());
+  EXPECT_FALSE(log.requests(0).session_in_query());
+}
+
+TEST_F(XapiStreamTest, PutFollowsARedirectAndSendsTheBodyAgain) {
+  // DEV-local-build's disk is on xcp-host3's local SR; ask xcp-host1.
+  Snap s = Snapshot("DEV-local-build");
+  XapiStreamRequest put = Request("xcp-host1", "/import_raw_vdi");
+  put.query = {{"vdi", s.vdi}};
+  MemoryBody body(Pattern(2 * 1024 * 1024));
+  ASSERT_OK_AND_ASSIGN(XapiStreamResult result,
+                       XapiStreamPut(put, body.Body()));
+  EXPECT_EQ(result.redirects, 1);
+  EXPECT_THAT(result.final_url, HasSubstr("127.0.0.4"));
+  EXPECT_EQ(result.bytes, body.data.size());
+  EXPECT_EQ(FinalTask(put.task_id).status, TaskStatus::kSuccess);
+}
+
+TEST_F(XapiStreamTest, ASourceErrorEndsTheUploadAndTheTaskFails) {
+  Snap s = Snapshot("DEV-RH6");
+  XapiStreamRequest put = Request("xcp-host3", "/import_raw_vdi");
+  put.query = {{"vdi", s.vdi}};
+  XapiUploadBody body;
+  body.size = 8 * 1024 * 1024;
+  uint64_t given = 0;
+  body.read = [&](char* buffer, size_t max) -> absl::StatusOr<size_t> {
+    if (given >= 1024 * 1024)
+      return absl::DataLossError("sha256 of web.raw does not match");
+    memset(buffer, 'x', max);
+    given += max;
+    return max;
+  };
+  EXPECT_THAT(XapiStreamPut(put, body).status(),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       HasSubstr("PUT /import_raw_vdi to http://")));
+  TaskRecord t = FinalTask(put.task_id);
+  EXPECT_EQ(t.status, TaskStatus::kFailure);
+  // The disk kept its bytes.
+  ASSERT_OK_AND_ASSIGN(sim::VdiInfo after, sim_->Vdi(s.source_vdi_uuid));
+  XapiStreamRequest get = Request("xcp-host3", "/export_raw_vdi");
+  get.query = {{"vdi", s.vdi}};
+  HashingSink sink;
+  ASSERT_OK(XapiStreamGet(get, sink.sink()).status());
+  EXPECT_EQ(sink.Hex(), after.sha256());
+}
+
+TEST_F(XapiStreamTest, PutErrorPageBecomesTheXenApiError) {
+  XapiStreamRequest put = Request("xcp-host3", "/import_raw_vdi");
+  put.query = {{"vdi", "OpaqueRef:nope"}};
+  MemoryBody body(Pattern(4 * 1024 * 1024));
+  absl::Status s = XapiStreamPut(put, body.Body()).status();
+  EXPECT_TRUE(IsXenApiError(s, "HANDLE_INVALID")) << s;
+  EXPECT_EQ(FinalTask(put.task_id).status, TaskStatus::kFailure);
+}
+
+TEST_F(XapiStreamTest, PutEmbeddedErrorAfterTheBodyIsAnError) {
+  Snap s = Snapshot("DEV-RH6");
+  XapiStreamRequest put = Request("xcp-host3", "/import_raw_vdi");
+  put.query = {{"vdi", s.vdi}};
+  // Longer than the disk: the write past its end fails.
+  MemoryBody body(std::string(static_cast<size_t>(s.size) + 4096, 'z'));
+  absl::Status st = XapiStreamPut(put, body.Body()).status();
+  EXPECT_TRUE(IsXenApiError(st, "VDI_IO_ERROR")) << st;
+  EXPECT_THAT(st.message(), HasSubstr("HTTP 200, then XAPI's error response"));
+  EXPECT_EQ(FinalTask(put.task_id).status, TaskStatus::kFailure);
 }
 
 }  // namespace
