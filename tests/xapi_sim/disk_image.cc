@@ -118,6 +118,10 @@ absl::StatusOr<std::unique_ptr<FileDisk>> FileDisk::Open(
 
 FileDisk::~FileDisk() { close(fd_); }
 
+void ZeroDisk::Read(uint64_t, char* buf, size_t len) const {
+  memset(buf, 0, len);
+}
+
 void PrefixOverlayDisk::Read(uint64_t offset, char* buf, size_t len) const {
   const uint64_t split = top_->size();
   if (offset < split) {

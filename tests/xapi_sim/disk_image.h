@@ -52,6 +52,18 @@ class GeneratedDisk final : public DiskImage {
   const uint64_t size_;
 };
 
+// A disk of zeros, as VDI.create makes one.
+class ZeroDisk final : public DiskImage {
+ public:
+  explicit ZeroDisk(uint64_t size) : size_(size) {}
+  uint64_t size() const override { return size_; }
+  void Read(uint64_t, char* buf, size_t len) const override;
+  bool IsZero(uint64_t, uint64_t) const override { return true; }
+
+ private:
+  const uint64_t size_;
+};
+
 // A disk stored in a (sparse) file, as the simulator keeps imported disks.
 class FileDisk final : public DiskImage {
  public:

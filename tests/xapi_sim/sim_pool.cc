@@ -720,6 +720,7 @@ const MethodTable& Methods() {
         MethodRow("VM.set_affinity", 3, 3),
         MethodRow("VDI.snapshot", 2, 3),
         MethodRow("VDI.destroy", 2, 2),
+        MethodRow("VDI.create", 2, 2),
         MethodRow("task.create", 3, 3),
         MethodRow("task.cancel", 2, 2),
         MethodRow("task.destroy", 2, 2),
@@ -777,9 +778,10 @@ struct Handler {
   bool has_vm;
 };
 constexpr Handler kHandlers[] = {
-    {"/export", true},          {"/export_raw_vdi", true},
-    {"/export_metadata", true}, {"/pool/xmldbdump", false},
-    {"/import", false},         {"/import_raw_vdi", true},
+    {"/export", true},           {"/export_raw_vdi", true},
+    {"/export_metadata", true},  {"/pool/xmldbdump", false},
+    {"/import", false},          {"/import_raw_vdi", true},
+    {"/import_metadata", false},
 };
 
 const Handler* FindHandler(absl::string_view path) {

@@ -355,6 +355,8 @@ class SimPool {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   RpcResult DestroyVmLocked(const SimCall& call)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  RpcResult CreateVdiLocked(const SimCall& call)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   RpcResult SnapshotVdiLocked(const SimCall& call)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   RpcResult DestroyVdiLocked(const SimCall& call)
@@ -391,6 +393,8 @@ class SimPool {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   HttpResponse DbDumpLocked(HttpRequest& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   UploadStart ImportStartLocked(HttpRequest& r)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  UploadStart ImportMetadataStartLocked(HttpRequest& r)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   UploadStart ImportRawVdiStartLocked(HttpRequest& r)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -452,12 +456,23 @@ class SimPool {
   RequestLog RequestsLocked(const std::string& host)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   FaultList FaultsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The records of an imported XVA (its disks already on file): the first VM
-  // with its VBDs, VIFs and VDIs. Returns the VM's ref.
+  struct ImportOptions {
+    std::string sr_ref;    // where a full import makes its disks
+    bool restore = false;  // restore=true: uuids and MACs kept
+    bool force = false;
+    // /import_metadata: exported VDI uuid to the uuid of a VDI in the pool.
+    std::map<std::string, std::string> vdi_map;
+  };
+  // The records of an imported ova.xml: every VM with its VBDs and VIFs,
+  // networks found by name (then bridge) or made, and disks made from
+  // `disks` (a full import: the files already written) or, when it is null
+  // (/import_metadata), found by vdi_map, then by SR and location. Returns
+  // the task's result (the VMs made, as an XML-RPC value). Errors: a XenAPI
+  // error as FAILED_PRECONDITION, its parts joined by \x1f; else IMPORT_ERROR.
   absl::StatusOr<std::string> CreateImportedVmLocked(
       const XvaImporter& xva,
-      std::map<std::string, std::shared_ptr<DiskImage>> disks,
-      const std::string& sr_ref) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      std::map<std::string, std::shared_ptr<DiskImage>>* disks,
+      const ImportOptions& options) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends an upload's task (success with `result`, or `error`) and its log
   // entry (`status` 0: no reply was sent).
   void FinishUploadLocked(const std::string& task, int log_index,

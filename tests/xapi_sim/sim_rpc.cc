@@ -364,6 +364,7 @@ SimPool::RpcResult SimPool::DispatchLocked(const std::string& host,
   if (method == "VM.destroy") return DestroyVmLocked(call);
   if (method == "VDI.snapshot") return SnapshotVdiLocked(call);
   if (method == "VDI.destroy") return DestroyVdiLocked(call);
+  if (method == "VDI.create") return CreateVdiLocked(call);
   if (method == "VM.set_is_a_template") {
     Object* vm = GetLocked("VM", StrParam(call, 1));
     if (vm == nullptr)
@@ -805,6 +806,70 @@ SimPool::RpcResult SimPool::DestroyVmLocked(const SimCall& call) {
   DestroyLocked("VM_guest_metrics", vm->str("guest_metrics"));
   DestroyLocked("VM", vm->ref);
   return {SimValue::Str(""), {}};
+}
+
+SimPool::RpcResult SimPool::CreateVdiLocked(const SimCall& call) {
+  const SimValue& args = call.params[1];
+  if (args.kind != SimValue::Kind::kMap)
+    return {SimValue(), Err({"FIELD_TYPE_ERROR", "args"}), true};
+  // The fields VDI.create needs (XAPI's rpc layer refuses a record without
+  // one); xenstore_data, sm_config and tags have defaults.
+  for (const char* f : {"name_label", "name_description", "SR", "virtual_size",
+                        "type", "sharable", "read_only", "other_config"}) {
+    if (args.Get(f) == nullptr)
+      return {SimValue(), Err({"FIELD_TYPE_ERROR", f}), true};
+  }
+  auto str = [&](const char* f) { return args.Get(f)->s; };
+  Object* sr = GetLocked("SR", str("SR"));
+  if (sr == nullptr)
+    return {SimValue(), Err({"HANDLE_INVALID", "SR", str("SR")})};
+  int64_t size = 0;
+  const SimValue& vsize = *args.Get("virtual_size");
+  if (vsize.kind == SimValue::Kind::kInt) {
+    size = vsize.i;
+  } else if (vsize.kind != SimValue::Kind::kString ||
+             !absl::SimpleAtoi(vsize.s, &size)) {
+    return {SimValue(), Err({"FIELD_TYPE_ERROR", "virtual_size"}), true};
+  }
+  if (size <= 0) {
+    return {SimValue(),
+            Err({"SR_BACKEND_FAILURE_79", "", "VDI Invalid size", ""})};
+  }
+  if (sr->str("content_type") == "iso") {
+    return {SimValue(), Err({"SR_OPERATION_NOT_SUPPORTED", sr->ref})};
+  }
+  // Room for the whole disk on a thick (LVM) SR, for a small VHD on a thin
+  // one.
+  const int64_t needed = IsThickType(sr->str("type")) ? size : 46592;
+  if (needed > sr->at("physical_size").i - sr->at("physical_utilisation").i) {
+    return {SimValue(), Err({"SR_BACKEND_FAILURE_44", "",
+                             "There is insufficient space", ""})};
+  }
+  Object* vdi = CreateLocked("VDI");
+  vdi->at("name_label") = SimValue::Str(str("name_label"));
+  vdi->at("name_description") = SimValue::Str(str("name_description"));
+  vdi->at("SR") = SimValue::Str(sr->ref);
+  vdi->at("virtual_size") = SimValue::Int(size);
+  vdi->at("physical_utilisation") = SimValue::Int(needed);
+  vdi->at("type") = SimValue::Str(str("type"));
+  vdi->at("sharable") = SimValue::Bool(args.Get("sharable")->b);
+  vdi->at("read_only") = SimValue::Bool(args.Get("read_only")->b);
+  vdi->at("location") = SimValue::Str(vdi->str("uuid"));
+  for (const char* f : {"other_config", "xenstore_data", "sm_config"}) {
+    const SimValue* v = args.Get(f);
+    if (v != nullptr && v->kind == SimValue::Kind::kMap) vdi->at(f) = *v;
+  }
+  if (const SimValue* v = args.Get("tags");
+      v != nullptr && v->kind == SimValue::Kind::kSet) {
+    vdi->at("tags") = *v;
+  }
+  sr->at("VDIs").items.push_back(SimValue::Str(vdi->ref));
+  sr->at("physical_utilisation").i += needed;
+  sr->at("virtual_allocation").i += size;
+  VdiData data;
+  data.image = std::make_shared<ZeroDisk>(static_cast<uint64_t>(size));
+  vdi_data_[vdi->ref] = std::move(data);
+  return {SimValue::Str(vdi->ref), {}};
 }
 
 SimPool::RpcResult SimPool::SnapshotVdiLocked(const SimCall& call) {

@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 // XAPI's upload handlers, as the simulator serves them: PUT /import (an XVA
-// read as it arrives, the records made at the end) and PUT /import_raw_vdi
-// (raw or VHD into an existing VDI), with the faults the downloads have.
+// read as it arrives, the records made at the end), PUT /import_metadata
+// (ova.xml alone: the records, with disks that are already in the pool) and
+// PUT /import_raw_vdi (raw or VHD into an existing VDI), with the faults the
+// downloads have.
 // The body reaches them through UploadSink, from sim_http.cc's dispatch.
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -18,12 +21,19 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 
 #include "tests/xapi_sim/sim_http_util.h"
 #include "tests/xapi_sim/sim_pool.h"
 
 namespace vmb::sim {
+
+#define VMB_SIM_RETURN_IF_ERROR(expr)                  \
+  do {                                                 \
+    if (absl::Status _s = (expr); !_s.ok()) return _s; \
+  } while (0)
 
 // ---- uploads
 // -------------------------------------------------------------------
@@ -197,12 +207,15 @@ class SimPool::UploadBase : public UploadSink {
 // end.
 class SimPool::ImportSink final : public SimPool::UploadBase {
  public:
+  // `options.vdi_map` set (even empty): /import_metadata, the disks are
+  // found rather than made.
   ImportSink(SimPool* pool, const std::string& task, const HttpRequest& r,
-             StreamFaults faults, std::string sr, bool force)
+             StreamFaults faults, ImportOptions options, bool metadata)
       : UploadBase(pool, task, r, std::move(faults),
                    {"IMPORT_ERROR_PREMATURE_EOF"}),
-        importer_(pool->state_dir_, force),
-        sr_(std::move(sr)) {}
+        importer_(pool->state_dir_, options.force),
+        options_(std::move(options)),
+        metadata_(metadata) {}
 
  protected:
   absl::Status Consume(absl::string_view data) override {
@@ -211,34 +224,183 @@ class SimPool::ImportSink final : public SimPool::UploadBase {
   absl::Status Prepare() override { return importer_.Finish(); }
   absl::StatusOr<std::string> CommitLocked() override
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool_->mu_) {
+    if (metadata_)
+      return pool_->CreateImportedVmLocked(importer_, nullptr, options_);
     auto disks = importer_.TakeDisks();
     if (!disks.ok()) return disks.status();
-    auto vm = pool_->CreateImportedVmLocked(importer_, *std::move(disks), sr_);
-    if (!vm.ok()) return vm.status();
-    return XapiValue(SimValue::StrSet({*vm}));
+    return pool_->CreateImportedVmLocked(importer_, &*disks, options_);
   }
   std::vector<std::string> ErrorFor(const absl::Status& s) override {
+    // A XenAPI error of the records' creation, its parts joined by \x1f.
+    if (s.code() == absl::StatusCode::kFailedPrecondition)
+      return absl::StrSplit(s.message(), '\x1f');
     return {"IMPORT_ERROR", std::string(s.message())};
   }
 
  private:
   XvaImporter importer_;
-  const std::string sr_;
+  const ImportOptions options_;
+  const bool metadata_;
+};
+
+// A dynamic VHD as it arrives (format=vhd): the footer's copy, the header,
+// the BAT, then the blocks (each a sector bitmap and its data) in whatever
+// order the file has them, and the footer. The data of every allocated
+// block is handed on at its place on the disk; the bitmaps are not looked
+// at (vhd-tool's writers fill whole blocks). Written for the simulator; it
+// shares no code with the client's verifier.
+class VhdUploadReader {
+ public:
+  using Write = std::function<absl::Status(uint64_t offset, absl::string_view)>;
+  explicit VhdUploadReader(uint64_t disk_size) : disk_size_(disk_size) {}
+
+  absl::Status Feed(absl::string_view data, const Write& write) {
+    while (!data.empty()) {
+      if (!parsed_) {
+        const size_t want = static_cast<size_t>(HeadBytes() - head_.size());
+        const size_t n = std::min(want, data.size());
+        head_.append(data.data(), n);
+        data.remove_prefix(n);
+        pos_ += n;
+        if (head_.size() == HeadBytes()) {
+          if (absl::Status s = ParseHead(); !s.ok()) return s;
+        }
+        continue;
+      }
+      // Skip to the next block's data, or through it.
+      while (next_ < blocks_.size() &&
+             pos_ >= blocks_[next_].data_start + block_size_) {
+        ++next_;
+      }
+      if (next_ == blocks_.size()) {  // the footer, and nothing after it
+        pos_ += data.size();
+        return absl::OkStatus();
+      }
+      const Block& b = blocks_[next_];
+      if (pos_ < b.data_start) {
+        if (pos_ < b.data_start - bitmap_bytes_ && pos_ < max_seen_) {
+          return absl::InvalidArgumentError("VHD blocks overlap");
+        }
+        const size_t n = static_cast<size_t>(
+            std::min<uint64_t>(data.size(), b.data_start - pos_));
+        data.remove_prefix(n);
+        pos_ += n;
+        continue;
+      }
+      const uint64_t in_block = pos_ - b.data_start;
+      const size_t n = static_cast<size_t>(
+          std::min<uint64_t>(data.size(), block_size_ - in_block));
+      const uint64_t at = b.index * block_size_ + in_block;
+      if (at < disk_size_) {
+        const size_t keep =
+            static_cast<size_t>(std::min<uint64_t>(n, disk_size_ - at));
+        if (absl::Status s = write(at, data.substr(0, keep)); !s.ok()) return s;
+      }
+      data.remove_prefix(n);
+      pos_ += n;
+      max_seen_ = std::max(max_seen_, pos_);
+    }
+    return absl::OkStatus();
+  }
+
+  // The body ended: every block and the footer must have come.
+  absl::Status Finish() const {
+    if (!parsed_) return absl::InvalidArgumentError("VHD too short");
+    const uint64_t end = blocks_.empty()
+                             ? head_.size()
+                             : blocks_.back().data_start + block_size_;
+    if (pos_ < end + 512) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "VHD truncated at ", pos_, " bytes (", end + 512, " expected)"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  struct Block {
+    uint64_t data_start;  // file offset of the block's data
+    uint64_t index;
+  };
+  static uint64_t Be(absl::string_view s, size_t at, size_t n) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; ++i)
+      v = (v << 8) | static_cast<unsigned char>(s[at + i]);
+    return v;
+  }
+  // Footer and header first; then up to the BAT's end.
+  uint64_t HeadBytes() const { return bat_end_ == 0 ? 1536 : bat_end_; }
+
+  absl::Status ParseHead() {
+    if (bat_end_ == 0) {
+      if (head_.compare(0, 8, "conectix") != 0)
+        return absl::InvalidArgumentError("not a VHD: no footer cookie");
+      if (Be(head_, 60, 4) != 3)
+        return absl::InvalidArgumentError("not a dynamic VHD");
+      if (head_.compare(512, 8, "cxsparse") != 0)
+        return absl::InvalidArgumentError("VHD: no dynamic header");
+      const uint64_t size = Be(head_, 48, 8);
+      if (size > disk_size_) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("VHD of ", size, " bytes is larger than the disk (",
+                         disk_size_, ")"));
+      }
+      bat_offset_ = Be(head_, 512 + 16, 8);
+      entries_ = Be(head_, 512 + 28, 4);
+      block_size_ = Be(head_, 512 + 32, 4);
+      if (block_size_ == 0 || block_size_ % 512 != 0 || bat_offset_ < 1536 ||
+          entries_ > (uint64_t{1} << 24)) {
+        return absl::InvalidArgumentError("VHD header out of range");
+      }
+      bitmap_bytes_ = ((block_size_ / 512 / 8) + 511) / 512 * 512;
+      bat_end_ = bat_offset_ + entries_ * 4;
+      if (head_.size() < bat_end_) return absl::OkStatus();  // more to read
+    }
+    for (uint64_t i = 0; i < entries_; ++i) {
+      const uint64_t sector = Be(head_, bat_offset_ + i * 4, 4);
+      if (sector == 0xffffffffu) continue;
+      blocks_.push_back(Block{sector * 512 + bitmap_bytes_, i});
+    }
+    std::sort(blocks_.begin(), blocks_.end(),
+              [](const Block& a, const Block& b) {
+                return a.data_start < b.data_start;
+              });
+    for (const Block& b : blocks_) {
+      if (b.data_start - bitmap_bytes_ < bat_end_)
+        return absl::InvalidArgumentError("VHD block inside the BAT");
+    }
+    parsed_ = true;
+    return absl::OkStatus();
+  }
+
+  const uint64_t disk_size_;
+  std::string head_;
+  bool parsed_ = false;
+  uint64_t pos_ = 0;
+  uint64_t max_seen_ = 0;
+  uint64_t bat_offset_ = 0, bat_end_ = 0, entries_ = 0, block_size_ = 0;
+  uint64_t bitmap_bytes_ = 0;
+  std::vector<Block> blocks_;
+  size_t next_ = 0;
 };
 
 // PUT /import_raw_vdi: the bytes go to a file of their own, which becomes the
 // start of the VDI's content when the upload succeeds.
 class SimPool::RawVdiSink final : public SimPool::UploadBase {
  public:
+  // `vhd`: the body is a dynamic VHD, whose blocks land at their places
+  // (the rest of the disk reads as zeros: XAPI keeps what was there, which
+  // for a new VDI is the same); else raw bytes from the disk's start.
   RawVdiSink(SimPool* pool, const std::string& task, const HttpRequest& r,
              StreamFaults faults, std::string vdi, uint64_t size,
-             std::string path, int fd)
+             std::string path, int fd, bool vhd)
       : UploadBase(pool, task, r, std::move(faults),
                    {"VDI_IO_ERROR", "Device I/O errors"}),
         vdi_(std::move(vdi)),
         size_(size),
         path_(std::move(path)),
-        fd_(fd) {}
+        fd_(fd) {
+    if (vhd) vhd_ = std::make_unique<VhdUploadReader>(size);
+  }
   ~RawVdiSink() override {
     close(fd_);
     if (!kept_) unlink(path_.c_str());
@@ -246,20 +408,27 @@ class SimPool::RawVdiSink final : public SimPool::UploadBase {
 
  protected:
   absl::Status Consume(absl::string_view data) override {
+    if (vhd_ != nullptr) {
+      return vhd_->Feed(data, [this](uint64_t at, absl::string_view piece) {
+        return WriteAt(at, piece);
+      });
+    }
     // Past the end of the disk vhd-tool's write fails.
     if (data.size() > size_ - written_)
       return absl::OutOfRangeError("write past the end of the disk");
-    size_t done = 0;
-    while (done < data.size()) {
-      const ssize_t n = pwrite(fd_, data.data() + done, data.size() - done,
-                               static_cast<off_t>(written_));
-      if (n <= 0) return absl::InternalError("cannot write upload file");
-      done += static_cast<size_t>(n);
-      written_ += static_cast<uint64_t>(n);
-    }
+    VMB_SIM_RETURN_IF_ERROR(WriteAt(written_, data));
+    written_ += data.size();
     return absl::OkStatus();
   }
-  absl::Status Prepare() override { return absl::OkStatus(); }
+  absl::Status Prepare() override {
+    if (vhd_ == nullptr) return absl::OkStatus();
+    VMB_SIM_RETURN_IF_ERROR(vhd_->Finish());
+    // The whole disk, zeros where no block came.
+    if (ftruncate(fd_, static_cast<off_t>(size_)) != 0)
+      return absl::InternalError("cannot size upload file");
+    written_ = size_;
+    return absl::OkStatus();
+  }
   absl::StatusOr<std::string> CommitLocked() override
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool_->mu_) {
     auto it = pool_->vdi_data_.find(vdi_);
@@ -288,8 +457,20 @@ class SimPool::RawVdiSink final : public SimPool::UploadBase {
   const uint64_t size_;
   const std::string path_;
   const int fd_;
+  std::unique_ptr<VhdUploadReader> vhd_;
   uint64_t written_ = 0;
   bool kept_ = false;
+
+  absl::Status WriteAt(uint64_t at, absl::string_view data) {
+    size_t done = 0;
+    while (done < data.size()) {
+      const ssize_t n = pwrite(fd_, data.data() + done, data.size() - done,
+                               static_cast<off_t>(at + done));
+      if (n <= 0) return absl::InternalError("cannot write upload file");
+      done += static_cast<size_t>(n);
+    }
+    return absl::OkStatus();
+  }
 };
 
 void SimPool::FinishUploadLocked(const std::string& task, int log_index,
@@ -311,98 +492,223 @@ void SimPool::FinishUploadLocked(const std::string& task, int log_index,
 
 absl::StatusOr<std::string> SimPool::CreateImportedVmLocked(
     const XvaImporter& xva,
-    std::map<std::string, std::shared_ptr<DiskImage>> disks,
-    const std::string& sr_ref) {
+    std::map<std::string, std::shared_ptr<DiskImage>>* disks,
+    const ImportOptions& options) {
   const auto& objects = xva.objects();
-  // The first VM object (by id, compared as strings) is imported.
-  auto first_vm = std::find_if(objects.begin(), objects.end(),
-                               [](auto& o) { return o.second.first == "VM"; });
-  if (first_vm == objects.end())
-    return absl::InvalidArgumentError("no VM in ova.xml");
+  auto import_error = [](std::vector<std::string> e) {
+    return absl::FailedPreconditionError(absl::StrJoin(e, "\x1f"));
+  };
+  std::vector<std::string> vm_ids;
+  for (const auto& [id, entry] : objects) {
+    if (entry.first == "VM") vm_ids.push_back(id);
+  }
+  if (vm_ids.empty()) return absl::InvalidArgumentError("no VM in ova.xml");
+  // Full restore keeps the VMs' uuids: an existing VM of that uuid must be
+  // halted and older, and XAPI would then replace it.
+  if (options.restore) {
+    for (const std::string& id : vm_ids) {
+      const SimValue* uuid = objects.at(id).second->Get("uuid");
+      Object* existing =
+          uuid != nullptr ? ByUuidLocked("VM", uuid->s) : nullptr;
+      if (existing == nullptr) continue;
+      if (existing->str("power_state") != "Halted") {
+        return import_error(
+            {"VM_BAD_POWER_STATE", existing->ref, "halted",
+             absl::AsciiStrToLower(existing->str("power_state"))});
+      }
+      if (!options.force) {
+        return import_error(
+            {"VM_TO_IMPORT_IS_NOT_NEWER_VERSION", existing->ref, "0", "0"});
+      }
+      return import_error(
+          {"INTERNAL_ERROR", "replacing an existing VM is not simulated"});
+    }
+  }
+  // SRs by uuid (metadata import looks its disks up there).
+  std::map<std::string, std::string> sr_uuid_of;  // export id -> SR uuid
+  for (const auto& [id, entry] : objects) {
+    if (entry.first != "SR") continue;
+    if (const SimValue* u = entry.second->Get("uuid")) sr_uuid_of[id] = u->s;
+  }
+  // Disks: made from the upload (full import), or found (metadata import):
+  // by the vdi:<uuid>=<uuid> map, then by SR and location.
   std::map<std::string, Object*> vdis;
   for (const auto& [id, entry] : objects) {
     if (entry.first != "VDI") continue;
     const SimValue& rec = *entry.second;
+    if (disks == nullptr) {
+      const SimValue* uuid = rec.Get("uuid");
+      Object* found = nullptr;
+      if (uuid != nullptr) {
+        auto mapped = options.vdi_map.find(uuid->s);
+        if (mapped != options.vdi_map.end())
+          found = ByUuidLocked("VDI", mapped->second);
+      }
+      const SimValue* location = rec.Get("location");
+      const SimValue* sr_id = rec.Get("SR");
+      auto sr_uuid =
+          sr_id != nullptr ? sr_uuid_of.find(sr_id->s) : sr_uuid_of.end();
+      Object* sr = sr_uuid != sr_uuid_of.end()
+                       ? ByUuidLocked("SR", sr_uuid->second)
+                       : nullptr;
+      if (found == nullptr && sr != nullptr && location != nullptr) {
+        for (Object* v : AllLocked("VDI")) {
+          if (v->str("SR") == sr->ref && v->str("location") == location->s) {
+            found = v;
+            break;
+          }
+        }
+      }
+      if (found == nullptr) {
+        if (options.force) continue;
+        if (sr != nullptr) {
+          return import_error({"VDI_LOCATION_MISSING", sr->ref,
+                               location != nullptr ? location->s : ""});
+        }
+        return import_error({"VDI_CONTENT_ID_MISSING"});
+      }
+      vdis[id] = found;
+      continue;
+    }
     Object* vdi = CreateLocked("VDI");
     if (const SimValue* n = rec.Get("name_label")) vdi->at("name_label") = *n;
     if (const SimValue* n = rec.Get("name_description"))
       vdi->at("name_description") = *n;
-    const std::shared_ptr<DiskImage>& image = disks[id];
+    const std::shared_ptr<DiskImage>& image = (*disks)[id];
     vdi->at("virtual_size") = SimValue::Int(
         static_cast<int64_t>(image != nullptr ? image->size() : 0));
-    vdi->at("SR") = SimValue::Str(sr_ref);
+    vdi->at("SR") = SimValue::Str(options.sr_ref);
     vdi->at("location") = SimValue::Str(vdi->str("uuid"));
-    if (Object* sr = GetLocked("SR", sr_ref))
+    if (Object* sr = GetLocked("SR", options.sr_ref))
       sr->at("VDIs").items.push_back(SimValue::Str(vdi->ref));
     VdiData d;
     d.image = image;
     vdi_data_[vdi->ref] = std::move(d);
     vdis[id] = vdi;
   }
-  const std::string& id = first_vm->first;
-  const SimValue& rec = *first_vm->second.second;
-  Object* vm = CreateLocked("VM");
-  const std::string uuid = vm->str("uuid");
-  for (const auto& [field, value] : rec.map) {
-    int i = vm->schema->Find(field);
-    if (i < 0) continue;
-    const FieldSchema& f = vm->schema->fields[static_cast<size_t>(i)];
-    if (f.kind == FieldKind::kRef ||
-        (f.kind == FieldKind::kSet && f.value_kind == FieldKind::kRef)) {
-      continue;
-    }
-    SimValue v = value;
-    if (f.kind == FieldKind::kInt && v.kind == SimValue::Kind::kString) {
-      int64_t n = 0;
-      (void)absl::SimpleAtoi(v.s, &n);
-      v = SimValue::Int(n);
-    }
-    if (v.kind == f.default_value.kind) vm->fields[static_cast<size_t>(i)] = v;
-  }
-  vm->at("uuid") = SimValue::Str(uuid);
-  vm->at("power_state") = SimValue::Str("Halted");
-  vm->at("resident_on") = SimValue::Str("OpaqueRef:NULL");
-  vm->at("domid") = SimValue::Int(-1);
-  Object* metrics = CreateLocked("VM_metrics");
-  vm->at("metrics") = SimValue::Str(metrics->ref);
-  for (const auto& [vbd_id, vbd_entry] : objects) {
-    if (vbd_entry.first != "VBD") continue;
-    const SimValue& vrec = *vbd_entry.second;
-    const SimValue* owner = vrec.Get("VM");
-    if (owner == nullptr || owner->s != id) continue;
-    Object* vbd = CreateLocked("VBD");
-    for (const char* f :
-         {"device", "userdevice", "bootable", "mode", "type", "empty"}) {
-      if (const SimValue* v = vrec.Get(f)) {
-        if (v->kind == vbd->at(f).kind) vbd->at(f) = *v;
+  // Networks: by name, then by bridge; else a new one of that name.
+  std::map<std::string, Object*> networks;
+  for (const auto& [id, entry] : objects) {
+    if (entry.first != "network") continue;
+    const SimValue& rec = *entry.second;
+    const SimValue* name = rec.Get("name_label");
+    const SimValue* bridge = rec.Get("bridge");
+    Object* found = nullptr;
+    for (Object* n : AllLocked("network")) {
+      if (name != nullptr && n->str("name_label") == name->s) {
+        found = n;
+        break;
       }
     }
-    vbd->at("VM") = SimValue::Str(vm->ref);
-    const SimValue* vdi_id = vrec.Get("VDI");
-    auto it = vdi_id != nullptr ? vdis.find(vdi_id->s) : vdis.end();
-    if (it != vdis.end()) {
-      vbd->at("VDI") = SimValue::Str(it->second->ref);
-      it->second->at("VBDs").items.push_back(SimValue::Str(vbd->ref));
-    } else {
-      vbd->at("VDI") = SimValue::Str("OpaqueRef:NULL");
+    for (Object* n : AllLocked("network")) {
+      if (found == nullptr && bridge != nullptr && !bridge->s.empty() &&
+          n->str("bridge") == bridge->s) {
+        found = n;
+      }
     }
-    vm->at("VBDs").items.push_back(SimValue::Str(vbd->ref));
+    if (found == nullptr) {
+      found = CreateLocked("network");
+      if (name != nullptr) found->at("name_label") = *name;
+      found->at("bridge") =
+          SimValue::Str(absl::StrCat("xapi", AllLocked("network").size()));
+      found->at("MTU") = SimValue::Int(1500);
+    }
+    networks[id] = found;
   }
-  Object* network = AllLocked("network").front();
-  for (const auto& [vif_id, vif_entry] : objects) {
-    if (vif_entry.first != "VIF") continue;
-    const SimValue& frec = *vif_entry.second;
-    const SimValue* owner = frec.Get("VM");
-    if (owner == nullptr || owner->s != id) continue;
-    Object* vif = CreateLocked("VIF");
-    if (const SimValue* v = frec.Get("device")) vif->at("device") = *v;
-    if (const SimValue* v = frec.Get("MAC")) vif->at("MAC") = *v;
-    vif->at("VM") = SimValue::Str(vm->ref);
-    vif->at("network") = SimValue::Str(network->ref);
-    network->at("VIFs").items.push_back(SimValue::Str(vif->ref));
-    vm->at("VIFs").items.push_back(SimValue::Str(vif->ref));
+  std::vector<std::string> made;
+  std::vector<std::string> made_snapshots;
+  for (const std::string& id : vm_ids) {
+    const SimValue& rec = *objects.at(id).second;
+    Object* vm = CreateLocked("VM");
+    const std::string uuid = vm->str("uuid");
+    for (const auto& [field, value] : rec.map) {
+      int i = vm->schema->Find(field);
+      if (i < 0) continue;
+      const FieldSchema& f = vm->schema->fields[static_cast<size_t>(i)];
+      if (f.kind == FieldKind::kRef ||
+          (f.kind == FieldKind::kSet && f.value_kind == FieldKind::kRef)) {
+        continue;
+      }
+      SimValue v = value;
+      if (f.kind == FieldKind::kInt && v.kind == SimValue::Kind::kString) {
+        int64_t n = 0;
+        (void)absl::SimpleAtoi(v.s, &n);
+        v = SimValue::Int(n);
+      }
+      if (v.kind == f.default_value.kind)
+        vm->fields[static_cast<size_t>(i)] = v;
+    }
+    if (!options.restore || vm->str("uuid").empty())
+      vm->at("uuid") = SimValue::Str(uuid);
+    vm->at("power_state") = SimValue::Str("Halted");
+    vm->at("resident_on") = SimValue::Str("OpaqueRef:NULL");
+    vm->at("domid") = SimValue::Int(-1);
+    Object* metrics = CreateLocked("VM_metrics");
+    vm->at("metrics") = SimValue::Str(metrics->ref);
+    for (const auto& [vbd_id, vbd_entry] : objects) {
+      if (vbd_entry.first != "VBD") continue;
+      const SimValue& vrec = *vbd_entry.second;
+      const SimValue* owner = vrec.Get("VM");
+      if (owner == nullptr || owner->s != id) continue;
+      const SimValue* vdi_id = vrec.Get("VDI");
+      auto it = vdi_id != nullptr ? vdis.find(vdi_id->s) : vdis.end();
+      const SimValue* type = vrec.Get("type");
+      const bool cd = type != nullptr && type->s != "Disk";
+      // A disk whose VDI is not there is left out; a CD is ejected.
+      if (it == vdis.end() && !cd) continue;
+      Object* vbd = CreateLocked("VBD");
+      for (const char* f : {"device", "userdevice", "bootable", "mode", "type",
+                            "empty", "unpluggable", "other_config"}) {
+        if (const SimValue* v = vrec.Get(f)) {
+          if (v->kind == vbd->at(f).kind) vbd->at(f) = *v;
+        }
+      }
+      vbd->at("VM") = SimValue::Str(vm->ref);
+      if (it != vdis.end()) {
+        vbd->at("VDI") = SimValue::Str(it->second->ref);
+        it->second->at("VBDs").items.push_back(SimValue::Str(vbd->ref));
+      } else {
+        vbd->at("VDI") = SimValue::Str("OpaqueRef:NULL");
+        vbd->at("empty") = SimValue::Bool(true);
+      }
+      vm->at("VBDs").items.push_back(SimValue::Str(vbd->ref));
+    }
+    for (const auto& [vif_id, vif_entry] : objects) {
+      if (vif_entry.first != "VIF") continue;
+      const SimValue& frec = *vif_entry.second;
+      const SimValue* owner = frec.Get("VM");
+      if (owner == nullptr || owner->s != id) continue;
+      const SimValue* net_id = frec.Get("network");
+      auto net = net_id != nullptr ? networks.find(net_id->s) : networks.end();
+      Object* network =
+          net != networks.end() ? net->second : AllLocked("network").front();
+      Object* vif = CreateLocked("VIF");
+      for (const char* f : {"device", "MTU", "other_config"}) {
+        if (const SimValue* v = frec.Get(f)) {
+          if (v->kind == vif->at(f).kind) vif->at(f) = *v;
+        }
+      }
+      // Not a full restore: the MAC is made anew (XAPI derives it from a
+      // fresh mac_seed).
+      const SimValue* mac = frec.Get("MAC");
+      if (options.restore && mac != nullptr) {
+        vif->at("MAC") = *mac;
+      } else {
+        const uint64_t r = rng_();
+        vif->at("MAC") = SimValue::Str(absl::StrFormat(
+            "ce:%02x:%02x:%02x:%02x:%02x", r & 0xff, (r >> 8) & 0xff,
+            (r >> 16) & 0xff, (r >> 24) & 0xff, (r >> 32) & 0xff));
+      }
+      vif->at("VM") = SimValue::Str(vm->ref);
+      vif->at("network") = SimValue::Str(network->ref);
+      network->at("VIFs").items.push_back(SimValue::Str(vif->ref));
+      vm->at("VIFs").items.push_back(SimValue::Str(vif->ref));
+    }
+    (vm->at("is_a_snapshot").b ? made_snapshots : made).push_back(vm->ref);
   }
-  return vm->ref;
+  // The task's result: the VMs made, snapshots only when nothing else was.
+  if (made.empty()) made = made_snapshots;
+  return XapiValue(SimValue::StrSet(made));
 }
 
 UploadStart SimPool::ImportStartLocked(HttpRequest& r) {
@@ -440,8 +746,46 @@ UploadStart SimPool::ImportStartLocked(HttpRequest& r) {
   StreamFaults faults =
       MatchStreamFaultsLocked(r, {}, "", {"VDI_IO_ERROR", "Device I/O errors"});
   task_streaming_[task] = true;
+  ImportOptions options;
+  options.sr_ref = sr;
+  options.force = Param(r, "force") == "true";
+  options.restore = Param(r, "restore") == "true";
   start.sink = std::make_unique<ImportSink>(this, task, r, std::move(faults),
-                                            sr, Param(r, "force") == "true");
+                                            std::move(options), false);
+  return start;
+}
+
+UploadStart SimPool::ImportMetadataStartLocked(HttpRequest& r) {
+  UploadStart start;
+  HttpResponse& out = start.response;
+  const std::string task = TaskForRequestLocked(r, "VM.metadata_import");
+  if (!AuthenticateHttpLocked(r, task, &out)) return start;
+  if (Param(r, "dry_run") == "true" || Param(r, "live") == "true") {
+    std::vector<std::string> error = {
+        "INTERNAL_ERROR", "dry_run and live imports are not simulated"};
+    FailTaskLocked(task, error);
+    out = ErrorPageLocked(500, error);
+    return start;
+  }
+  if (const Fault* f =
+          MatchFaultLocked(Fault::CALL_ERROR, r.host, r.handler, {})) {
+    std::vector<std::string> error = FaultErrorLocked(*f, "");
+    FailTaskLocked(task, error);
+    out = ErrorPageLocked(500, error);
+    return start;
+  }
+  StreamFaults faults =
+      MatchStreamFaultsLocked(r, {}, "", {"IMPORT_ERROR_PREMATURE_EOF"});
+  task_streaming_[task] = true;
+  ImportOptions options;
+  options.force = Param(r, "force") == "true";
+  options.restore = Param(r, "restore") == "true";
+  // vdi:<exported VDI uuid>=<VDI uuid in this pool>
+  for (const auto& [key, value] : r.query) {
+    if (absl::StartsWith(key, "vdi:")) options.vdi_map[key.substr(4)] = value;
+  }
+  start.sink = std::make_unique<ImportSink>(this, task, r, std::move(faults),
+                                            std::move(options), true);
   return start;
 }
 
@@ -494,7 +838,7 @@ UploadStart SimPool::ImportRawVdiStartLocked(HttpRequest& r) {
     return refuse(404, {"INTERNAL_ERROR", "Cannot handle chunked VHD"});
   if (r.chunked)
     return refuse(404, {"INTERNAL_ERROR", "Cannot handle encoding: chunked"});
-  if (format != "raw") {
+  if (format != "raw" && format != "vhd") {
     return fail(500, {"INTERNAL_ERROR",
                       absl::StrCat("format ", format, " is not simulated")});
   }
@@ -516,9 +860,9 @@ UploadStart SimPool::ImportRawVdiStartLocked(HttpRequest& r) {
   StreamFaults faults = MatchStreamFaultsLocked(
       r, ids, vdi->str("uuid"), {"VDI_IO_ERROR", "Device I/O errors"});
   task_streaming_[task] = true;
-  start.sink =
-      std::make_unique<RawVdiSink>(this, task, r, std::move(faults), vdi->ref,
-                                   data->second.image->size(), path, fd);
+  start.sink = std::make_unique<RawVdiSink>(
+      this, task, r, std::move(faults), vdi->ref, data->second.image->size(),
+      path, fd, format == "vhd");
   return start;
 }
 
@@ -529,6 +873,8 @@ std::optional<UploadStart> SimPool::StartUpload(HttpRequest& r) {
   if (r.method != "PUT") return std::nullopt;
   if (is("/import")) {
     r.handler = "/import";
+  } else if (is("/import_metadata")) {
+    r.handler = "/import_metadata";
   } else if (is("/import_raw_vdi")) {
     r.handler = "/import_raw_vdi";
   } else {
@@ -542,8 +888,13 @@ std::optional<UploadStart> SimPool::StartUpload(HttpRequest& r) {
     return start;
   }
   r.log_index = LogRequestLocked(r);
-  start = r.handler == "/import" ? ImportStartLocked(r)
-                                 : ImportRawVdiStartLocked(r);
+  if (r.handler == "/import") {
+    start = ImportStartLocked(r);
+  } else if (r.handler == "/import_metadata") {
+    start = ImportMetadataStartLocked(r);
+  } else {
+    start = ImportRawVdiStartLocked(r);
+  }
   if (start.sink == nullptr) LogReplyLocked(start.response, r.log_index);
   return start;
 }

@@ -724,7 +724,8 @@ TEST(SimServedMethodsTest, EveryListedMethodIsServedAndNoOther) {
   }
   EXPECT_THAT(sim::SimPool::ServedHandlers(),
               ElementsAre("/export", "/export_raw_vdi", "/export_metadata",
-                          "/pool/xmldbdump", "/import", "/import_raw_vdi"));
+                          "/pool/xmldbdump", "/import", "/import_raw_vdi",
+                          "/import_metadata"));
 }
 
 // ---- uploads
@@ -881,11 +882,15 @@ TEST_F(SimUploadTest, ImportRawVdiRefusesWhatXapiRefuses) {
   // No such VDI.
   auto [bad, bad_error] = task_error("/import_raw_vdi?vdi=nope", "abc", 500);
   EXPECT_THAT(bad.body, HasSubstr("HANDLE_INVALID: [ VDI; nope ]"));
-  // A VHD is not simulated.
+  // A body that is not a VHD: the 200, then the write fails.
   auto [vhd, vhd_error] =
-      task_error("/import_raw_vdi?format=vhd&vdi=" + vdi, "abc", 500);
-  EXPECT_THAT(vhd_error,
-              ElementsAre("INTERNAL_ERROR", "format vhd is not simulated"));
+      task_error("/import_raw_vdi?format=vhd&vdi=" + vdi, "abc", 200);
+  EXPECT_THAT(vhd_error, ElementsAre("VDI_IO_ERROR", "Device I/O errors"));
+  // qcow2 is not simulated.
+  auto [qcow, qcow_error] =
+      task_error("/import_raw_vdi?format=qcow2&vdi=" + vdi, "abc", 500);
+  EXPECT_THAT(qcow_error,
+              ElementsAre("INTERNAL_ERROR", "format qcow2 is not simulated"));
   // Nothing was written.
   ASSERT_OK_AND_ASSIGN(sim::VdiInfo after, sim_->Vdi(rec.uuid));
   EXPECT_EQ(after.sha256(), before.sha256());
