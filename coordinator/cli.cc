@@ -13,10 +13,16 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/civil_time.h"
 #include <google/protobuf/util/json_util.h>
 
+#include "common/backup/backup_layout.h"
 #include "common/backup/backup_verify.h"
+#include "common/backup/restore.h"
+#include "common/base/clock.h"
 #include "common/base/filesystem.h"
+#include "common/base/human_format.h"
 #include "common/base/logging.h"
 #include "common/base/version.h"
 #include "common/xapi/curl_util.h"
@@ -36,6 +42,7 @@ namespace vmb::coordinator {
 namespace {
 
 constexpr int kExitOk = 0;
+constexpr int kExitWarnings = 1;
 constexpr int kExitError = 2;
 constexpr size_t kMaxConfigBytes = 1 << 20;
 
@@ -266,6 +273,165 @@ int Inventory(const Flags& flags, const std::vector<std::string>& args,
   return kExitOk;
 }
 
+constexpr absl::string_view kRestoreUsage =
+    "usage: vmbackup [FLAGS] restore <password|password-file|-> "
+    "(BACKUP_FOLDER | --vm NAME|UUID --backup-dir DIR [--at "
+    "YYYY-MM-DD[-HH:MM:SS]]) [--sr NAME|UUID] [--host NAME|UUID] [--name "
+    "NEW_NAME] [--preserve] [--force] [--dry-run]";
+
+// The newest committed backup of VM `vm` (its folder's name, or a uuid in
+// it) in `backup_dir` taken at or before `at`.
+absl::StatusOr<std::string> PickBackup(Filesystem& fs,
+                                       const std::string& backup_dir,
+                                       const std::string& vm,
+                                       std::optional<absl::CivilSecond> at) {
+  absl::StatusOr<std::vector<DirEntry>> entries = fs.ListDir(backup_dir);
+  if (!entries.ok()) return entries.status();
+  std::vector<std::string> folders;
+  for (const DirEntry& e : *entries) {
+    if (!e.is_dir) continue;
+    if (e.name == SanitizeVmName(vm) ||
+        absl::EndsWith(e.name, absl::StrCat("--", vm))) {
+      folders.push_back(e.name);
+    }
+  }
+  if (folders.empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        "--vm ", EscapeForLog(vm), ": no folder of that VM in ", backup_dir));
+  }
+  if (folders.size() > 1) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--vm ", EscapeForLog(vm), ": several folders match (",
+                     absl::StrJoin(folders, ", "), "); name it by uuid"));
+  }
+  absl::StatusOr<std::vector<FoundBackup>> backups =
+      FindBackups(fs, JoinPath(backup_dir, folders[0]));
+  if (!backups.ok()) return backups.status();
+  const FoundBackup* best = nullptr;
+  for (const FoundBackup& b : *backups) {
+    if (!b.committed || (at.has_value() && b.time > *at)) continue;
+    if (best == nullptr || b.time > best->time) best = &b;
+  }
+  if (best == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("--vm ", EscapeForLog(vm), ": no committed backup in ",
+                     JoinPath(backup_dir, folders[0]),
+                     at.has_value() ? " at or before --at" : ""));
+  }
+  return best->path;
+}
+
+int Restore(const Flags& flags, const std::vector<std::string>& args,
+            const CliStreams& io) {
+  if (args.empty()) return Fail(io, std::string(kRestoreUsage));
+  RestoreRequest request;
+  std::string vm, backup_dir, at_text;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&](std::string* out) {
+      if (i + 1 >= args.size()) return false;
+      *out = args[++i];
+      return true;
+    };
+    bool ok = true;
+    if (a == "--sr") {
+      ok = value(&request.sr);
+    } else if (a == "--host") {
+      ok = value(&request.host);
+    } else if (a == "--name") {
+      ok = value(&request.name);
+    } else if (a == "--vm") {
+      ok = value(&vm);
+    } else if (a == "--backup-dir") {
+      ok = value(&backup_dir);
+    } else if (a == "--at") {
+      ok = value(&at_text);
+    } else if (a == "--preserve") {
+      request.preserve = true;
+    } else if (a == "--force") {
+      request.force = true;
+    } else if (a == "--dry-run") {
+      request.dry_run = true;
+    } else if (!absl::StartsWith(a, "--") && request.backup_folder.empty()) {
+      request.backup_folder = a;
+    } else {
+      return Fail(io, absl::StrCat("restore: unknown argument ",
+                                   EscapeForLog(a), "\n", kRestoreUsage));
+    }
+    if (!ok) {
+      return Fail(
+          io, absl::StrCat("restore: ", a, " needs a value\n", kRestoreUsage));
+    }
+  }
+  if (request.name.find_first_of("\n\r") != std::string::npos)
+    return Fail(io, "restore: --name must be one line");
+  PosixFilesystem fs;
+  if (!vm.empty() || !backup_dir.empty() || !at_text.empty()) {
+    if (!request.backup_folder.empty() || vm.empty() || backup_dir.empty()) {
+      return Fail(io, absl::StrCat("restore: give a BACKUP_FOLDER, or --vm "
+                                   "with --backup-dir (and maybe --at)\n",
+                                   kRestoreUsage));
+    }
+    std::optional<absl::CivilSecond> at;
+    if (!at_text.empty()) {
+      absl::CivilSecond t;
+      absl::CivilDay d;
+      if (absl::ParseCivilTime(at_text, &d)) {
+        t = absl::CivilSecond(d) + 86399;  // the whole day
+      } else {
+        std::string iso = at_text;
+        if (iso.size() > 10 && iso[10] == '-') iso[10] = 'T';
+        if (!absl::ParseCivilTime(iso, &t)) {
+          return Fail(io, absl::StrCat("restore: --at ", EscapeForLog(at_text),
+                                       ": not YYYY-MM-DD or "
+                                       "YYYY-MM-DD-HH:MM:SS"));
+        }
+      }
+      at = t;
+    }
+    absl::StatusOr<std::string> picked = PickBackup(fs, backup_dir, vm, at);
+    if (!picked.ok()) return Fail(io, std::string(picked.status().message()));
+    request.backup_folder = *picked;
+    *io.out << "restore: backup " << request.backup_folder << "\n";
+  }
+  if (request.backup_folder.empty())
+    return Fail(io, std::string(kRestoreUsage));
+  absl::StatusOr<PasswordSource> password = Password(args[0], flags, io);
+  if (!password.ok()) return Fail(io, std::string(password.status().message()));
+  std::unique_ptr<XmlRpcXenApiClient> client =
+      MakeClient(flags, password->password);
+  if (absl::Status s = client->Login(); !s.ok()) {
+    return Fail(io, absl::StrCat(s.message(), " (password from ",
+                                 password->origin, ")"));
+  }
+  RestoreContext context;
+  context.xapi = client.get();
+  context.fs = &fs;
+  context.clock = SystemClock::Get();
+  context.tls = flags.tls;
+  context.log = [&](const std::string& line) {
+    *io.out << "restore: " << line << "\n";
+    io.out->flush();
+  };
+  absl::StatusOr<RestoreResult> r = RestoreBackup(context, request);
+  (void)client->Logout();
+  if (!r.ok()) return Fail(io, absl::StrCat("restore: ", r.status().message()));
+  if (request.dry_run) {
+    *io.out << "restore: dry run of " << r->kind << " backup of "
+            << EscapeForLog(r->original_name) << ", nothing changed:\n";
+    for (const std::string& p : r->plan) *io.out << "  " << p << "\n";
+    return kExitOk;
+  }
+  *io.out << "restore: done: VM " << EscapeForLog(r->vm_name) << " ("
+          << r->vm_uuid << ") on SR " << EscapeForLog(r->sr_name) << ", "
+          << r->disks.size() << " disk(s), " << FormatBytes(r->bytes)
+          << " uploaded through " << r->host_name << "\n";
+  for (const std::string& d : r->disks) *io.out << "  disk " << d << "\n";
+  for (const std::string& w : r->warnings)
+    *io.out << "restore: warning: " << w << "\n";
+  return r->warnings.empty() ? kExitOk : kExitWarnings;
+}
+
 int CreatePasswordFile(const Flags& flags, const std::vector<std::string>& p,
                        const CliStreams& io) {
   const std::string& target = p[1];
@@ -441,6 +607,15 @@ std::string CliUsage() {
       VmBackup.py format. Base64 obscures the password; it does not encrypt it.
   vmbackup [FLAGS] inventory <password|password-file|->
       Log in to the pool and list its hosts, storage and VMs.
+  vmbackup [FLAGS] restore <password|password-file|-> BACKUP_FOLDER
+           [--sr NAME|UUID] [--host NAME|UUID] [--name NEW_NAME]
+           [--preserve] [--force] [--dry-run]
+  vmbackup [FLAGS] restore <password|password-file|-> --vm NAME|UUID
+           --backup-dir DIR [--at YYYY-MM-DD[-HH:MM:SS]] [same options]
+      Restore a backup into the pool as a new VM, named <name> (restored
+      YYYY-MM-DD) unless --name, on --sr (default: the pool's default SR); files are
+      checked against manifest.json as they stream, and a failed restore
+      removes what it made. --preserve keeps MACs (XAPI restore=true).
   vmbackup help | config | example
       This text, the config keys, or an example config file.
 )" + VerifyCommandUsage() +
@@ -520,6 +695,10 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io,
         *io.out << ExampleConfig();
         return kExitOk;
       }
+    }
+    if (!p.empty() && p[0] == "restore") {
+      return Restore(flags, std::vector<std::string>(p.begin() + 1, p.end()),
+                     io);
     }
     if (!p.empty() && p[0] == "inventory") {
       return Inventory(flags, std::vector<std::string>(p.begin() + 1, p.end()),

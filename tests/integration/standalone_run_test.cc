@@ -738,5 +738,217 @@ TEST_F(StandaloneRunTest, HostileVmNamesStayInsideTheShare) {
   EXPECT_EQ(StatusLogLines().size(), 2u + 2u * names.size());
 }
 
+// ---- restore
+
+// Restores `folder` (one of backups_'s) as `name`; the command's result.
+CommandResult RestoreCommand(const std::string& master_url,
+                             const std::string& password_file,
+                             const std::string& folder,
+                             std::vector<std::string> extra) {
+  std::vector<std::string> argv = {testing::BinDir() + "/vmbackup",
+                                   "--xapi-url",
+                                   master_url,
+                                   "restore",
+                                   password_file,
+                                   folder};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return testing::RunCommand(argv);
+}
+
+// What a test compares of a VM: its disks by userdevice (bootable, SHA-256)
+// and its VIFs by device (network name, MAC).
+struct VmLayout {
+  std::map<std::string, std::pair<bool, std::string>> disks;
+  std::map<std::string, std::pair<std::string, std::string>> vifs;
+};
+
+TEST_F(StandaloneRunTest, RestoreRoundTripsEveryKindOfBackup) {
+  StartSim();
+  struct Case {
+    const char* config;
+    const char* vm;
+    bool all_disks;  // else the boot disk only (vdi-export's default)
+  };
+  const Case cases[] = {
+      {"vm-export=DEV-RH7\n", "DEV-RH7", true},
+      {"compress=gzip\nvm-export=TEST-debian9\n", "TEST-debian9", true},
+      {"compress=zstd\nvm-export=PROD-WinSvr\n", "PROD-WinSvr", true},
+      {"vdi-export=DEV-RH6\n", "DEV-RH6", false},
+      {"vdi_export_format=vhd\nvdi_export_disks=all\nvdi-export=PROD-win2012\n",
+       "PROD-win2012", true},
+      {"vdi_export_disks=all\nvdi-export=TEST-debian9\n", "TEST-debian9", true},
+  };
+  auto layout = [&](const std::string& vm_name) -> VmLayout {
+    VmLayout out;
+    auto refs = client_->GetVmsByNameLabel(vm_name);
+    EXPECT_TRUE(refs.ok() && refs->size() == 1) << vm_name;
+    if (!refs.ok() || refs->size() != 1) return out;
+    auto shas = sim_->VmDiskSha256s(*client_, vm_name);
+    EXPECT_OK(shas.status());
+    auto vm = client_->GetVm((*refs)[0]);
+    EXPECT_OK(vm.status());
+    for (const std::string& ref : vm->vbds) {
+      auto vbd = client_->GetVbd(ref);
+      if (!vbd.ok() || vbd->type != "Disk") continue;
+      out.disks[vbd->userdevice] = {
+          vbd->bootable,
+          shas.value_or(std::map<std::string, std::string>())[vbd->userdevice]};
+    }
+    auto networks = client_->GetAllNetworks();
+    EXPECT_OK(networks.status());
+    for (const std::string& ref : vm->vifs) {
+      auto vif = client_->Call("VIF.get_record", {XmlRpcValue::String(ref)},
+                               CallKind::kIdempotent);
+      EXPECT_OK(vif.status());
+      if (!vif.ok()) continue;
+      absl::StatusOr<VifRecord> rec = ParseVifRecord(*vif, ref);
+      EXPECT_OK(rec.status());
+      if (!rec.ok()) continue;
+      out.vifs[rec->device] = {networks->at(rec->network).name_label, rec->mac};
+    }
+    return out;
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.config);
+    ASSERT_EQ(Run(Config(c.config)).exit_code, 0) << last_output_;
+    const std::vector<BackupEntry> b = Backups(c.vm);
+    ASSERT_FALSE(b.empty());
+    const std::string folder = JoinPath(backups_, c.vm, b.back().name);
+    const std::string name = absl::StrCat("restored-", ++n);
+    ASSERT_OK_AND_ASSIGN(sim::SimState before, sim_->State());
+    CommandResult r = RestoreCommand(sim_->master_url(), password_file_, folder,
+                                     {"--name", name});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("restore: done: VM " + name));
+    const VmLayout original = layout(c.vm);
+    const VmLayout restored = layout(name);
+    if (c.all_disks) {
+      EXPECT_EQ(restored.disks, original.disks);
+    } else {
+      ASSERT_EQ(restored.disks.size(), 1u);
+      EXPECT_EQ(restored.disks.begin()->second,
+                original.disks.at(restored.disks.begin()->first));
+    }
+    // Same VIFs on the same networks, with MACs made anew.
+    ASSERT_EQ(restored.vifs.size(), original.vifs.size());
+    for (const auto& [device, vif] : original.vifs) {
+      ASSERT_EQ(restored.vifs.count(device), 1u) << device;
+      EXPECT_EQ(restored.vifs.at(device).first, vif.first);
+      EXPECT_NE(restored.vifs.at(device).second, vif.second);
+    }
+    ASSERT_OK_AND_ASSIGN(sim::SimState after, sim_->State());
+    EXPECT_EQ(after.vms(), before.vms() + 1);
+    EXPECT_EQ(after.pending_tasks(), 0u);
+  }
+}
+
+TEST_F(StandaloneRunTest, RestoreNamesTheVmAndADryRunChangesNothing) {
+  StartSim();
+  ASSERT_EQ(Run(Config("vm-export=DEV-RH7\n")).exit_code, 0) << last_output_;
+  const std::string folder =
+      JoinPath(backups_, "DEV-RH7", Backups("DEV-RH7").back().name);
+  ASSERT_OK_AND_ASSIGN(sim::SimState before, sim_->State());
+  CommandResult dry =
+      RestoreCommand(sim_->master_url(), password_file_, folder, {"--dry-run"});
+  ASSERT_EQ(dry.exit_code, 0) << dry.output;
+  EXPECT_THAT(dry.output, HasSubstr("PUT /import of DEV-RH7.xva"));
+  ASSERT_OK_AND_ASSIGN(sim::SimState unchanged, sim_->State());
+  EXPECT_EQ(unchanged.vms(), before.vms());
+  EXPECT_EQ(unchanged.vdis(), before.vdis());
+  CommandResult r =
+      RestoreCommand(sim_->master_url(), password_file_, "",
+                     {"--vm", "DEV-RH7", "--backup-dir", backups_});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string name = absl::StrCat(
+      "DEV-RH7 (restored ",
+      absl::FormatTime("%Y-%m-%d", absl::Now(), absl::LocalTimeZone()), ")");
+  ASSERT_OK_AND_ASSIGN(auto refs, client_->GetVmsByNameLabel(name));
+  ASSERT_EQ(refs.size(), 1u) << r.output;
+  ASSERT_OK_AND_ASSIGN(VmRecord vm, client_->GetVm(refs[0]));
+  EXPECT_FALSE(vm.is_a_snapshot);
+  for (const auto& [key, value] : vm.other_config)
+    EXPECT_FALSE(absl::StartsWith(key, "vmbackup:")) << key;
+  // Nothing before --at's day.
+  CommandResult none = RestoreCommand(
+      sim_->master_url(), password_file_, "",
+      {"--vm", "DEV-RH7", "--backup-dir", backups_, "--at", "2001-01-01"});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_THAT(none.output, HasSubstr("no committed backup"));
+}
+
+TEST_F(StandaloneRunTest, AFailedRestoreLeavesNothingInThePool) {
+  StartSim();
+  ASSERT_EQ(Run(Config("vm-export=DEV-RH7\n")).exit_code, 0) << last_output_;
+  ASSERT_EQ(
+      Run(Config("vdi_export_disks=all\nvdi-export=PROD-win2012\n")).exit_code,
+      0)
+      << last_output_;
+  const std::string xva_folder =
+      JoinPath(backups_, "DEV-RH7", Backups("DEV-RH7").back().name);
+  const std::string vdi_folder =
+      JoinPath(backups_, "PROD-win2012", Backups("PROD-win2012").back().name);
+  struct Case {
+    const char* what;
+    const char* fault;  // "" none
+    std::string folder;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"cut", R"({"kind": "CUT", "call": "/import", "after_bytes": "100000"})",
+       xva_folder, "(the task: VDI_IO_ERROR"},
+      {"task failure", R"({"kind": "TASK_FAIL", "call": "/import"})",
+       xva_folder, ""},
+      {"SR full on the second disk",
+       R"({"kind": "CALL_ERROR", "call": "VDI.create", "after_calls": 1,
+           "error": ["SR_FULL", "OpaqueRef:x", "1"]})",
+       vdi_folder, "SR_FULL"},
+      {"cut second disk",
+       R"({"kind": "CUT", "call": "/import_raw_vdi", "after_bytes": "4096"})",
+       vdi_folder, ""},
+      {"metadata import fails",
+       R"({"kind": "CALL_ERROR", "call": "/import_metadata",
+           "error": ["IMPORT_ERROR", "simulated"]})",
+       vdi_folder, "IMPORT_ERROR"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    ASSERT_OK_AND_ASSIGN(sim::SimState before, sim_->State());
+    ASSERT_OK(sim_->AddFault(c.fault));
+    CommandResult r = RestoreCommand(sim_->master_url(), password_file_,
+                                     c.folder, {"--name", "must-not-exist"});
+    ASSERT_OK(sim_->ClearFaults());
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_THAT(r.output, HasSubstr(c.message));
+    ASSERT_OK_AND_ASSIGN(sim::SimState after, sim_->State());
+    EXPECT_EQ(after.vms(), before.vms()) << r.output;
+    EXPECT_EQ(after.vdis(), before.vdis()) << r.output;
+    EXPECT_EQ(after.pending_tasks(), 0u);
+    ASSERT_OK_AND_ASSIGN(auto refs,
+                         client_->GetVmsByNameLabel("must-not-exist"));
+    EXPECT_THAT(refs, IsEmpty());
+  }
+  // A flipped byte: the upload stops before its end, nothing is made.
+  const std::string xva = JoinPath(xva_folder, "DEV-RH7.xva");
+  std::string bytes = fs_.ReadFile(xva, 1 << 30).value_or("");
+  ASSERT_FALSE(bytes.empty());
+  bytes[bytes.size() / 2] ^= 1;
+  ASSERT_OK(fs_.RemoveFile(xva));
+  ASSERT_OK(WriteNewFile(fs_, xva, bytes));
+  ASSERT_OK_AND_ASSIGN(sim::SimState before, sim_->State());
+  CommandResult r = RestoreCommand(sim_->master_url(), password_file_,
+                                   xva_folder, {"--name", "must-not-exist"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("stopped before its end"));
+  ASSERT_OK_AND_ASSIGN(sim::SimState after, sim_->State());
+  EXPECT_EQ(after.vms(), before.vms());
+  EXPECT_EQ(after.vdis(), before.vdis());
+  // An uncommitted folder is refused.
+  ASSERT_OK(fs_.RemoveFile(JoinPath(vdi_folder, "success")));
+  r = RestoreCommand(sim_->master_url(), password_file_, vdi_folder, {});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("not committed"));
+}
+
 }  // namespace
 }  // namespace vmb

@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// Restoring a backup folder into a pool: the seed left this to `xe
+// vm-import` and, for a vdi-export, to a four-step manual procedure.
+//
+//   vm-export:  PUT /import of the XVA (gzip and zstd as they are: XAPI
+//               tells them apart by their first bytes), then the new VM is
+//               renamed and loses the snapshot's vmbackup:* keys.
+//   vdi-export: for each disk VDI.create on the target SR and PUT
+//               /import_raw_vdi (raw or vhd, as backed up); then the VM's
+//               shell from vm-metadata.xml by PUT /import_metadata, with
+//               the original's VBDs (userdevice, bootable, mode) mapped to
+//               the new disks (vdi:<uuid>=<uuid>) and its VIFs on the
+//               networks of the same name.
+//
+// Every data file is checked against manifest.json as it streams
+// (CheckedFileReader); a mismatch stops the upload before its end. On any
+// failure what this restore made is destroyed, and the result says what.
+// The original VM is never touched: only objects made here are changed.
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+
+#include "common/base/clock.h"
+#include "common/base/filesystem.h"
+#include "common/xapi/curl_util.h"
+#include "common/xapi/xapi_http_stream.h"
+#include "common/xapi/xenapi_client.h"
+
+namespace vmb {
+
+struct RestoreRequest {
+  std::string backup_folder;  // a backup-... folder
+  std::string sr;             // SR name_label or uuid; "": the pool's default
+  std::string host;       // host name_label or uuid to upload through; "": one
+                          // that sees the SR (the master first)
+  std::string name;       // "": "<original name> (restored YYYY-MM-DD)"
+  bool preserve = false;  // restore=true: MACs (and uuids) as backed up
+  bool force = false;     // restore an uncommitted or mismatching backup
+  bool dry_run = false;   // say what would be done; change nothing
+};
+
+struct RestoreContext {
+  XenApiClient* xapi = nullptr;
+  Filesystem* fs = nullptr;
+  Clock* clock = nullptr;
+  TlsOptions tls;
+  XapiStreamTimeouts timeouts;
+  const absl::Notification* cancel = nullptr;
+  absl::TimeZone time_zone = absl::LocalTimeZone();
+  // One line per step and progress ("restore: 40% of 2.0 GiB").
+  std::function<void(const std::string&)> log;
+};
+
+struct RestoreResult {
+  std::string kind;  // "vm-export" or "vdi-export"
+  std::string original_name;
+  std::string vm_ref;
+  std::string vm_uuid;
+  std::string vm_name;
+  std::string sr_name;
+  std::string host_name;              // the host the data went through
+  uint64_t bytes = 0;                 // data bytes uploaded
+  std::vector<std::string> disks;     // "xvda: <vdi uuid>, 8.0 GiB"
+  std::vector<std::string> warnings;  // e.g. a network made anew
+  std::vector<std::string> plan;      // dry run: what would be done
+};
+
+// Errors: FAILED_PRECONDITION for a folder that is not a committed backup
+// (without force), an SR or host that is not there or ambiguous, a
+// --preserve restore whose VM still exists; DATA_LOSS for a file that does
+// not match its manifest; the XenAPI and transfer errors of each step, with
+// the step named and, after a clean-up, what was removed.
+absl::StatusOr<RestoreResult> RestoreBackup(const RestoreContext& context,
+                                            const RestoreRequest& request);
+
+}  // namespace vmb
