@@ -252,21 +252,32 @@ std::unique_ptr<XmlRpcXenApiClient> MakeClient(const Flags& flags,
       options, std::make_unique<CurlXmlRpcTransport>(transport));
 }
 
+// A client logged in with the password named by `arg` (a password file,
+// '-' or the password itself). Errors: one line each, naming where the
+// password came from when the pool refused it.
+absl::StatusOr<std::unique_ptr<XmlRpcXenApiClient>> LoggedInClient(
+    const Flags& flags, const std::string& arg, const CliStreams& io) {
+  absl::StatusOr<PasswordSource> password = Password(arg, flags, io);
+  if (!password.ok()) return password.status();
+  std::unique_ptr<XmlRpcXenApiClient> client =
+      MakeClient(flags, password->password);
+  if (absl::Status s = client->Login(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(s.message(), " (password from ",
+                                               password->origin, ")"));
+  }
+  return client;
+}
+
 int Inventory(const Flags& flags, const std::vector<std::string>& args,
               const CliStreams& io) {
   if (args.size() != 1) {
     return Fail(io,
                 "usage: vmbackup [FLAGS] inventory <password|password-file|->");
   }
-  absl::StatusOr<PasswordSource> password = Password(args[0], flags, io);
-  if (!password.ok()) return Fail(io, std::string(password.status().message()));
-  std::unique_ptr<XmlRpcXenApiClient> client =
-      MakeClient(flags, password->password);
-  if (absl::Status s = client->Login(); !s.ok()) {
-    return Fail(io, absl::StrCat(s.message(), " (password from ",
-                                 password->origin, ")"));
-  }
-  absl::StatusOr<PoolInventory> inventory = LoadPoolInventory(*client);
+  absl::StatusOr<std::unique_ptr<XmlRpcXenApiClient>> client =
+      LoggedInClient(flags, args[0], io);
+  if (!client.ok()) return Fail(io, std::string(client.status().message()));
+  absl::StatusOr<PoolInventory> inventory = LoadPoolInventory(**client);
   if (!inventory.ok())
     return Fail(io, std::string(inventory.status().message()));
   *io.out << FormatInventory(*inventory);
@@ -396,16 +407,11 @@ int Restore(const Flags& flags, const std::vector<std::string>& args,
   }
   if (request.backup_folder.empty())
     return Fail(io, std::string(kRestoreUsage));
-  absl::StatusOr<PasswordSource> password = Password(args[0], flags, io);
-  if (!password.ok()) return Fail(io, std::string(password.status().message()));
-  std::unique_ptr<XmlRpcXenApiClient> client =
-      MakeClient(flags, password->password);
-  if (absl::Status s = client->Login(); !s.ok()) {
-    return Fail(io, absl::StrCat(s.message(), " (password from ",
-                                 password->origin, ")"));
-  }
+  absl::StatusOr<std::unique_ptr<XmlRpcXenApiClient>> client =
+      LoggedInClient(flags, args[0], io);
+  if (!client.ok()) return Fail(io, std::string(client.status().message()));
   RestoreContext context;
-  context.xapi = client.get();
+  context.xapi = client->get();
   context.fs = &fs;
   context.clock = SystemClock::Get();
   context.tls = flags.tls;
@@ -414,7 +420,7 @@ int Restore(const Flags& flags, const std::vector<std::string>& args,
     io.out->flush();
   };
   absl::StatusOr<RestoreResult> r = RestoreBackup(context, request);
-  (void)client->Logout();
+  (void)(*client)->Logout();
   if (!r.ok()) return Fail(io, absl::StrCat("restore: ", r.status().message()));
   if (request.dry_run) {
     *io.out << "restore: dry run of " << r->kind << " backup of "

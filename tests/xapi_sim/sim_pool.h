@@ -396,6 +396,14 @@ class SimPool {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   UploadStart ImportMetadataStartLocked(HttpRequest& r)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  struct ImportOptions;
+  // The part /import and /import_metadata share once the request is known
+  // good: its CALL_ERROR fault (then start->response), or the sink, with
+  // force= and restore= read into `options`.
+  void StartImportLocked(HttpRequest& r, const std::string& task,
+                         ImportOptions options, bool metadata,
+                         std::vector<std::string> cut_error, UploadStart* start)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   UploadStart ImportRawVdiStartLocked(HttpRequest& r)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records the reply of a request that did not stream in its log entry.

@@ -735,24 +735,32 @@ UploadStart SimPool::ImportStartLocked(HttpRequest& r) {
     return start;
   }
   if (RedirectLocked(r, {sr}, task, &out)) return start;
+  ImportOptions options;
+  options.sr_ref = sr;
+  StartImportLocked(r, task, std::move(options), false,
+                    {"VDI_IO_ERROR", "Device I/O errors"}, &start);
+  return start;
+}
+
+void SimPool::StartImportLocked(HttpRequest& r, const std::string& task,
+                                ImportOptions options, bool metadata,
+                                std::vector<std::string> cut_error,
+                                UploadStart* start) {
   // The VM being imported is in the body: faults with a `vm` never match.
   if (const Fault* f =
           MatchFaultLocked(Fault::CALL_ERROR, r.host, r.handler, {})) {
     std::vector<std::string> error = FaultErrorLocked(*f, "");
     FailTaskLocked(task, error);
-    out = ErrorPageLocked(500, error);
-    return start;
+    start->response = ErrorPageLocked(500, error);
+    return;
   }
   StreamFaults faults =
-      MatchStreamFaultsLocked(r, {}, "", {"VDI_IO_ERROR", "Device I/O errors"});
+      MatchStreamFaultsLocked(r, {}, "", std::move(cut_error));
   task_streaming_[task] = true;
-  ImportOptions options;
-  options.sr_ref = sr;
   options.force = Param(r, "force") == "true";
   options.restore = Param(r, "restore") == "true";
-  start.sink = std::make_unique<ImportSink>(this, task, r, std::move(faults),
-                                            std::move(options), false);
-  return start;
+  start->sink = std::make_unique<ImportSink>(this, task, r, std::move(faults),
+                                             std::move(options), metadata);
 }
 
 UploadStart SimPool::ImportMetadataStartLocked(HttpRequest& r) {
@@ -767,25 +775,13 @@ UploadStart SimPool::ImportMetadataStartLocked(HttpRequest& r) {
     out = ErrorPageLocked(500, error);
     return start;
   }
-  if (const Fault* f =
-          MatchFaultLocked(Fault::CALL_ERROR, r.host, r.handler, {})) {
-    std::vector<std::string> error = FaultErrorLocked(*f, "");
-    FailTaskLocked(task, error);
-    out = ErrorPageLocked(500, error);
-    return start;
-  }
-  StreamFaults faults =
-      MatchStreamFaultsLocked(r, {}, "", {"IMPORT_ERROR_PREMATURE_EOF"});
-  task_streaming_[task] = true;
   ImportOptions options;
-  options.force = Param(r, "force") == "true";
-  options.restore = Param(r, "restore") == "true";
   // vdi:<exported VDI uuid>=<VDI uuid in this pool>
   for (const auto& [key, value] : r.query) {
     if (absl::StartsWith(key, "vdi:")) options.vdi_map[key.substr(4)] = value;
   }
-  start.sink = std::make_unique<ImportSink>(this, task, r, std::move(faults),
-                                            std::move(options), true);
+  StartImportLocked(r, task, std::move(options), true,
+                    {"IMPORT_ERROR_PREMATURE_EOF"}, &start);
   return start;
 }
 
