@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 
+#include "agent/restore_job.h"
 #include "common/backup/attempt_file.h"
 #include "common/backup/backup_layout.h"
 #include "common/base/logging.h"
@@ -250,6 +251,12 @@ absl::Status AgentDaemon::Recover() {
 
 std::string AgentDaemon::CleanUpLeftover(const JobSpec& spec,
                                          const JobStatus& status) {
+  if (spec.has_restore()) {
+    return absl::StrCat(
+        "a restore of ", spec.restore().backup_folder(),
+        ": what it had made in the pool (a new VM, new disks on its SR) may "
+        "be left; look for it and remove it by hand");
+  }
   const std::string& folder = status.backup_folder();
   if (folder.empty()) return "it had made no backup folder";
   Filesystem& fs = *options_.fs;
@@ -673,7 +680,8 @@ void AgentDaemon::RunJob(Job* job) {
       return CommitGate(job);
     };
     hooks.cancel = &job->cancel;
-    result = RunVmBackupJob(*context, spec, hooks);
+    result = spec.has_restore() ? RunRestoreJob(*context, spec, hooks)
+                                : RunVmBackupJob(*context, spec, hooks);
   } else {
     const bool no_host = absl::IsNotFound(context.status());
     const bool bad_spec = absl::IsInvalidArgument(context.status());

@@ -1151,6 +1151,10 @@ v1::JobStatus Job::Run() {
 
 }  // namespace
 
+absl::Status CheckSpecId(absl::string_view field, absl::string_view id) {
+  return CheckId(field, id);
+}
+
 absl::Status CheckJobSpec(const v1::JobSpec& spec) {
   VMB_RETURN_IF_ERROR(CheckId("run_id", spec.run_id()));
   if (!IsUuid(spec.vm_uuid())) {

@@ -107,6 +107,9 @@ struct JobHooks {
 // Errors: INVALID_ARGUMENT with a one-line reason naming the field (a URL's
 // value is never echoed: it could carry a credential).
 absl::Status CheckJobSpec(const v1::JobSpec& spec);
+// The rule CheckJobSpec applies to job_id and run_id (`field` names it in
+// the error).
+absl::Status CheckSpecId(absl::string_view field, absl::string_view id);
 
 // Runs the job to a terminal phase (SUCCEEDED, FAILED or CANCELLED) and
 // returns its final state. On FAILED: error_step, error_message, the XenAPI

@@ -290,48 +290,6 @@ constexpr absl::string_view kRestoreUsage =
     "YYYY-MM-DD[-HH:MM:SS]]) [--sr NAME|UUID] [--host NAME|UUID] [--name "
     "NEW_NAME] [--preserve] [--force] [--dry-run]";
 
-// The newest committed backup of VM `vm` (its folder's name, or a uuid in
-// it) in `backup_dir` taken at or before `at`.
-absl::StatusOr<std::string> PickBackup(Filesystem& fs,
-                                       const std::string& backup_dir,
-                                       const std::string& vm,
-                                       std::optional<absl::CivilSecond> at) {
-  absl::StatusOr<std::vector<DirEntry>> entries = fs.ListDir(backup_dir);
-  if (!entries.ok()) return entries.status();
-  std::vector<std::string> folders;
-  for (const DirEntry& e : *entries) {
-    if (!e.is_dir) continue;
-    if (e.name == SanitizeVmName(vm) ||
-        absl::EndsWith(e.name, absl::StrCat("--", vm))) {
-      folders.push_back(e.name);
-    }
-  }
-  if (folders.empty()) {
-    return absl::NotFoundError(absl::StrCat(
-        "--vm ", EscapeForLog(vm), ": no folder of that VM in ", backup_dir));
-  }
-  if (folders.size() > 1) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("--vm ", EscapeForLog(vm), ": several folders match (",
-                     absl::StrJoin(folders, ", "), "); name it by uuid"));
-  }
-  absl::StatusOr<std::vector<FoundBackup>> backups =
-      FindBackups(fs, JoinPath(backup_dir, folders[0]));
-  if (!backups.ok()) return backups.status();
-  const FoundBackup* best = nullptr;
-  for (const FoundBackup& b : *backups) {
-    if (!b.committed || (at.has_value() && b.time > *at)) continue;
-    if (best == nullptr || b.time > best->time) best = &b;
-  }
-  if (best == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("--vm ", EscapeForLog(vm), ": no committed backup in ",
-                     JoinPath(backup_dir, folders[0]),
-                     at.has_value() ? " at or before --at" : ""));
-  }
-  return best->path;
-}
-
 int Restore(const Flags& flags, const std::vector<std::string>& args,
             const CliStreams& io) {
   if (args.empty()) return Fail(io, std::string(kRestoreUsage));
@@ -383,25 +341,10 @@ int Restore(const Flags& flags, const std::vector<std::string>& args,
                                    "with --backup-dir (and maybe --at)\n",
                                    kRestoreUsage));
     }
-    std::optional<absl::CivilSecond> at;
-    if (!at_text.empty()) {
-      absl::CivilSecond t;
-      absl::CivilDay d;
-      if (absl::ParseCivilTime(at_text, &d)) {
-        t = absl::CivilSecond(d) + 86399;  // the whole day
-      } else {
-        std::string iso = at_text;
-        if (iso.size() > 10 && iso[10] == '-') iso[10] = 'T';
-        if (!absl::ParseCivilTime(iso, &t)) {
-          return Fail(io, absl::StrCat("restore: --at ", EscapeForLog(at_text),
-                                       ": not YYYY-MM-DD or "
-                                       "YYYY-MM-DD-HH:MM:SS"));
-        }
-      }
-      at = t;
-    }
-    absl::StatusOr<std::string> picked = PickBackup(fs, backup_dir, vm, at);
-    if (!picked.ok()) return Fail(io, std::string(picked.status().message()));
+    absl::StatusOr<std::string> picked =
+        PickBackupToRestore(fs, backup_dir, vm, at_text);
+    if (!picked.ok())
+      return Fail(io, absl::StrCat("restore: ", picked.status().message()));
     request.backup_folder = *picked;
     *io.out << "restore: backup " << request.backup_folder << "\n";
   }
@@ -673,6 +616,15 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io,
            const CliEnvironment& env) {
   if (!args.empty() && IsControlCommand(args[0])) {
     return RunControlCommand(args, io, env);
+  }
+  // restore's coordinator form has no password: what follows is a flag or
+  // the backup folder (a directory). Anything else is the standalone form.
+  if (!args.empty() && args[0] == "restore") {
+    struct stat st;
+    if (args.size() < 2 || absl::StartsWith(args[1], "--") ||
+        (stat(args[1].c_str(), &st) == 0 && S_ISDIR(st.st_mode))) {
+      return RunControlCommand(args, io, env);
+    }
   }
   if (!args.empty() && args[0] == "verify") {
     return RunVerifyCommand(args, io, *PosixFilesystem::Get(), absl::Now(),

@@ -10,7 +10,8 @@
 //   vmbackup [FLAGS] inventory <password|password-file|->
 //   vmbackup help | config | example
 //   vmbackup run CONFIG [preview] [key=value ...] | status [RUN_ID] | runs |
-//            agents | cancel RUN_ID   [--coordinator HOST:PORT --mtls-* | --plaintext]
+//            agents | cancel RUN_ID   [--coordinator HOST:PORT --mtls-* |
+//            --plaintext]
 //                            (clients of the coordinator: control_cli.h)
 //
 // Exit codes: 0 success, 1 warnings, 2 errors or could not run; for

@@ -20,9 +20,11 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include <google/protobuf/util/json_util.h>
 
 #include "common/base/filesystem.h"
+#include "common/base/human_format.h"
 #include "coordinator/backup_policy.h"
 #include "coordinator/control_client.h"
 #include "coordinator/preview.h"
@@ -52,8 +54,9 @@ struct CommandInfo {
   const char* name;
   const char* synopsis;  // after "vmbackup NAME"
   const char* text;
-  bool json;   // takes --json
-  bool limit;  // takes --limit
+  bool json;             // takes --json
+  bool limit;            // takes --limit
+  bool restore = false;  // takes restore's options
 };
 
 constexpr CommandInfo kCommands[] = {
@@ -82,6 +85,18 @@ constexpr CommandInfo kCommands[] = {
      "Ask the coordinator to cancel a run: running exports stop and their\n"
      "snapshots are destroyed.\n",
      false, false},
+    {"restore",
+     "(BACKUP_FOLDER | --vm NAME|UUID --backup-dir DIR [--at "
+     "YYYY-MM-DD[-HH:MM:SS]]) [--sr NAME|UUID] [--host NAME|UUID] "
+     "[--name NEW_NAME] [--preserve] [--force] [--dry-run]",
+     "Restore a backup through the agent of a host that sees the SR (the\n"
+     "folder is a path on the share, mounted at the same place everywhere),\n"
+     "and follow it to its end: a line per 10 % uploaded, then the new VM.\n"
+     "Exit 0 restored, 1 restored with warnings, 2 not restored (what was\n"
+     "made is removed). Without a password it goes to the coordinator;\n"
+     "vmbackup [FLAGS] restore PASSWORD ... restores from this machine.\n"
+     "docs/restore.md has what it does and checks.\n",
+     false, false, true},
 };
 
 const CommandInfo* FindCommand(absl::string_view name) {
@@ -133,6 +148,7 @@ struct ControlArgs {
   std::optional<uint32_t> limit;
   bool help = false;
   std::vector<std::string> positional;
+  v1::RestoreRequest restore;  // vmbackup restore's options
 };
 
 absl::StatusOr<ControlArgs> ParseControlArgs(
@@ -163,6 +179,39 @@ absl::StatusOr<ControlArgs> ParseControlArgs(
     }
     if (name == "--help" || name == "-h") {
       out.help = true;
+      continue;
+    }
+    if (command.restore &&
+        (name == "--preserve" || name == "--force" || name == "--dry-run")) {
+      if (has_value) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(name, " takes no value"));
+      }
+      if (name == "--preserve") out.restore.mutable_spec()->set_preserve(true);
+      if (name == "--force") out.restore.mutable_spec()->set_force(true);
+      if (name == "--dry-run") out.restore.set_dry_run(true);
+      continue;
+    }
+    if (command.restore &&
+        (name == "--sr" || name == "--host" || name == "--name" ||
+         name == "--vm" || name == "--backup-dir" || name == "--at")) {
+      if (!has_value) {
+        if (i + 1 >= args.size()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(name, " needs a value"));
+        }
+        value = args[++i];
+      }
+      if (value.empty() || value.find_first_of("\r\n") != std::string::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(name, " needs a value of one line"));
+      }
+      if (name == "--sr") out.restore.mutable_spec()->set_sr(value);
+      if (name == "--host") out.restore.set_host(value);
+      if (name == "--name") out.restore.mutable_spec()->set_name(value);
+      if (name == "--vm") out.restore.set_vm(value);
+      if (name == "--backup-dir") out.restore.set_backup_dir(value);
+      if (name == "--at") out.restore.set_at(value);
       continue;
     }
     if (name == "--plaintext" || name == "--json") {
@@ -757,10 +806,74 @@ int Cancel(ControlClient& client, const ControlArgs& args,
   return kExitOk;
 }
 
+// Follows a restore to its end (polling: a restore changes slowly).
+int Restore(ControlClient& client, ControlArgs& args, const CliStreams& io) {
+  if (!args.positional.empty())
+    args.restore.set_backup_folder(args.positional[0]);
+  absl::StatusOr<v1::RestoreState> state = client.StartRestore(args.restore);
+  if (!state.ok()) return Fail(io, state.status().message());
+  const std::string id = state->restore_id();
+  if (args.restore.dry_run()) {
+    *io.out << "restore: dry run of " << TerminalSafe(state->backup_folder())
+            << " through the agent of " << TerminalSafe(state->host_name())
+            << ", nothing changed:\n";
+    for (const std::string& p : state->plan())
+      *io.out << "  " << TerminalSafe(p) << "\n";
+    for (const std::string& w : state->warnings())
+      *io.out << "restore: warning: " << TerminalSafe(w) << "\n";
+    return kExitOk;
+  }
+  *io.out << "restore " << TerminalSafe(id) << ": "
+          << TerminalSafe(state->backup_folder()) << " through the agent of "
+          << TerminalSafe(state->host_name()) << "\n";
+  io.out->flush();
+  uint64_t next_percent = 0;
+  int failures = 0;
+  while (!state->done()) {
+    absl::SleepFor(absl::Milliseconds(500));
+    absl::StatusOr<v1::RestoreState> now = client.GetRestore(id);
+    if (!now.ok()) {
+      // A passing failure to reach the coordinator is not the restore's.
+      if (++failures >= 20) return Fail(io, now.status().message());
+      continue;
+    }
+    failures = 0;
+    state = std::move(now);
+    const v1::JobStatus& s = state->status();
+    if (s.bytes_total() > 0) {
+      const uint64_t percent = s.bytes_done() * 100 / s.bytes_total();
+      if (percent >= next_percent && !state->done()) {
+        *io.out << "restore " << TerminalSafe(id) << ": " << percent << "% of "
+                << FormatBytes(s.bytes_total()) << "\n";
+        io.out->flush();
+        next_percent = percent / 10 * 10 + 10;
+      }
+    }
+  }
+  const v1::JobStatus& s = state->status();
+  if (s.phase() != v1::JOB_PHASE_SUCCEEDED) {
+    return Fail(io, absl::StrCat("restore ", TerminalSafe(id), ": ",
+                                 TerminalSafe(s.error_message().empty()
+                                                  ? JobPhase_Name(s.phase())
+                                                  : s.error_message())));
+  }
+  const v1::RestoreOutcome& r = s.restore();
+  *io.out << "restore: done: VM " << TerminalSafe(r.vm_name()) << " ("
+          << r.vm_uuid() << ") on SR " << TerminalSafe(r.sr_name()) << ", "
+          << r.disks_size() << " disk(s), " << FormatBytes(s.bytes_done())
+          << " uploaded through " << TerminalSafe(r.host_name()) << "\n";
+  for (const std::string& d : r.disks())
+    *io.out << "  disk " << TerminalSafe(d) << "\n";
+  for (const std::string& w : s.warnings())
+    *io.out << "restore: warning: " << TerminalSafe(w) << "\n";
+  return s.warnings().empty() ? kExitOk : 1;
+}
+
 }  // namespace
 
 bool IsControlCommand(absl::string_view word) {
-  return FindCommand(word) != nullptr;
+  // `restore` is both: RunCli tells its two forms apart.
+  return word != "restore" && FindCommand(word) != nullptr;
 }
 
 std::string ControlCommandsUsage() {
@@ -804,7 +917,7 @@ int RunControlCommand(const std::vector<std::string>& args,
   const size_t n = parsed->positional.size();
   if ((name == "run" && n < 1) || (name == "status" && n > 1) ||
       ((name == "runs" || name == "agents") && n > 0) ||
-      (name == "cancel" && n != 1)) {
+      (name == "cancel" && n != 1) || (name == "restore" && n > 1)) {
     return Fail(io, usage_hint);
   }
 
@@ -841,6 +954,7 @@ int RunControlCommand(const std::vector<std::string>& args,
   if (name == "status") return Status(**client, *parsed, io, env);
   if (name == "runs") return Runs(**client, *parsed, io, env);
   if (name == "agents") return Agents(**client, *parsed, io, env);
+  if (name == "restore") return Restore(**client, *parsed, io);
   return Cancel(**client, *parsed, io);
 }
 

@@ -216,6 +216,30 @@ absl::Status ControlClient::CancelRun(absl::string_view run_id) {
                  options_.timeout);
 }
 
+absl::StatusOr<v1::RestoreState> ControlClient::StartRestore(
+    const v1::RestoreRequest& request) {
+  grpc::ClientContext context;
+  SetDeadline(&context, options_.planning_timeout);
+  v1::RestoreState state;
+  absl::Status s = Convert(stub_->StartRestore(&context, request, &state),
+                           "StartRestore", options_.planning_timeout);
+  if (!s.ok()) return s;
+  return state;
+}
+
+absl::StatusOr<v1::RestoreState> ControlClient::GetRestore(
+    absl::string_view restore_id) {
+  grpc::ClientContext context;
+  SetDeadline(&context, options_.timeout);
+  v1::GetRestoreRequest request;
+  request.set_restore_id(std::string(restore_id));
+  v1::RestoreState state;
+  absl::Status s = Convert(stub_->GetRestore(&context, request, &state),
+                           "GetRestore", options_.timeout);
+  if (!s.ok()) return s;
+  return state;
+}
+
 std::unique_ptr<RunWatchStream> ControlClient::WatchRun(
     absl::string_view run_id) {
   v1::GetRunRequest request;

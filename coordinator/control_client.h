@@ -129,6 +129,11 @@ class ControlClient {
   absl::StatusOr<v1::ListRunsResponse> ListRuns(uint32_t limit);
   absl::StatusOr<v1::ListAgentsResponse> ListAgents();
   absl::Status CancelRun(absl::string_view run_id);
+  // A restore through an agent: started (the planning deadline: the
+  // coordinator checks the folder and the pool first), then asked about.
+  absl::StatusOr<v1::RestoreState> StartRestore(
+      const v1::RestoreRequest& request);
+  absl::StatusOr<v1::RestoreState> GetRestore(absl::string_view restore_id);
   // Opens a watch of `run_id` (empty: the newest run). Never null; a stream
   // that cannot be opened reports why from Finish().
   std::unique_ptr<RunWatchStream> WatchRun(absl::string_view run_id);

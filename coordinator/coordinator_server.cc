@@ -31,6 +31,7 @@
 #include "coordinator/agent_hub.h"
 #include "coordinator/grpc_status.h"
 #include "coordinator/password_file.h"
+#include "coordinator/restore_manager.h"
 #include "coordinator/run_manager.h"
 #include "proto/agent.grpc.pb.h"
 #include "proto/coordinator.grpc.pb.h"
@@ -306,13 +307,16 @@ using ControlService = v1::Control::WithCallbackMethod_StartRun<
                 v1::Control::WithCallbackMethod_ListAgents<
                     v1::Control::WithCallbackMethod_CancelRun<
                         v1::Control::WithCallbackMethod_WatchRun<
-                            v1::Control::Service>>>>>>>;
+                            v1::Control::WithCallbackMethod_StartRestore<
+                                v1::Control::WithCallbackMethod_GetRestore<
+                                    v1::Control::Service>>>>>>>>>;
 
 class ControlServiceImpl final : public ControlService {
  public:
-  ControlServiceImpl(RunManager* runs, AgentHub* hub, Workers* workers,
-                     bool mtls, RefusalLog* refusals)
+  ControlServiceImpl(RunManager* runs, RestoreManager* restores, AgentHub* hub,
+                     Workers* workers, bool mtls, RefusalLog* refusals)
       : runs_(runs),
+        restores_(restores),
         hub_(hub),
         workers_(workers),
         mtls_(mtls),
@@ -388,6 +392,27 @@ class ControlServiceImpl final : public ControlService {
     return Blocking(context,
                     [=, this] { return runs_->CancelRun(request->run_id()); });
   }
+  grpc::ServerUnaryReactor* StartRestore(grpc::CallbackServerContext* context,
+                                         const v1::RestoreRequest* request,
+                                         v1::RestoreState* response) override {
+    if (auto* refused = Refuse(context, "StartRestore")) return refused;
+    return Blocking(context, [=, this] {
+      absl::StatusOr<v1::RestoreState> state = restores_->Start(*request);
+      if (state.ok()) *response = *std::move(state);
+      return state.status();
+    });
+  }
+  grpc::ServerUnaryReactor* GetRestore(grpc::CallbackServerContext* context,
+                                       const v1::GetRestoreRequest* request,
+                                       v1::RestoreState* response) override {
+    if (auto* refused = Refuse(context, "GetRestore")) return refused;
+    absl::StatusOr<v1::RestoreState> state =
+        restores_->Get(request->restore_id());
+    if (state.ok()) *response = *std::move(state);
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(state.status()));
+    return reactor;
+  }
   grpc::ServerWriteReactor<v1::RunUpdate>* WatchRun(
       grpc::CallbackServerContext* context,
       const v1::GetRunRequest* request) override {
@@ -435,6 +460,7 @@ class ControlServiceImpl final : public ControlService {
   }
 
   RunManager* const runs_;
+  RestoreManager* const restores_;
   AgentHub* const hub_;
   Workers* const workers_;
   const bool mtls_;
@@ -447,9 +473,10 @@ class ServerImpl final : public CoordinatorServer {
       : options_(options),
         hub_(HubOptions(options)),
         runs_(RunOptions(options, &hub_)),
+        restores_(RestoreOptions(options, &hub_)),
         workers_(2),
         agent_service_(&hub_, options.mtls != nullptr, &refusals_),
-        control_(&runs_, &hub_, &workers_, options.mtls != nullptr,
+        control_(&runs_, &restores_, &hub_, &workers_, options.mtls != nullptr,
                  &refusals_) {}
 
   ~ServerImpl() override { Stop(); }
@@ -496,7 +523,8 @@ class ServerImpl final : public CoordinatorServer {
       if (stopped_) return;
       stopped_ = true;
     }
-    runs_.Stop();  // abandons runs under way; stops the hub
+    runs_.Stop();      // abandons runs under way; stops the hub
+    restores_.Stop();  // their agents go on; the coordinator forgets them
     if (server_ != nullptr) {
       server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
     }
@@ -586,9 +614,22 @@ class ServerImpl final : public CoordinatorServer {
     }
   }
 
+  static RestoreManager::Options RestoreOptions(const Options& o,
+                                                AgentHub* hub) {
+    RestoreManager::Options r;
+    r.xapi = o.xapi;
+    r.fs = o.fs;
+    r.clock = o.clock;
+    r.hub = hub;
+    r.tls = o.tls;
+    r.time_zone = o.time_zone;
+    return r;
+  }
+
   const Options options_;
   AgentHub hub_;
   RunManager runs_;
+  RestoreManager restores_;
   Workers workers_;
   RefusalLog refusals_;
   AgentServiceImpl agent_service_;

@@ -18,10 +18,12 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/time/civil_time.h"
 #include "absl/time/clock.h"
 
 #include "common/backup/backup_layout.h"
 #include "common/backup/backup_manifest.h"
+#include "common/backup/backup_verify.h"
 #include "common/backup/checked_reader.h"
 #include "common/backup/export_verifier.h"
 #include "common/base/human_format.h"
@@ -256,6 +258,11 @@ class Restore {
   absl::StatusOr<RestoreResult> Run() {
     VMB_ASSIGN_OR_RETURN(backup_, ReadBackup(*c_.fs, r_.backup_folder));
     result_.kind = backup_.kind;
+    for (const std::string& file : DataFiles()) {
+      absl::StatusOr<FileInfo> info =
+          c_.fs->Stat(JoinPath(backup_.folder, file));
+      if (info.ok()) total_bytes_ += info->size;
+    }
     if (!backup_.committed) {
       if (!r_.force) {
         return absl::FailedPreconditionError(absl::StrCat(
@@ -341,6 +348,9 @@ class Restore {
     for (const auto& [ref, pbd] : pbds) {
       if (pbd.sr == sr_ref_ && pbd.currently_attached) seeing.insert(pbd.host);
     }
+    auto usable = [&](const std::string& ref) {
+      return !r_.usable_host || r_.usable_host(hosts_.at(ref));
+    };
     std::string host;
     if (!r_.host.empty()) {
       for (const auto& [ref, h] : hosts_) {
@@ -355,20 +365,32 @@ class Restore {
             absl::StrCat("--host ", Quote(r_.host), " does not see SR ",
                          Quote(sr.name_label)));
       }
+      if (!usable(host)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("--host ", Quote(r_.host), ": ", r_.why_not));
+      }
     } else {
       const std::string master =
           pools.empty() ? "" : pools.begin()->second.master;
-      if (seeing.count(master) != 0) {
+      if (seeing.count(master) != 0 && usable(master)) {
         host = master;
-      } else if (!seeing.empty()) {
-        host = *seeing.begin();
       } else {
+        for (const std::string& ref : seeing) {
+          if (host.empty() && usable(ref)) host = ref;
+        }
+      }
+      if (host.empty()) {
         return absl::FailedPreconditionError(absl::StrCat(
-            "SR ", Quote(sr.name_label), " is not attached to any host"));
+            "SR ", Quote(sr.name_label),
+            seeing.empty()
+                ? " is not attached to any host"
+                : absl::StrCat(": every host that sees it: ", r_.why_not)));
       }
     }
     const HostRecord& h = hosts_.at(host);
     result_.host_name = h.name_label;
+    result_.host_uuid = h.uuid;
+    result_.sr_uuid = sr_uuid_;
     data_url_ = ReplaceUrlHost(c_.xapi->master_url(), h.address);
     for (const auto& [ref, each] : hosts_)
       redirect_hosts_.push_back(IdentityOfHost(each));
@@ -386,8 +408,9 @@ class Restore {
                          " (a vdi-export's VM is made from it)"));
       }
       if (backup_.original_name.empty()) {
-        backup_.original_name = std::string(
-            absl::StripSuffix(backup_.xva, absl::StrCat(".xva", "")));
+        // The file is named after the VM: "<name>.xva[.gz|.zst]".
+        backup_.original_name =
+            backup_.xva.substr(0, backup_.xva.rfind(".xva"));
       }
       return absl::OkStatus();
     }
@@ -464,6 +487,8 @@ class Restore {
       body.size = reader->size();
       body.read = [&](char* buffer, size_t max) -> absl::StatusOr<size_t> {
         absl::StatusOr<size_t> n = reader->Read(buffer, max);
+        if (n.ok() && c_.progress)
+          c_.progress(result_.bytes + reader->done(), total_bytes_);
         if (n.ok() && reader->done() >= next_report && reader->size() > 0) {
           Log(absl::StrCat(label, ": ", reader->done() * 100 / reader->size(),
                            "% of ", FormatBytes(reader->size())));
@@ -826,8 +851,16 @@ class Restore {
     }
   }
 
+  std::vector<std::string> DataFiles() const {
+    if (!backup_.xva.empty()) return {backup_.xva};
+    std::vector<std::string> out;
+    for (const BackupDisk& d : backup_.disks) out.push_back(d.file);
+    return out;
+  }
+
   const RestoreContext& c_;
   const RestoreRequest& r_;
+  uint64_t total_bytes_ = 0;
   Backup backup_;
   RestoreResult result_;
   RecordMap<HostRecord> hosts_;
@@ -842,6 +875,63 @@ class Restore {
 };
 
 }  // namespace
+
+absl::StatusOr<std::string> PickBackupToRestore(Filesystem& fs,
+                                                const std::string& backup_dir,
+                                                const std::string& vm,
+                                                const std::string& at_text) {
+  std::optional<absl::CivilSecond> at;
+  if (!at_text.empty()) {
+    absl::CivilSecond t;
+    absl::CivilDay d;
+    if (absl::ParseCivilTime(at_text, &d)) {
+      t = absl::CivilSecond(d) + 86399;  // the whole day
+    } else {
+      std::string iso = at_text;
+      if (iso.size() > 10 && iso[10] == '-') iso[10] = 'T';
+      if (!absl::ParseCivilTime(iso, &t)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--at ", EscapeForLog(at_text),
+                         ": not YYYY-MM-DD or YYYY-MM-DD-HH:MM:SS"));
+      }
+    }
+    at = t;
+  }
+  absl::StatusOr<std::vector<DirEntry>> entries = fs.ListDir(backup_dir);
+  if (!entries.ok()) return entries.status();
+  std::vector<std::string> folders;
+  for (const DirEntry& e : *entries) {
+    if (!e.is_dir) continue;
+    if (e.name == SanitizeVmName(vm) ||
+        absl::EndsWith(e.name, absl::StrCat("--", vm))) {
+      folders.push_back(e.name);
+    }
+  }
+  if (folders.empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        "--vm ", EscapeForLog(vm), ": no folder of that VM in ", backup_dir));
+  }
+  if (folders.size() > 1) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--vm ", EscapeForLog(vm), ": several folders match (",
+                     absl::StrJoin(folders, ", "), "); name it by uuid"));
+  }
+  absl::StatusOr<std::vector<FoundBackup>> backups =
+      FindBackups(fs, JoinPath(backup_dir, folders[0]));
+  if (!backups.ok()) return backups.status();
+  const FoundBackup* best = nullptr;
+  for (const FoundBackup& b : *backups) {
+    if (!b.committed || (at.has_value() && b.time > *at)) continue;
+    if (best == nullptr || b.time > best->time) best = &b;
+  }
+  if (best == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("--vm ", EscapeForLog(vm), ": no committed backup in ",
+                     JoinPath(backup_dir, folders[0]),
+                     at.has_value() ? " at or before --at" : ""));
+  }
+  return best->path;
+}
 
 absl::StatusOr<RestoreResult> RestoreBackup(const RestoreContext& context,
                                             const RestoreRequest& request) {

@@ -44,6 +44,11 @@ struct RestoreRequest {
   bool preserve = false;  // restore=true: MACs (and uuids) as backed up
   bool force = false;     // restore an uncommitted or mismatching backup
   bool dry_run = false;   // say what would be done; change nothing
+  // When choosing a host (no `host`): only those for which this is true
+  // (unset: all). With `host` set, that host must pass it. `why_not` says
+  // what the rejected hosts lack ("no live agent").
+  std::function<bool(const HostRecord&)> usable_host;
+  std::string why_not = "not usable";
 };
 
 struct RestoreContext {
@@ -56,6 +61,8 @@ struct RestoreContext {
   absl::TimeZone time_zone = absl::LocalTimeZone();
   // One line per step and progress ("restore: 40% of 2.0 GiB").
   std::function<void(const std::string&)> log;
+  // Data bytes uploaded so far, of all the backup's data files.
+  std::function<void(uint64_t done, uint64_t total)> progress;
 };
 
 struct RestoreResult {
@@ -65,12 +72,26 @@ struct RestoreResult {
   std::string vm_uuid;
   std::string vm_name;
   std::string sr_name;
-  std::string host_name;              // the host the data went through
+  std::string host_name;  // the host the data went through
+  std::string host_uuid;
+  std::string sr_uuid;
   uint64_t bytes = 0;                 // data bytes uploaded
   std::vector<std::string> disks;     // "xvda: <vdi uuid>, 8.0 GiB"
   std::vector<std::string> warnings;  // e.g. a network made anew
   std::vector<std::string> plan;      // dry run: what would be done
 };
+
+// The backup folder `vmbackup restore --vm VM --backup-dir DIR [--at AT]`
+// means: the newest committed backup in VM's folder of `backup_dir` (the
+// folder named after the VM, or ending in "--<uuid>") taken at or before
+// `at` ("YYYY-MM-DD", meaning the end of that day, or
+// "YYYY-MM-DD-HH:MM:SS"; "" no limit). Errors: INVALID_ARGUMENT for a bad
+// `at`; NOT_FOUND (no such VM folder, or no such backup);
+// FAILED_PRECONDITION when several VM folders match; each one line.
+absl::StatusOr<std::string> PickBackupToRestore(Filesystem& fs,
+                                                const std::string& backup_dir,
+                                                const std::string& vm,
+                                                const std::string& at);
 
 // Errors: FAILED_PRECONDITION for a folder that is not a committed backup
 // (without force), an SR or host that is not there or ambiguous, a

@@ -50,6 +50,7 @@ namespace vmb {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::testing::Not;
 using ::vmb::testing::CommandResult;
 using ::vmb::testing::SimProcess;
@@ -413,6 +414,79 @@ TEST_F(DistributedRunTest, OlderBackupsAreReadBackAfterTheRun) {
   EXPECT_THAT(r.output, HasSubstr("1 ERROR"));
   EXPECT_THAT(Status(first.run_id()).verify(),
               HasSubstr("0 backups read back"));
+}
+
+TEST_F(DistributedRunTest, ARestoreRunsOnTheAgentOfAHostThatSeesTheSr) {
+  StartCoordinator();
+  StartAllAgents();
+  CommandResult r = Cli({"run", Config("vm-export=DEV-RH7\n"
+                                       "vdi_export_disks=all\n"
+                                       "vdi-export=PROD-win2012\n")});
+  ASSERT_EQ(r.exit_code, 0) << r.output << Log("coordinator.log");
+  auto newest = [&](const std::string& vm) {
+    absl::StatusOr<std::vector<BackupEntry>> b =
+        ListBackups(fs_, JoinPath(backups_, vm));
+    EXPECT_TRUE(b.ok() && !b->empty());
+    return b.ok() && !b->empty()
+               ? JoinPath(backups_, vm, b->back().name)
+               : std::string();
+  };
+  // The local SR of xcp-host3: only its agent can restore there.
+  ASSERT_OK_AND_ASSIGN(RecordMap<SrRecord> srs, client_->GetAllSrs());
+  std::string local_sr;
+  for (const auto& [ref, sr] : srs) {
+    if (!sr.shared && sr.content_type != "iso" &&
+        absl::StrContains(sr.name_label, "xcp-host3"))
+      local_sr = sr.uuid;
+  }
+  ASSERT_FALSE(local_sr.empty());
+  // A dry run changes nothing and names the host.
+  r = Cli({"restore", newest("DEV-RH7"), "--sr", local_sr, "--dry-run"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("through the agent of xcp-host3"));
+  EXPECT_THAT(client_->GetVmsByNameLabel("agent-restored-xva").value_or(
+                  std::vector<std::string>{"x"}),
+              IsEmpty());
+
+  r = Cli({"restore", newest("DEV-RH7"), "--sr", local_sr, "--name",
+           "agent-restored-xva"});
+  ASSERT_EQ(r.exit_code, 0) << r.output << Log("agent-xcp-host3.log");
+  EXPECT_THAT(r.output, HasSubstr("through the agent of xcp-host3"));
+  EXPECT_THAT(r.output, HasSubstr("restore: done: VM agent-restored-xva"));
+  EXPECT_THAT(Log("agent-xcp-host3.log"), HasSubstr("restored"));
+  ASSERT_OK_AND_ASSIGN(auto want, sim_->VmDiskSha256s(*client_, "DEV-RH7"));
+  ASSERT_OK_AND_ASSIGN(auto got,
+                       sim_->VmDiskSha256s(*client_, "agent-restored-xva"));
+  EXPECT_EQ(got, want);
+  // The upload went to xcp-host3 itself.
+  ASSERT_OK_AND_ASSIGN(sim::RequestLog log, sim_->Requests("xcp-host3"));
+  bool imported = false;
+  for (const auto& q : log.requests())
+    imported = imported || (q.method() == "PUT" && absl::StartsWith(q.path(), "/import?"));
+  EXPECT_TRUE(imported);
+
+  // By VM, onto the default SR; the coordinator picks the backup.
+  r = Cli({"restore", "--vm", "PROD-win2012", "--backup-dir", backups_,
+           "--name", "agent-restored-disks"});
+  ASSERT_EQ(r.exit_code, 0) << r.output << Log("coordinator.log");
+  ASSERT_OK_AND_ASSIGN(want, sim_->VmDiskSha256s(*client_, "PROD-win2012"));
+  ASSERT_OK_AND_ASSIGN(got,
+                       sim_->VmDiskSha256s(*client_, "agent-restored-disks"));
+  EXPECT_EQ(got, want);
+
+  // A failure on the agent: the coordinator reports it, nothing is left.
+  ASSERT_OK_AND_ASSIGN(sim::SimState before, sim_->State());
+  ASSERT_OK(sim_->AddFault(R"({"kind": "TASK_FAIL", "call": "/import"})"));
+  r = Cli({"restore", newest("DEV-RH7"), "--name", "must-not-exist"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("nothing was left in the pool"));
+  ASSERT_OK_AND_ASSIGN(sim::SimState after, sim_->State());
+  EXPECT_EQ(after.vms(), before.vms());
+  EXPECT_EQ(after.vdis(), before.vdis());
+  // Refusals come before any agent is asked.
+  r = Cli({"restore", "--vm", "no-such-vm", "--backup-dir", backups_});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("no folder of that VM"));
 }
 
 TEST_F(DistributedRunTest, AKilledAgentIsDetectedItsSnapshotDestroyed) {
