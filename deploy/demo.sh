@@ -223,6 +223,20 @@ echo
 echo "== Its manifest.json"
 cat "$root/demo-backups/$newest/manifest.json"
 echo
+echo "== Restore it through an agent: vmbackup restore demo-backups/$newest --name 'PROD-ubuntu14 restore test'"
+echo "   (the coordinator picks the host that sees the SR; its agent uploads the"
+echo "   file, checked against manifest.json as it streams)"
+echo
+code=0
+"$BUILD_DIR/bin/vmbackup" restore "$root/demo-backups/$newest" \
+  --name "PROD-ubuntu14 restore test" || code=$?
+echo "(restore exit code $code: 0 restored, 1 with warnings, 2 not restored)"
+echo
+echo "== A vdi-export, by VM and date: vmbackup restore --vm PROD-CentOS7-large-user-disks --backup-dir demo-backups --dry-run"
+echo
+"$BUILD_DIR/bin/vmbackup" restore --vm PROD-CentOS7-large-user-disks \
+  --backup-dir "$root/demo-backups" --dry-run || true
+echo
 echo "== status.log (demo-run/status.log)"
 cat "$run_dir/status.log"
 echo
