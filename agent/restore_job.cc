@@ -82,6 +82,7 @@ v1::JobStatus RunRestoreJob(const JobContext& context, const v1::JobSpec& spec,
   request.name = spec.restore().name();
   request.preserve = spec.restore().preserve();
   request.force = spec.restore().force();
+  request.test = spec.restore().test();
   request.host = context.host.uuid;  // the data goes through this host
   RestoreContext rc;
   rc.xapi = context.xapi;
@@ -127,6 +128,7 @@ v1::JobStatus RunRestoreJob(const JobContext& context, const v1::JobSpec& spec,
   out->set_original_name(r->original_name);
   out->set_kind(r->kind);
   for (const std::string& d : r->disks) out->add_disks(d);
+  for (const std::string& t : r->test) out->add_test(t);
   for (const std::string& w : r->warnings) status.add_warnings(w);
   status.set_bytes_done(r->bytes);
   status.set_backup_bytes(r->bytes);

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -288,7 +289,7 @@ constexpr absl::string_view kRestoreUsage =
     "usage: vmbackup [FLAGS] restore <password|password-file|-> "
     "(BACKUP_FOLDER | --vm NAME|UUID --backup-dir DIR [--at "
     "YYYY-MM-DD[-HH:MM:SS]]) [--sr NAME|UUID] [--host NAME|UUID] [--name "
-    "NEW_NAME] [--preserve] [--force] [--dry-run]";
+    "NEW_NAME] [--preserve] [--force] [--dry-run] [--test]";
 
 int Restore(const Flags& flags, const std::vector<std::string>& args,
             const CliStreams& io) {
@@ -321,6 +322,8 @@ int Restore(const Flags& flags, const std::vector<std::string>& args,
       request.force = true;
     } else if (a == "--dry-run") {
       request.dry_run = true;
+    } else if (a == "--test") {
+      request.test = true;
     } else if (!absl::StartsWith(a, "--") && request.backup_folder.empty()) {
       request.backup_folder = a;
     } else {
@@ -376,6 +379,7 @@ int Restore(const Flags& flags, const std::vector<std::string>& args,
           << r->disks.size() << " disk(s), " << FormatBytes(r->bytes)
           << " uploaded through " << r->host_name << "\n";
   for (const std::string& d : r->disks) *io.out << "  disk " << d << "\n";
+  for (const std::string& t : r->test) *io.out << "  test " << t << "\n";
   for (const std::string& w : r->warnings)
     *io.out << "restore: warning: " << w << "\n";
   return r->warnings.empty() ? kExitOk : kExitWarnings;
@@ -616,6 +620,15 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io,
            const CliEnvironment& env) {
   if (!args.empty() && IsControlCommand(args[0])) {
     return RunControlCommand(args, io, env);
+  }
+  // verify --restore-test is a restore test through the coordinator.
+  if (!args.empty() && args[0] == "verify" &&
+      std::find(args.begin(), args.end(), "--restore-test") != args.end()) {
+    std::vector<std::string> restore = {"restore", "--test"};
+    for (size_t i = 1; i < args.size(); ++i) {
+      if (args[i] != "--restore-test") restore.push_back(args[i]);
+    }
+    return RunControlCommand(restore, io, env);
   }
   // restore's coordinator form has no password: what follows is a flag or
   // the backup folder (a directory). Anything else is the standalone form.

@@ -88,13 +88,16 @@ constexpr CommandInfo kCommands[] = {
     {"restore",
      "(BACKUP_FOLDER | --vm NAME|UUID --backup-dir DIR [--at "
      "YYYY-MM-DD[-HH:MM:SS]]) [--sr NAME|UUID] [--host NAME|UUID] "
-     "[--name NEW_NAME] [--preserve] [--force] [--dry-run]",
+     "[--name NEW_NAME] [--preserve] [--force] [--dry-run] [--test]",
      "Restore a backup through the agent of a host that sees the SR (the\n"
      "folder is a path on the share, mounted at the same place everywhere),\n"
      "and follow it to its end: a line per 10 % uploaded, then the new VM.\n"
      "Exit 0 restored, 1 restored with warnings, 2 not restored (what was\n"
      "made is removed). Without a password it goes to the coordinator;\n"
      "vmbackup [FLAGS] restore PASSWORD ... restores from this machine.\n"
+     "--test (or vmbackup verify --restore-test ...): restore under a\n"
+     "throwaway name, read each disk back, compare it with the backup's\n"
+     "content, then destroy what was made.\n"
      "docs/restore.md has what it does and checks.\n",
      false, false, true},
 };
@@ -181,8 +184,8 @@ absl::StatusOr<ControlArgs> ParseControlArgs(
       out.help = true;
       continue;
     }
-    if (command.restore &&
-        (name == "--preserve" || name == "--force" || name == "--dry-run")) {
+    if (command.restore && (name == "--preserve" || name == "--force" ||
+                            name == "--dry-run" || name == "--test")) {
       if (has_value) {
         return absl::InvalidArgumentError(
             absl::StrCat(name, " takes no value"));
@@ -190,6 +193,7 @@ absl::StatusOr<ControlArgs> ParseControlArgs(
       if (name == "--preserve") out.restore.mutable_spec()->set_preserve(true);
       if (name == "--force") out.restore.mutable_spec()->set_force(true);
       if (name == "--dry-run") out.restore.set_dry_run(true);
+      if (name == "--test") out.restore.mutable_spec()->set_test(true);
       continue;
     }
     if (command.restore &&
@@ -864,6 +868,8 @@ int Restore(ControlClient& client, ControlArgs& args, const CliStreams& io) {
           << " uploaded through " << TerminalSafe(r.host_name()) << "\n";
   for (const std::string& d : r.disks())
     *io.out << "  disk " << TerminalSafe(d) << "\n";
+  for (const std::string& t : r.test())
+    *io.out << "  test " << TerminalSafe(t) << "\n";
   for (const std::string& w : s.warnings())
     *io.out << "restore: warning: " << TerminalSafe(w) << "\n";
   return s.warnings().empty() ? kExitOk : 1;

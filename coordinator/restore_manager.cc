@@ -60,6 +60,7 @@ absl::StatusOr<v1::RestoreState> RestoreManager::Start(
   dry.name = request.spec().name();
   dry.preserve = request.spec().preserve();
   dry.force = request.spec().force();
+  dry.test = request.spec().test();
   dry.dry_run = true;
   dry.usable_host = [&live](const HostRecord& h) {
     return live.count(h.uuid) != 0;

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,6 +51,12 @@ class CheckedFileReader {
   absl::Status Rewind();
   // With force: what did not match ("" nothing so far).
   const std::string& mismatch() const { return mismatch_; }
+  // After the last byte: the structural verifier's content digests
+  // (ExportVerifier::ContentSha256), if it was made to compute them.
+  std::map<std::string, std::string> ContentSha256() const {
+    return verifier_ != nullptr ? verifier_->ContentSha256()
+                                : std::map<std::string, std::string>();
+  }
 
  private:
   CheckedFileReader(Filesystem& fs, std::string path, uint64_t size,

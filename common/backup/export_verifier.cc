@@ -54,10 +54,48 @@ uint64_t Octal(absl::string_view field, bool* ok) {
 // ---- XVA: the tar stream
 // ------------------------------------------------------
 
+// A SHA-256 of a disk's content fed in order, with runs of zeros for what a
+// stream skipped.
+class ContentDigest {
+ public:
+  ContentDigest() : ctx_(EVP_MD_CTX_new(), &EVP_MD_CTX_free) {
+    EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr);
+  }
+  void Add(absl::string_view data) {
+    EVP_DigestUpdate(ctx_.get(), data.data(), data.size());
+    at_ += data.size();
+  }
+  // Zeros up to disk offset `to`.
+  void ZerosTo(uint64_t to) {
+    static const std::string* const kZeros = new std::string(1 << 20, '\0');
+    while (at_ < to) {
+      const size_t n =
+          static_cast<size_t>(std::min<uint64_t>(kZeros->size(), to - at_));
+      Add(absl::string_view(kZeros->data(), n));
+    }
+  }
+  uint64_t at() const { return at_; }
+  std::string Hex() const {
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> copy(
+        EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+    EVP_MD_CTX_copy_ex(copy.get(), ctx_.get());
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(copy.get(), md, &n);
+    return absl::BytesToHexString(
+        absl::string_view(reinterpret_cast<const char*>(md), n));
+  }
+
+ private:
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_;
+  uint64_t at_ = 0;
+};
+
 class XvaTarVerifier final : public ExportVerifier {
  public:
-  explicit XvaTarVerifier(std::vector<ExpectedDisk> expected)
+  XvaTarVerifier(std::vector<ExpectedDisk> expected, bool content_digests)
       : expected_(std::move(expected)),
+        content_digests_(content_digests),
         sha1_(EVP_MD_CTX_new()),
         xxh_(XXH64_createState()) {}
   ~XvaTarVerifier() override {
@@ -150,7 +188,18 @@ class XvaTarVerifier final : public ExportVerifier {
                                                    disk.size, " bytes"));
       }
     }
+    if (content_digests_) {
+      for (auto& [id, disk] : disks_) {
+        disk.content->ZerosTo(disk.size);
+        auto dev = userdevice_of_.find(id);
+        digests_[dev != userdevice_of_.end() ? dev->second : disk.uuid] =
+            disk.content->Hex();
+      }
+    }
     return absl::OkStatus();
+  }
+  std::map<std::string, std::string> ContentSha256() const override {
+    return digests_;
   }
 
   uint64_t covered() const override {
@@ -172,6 +221,7 @@ class XvaTarVerifier final : public ExportVerifier {
     uint64_t size = 0;
     int64_t last_number = -1;  // of the last chunk; chunk numbers are >= 0
     uint64_t next_offset = 0;  // end of the data covered so far
+    std::shared_ptr<ContentDigest> content;  // with content_digests
     bool seen() const { return last_number >= 0; }
   };
 
@@ -316,6 +366,12 @@ class XvaTarVerifier final : public ExportVerifier {
     }
     disk.last_number = number;
     disk.next_offset = offset + size;
+    if (content_digests_) {
+      if (disk.content == nullptr)
+        disk.content = std::make_shared<ContentDigest>();
+      disk.content->ZerosTo(offset);
+      chunk_content_ = disk.content.get();
+    }
     chunk_name_ = name;
     member_ = Member::kChunk;
     XXH64_reset(xxh_, 0);
@@ -332,6 +388,7 @@ class XvaTarVerifier final : public ExportVerifier {
         ova_.append(data.data(), data.size());
         break;
       case Member::kChunk:
+        if (chunk_content_ != nullptr) chunk_content_->Add(data);
         XXH64_update(xxh_, data.data(), data.size());
         if (hash_sha1_) EVP_DigestUpdate(sha1_, data.data(), data.size());
         break;
@@ -349,6 +406,7 @@ class XvaTarVerifier final : public ExportVerifier {
         saw_ova_ = true;
         return ParseOva();
       case Member::kChunk: {
+        chunk_content_ = nullptr;
         expect_checksum_ = true;
         chunk_xxh_ = absl::StrFormat("%016X", XXH64_digest(xxh_));
         if (hash_sha1_) {
@@ -402,6 +460,15 @@ class XvaTarVerifier final : public ExportVerifier {
         return Bad(offset_,
                    "ova.xml has an object without class, id or snapshot");
       }
+      if (cls->text() == "VBD") {
+        const XmlRpcValue* vdi = snap->Find("VDI");
+        const XmlRpcValue* dev = snap->Find("userdevice");
+        if (vdi != nullptr && vdi->is_string() && dev != nullptr &&
+            dev->is_string()) {
+          userdevice_of_[vdi->text()] = dev->text();
+        }
+        continue;
+      }
       if (cls->text() != "VDI") continue;
       int64_t size = -1;
       if (const XmlRpcValue* v = snap->Find("virtual_size")) {
@@ -438,6 +505,10 @@ class XvaTarVerifier final : public ExportVerifier {
   }
 
   const std::vector<ExpectedDisk> expected_;
+  const bool content_digests_;
+  ContentDigest* chunk_content_ = nullptr;  // the chunk being read's disk
+  std::map<std::string, std::string> digests_;
+  std::map<std::string, std::string> userdevice_of_;  // VDI id -> its VBD's
   EVP_MD_CTX* sha1_;
   XXH64_state_t* xxh_;
   State state_ = State::kHeader;
@@ -474,6 +545,9 @@ class DecompressingVerifier : public ExportVerifier {
   }
   uint64_t covered() const final { return inner_->covered(); }
   uint64_t total() const final { return inner_->total(); }
+  std::map<std::string, std::string> ContentSha256() const final {
+    return inner_->ContentSha256();
+  }
 
  protected:
   // `ended_early`: the error when the stream stops before its end.
@@ -580,7 +654,9 @@ class ZstdVerifier final : public DecompressingVerifier {
 
 class RawVerifier final : public ExportVerifier {
  public:
-  explicit RawVerifier(uint64_t size) : size_(size) {}
+  RawVerifier(uint64_t size, bool content_digests) : size_(size) {
+    if (content_digests) content_ = std::make_unique<ContentDigest>();
+  }
   absl::Status Update(absl::string_view data) override {
     // Any bytes may be a disk's, "HTTP/1.1 500" at its start included: an
     // error response in place of the disk (xen-api #4603) is told apart by
@@ -589,6 +665,7 @@ class RawVerifier final : public ExportVerifier {
     if (seen_ > size_) {
       return Bad(size_, absl::StrCat("more bytes than the disk's ", size_));
     }
+    if (content_ != nullptr) content_->Add(data);
     return absl::OkStatus();
   }
   absl::Status Finish() override {
@@ -596,7 +673,11 @@ class RawVerifier final : public ExportVerifier {
       return Bad(seen_, absl::StrCat("the disk has ", size_,
                                      " bytes, the stream ", seen_));
     }
+    if (content_ != nullptr) digests_[""] = content_->Hex();
     return absl::OkStatus();
+  }
+  std::map<std::string, std::string> ContentSha256() const override {
+    return digests_;
   }
   uint64_t covered() const override { return seen_; }
   uint64_t total() const override { return size_; }
@@ -604,6 +685,8 @@ class RawVerifier final : public ExportVerifier {
  private:
   uint64_t size_;
   uint64_t seen_ = 0;
+  std::unique_ptr<ContentDigest> content_;
+  std::map<std::string, std::string> digests_;
 };
 
 // ---- VHD
@@ -631,7 +714,9 @@ bool ChecksumOk(const std::string& s, size_t checksum_at) {
 
 class VhdVerifier final : public ExportVerifier {
  public:
-  explicit VhdVerifier(uint64_t size) : size_(size) {}
+  VhdVerifier(uint64_t size, bool content_digests) : size_(size) {
+    if (content_digests) content_ = std::make_unique<ContentDigest>();
+  }
 
   absl::Status Update(absl::string_view data) override {
     while (!data.empty() && status_.ok()) {
@@ -657,6 +742,7 @@ class VhdVerifier final : public ExportVerifier {
           // Bytes before a block's start are padding; then bitmap and data.
           const uint64_t end = blocks_[next_] + bitmap_ + block_;
           n = static_cast<size_t>(std::min<uint64_t>(data.size(), end - pos_));
+          if (content_ != nullptr) HashBlockData(data.substr(0, n));
           pos_ += n;
           if (pos_ == end) {
             ++next_;
@@ -672,6 +758,10 @@ class VhdVerifier final : public ExportVerifier {
                             "the closing VHD footer differs from the first");
             stage_ = Stage::kDone;
             covered_ = size_;
+            if (content_ != nullptr && in_order_) {
+              content_->ZerosTo(size_);
+              digests_[""] = content_->Hex();
+            }
           }
           break;
         case Stage::kDone:
@@ -693,9 +783,30 @@ class VhdVerifier final : public ExportVerifier {
   }
   uint64_t covered() const override { return covered_; }
   uint64_t total() const override { return size_; }
+  std::map<std::string, std::string> ContentSha256() const override {
+    return digests_;
+  }
 
  private:
   enum class Stage { kFooter, kHeader, kBat, kBlocks, kClosingFooter, kDone };
+
+  // The part of `data` (at stream position pos_) that is block data goes
+  // into the content digest at its disk offset.
+  void HashBlockData(absl::string_view data) {
+    if (!in_order_) return;
+    const uint64_t start = blocks_[next_] + bitmap_;
+    uint64_t at = pos_;
+    if (at + data.size() <= start) return;
+    if (at < start) {
+      data.remove_prefix(static_cast<size_t>(start - at));
+      at = start;
+    }
+    const uint64_t disk_at = index_[next_] * block_ + (at - start);
+    if (disk_at >= size_) return;
+    content_->ZerosTo(disk_at);
+    content_->Add(data.substr(0, static_cast<size_t>(std::min<uint64_t>(
+                                     data.size(), size_ - disk_at))));
+  }
 
   // Appends to buf_ until it holds `want` bytes; returns bytes consumed.
   size_t Fill(absl::string_view data, size_t want) {
@@ -774,12 +885,18 @@ class VhdVerifier final : public ExportVerifier {
   }
 
   absl::Status OnBat() {
+    std::vector<std::pair<uint64_t, uint64_t>> placed;  // file offset, index
     for (uint32_t b = 0; b < entries_; ++b) {
       const uint32_t sector = Be32(buf_, b * 4);
-      if (sector != 0xffffffffu) blocks_.push_back(uint64_t{sector} * 512);
+      if (sector != 0xffffffffu) placed.emplace_back(uint64_t{sector} * 512, b);
     }
     buf_.clear();
-    std::sort(blocks_.begin(), blocks_.end());
+    std::sort(placed.begin(), placed.end());
+    for (size_t i = 0; i < placed.size(); ++i) {
+      blocks_.push_back(placed[i].first);
+      index_.push_back(placed[i].second);
+      if (i > 0 && placed[i].second < placed[i - 1].second) in_order_ = false;
+    }
     for (size_t i = 0; i < blocks_.size(); ++i) {
       if (blocks_[i] < pos_ ||
           (i > 0 && blocks_[i] < blocks_[i - 1] + bitmap_ + block_)) {
@@ -801,18 +918,23 @@ class VhdVerifier final : public ExportVerifier {
   uint32_t entries_ = 0;
   uint32_t block_ = 0;
   uint64_t bitmap_ = 0;
-  std::vector<uint64_t> blocks_;
+  std::vector<uint64_t> blocks_;  // file offsets, ascending
+  std::vector<uint64_t> index_;   // each one's block number on the disk
+  bool in_order_ = true;          // file order is disk order
   size_t next_ = 0;
   uint64_t covered_ = 0;
+  std::unique_ptr<ContentDigest> content_;
+  std::map<std::string, std::string> digests_;
   absl::Status status_;
 };
 
 }  // namespace
 
-std::unique_ptr<ExportVerifier> NewXvaVerifier(
-    v1::Compression compression, std::vector<ExpectedDisk> disks) {
+std::unique_ptr<ExportVerifier> NewXvaVerifier(v1::Compression compression,
+                                               std::vector<ExpectedDisk> disks,
+                                               bool content_digests) {
   std::unique_ptr<ExportVerifier> tar =
-      std::make_unique<XvaTarVerifier>(std::move(disks));
+      std::make_unique<XvaTarVerifier>(std::move(disks), content_digests);
   switch (compression) {
     case v1::COMPRESSION_GZIP:
       return std::make_unique<GzipVerifier>(std::move(tar));
@@ -823,12 +945,14 @@ std::unique_ptr<ExportVerifier> NewXvaVerifier(
   }
 }
 
-std::unique_ptr<ExportVerifier> NewRawVerifier(uint64_t virtual_size) {
-  return std::make_unique<RawVerifier>(virtual_size);
+std::unique_ptr<ExportVerifier> NewRawVerifier(uint64_t virtual_size,
+                                               bool content_digests) {
+  return std::make_unique<RawVerifier>(virtual_size, content_digests);
 }
 
-std::unique_ptr<ExportVerifier> NewVhdVerifier(uint64_t virtual_size) {
-  return std::make_unique<VhdVerifier>(virtual_size);
+std::unique_ptr<ExportVerifier> NewVhdVerifier(uint64_t virtual_size,
+                                               bool content_digests) {
+  return std::make_unique<VhdVerifier>(virtual_size, content_digests);
 }
 
 }  // namespace vmb

@@ -19,6 +19,7 @@
 
 #include <stdint.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,6 +47,15 @@ class ExportVerifier {
   // for progress against the total virtual size.
   virtual uint64_t covered() const = 0;
   virtual uint64_t total() const = 0;
+  // After a Finish() without error, for a verifier made with
+  // content_digests: the SHA-256 (lower-case hex) of each disk's whole
+  // content, zeros where the stream skipped: for an XVA by the userdevice
+  // of the disk's VBD in ova.xml (by the VDI's uuid when no VBD names it);
+  // raw and VHD: one disk, key "". A VHD whose blocks are not in disk
+  // order gives none (they cannot be hashed as they stream). Else empty.
+  virtual std::map<std::string, std::string> ContentSha256() const {
+    return {};
+  }
 };
 
 // A disk the job exports, as the stream must carry it.
@@ -61,8 +71,11 @@ struct ExpectedDisk {
 // whole; a missing or short one is DATA_LOSS. Other VDIs of ova.xml (CD
 // images, which XAPI exports without data) may come without chunks.
 std::unique_ptr<ExportVerifier> NewXvaVerifier(v1::Compression compression,
-                                               std::vector<ExpectedDisk> disks);
-std::unique_ptr<ExportVerifier> NewRawVerifier(uint64_t virtual_size);
-std::unique_ptr<ExportVerifier> NewVhdVerifier(uint64_t virtual_size);
+                                               std::vector<ExpectedDisk> disks,
+                                               bool content_digests = false);
+std::unique_ptr<ExportVerifier> NewRawVerifier(uint64_t virtual_size,
+                                               bool content_digests = false);
+std::unique_ptr<ExportVerifier> NewVhdVerifier(uint64_t virtual_size,
+                                               bool content_digests = false);
 
 }  // namespace vmb

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -20,12 +21,14 @@
 #include "absl/strings/strip.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/clock.h"
+#include <openssl/evp.h>
 
 #include "common/backup/backup_layout.h"
 #include "common/backup/backup_manifest.h"
 #include "common/backup/backup_verify.h"
 #include "common/backup/checked_reader.h"
 #include "common/backup/export_verifier.h"
+#include "common/backup/snapshot_janitor.h"
 #include "common/base/human_format.h"
 #include "common/base/logging.h"
 #include "common/base/redact.h"
@@ -282,17 +285,25 @@ class Restore {
     VMB_RETURN_IF_ERROR(ResolveTarget());
     VMB_RETURN_IF_ERROR(ReadMetadata());
     result_.original_name = backup_.original_name;
-    result_.vm_name =
-        !r_.name.empty()
-            ? r_.name
-            : absl::StrCat(
-                  backup_.original_name, " (restored ",
-                  absl::FormatTime("%Y-%m-%d", c_.clock->Now(), c_.time_zone),
-                  ")");
+    const std::string date =
+        absl::FormatTime("%Y-%m-%d", c_.clock->Now(), c_.time_zone);
+    result_.vm_name = !r_.name.empty() ? r_.name
+                      : r_.test ? absl::StrCat("vmbackup restore test of ",
+                                               backup_.original_name, " ", date)
+                                : absl::StrCat(backup_.original_name,
+                                               " (restored ", date, ")");
     if (r_.preserve) VMB_RETURN_IF_ERROR(CheckPreserve());
     absl::Status s =
         backup_.kind == "vm-export" ? RestoreXva() : RestoreDisks();
+    if (s.ok() && r_.test && !r_.dry_run) s = CompareRestoredDisks();
     if (!s.ok()) return CleanUp(s);
+    if (r_.test && !r_.dry_run) {
+      // What the test made goes, now that it passed.
+      absl::Status removed = CleanUp(absl::OkStatus());
+      if (!removed.ok() && removed.code() != absl::StatusCode::kUnknown)
+        return removed;
+      result_.test.push_back(std::string(removed.message()));
+    }
     return result_;
   }
 
@@ -588,7 +599,9 @@ class Restore {
     VMB_ASSIGN_OR_RETURN(
         std::unique_ptr<CheckedFileReader> reader,
         OpenChecked(backup_.xva, backup_.xva_size, backup_.xva_sha256,
-                    [compression] { return NewXvaVerifier(compression, {}); }));
+                    [compression, test = r_.test] {
+                      return NewXvaVerifier(compression, {}, test);
+                    }));
     std::vector<std::pair<std::string, std::string>> query = {
         {"sr_id", sr_ref_}};
     if (r_.preserve) query.emplace_back("restore", "true");
@@ -598,6 +611,7 @@ class Restore {
     VMB_ASSIGN_OR_RETURN(std::string task_result,
                          Upload(backup_.xva, "/import", std::move(query),
                                 reader.get(), nullptr));
+    xva_digests_ = reader->ContentSha256();
     VMB_ASSIGN_OR_RETURN(result_.vm_ref, FirstRef(task_result));
     made_vm_ = result_.vm_ref;
     return FinishVm();
@@ -715,9 +729,10 @@ class Restore {
       VMB_ASSIGN_OR_RETURN(
           std::unique_ptr<CheckedFileReader> reader,
           OpenChecked(d.file, d.size, d.sha256,
-                      [vsize, vhd]() -> std::unique_ptr<ExportVerifier> {
-                        return vhd ? NewVhdVerifier(vsize)
-                                   : NewRawVerifier(vsize);
+                      [vsize, vhd,
+                       test = r_.test]() -> std::unique_ptr<ExportVerifier> {
+                        return vhd ? NewVhdVerifier(vsize, test)
+                                   : NewRawVerifier(vsize, test);
                       }));
       Log(absl::StrCat("disk ", d.device, ": ", d.file, " (",
                        FormatBytes(reader->size()), ") into a new VDI ",
@@ -727,6 +742,9 @@ class Restore {
                  {{"vdi", vdi_ref}, {"format", vhd ? "vhd" : "raw"}},
                  reader.get(), nullptr)
               .status());
+      const auto digests = reader->ContentSha256();
+      if (auto it = digests.find(""); it != digests.end())
+        disk_digests_[d.userdevice] = it->second;
       vdi_map[Str(*vdi_snap, "uuid")] = vdi.uuid;
     }
     // The VM's shell: only the VM, its kept disks and their SRs, its VBDs
@@ -826,9 +844,14 @@ class Restore {
     for (const std::string& vdi : made_vdis_) {
       absl::StatusOr<VdiRecord> rec = c_.xapi->GetVdi(vdi);
       const std::string what = absl::StrCat("VDI ", rec.ok() ? rec->uuid : vdi);
-      absl::Status s = c_.xapi->DestroyVdi(vdi);
+      // Right after an export XAPI may still hold the disk (VDI_IN_USE).
+      absl::Status s = DestroyRetryingWhileInUse(
+          [&] { return c_.xapi->DestroyVdi(vdi); }, absl::Minutes(2),
+          absl::Milliseconds(100), *c_.clock);
       (s.ok() ? removed : left).push_back(what);
     }
+    made_vm_.clear();
+    made_vdis_.clear();
     std::string note;
     if (!removed.empty())
       absl::StrAppend(&note,
@@ -837,7 +860,126 @@ class Restore {
       absl::StrAppend(&note, "; COULD NOT REMOVE: ", absl::StrJoin(left, ", "),
                       " (remove by hand)");
     if (note.empty()) note = "; nothing was left in the pool";
+    if (cause.ok()) {
+      // A restore test's tidy-up: UNKNOWN carries the line when everything
+      // went, FAILED_PRECONDITION when something is left.
+      return absl::Status(left.empty() ? absl::StatusCode::kUnknown
+                                       : absl::StatusCode::kFailedPrecondition,
+                          absl::StrCat("restore test done", note));
+    }
     return absl::Status(cause.code(), absl::StrCat(cause.message(), note));
+  }
+
+  // ---- restore test
+
+  // SHA-256 of a VDI's content, read through /export_raw_vdi.
+  absl::StatusOr<std::string> ExportSha256(const std::string& vdi_ref) {
+    VMB_ASSIGN_OR_RETURN(std::string session, c_.xapi->SessionRef());
+    VMB_ASSIGN_OR_RETURN(
+        std::string task,
+        c_.xapi->CreateTask("vmbackup restore test", r_.backup_folder));
+    XapiStreamRequest req;
+    req.base_url = data_url_;
+    req.path = "/export_raw_vdi";
+    req.query = {{"vdi", vdi_ref}, {"format", "raw"}};
+    req.session_id = session;
+    req.task_id = task;
+    req.allowed_redirect_hosts = redirect_hosts_;
+    req.timeouts = c_.timeouts;
+    req.cancel = c_.cancel;
+    req.tls = c_.tls;
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(
+        EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+    EVP_DigestInit_ex(md.get(), EVP_sha256(), nullptr);
+    absl::StatusOr<XapiStreamResult> got =
+        XapiStreamGet(req, [&](absl::string_view data) {
+          EVP_DigestUpdate(md.get(), data.data(), data.size());
+          return absl::OkStatus();
+        });
+    absl::StatusOr<TaskRecord> done =
+        WaitForTask(*c_.xapi, *c_.clock, task, absl::Minutes(10));
+    (void)c_.xapi->DestroyTask(task);
+    VMB_RETURN_IF_ERROR(got.status());
+    VMB_RETURN_IF_ERROR(done.status());
+    if (done->status != TaskStatus::kSuccess) {
+      return done->error_info.empty() ? absl::UnknownError("the task failed")
+                                      : XenApiFailureToStatus(done->error_info);
+    }
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(md.get(), digest, &n);
+    return absl::BytesToHexString(
+        absl::string_view(reinterpret_cast<const char*>(digest), n));
+  }
+
+  // Reads every restored disk back and compares it with the backup's.
+  absl::Status CompareRestoredDisks() {
+    // The backup's digests by userdevice; a disk that no VBD of the XVA
+    // names (keyed by its uuid) is matched by content.
+    std::map<std::string, std::string> want;
+    std::multiset<std::string> want_any;
+    if (backup_.kind == "vdi-export") {
+      want = disk_digests_;
+    } else {
+      for (const auto& [key, sha] : xva_digests_) {
+        // By the userdevice of the XVA's own VBD (digits), else the
+        // VDI's uuid.
+        const bool userdevice =
+            !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+              return absl::ascii_isdigit(static_cast<unsigned char>(c));
+            });
+        if (userdevice) {
+          want[key] = sha;
+        } else {
+          want_any.insert(sha);
+        }
+      }
+    }
+    VMB_ASSIGN_OR_RETURN(VmRecord vm, c_.xapi->GetVm(result_.vm_ref));
+    size_t compared = 0;
+    for (const std::string& vbd_ref : vm.vbds) {
+      VMB_ASSIGN_OR_RETURN(VbdRecord vbd, c_.xapi->GetVbd(vbd_ref));
+      if (vbd.type != "Disk" || vbd.vdi.empty() || vbd.vdi == kNullRef)
+        continue;
+      VMB_ASSIGN_OR_RETURN(VdiRecord vdi, c_.xapi->GetVdi(vbd.vdi));
+      const std::string size =
+          FormatBytes(static_cast<uint64_t>(vdi.virtual_size));
+      Log(absl::StrCat("restore test: reading disk ", vbd.userdevice, " back (",
+                       size, ")"));
+      absl::StatusOr<std::string> got = ExportSha256(vbd.vdi);
+      if (!got.ok()) {
+        return Annotate(got.status(), "restore test: reading disk ",
+                        vbd.userdevice, " back");
+      }
+      std::string expected = "(none of the backup's)";
+      if (auto it = want.find(vbd.userdevice); it != want.end()) {
+        expected = it->second;
+        want.erase(it);
+      } else if (auto any = want_any.find(*got); any != want_any.end()) {
+        expected = *any;
+        want_any.erase(any);
+      } else if (want_any.empty()) {
+        return absl::DataLossError(absl::StrCat(
+            "restore test: the restored VM has a disk at userdevice ",
+            vbd.userdevice, " that the backup does not"));
+      }
+      if (*got != expected) {
+        return absl::DataLossError(absl::StrCat(
+            "restore test: disk ", vbd.userdevice, " reads back as SHA-256 ",
+            *got, ", the backup holds ", expected));
+      }
+      ++compared;
+      result_.test.push_back(absl::StrCat(vbd.userdevice, ": ", size,
+                                          ", SHA-256 ", *got,
+                                          ", equal to the backup's"));
+    }
+    if (!want.empty() || !want_any.empty() || compared == 0) {
+      return absl::DataLossError(
+          absl::StrCat("restore test: ", want.size() + want_any.size(),
+                       " disk(s) of the backup are not on the restored VM (",
+                       compared, " compared)"));
+    }
+    return absl::OkStatus();
   }
 
   static const char* CompressionName(v1::Compression c) {
@@ -872,6 +1014,9 @@ class Restore {
   std::string vm_uuid_;  // and its uuid
   std::string made_vm_;
   std::set<std::string> made_vdis_;
+  // A restore test: the backup's content digests (ContentSha256).
+  std::map<std::string, std::string> xva_digests_;   // by VDI uuid
+  std::map<std::string, std::string> disk_digests_;  // by userdevice
 };
 
 }  // namespace

@@ -44,6 +44,11 @@ struct RestoreRequest {
   bool preserve = false;  // restore=true: MACs (and uuids) as backed up
   bool force = false;     // restore an uncommitted or mismatching backup
   bool dry_run = false;   // say what would be done; change nothing
+  // A restore test: restore (under a throwaway name unless `name`), read
+  // each restored disk back through /export_raw_vdi and compare its SHA-256
+  // with the content of the backup's, then destroy what was made, whatever
+  // the outcome. A difference is DATA_LOSS.
+  bool test = false;
   // When choosing a host (no `host`): only those for which this is true
   // (unset: all). With `host` set, that host must pass it. `why_not` says
   // what the rejected hosts lack ("no live agent").
@@ -79,6 +84,9 @@ struct RestoreResult {
   std::vector<std::string> disks;     // "xvda: <vdi uuid>, 8.0 GiB"
   std::vector<std::string> warnings;  // e.g. a network made anew
   std::vector<std::string> plan;      // dry run: what would be done
+  // A restore test: a line per disk ("0: 8.0 GiB, SHA-256 ab12..., equal")
+  // and what was destroyed after it.
+  std::vector<std::string> test;
 };
 
 // The backup folder `vmbackup restore --vm VM --backup-dir DIR [--at AT]`

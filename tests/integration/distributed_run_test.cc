@@ -483,6 +483,18 @@ TEST_F(DistributedRunTest, ARestoreRunsOnTheAgentOfAHostThatSeesTheSr) {
   ASSERT_OK_AND_ASSIGN(sim::SimState after, sim_->State());
   EXPECT_EQ(after.vms(), before.vms());
   EXPECT_EQ(after.vdis(), before.vdis());
+  // A restore test through the agent: read back, compared, destroyed.
+  ASSERT_OK(sim_->ClearFaults());
+  before = sim_->State().value_or(sim::SimState());
+  r = Cli({"verify", "--restore-test", newest("PROD-win2012"), "--sr",
+           local_sr});
+  ASSERT_EQ(r.exit_code, 0) << r.output << Log("agent-xcp-host3.log");
+  EXPECT_THAT(r.output, HasSubstr("through the agent of xcp-host3"));
+  EXPECT_THAT(r.output, HasSubstr("equal to the backup's"));
+  EXPECT_THAT(r.output, HasSubstr("restore test done; removed what it made"));
+  after = sim_->State().value_or(sim::SimState());
+  EXPECT_EQ(after.vms(), before.vms());
+  EXPECT_EQ(after.vdis(), before.vdis());
   // Refusals come before any agent is asked.
   r = Cli({"restore", "--vm", "no-such-vm", "--backup-dir", backups_});
   EXPECT_EQ(r.exit_code, 2);

@@ -950,5 +950,69 @@ TEST_F(StandaloneRunTest, AFailedRestoreLeavesNothingInThePool) {
   EXPECT_THAT(r.output, HasSubstr("not committed"));
 }
 
+TEST_F(StandaloneRunTest, ARestoreTestReadsEveryDiskBackThenLeavesNothing) {
+  StartSim();
+  ASSERT_EQ(Run(Config("compress=zstd\nvm-export=PROD-WinSvr\n")).exit_code, 0)
+      << last_output_;
+  ASSERT_EQ(Run(Config("vdi_export_format=vhd\nvdi_export_disks=all\n"
+                       "vdi-export=PROD-win2012\n"))
+                .exit_code,
+            0)
+      << last_output_;
+  auto folder = [&](const std::string& vm) {
+    return JoinPath(backups_, vm, Backups(vm).back().name);
+  };
+  // A VmBackup.py folder: the XVA alone, no manifest (digests as a set).
+  const std::string seed = JoinPath(backups_, "SEED-vm");
+  const std::string seed_backup =
+      JoinPath(seed, "backup-2019-01-05-(03:00:00)");
+  ASSERT_OK(fs_.CreateDir(seed));
+  ASSERT_OK(fs_.CreateDir(seed_backup));
+  ASSERT_EQ(Run(Config("vm-export=DEV-RH7\n")).exit_code, 0) << last_output_;
+  ASSERT_OK(WriteNewFile(
+      fs_, JoinPath(seed_backup, "SEED-vm.xva"),
+      fs_.ReadFile(JoinPath(folder("DEV-RH7"), "DEV-RH7.xva"), 1 << 30)
+          .value_or("")));
+  ASSERT_OK(WriteNewFile(fs_, JoinPath(seed_backup, "success"), ""));
+
+  struct Case {
+    std::string folder;
+    size_t disks;
+  };
+  for (const Case& c :
+       {Case{folder("PROD-WinSvr"), 0}, Case{folder("PROD-win2012"), 2},
+        Case{seed_backup, 0}}) {
+    SCOPED_TRACE(c.folder);
+    ASSERT_OK_AND_ASSIGN(sim::SimState before, sim_->State());
+    CommandResult r = RestoreCommand(sim_->master_url(), password_file_,
+                                     c.folder, {"--test"});
+    // The seed-era folder warns (no manifest): exit 1.
+    EXPECT_EQ(r.exit_code, c.folder == seed_backup ? 1 : 0) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("equal to the backup's"));
+    EXPECT_THAT(r.output, HasSubstr("restore test done; removed what it made"));
+    if (c.disks > 0) {
+      const std::vector<std::string> parts =
+          absl::StrSplit(r.output, "equal to the backup's");
+      EXPECT_EQ(parts.size(), c.disks + 1) << r.output;
+    }
+    ASSERT_OK_AND_ASSIGN(sim::SimState after, sim_->State());
+    EXPECT_EQ(after.vms(), before.vms()) << r.output;
+    EXPECT_EQ(after.vdis(), before.vdis()) << r.output;
+    EXPECT_EQ(after.pending_tasks(), 0u);
+  }
+  // A disk that reads back otherwise: DATA_LOSS, and nothing is left.
+  ASSERT_OK_AND_ASSIGN(sim::SimState before, sim_->State());
+  ASSERT_OK(sim_->AddFault(
+      R"({"kind": "CORRUPT", "call": "/export_raw_vdi", "after_bytes": "5000", "times": 1})"));
+  CommandResult r = RestoreCommand(sim_->master_url(), password_file_,
+                                   folder("PROD-win2012"), {"--test"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("reads back as SHA-256"));
+  EXPECT_THAT(r.output, HasSubstr("removed what it made"));
+  ASSERT_OK_AND_ASSIGN(sim::SimState after, sim_->State());
+  EXPECT_EQ(after.vms(), before.vms());
+  EXPECT_EQ(after.vdis(), before.vdis());
+}
+
 }  // namespace
 }  // namespace vmb

@@ -125,6 +125,27 @@ TEST_F(XvaVerifierTest, CompressedStreamsVerify) {
   EXPECT_FALSE(Verify(*NewXvaVerifier(v1::COMPRESSION_ZSTD, {}), Xva()).ok());
 }
 
+TEST_F(XvaVerifierTest, ContentDigestsAreThoseOfTheDisks) {
+  for (v1::Compression c : {v1::COMPRESSION_NONE, v1::COMPRESSION_GZIP,
+                            v1::COMPRESSION_ZSTD}) {
+    std::unique_ptr<sim::ByteSource> source = std::make_unique<sim::XvaSource>(
+        ova_, std::vector<sim::XvaDisk>{{"Ref:12", &a_}, {"Ref:9", &b_}});
+    if (c == v1::COMPRESSION_GZIP) source = sim::GzipSource(std::move(source));
+    if (c == v1::COMPRESSION_ZSTD) source = sim::ZstdSource(std::move(source));
+    const std::string stream = sim::DrainSource(*source);
+    auto v = NewXvaVerifier(c, {}, /*content_digests=*/true);
+    ASSERT_OK(Verify(*v, stream)) << CompressionName(c);
+    // Zero chunks are skipped in the stream; the digests count them.
+    const std::map<std::string, std::string> want = {
+        {"uuid-Ref:12", sim::DiskSha256(a_)}, {"uuid-Ref:9", sim::DiskSha256(b_)}};
+    EXPECT_EQ(v->ContentSha256(), want) << CompressionName(c);
+  }
+  // Without asking: none.
+  auto v = NewXvaVerifier(v1::COMPRESSION_NONE, {});
+  ASSERT_OK(Verify(*v, Xva()));
+  EXPECT_TRUE(v->ContentSha256().empty());
+}
+
 TEST_F(XvaVerifierTest, ARealXenServerXvaWithSha1ChecksumsVerifies) {
   ASSERT_OK_AND_ASSIGN(
       std::string gz,
@@ -256,6 +277,18 @@ TEST_F(VhdVerifierTest, AWholeVhdVerifies) {
     ASSERT_OK(Verify(*v, vhd, seed));
     EXPECT_EQ(v->covered(), disk_.size());
   }
+}
+
+TEST_F(VhdVerifierTest, ContentDigestIsTheDisks) {
+  auto v = NewVhdVerifier(disk_.size(), /*content_digests=*/true);
+  ASSERT_OK(Verify(*v, Vhd(), 3));
+  EXPECT_EQ(v->ContentSha256(),
+            (std::map<std::string, std::string>{{"", sim::DiskSha256(disk_)}}));
+  std::string raw(disk_.size(), '\0');
+  disk_.Read(0, raw.data(), raw.size());
+  auto r = NewRawVerifier(disk_.size(), true);
+  ASSERT_OK(Verify(*r, raw));
+  EXPECT_EQ(r->ContentSha256(), v->ContentSha256());
 }
 
 TEST_F(VhdVerifierTest, StructureDamageIsCaught) {
