@@ -83,6 +83,7 @@ v1::JobStatus RunRestoreJob(const JobContext& context, const v1::JobSpec& spec,
   request.preserve = spec.restore().preserve();
   request.force = spec.restore().force();
   request.test = spec.restore().test();
+  request.start = spec.restore().start();
   request.host = context.host.uuid;  // the data goes through this host
   RestoreContext rc;
   rc.xapi = context.xapi;

@@ -289,13 +289,15 @@ constexpr absl::string_view kRestoreUsage =
     "usage: vmbackup [FLAGS] restore <password|password-file|-> "
     "(BACKUP_FOLDER | --vm NAME|UUID --backup-dir DIR [--at "
     "YYYY-MM-DD[-HH:MM:SS]]) [--sr NAME|UUID] [--host NAME|UUID] [--name "
-    "NEW_NAME] [--preserve] [--force] [--dry-run] [--test]";
+    "NEW_NAME] [--preserve] [--force] [--start] [--stall-timeout DURATION] "
+    "[--dry-run] [--test]";
 
 int Restore(const Flags& flags, const std::vector<std::string>& args,
             const CliStreams& io) {
   if (args.empty()) return Fail(io, std::string(kRestoreUsage));
   RestoreRequest request;
   std::string vm, backup_dir, at_text;
+  std::optional<absl::Duration> stall_timeout;
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&](std::string* out) {
@@ -324,6 +326,19 @@ int Restore(const Flags& flags, const std::vector<std::string>& args,
       request.dry_run = true;
     } else if (a == "--test") {
       request.test = true;
+    } else if (a == "--start") {
+      request.start = true;
+    } else if (a == "--stall-timeout") {
+      std::string text;
+      ok = value(&text);
+      absl::StatusOr<absl::Duration> d =
+          ok ? ParseDurationValue(text) : absl::InvalidArgumentError("");
+      if (ok && (!d.ok() || *d <= absl::ZeroDuration())) {
+        return Fail(
+            io, absl::StrCat("restore: --stall-timeout ", EscapeForLog(text),
+                             ": want a duration such as 30s or 5m"));
+      }
+      if (ok) stall_timeout = *d;
     } else if (!absl::StartsWith(a, "--") && request.backup_folder.empty()) {
       request.backup_folder = a;
     } else {
@@ -361,6 +376,10 @@ int Restore(const Flags& flags, const std::vector<std::string>& args,
   context.fs = &fs;
   context.clock = SystemClock::Get();
   context.tls = flags.tls;
+  if (stall_timeout.has_value()) {
+    context.timeouts.first_byte = *stall_timeout;
+    context.timeouts.inactivity = *stall_timeout;
+  }
   context.log = [&](const std::string& line) {
     *io.out << "restore: " << line << "\n";
     io.out->flush();
@@ -562,7 +581,8 @@ std::string CliUsage() {
       Log in to the pool and list its hosts, storage and VMs.
   vmbackup [FLAGS] restore <password|password-file|-> BACKUP_FOLDER
            [--sr NAME|UUID] [--host NAME|UUID] [--name NEW_NAME]
-           [--preserve] [--force] [--dry-run]
+           [--preserve] [--force] [--start] [--stall-timeout DURATION]
+           [--dry-run] [--test]
   vmbackup [FLAGS] restore <password|password-file|-> --vm NAME|UUID
            --backup-dir DIR [--at YYYY-MM-DD[-HH:MM:SS]] [same options]
       Restore a backup into the pool as a new VM, named <name> (restored

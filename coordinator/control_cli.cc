@@ -88,7 +88,8 @@ constexpr CommandInfo kCommands[] = {
     {"restore",
      "(BACKUP_FOLDER | --vm NAME|UUID --backup-dir DIR [--at "
      "YYYY-MM-DD[-HH:MM:SS]]) [--sr NAME|UUID] [--host NAME|UUID] "
-     "[--name NEW_NAME] [--preserve] [--force] [--dry-run] [--test]",
+     "[--name NEW_NAME] [--preserve] [--force] [--start] [--stall-timeout "
+     "DURATION] [--dry-run] [--test]",
      "Restore a backup through the agent of a host that sees the SR (the\n"
      "folder is a path on the share, mounted at the same place everywhere),\n"
      "and follow it to its end: a line per 10 % uploaded, then the new VM.\n"
@@ -184,8 +185,9 @@ absl::StatusOr<ControlArgs> ParseControlArgs(
       out.help = true;
       continue;
     }
-    if (command.restore && (name == "--preserve" || name == "--force" ||
-                            name == "--dry-run" || name == "--test")) {
+    if (command.restore &&
+        (name == "--preserve" || name == "--force" || name == "--dry-run" ||
+         name == "--test" || name == "--start")) {
       if (has_value) {
         return absl::InvalidArgumentError(
             absl::StrCat(name, " takes no value"));
@@ -194,11 +196,13 @@ absl::StatusOr<ControlArgs> ParseControlArgs(
       if (name == "--force") out.restore.mutable_spec()->set_force(true);
       if (name == "--dry-run") out.restore.set_dry_run(true);
       if (name == "--test") out.restore.mutable_spec()->set_test(true);
+      if (name == "--start") out.restore.mutable_spec()->set_start(true);
       continue;
     }
     if (command.restore &&
         (name == "--sr" || name == "--host" || name == "--name" ||
-         name == "--vm" || name == "--backup-dir" || name == "--at")) {
+         name == "--vm" || name == "--backup-dir" || name == "--at" ||
+         name == "--stall-timeout")) {
       if (!has_value) {
         if (i + 1 >= args.size()) {
           return absl::InvalidArgumentError(
@@ -216,6 +220,16 @@ absl::StatusOr<ControlArgs> ParseControlArgs(
       if (name == "--vm") out.restore.set_vm(value);
       if (name == "--backup-dir") out.restore.set_backup_dir(value);
       if (name == "--at") out.restore.set_at(value);
+      if (name == "--stall-timeout") {
+        absl::StatusOr<absl::Duration> d = ParseDurationValue(value);
+        if (!d.ok() || *d <= absl::ZeroDuration()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("--stall-timeout ", value,
+                           ": want a duration such as 30s or 5m"));
+        }
+        out.restore.mutable_spec()->set_stall_timeout_ms(
+            static_cast<uint64_t>(absl::ToInt64Milliseconds(*d)));
+      }
       continue;
     }
     if (name == "--plaintext" || name == "--json") {

@@ -61,6 +61,7 @@ absl::StatusOr<v1::RestoreState> RestoreManager::Start(
   dry.preserve = request.spec().preserve();
   dry.force = request.spec().force();
   dry.test = request.spec().test();
+  dry.start = request.spec().start();
   dry.dry_run = true;
   dry.usable_host = [&live](const HostRecord& h) {
     return live.count(h.uuid) != 0;
@@ -105,6 +106,8 @@ absl::StatusOr<v1::RestoreState> RestoreManager::Start(
   *r = request.spec();
   r->set_backup_folder(folder);
   r->set_sr(plan.sr_uuid);  // as the dry run resolved it
+  if (r->stall_timeout_ms() > 0)
+    spec.set_first_byte_timeout_ms(r->stall_timeout_ms());
   if (r->name().empty()) r->set_name(plan.vm_name);
   VMB_ASSIGN_OR_RETURN(RecordMap<HostRecord> hosts, o_.xapi->GetAllHosts());
   ExecutorSetup setup;

@@ -296,6 +296,22 @@ class Restore {
     absl::Status s =
         backup_.kind == "vm-export" ? RestoreXva() : RestoreDisks();
     if (s.ok() && r_.test && !r_.dry_run) s = CompareRestoredDisks();
+    if (s.ok() && r_.start && !r_.test && !r_.dry_run) {
+      // A VM that does not start is still restored: say why, keep it.
+      absl::Status started =
+          c_.xapi
+              ->Call("VM.start",
+                     {XmlRpcValue::String(result_.vm_ref),
+                      XmlRpcValue::Bool(false), XmlRpcValue::Bool(false)},
+                     CallKind::kNotIdempotent)
+              .status();
+      if (started.ok()) {
+        Log(absl::StrCat("started VM ", Quote(result_.vm_name)));
+      } else {
+        Warn(
+            absl::StrCat("the restored VM did not start: ", started.message()));
+      }
+    }
     if (!s.ok()) return CleanUp(s);
     if (r_.test && !r_.dry_run) {
       // What the test made goes, now that it passed.
@@ -594,6 +610,7 @@ class Restore {
           ") to SR ", Quote(result_.sr_name), " through ", result_.host_name));
       result_.plan.push_back(
           absl::StrCat("name the new VM ", Quote(result_.vm_name)));
+      if (r_.start) result_.plan.push_back("start it");
       return absl::OkStatus();
     }
     VMB_ASSIGN_OR_RETURN(
@@ -692,6 +709,7 @@ class Restore {
       result_.plan.push_back(
           absl::StrCat("PUT /import_metadata of vm-metadata.xml's VM as ",
                        Quote(result_.vm_name)));
+      if (r_.start) result_.plan.push_back("start it");
       return absl::OkStatus();
     }
     for (const BackupDisk& d : backup_.disks) {

@@ -43,6 +43,7 @@ struct RestoreRequest {
   std::string name;       // "": "<original name> (restored YYYY-MM-DD)"
   bool preserve = false;  // restore=true: MACs (and uuids) as backed up
   bool force = false;     // restore an uncommitted or mismatching backup
+  bool start = false;     // VM.start the new VM once restored
   bool dry_run = false;   // say what would be done; change nothing
   // A restore test: restore (under a throwaway name unless `name`), read
   // each restored disk back through /export_raw_vdi and compare its SHA-256

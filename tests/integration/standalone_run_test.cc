@@ -867,6 +867,18 @@ TEST_F(StandaloneRunTest, RestoreNamesTheVmAndADryRunChangesNothing) {
   ASSERT_EQ(refs.size(), 1u) << r.output;
   ASSERT_OK_AND_ASSIGN(VmRecord vm, client_->GetVm(refs[0]));
   EXPECT_FALSE(vm.is_a_snapshot);
+  EXPECT_EQ(vm.power_state, "Halted");
+  // --start: restored and running.
+  CommandResult started =
+      RestoreCommand(sim_->master_url(), password_file_, folder,
+                     {"--name", "started", "--start"});
+  ASSERT_EQ(started.exit_code, 0) << started.output;
+  EXPECT_THAT(started.output, HasSubstr("started VM started"));
+  ASSERT_OK_AND_ASSIGN(auto started_refs,
+                       client_->GetVmsByNameLabel("started"));
+  ASSERT_EQ(started_refs.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(VmRecord running, client_->GetVm(started_refs[0]));
+  EXPECT_EQ(running.power_state, "Running");
   for (const auto& [key, value] : vm.other_config)
     EXPECT_FALSE(absl::StartsWith(key, "vmbackup:")) << key;
   // Nothing before --at's day.
@@ -893,6 +905,7 @@ TEST_F(StandaloneRunTest, AFailedRestoreLeavesNothingInThePool) {
     const char* fault;  // "" none
     std::string folder;
     const char* message;
+    std::vector<std::string> extra = {};
   };
   const Case cases[] = {
       {"cut", R"({"kind": "CUT", "call": "/import", "after_bytes": "100000"})",
@@ -910,13 +923,21 @@ TEST_F(StandaloneRunTest, AFailedRestoreLeavesNothingInThePool) {
        R"({"kind": "CALL_ERROR", "call": "/import_metadata",
            "error": ["IMPORT_ERROR", "simulated"]})",
        vdi_folder, "IMPORT_ERROR"},
+      {"stall",
+       R"({"kind": "STALL", "call": "/import_raw_vdi", "after_bytes": "4096",
+           "delay_ms": 6000})",
+       vdi_folder,
+       "stalled: no data for 2s",
+       {"--stall-timeout", "2s"}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
     ASSERT_OK_AND_ASSIGN(sim::SimState before, sim_->State());
     ASSERT_OK(sim_->AddFault(c.fault));
-    CommandResult r = RestoreCommand(sim_->master_url(), password_file_,
-                                     c.folder, {"--name", "must-not-exist"});
+    std::vector<std::string> args = {"--name", "must-not-exist"};
+    args.insert(args.end(), c.extra.begin(), c.extra.end());
+    CommandResult r =
+        RestoreCommand(sim_->master_url(), password_file_, c.folder, args);
     ASSERT_OK(sim_->ClearFaults());
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_THAT(r.output, HasSubstr(c.message));

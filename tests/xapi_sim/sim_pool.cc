@@ -718,6 +718,7 @@ const MethodTable& Methods() {
         MethodRow("VM.destroy", 2, 2),
         MethodRow("VM.set_is_a_template", 3, 3),
         MethodRow("VM.set_affinity", 3, 3),
+        MethodRow("VM.start", 4, 4),
         MethodRow("VDI.snapshot", 2, 3),
         MethodRow("VDI.destroy", 2, 2),
         MethodRow("VDI.create", 2, 2),

@@ -357,6 +357,8 @@ class SimPool {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   RpcResult CreateVdiLocked(const SimCall& call)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  RpcResult StartVmLocked(const SimCall& call)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   RpcResult SnapshotVdiLocked(const SimCall& call)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   RpcResult DestroyVdiLocked(const SimCall& call)

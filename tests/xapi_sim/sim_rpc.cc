@@ -365,6 +365,7 @@ SimPool::RpcResult SimPool::DispatchLocked(const std::string& host,
   if (method == "VDI.snapshot") return SnapshotVdiLocked(call);
   if (method == "VDI.destroy") return DestroyVdiLocked(call);
   if (method == "VDI.create") return CreateVdiLocked(call);
+  if (method == "VM.start") return StartVmLocked(call);
   if (method == "VM.set_is_a_template") {
     Object* vm = GetLocked("VM", StrParam(call, 1));
     if (vm == nullptr)
@@ -805,6 +806,56 @@ SimPool::RpcResult SimPool::DestroyVmLocked(const SimCall& call) {
   DestroyLocked("VM_metrics", vm->str("metrics"));
   DestroyLocked("VM_guest_metrics", vm->str("guest_metrics"));
   DestroyLocked("VM", vm->ref);
+  return {SimValue::Str(""), {}};
+}
+
+SimPool::RpcResult SimPool::StartVmLocked(const SimCall& call) {
+  Object* vm = GetLocked("VM", StrParam(call, 1));
+  if (vm == nullptr)
+    return {SimValue(), Err({"HANDLE_INVALID", "VM", StrParam(call, 1)})};
+  if (vm->at("is_a_template").b || vm->at("is_a_snapshot").b)
+    return {SimValue(), Err({"VM_IS_TEMPLATE", vm->ref})};
+  const std::string state = vm->str("power_state");
+  if (state != "Halted") {
+    return {SimValue(), Err({"VM_BAD_POWER_STATE", vm->ref, "halted",
+                             absl::AsciiStrToLower(state)})};
+  }
+  // A live host that sees every SR of the VM's disks: its affinity first,
+  // then the master, then the others.
+  std::vector<std::string> srs;
+  for (const SimValue& vbd_ref : vm->at("VBDs").items) {
+    Object* vbd = GetLocked("VBD", vbd_ref.s);
+    Object* vdi = vbd != nullptr ? GetLocked("VDI", vbd->str("VDI")) : nullptr;
+    if (vdi != nullptr) srs.push_back(vdi->str("SR"));
+  }
+  std::vector<Object*> order;
+  if (Object* a = GetLocked("host", vm->str("affinity"))) order.push_back(a);
+  if (Object* m = GetLocked("host", master_ref_)) order.push_back(m);
+  for (Object* h : AllLocked("host")) order.push_back(h);
+  Object* host = nullptr;
+  for (Object* h : order) {
+    if (host != nullptr || !HostLiveLocked(*h)) continue;
+    bool sees = true;
+    for (const std::string& sr : srs) sees = sees && HostSeesSrLocked(*h, sr);
+    if (sees) host = h;
+  }
+  if (host == nullptr) return {SimValue(), Err({"NO_HOSTS_AVAILABLE"})};
+  vm->at("power_state") = SimValue::Str("Running");
+  vm->at("resident_on") = SimValue::Str(host->ref);
+  int64_t domid = 1;
+  for (Object* other : AllLocked("VM"))
+    domid = std::max(domid, other->at("domid").i + 1);
+  vm->at("domid") = SimValue::Int(domid);
+  host->at("resident_VMs").items.push_back(SimValue::Str(vm->ref));
+  for (const char* cls : {"VBDs", "VIFs"}) {
+    for (const SimValue& ref : vm->at(cls).items) {
+      Object* o = GetLocked(std::string(cls).substr(0, 3), ref.s);
+      if (o == nullptr) continue;
+      if (std::string(cls) == "VBDs" && o->str("VDI") == "OpaqueRef:NULL")
+        continue;
+      o->at("currently_attached") = SimValue::Bool(true);
+    }
+  }
   return {SimValue::Str(""), {}};
 }
 

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -145,6 +146,112 @@ TEST_F(SimBehaviourTest, ImportRefusesACorruptedXva) {
   EXPECT_THAT(put.output, HasSubstr("IMPORT_ERROR: [ checksum mismatch"));
   ASSERT_OK_AND_ASSIGN(TaskRecord t, client_->GetTask(task));
   EXPECT_EQ(t.status, TaskStatus::kFailure);
+}
+
+// The pieces a vdi-export restore is made of, checked with curl as the
+// uploading client: VDI.create, PUT /import_metadata, VM.start.
+TEST_F(SimBehaviourTest, MetadataImportFindsDisksByMapThenByLocation) {
+  const std::string original = VmRef("DEV-RH6");
+  ASSERT_OK_AND_ASSIGN(VmRecord orig, client_->GetVm(original));
+  std::map<std::string, std::string> orig_disks;  // userdevice -> VDI ref
+  for (const std::string& ref : orig.vbds) {
+    ASSERT_OK_AND_ASSIGN(VbdRecord vbd, client_->GetVbd(ref));
+    if (vbd.type == "Disk") orig_disks[vbd.userdevice] = vbd.vdi;
+  }
+  ASSERT_FALSE(orig_disks.empty());
+  const std::string tar = Download("/export_metadata", {{"uuid", orig.uuid}});
+  // The disks of the VM a task's result names, by userdevice.
+  auto import = [&](const std::string& query) -> std::pair<int, std::string> {
+    auto task = client_->CreateTask("import_metadata", "");
+    EXPECT_OK(task.status());
+    CommandResult put =
+        Put(absl::StrCat(sim_->master_url(), "/import_metadata?task_id=", *task,
+                         query),
+            tar, false);
+    auto t = client_->GetTask(*task);
+    EXPECT_OK(t.status());
+    if (t->status != TaskStatus::kSuccess)
+      return {0, absl::StrJoin(t->error_info, " ")};
+    auto refs = DecodeXmlRpcValue(t->result);
+    EXPECT_OK(refs.status());
+    EXPECT_EQ(refs->items().size(), 1u);
+    return {1, refs->items()[0].text()};
+  };
+  auto disks_of = [&](const std::string& vm) {
+    std::map<std::string, std::string> out;
+    auto rec = client_->GetVm(vm);
+    EXPECT_OK(rec.status());
+    for (const std::string& ref : rec->vbds) {
+      auto vbd = client_->GetVbd(ref);
+      EXPECT_OK(vbd.status());
+      if (vbd->type == "Disk") out[vbd->userdevice] = vbd->vdi;
+    }
+    return out;
+  };
+
+  // Without a map, XAPI finds the disks by SR and location: the original's.
+  auto [ok, shell] = import("");
+  ASSERT_EQ(ok, 1) << shell;
+  EXPECT_EQ(disks_of(shell), orig_disks);
+  ASSERT_OK_AND_ASSIGN(VmRecord made, client_->GetVm(shell));
+  EXPECT_NE(made.uuid, orig.uuid);
+  EXPECT_EQ(made.power_state, "Halted");
+
+  // VDI.create: the fields it needs, then a disk of zeros.
+  auto create = [&](XmlRpcValue args) {
+    return client_->Call("VDI.create", {std::move(args)},
+                         CallKind::kNotIdempotent);
+  };
+  XmlRpcValue partial = XmlRpcValue::MakeStruct();
+  partial.AddMember("name_label", XmlRpcValue::String("x"));
+  EXPECT_TRUE(IsXenApiError(create(partial).status(), "FIELD_TYPE_ERROR"));
+  ASSERT_OK_AND_ASSIGN(VdiRecord first,
+                       client_->GetVdi(orig_disks.begin()->second));
+  XmlRpcValue args = XmlRpcValue::MakeStruct();
+  args.AddMember("name_label", XmlRpcValue::String("restored disk"));
+  args.AddMember("name_description", XmlRpcValue::String(""));
+  args.AddMember("SR", XmlRpcValue::String(first.sr));
+  args.AddMember("virtual_size",
+                 XmlRpcValue::String(absl::StrCat(first.virtual_size)));
+  args.AddMember("type", XmlRpcValue::String("user"));
+  args.AddMember("sharable", XmlRpcValue::Bool(false));
+  args.AddMember("read_only", XmlRpcValue::Bool(false));
+  args.AddMember("other_config", XmlRpcValue::MakeStruct());
+  ASSERT_OK_AND_ASSIGN(XmlRpcValue new_ref, create(args));
+  ASSERT_OK_AND_ASSIGN(VdiRecord fresh, client_->GetVdi(new_ref.text()));
+  EXPECT_EQ(fresh.virtual_size, first.virtual_size);
+  ASSERT_OK_AND_ASSIGN(sim::VdiInfo zeros, sim_->Vdi(fresh.uuid));
+  ASSERT_OK_AND_ASSIGN(sim::VdiInfo source, sim_->Vdi(first.uuid));
+  EXPECT_NE(zeros.sha256(), source.sha256());
+
+  // With vdi:<uuid>=<uuid>, the new disk.
+  auto [ok2, mapped] =
+      import(absl::StrCat("&vdi:", first.uuid, "=", fresh.uuid));
+  ASSERT_EQ(ok2, 1) << mapped;
+  EXPECT_EQ(disks_of(mapped).at(orig_disks.begin()->first), new_ref.text());
+
+  // restore=true keeps the uuid: refused while the original runs.
+  auto [ok3, refused] = import("&restore=true");
+  EXPECT_EQ(ok3, 0);
+  EXPECT_THAT(refused, HasSubstr("VM_BAD_POWER_STATE"));
+
+  // VM.start: once.
+  ASSERT_OK(client_
+                ->Call("VM.start",
+                       {XmlRpcValue::String(mapped), XmlRpcValue::Bool(false),
+                        XmlRpcValue::Bool(false)},
+                       CallKind::kNotIdempotent)
+                .status());
+  ASSERT_OK_AND_ASSIGN(VmRecord running, client_->GetVm(mapped));
+  EXPECT_EQ(running.power_state, "Running");
+  EXPECT_TRUE(IsXenApiError(
+      client_
+          ->Call("VM.start",
+                 {XmlRpcValue::String(mapped), XmlRpcValue::Bool(false),
+                  XmlRpcValue::Bool(false)},
+                 CallKind::kNotIdempotent)
+          .status(),
+      "VM_BAD_POWER_STATE"));
 }
 
 TEST_F(SimBehaviourTest, ChunkedImportGets403AndTheErrorPage) {
