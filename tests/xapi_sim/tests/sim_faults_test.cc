@@ -697,9 +697,10 @@ TEST(SimServedMethodsTest, EveryListedMethodIsServedAndNoOther) {
   EXPECT_EQ(listed, methods);
   EXPECT_EQ(std::set<std::string>(methods.begin(), methods.end()).size(),
             methods.size());
-  for (const char* m : {"VM.snapshot", "VM.get_record", "VM.get_all_records",
-                        "VDI.destroy", "task.cancel", "host.get_address",
-                        "session.login_with_password", "VM.add_tags"}) {
+  for (const char* m :
+       {"VM.snapshot", "VM.get_record", "VM.get_all_records", "VDI.destroy",
+        "task.cancel", "host.get_address", "session.login_with_password",
+        "VM.add_tags", "VM.start", "VDI.create"}) {
     EXPECT_THAT(methods, ::testing::Contains(m));
   }
   for (const std::string& method : methods) {
@@ -715,7 +716,7 @@ TEST(SimServedMethodsTest, EveryListedMethodIsServedAndNoOther) {
         << method;
   }
   for (const char* unknown :
-       {"VM.snapshott", "VM.get_nothing", "VM.start", "Async.VM.snapshot"}) {
+       {"VM.snapshott", "VM.get_nothing", "VM.suspend", "Async.VM.snapshot"}) {
     EXPECT_THAT(methods, ::testing::Not(::testing::Contains(unknown)));
     XmlRpcValue reply = call(unknown, {XmlRpcValue::String(session)});
     EXPECT_EQ(reply.Find("ErrorDescription")->items()[0].text(),
