@@ -774,6 +774,7 @@ TEST_F(StandaloneRunTest, RestoreRoundTripsEveryKindOfBackup) {
       {"compress=gzip\nvm-export=TEST-debian9\n", "TEST-debian9", true},
       {"compress=zstd\nvm-export=PROD-WinSvr\n", "PROD-WinSvr", true},
       {"vdi-export=DEV-RH6\n", "DEV-RH6", false},
+      {"vdi_export_format=vhd\nvdi-export=DEV-RH7\n", "DEV-RH7", false},
       {"vdi_export_format=vhd\nvdi_export_disks=all\nvdi-export=PROD-win2012\n",
        "PROD-win2012", true},
       {"vdi_export_disks=all\nvdi-export=TEST-debian9\n", "TEST-debian9", true},
