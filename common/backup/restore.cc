@@ -486,17 +486,14 @@ class Restore {
 
   // ---- uploads
 
-  // PUTs `reader`'s file (or `memory`) to `path` through a task; returns
-  // the task's result.
-  absl::StatusOr<std::string> Upload(
+  // A request of `path` on the host the data goes through, with a new task
+  // (`label`) for it.
+  absl::StatusOr<XapiStreamRequest> TaskRequest(
       const std::string& label, const std::string& path,
-      std::vector<std::pair<std::string, std::string>> query,
-      CheckedFileReader* reader, const std::string* memory) {
+      std::vector<std::pair<std::string, std::string>> query) {
     VMB_ASSIGN_OR_RETURN(std::string session, c_.xapi->SessionRef());
-    VMB_ASSIGN_OR_RETURN(
-        std::string task,
-        c_.xapi->CreateTask(absl::StrCat("vmbackup restore ", label),
-                            r_.backup_folder));
+    VMB_ASSIGN_OR_RETURN(std::string task,
+                         c_.xapi->CreateTask(label, r_.backup_folder));
     XapiStreamRequest req;
     req.base_url = data_url_;
     req.path = path;
@@ -507,6 +504,33 @@ class Restore {
     req.timeouts = c_.timeouts;
     req.cancel = c_.cancel;
     req.tls = c_.tls;
+    return req;
+  }
+
+  // Waits for a transfer's task to end and destroys it. Errors: the task's
+  // own (its XenAPI error) when it did not succeed, or waiting's.
+  absl::StatusOr<TaskRecord> EndTask(const std::string& task) {
+    absl::StatusOr<TaskRecord> done =
+        WaitForTask(*c_.xapi, *c_.clock, task, absl::Minutes(10));
+    (void)c_.xapi->DestroyTask(task);
+    if (!done.ok()) return Annotate(done.status(), "the task");
+    if (done->status != TaskStatus::kSuccess) {
+      return done->error_info.empty() ? absl::UnknownError("the task failed")
+                                      : XenApiFailureToStatus(done->error_info);
+    }
+    return done;
+  }
+
+  // PUTs `reader`'s file (or `memory`) to `path` through a task; returns
+  // the task's result.
+  absl::StatusOr<std::string> Upload(
+      const std::string& label, const std::string& path,
+      std::vector<std::pair<std::string, std::string>> query,
+      CheckedFileReader* reader, const std::string* memory) {
+    VMB_ASSIGN_OR_RETURN(XapiStreamRequest req,
+                         TaskRequest(absl::StrCat("vmbackup restore ", label),
+                                     path, std::move(query)));
+    const std::string task = req.task_id;
     XapiUploadBody body;
     size_t memory_pos = 0;
     uint64_t next_report = 0;
@@ -543,27 +567,18 @@ class Restore {
       // wait until it has cleaned up before cleaning up here.
       (void)c_.xapi->CancelTask(task);
     }
-    absl::StatusOr<TaskRecord> done =
-        WaitForTask(*c_.xapi, *c_.clock, task, absl::Minutes(10));
-    (void)c_.xapi->DestroyTask(task);
+    absl::StatusOr<TaskRecord> done = EndTask(task);
     if (!put.ok()) {
       absl::Status s = Annotate(put.status(), label);
       // What the host made of it says more than a broken connection.
-      if (done.ok() && !done->error_info.empty() &&
-          !GetXenApiError(put.status()).has_value()) {
-        s = absl::Status(
-            s.code(), absl::StrCat(s.message(), " (the task: ",
-                                   absl::StrJoin(done->error_info, " "), ")"));
+      if (!done.ok() && !GetXenApiError(put.status()).has_value() &&
+          GetXenApiError(done.status()).has_value()) {
+        s = absl::Status(s.code(), absl::StrCat(s.message(), " (the task: ",
+                                                done.status().message(), ")"));
       }
       return s;
     }
-    if (!done.ok()) return Annotate(done.status(), label, ": the task");
-    if (done->status != TaskStatus::kSuccess) {
-      absl::Status failed = done->error_info.empty()
-                                ? absl::UnknownError("the task failed")
-                                : XenApiFailureToStatus(done->error_info);
-      return Annotate(failed, label);
-    }
+    if (!done.ok()) return Annotate(done.status(), label);
     if (reader != nullptr) result_.bytes += reader->size();
     if (reader != nullptr && !reader->mismatch().empty()) {
       Warn(absl::StrCat(label, ": restored with --force although ",
@@ -892,20 +907,9 @@ class Restore {
 
   // SHA-256 of a VDI's content, read through /export_raw_vdi.
   absl::StatusOr<std::string> ExportSha256(const std::string& vdi_ref) {
-    VMB_ASSIGN_OR_RETURN(std::string session, c_.xapi->SessionRef());
-    VMB_ASSIGN_OR_RETURN(
-        std::string task,
-        c_.xapi->CreateTask("vmbackup restore test", r_.backup_folder));
-    XapiStreamRequest req;
-    req.base_url = data_url_;
-    req.path = "/export_raw_vdi";
-    req.query = {{"vdi", vdi_ref}, {"format", "raw"}};
-    req.session_id = session;
-    req.task_id = task;
-    req.allowed_redirect_hosts = redirect_hosts_;
-    req.timeouts = c_.timeouts;
-    req.cancel = c_.cancel;
-    req.tls = c_.tls;
+    VMB_ASSIGN_OR_RETURN(XapiStreamRequest req,
+                         TaskRequest("vmbackup restore test", "/export_raw_vdi",
+                                     {{"vdi", vdi_ref}, {"format", "raw"}}));
     std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(
         EVP_MD_CTX_new(), &EVP_MD_CTX_free);
     EVP_DigestInit_ex(md.get(), EVP_sha256(), nullptr);
@@ -914,15 +918,9 @@ class Restore {
           EVP_DigestUpdate(md.get(), data.data(), data.size());
           return absl::OkStatus();
         });
-    absl::StatusOr<TaskRecord> done =
-        WaitForTask(*c_.xapi, *c_.clock, task, absl::Minutes(10));
-    (void)c_.xapi->DestroyTask(task);
+    absl::StatusOr<TaskRecord> done = EndTask(req.task_id);
     VMB_RETURN_IF_ERROR(got.status());
     VMB_RETURN_IF_ERROR(done.status());
-    if (done->status != TaskStatus::kSuccess) {
-      return done->error_info.empty() ? absl::UnknownError("the task failed")
-                                      : XenApiFailureToStatus(done->error_info);
-    }
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     EVP_DigestFinal_ex(md.get(), digest, &n);

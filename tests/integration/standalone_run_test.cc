@@ -910,7 +910,7 @@ TEST_F(StandaloneRunTest, AFailedRestoreLeavesNothingInThePool) {
   };
   const Case cases[] = {
       {"cut", R"({"kind": "CUT", "call": "/import", "after_bytes": "100000"})",
-       xva_folder, "(the task: VDI_IO_ERROR"},
+       xva_folder, "(the task: XenAPI error VDI_IO_ERROR"},
       {"task failure", R"({"kind": "TASK_FAIL", "call": "/import"})",
        xva_folder, ""},
       {"SR full on the second disk",
