@@ -61,18 +61,17 @@ v1::JobStatus RunRestoreJob(const JobContext& context, const v1::JobSpec& spec,
   status.set_attempt(spec.attempt());
   status.set_fencing_token(spec.fencing_token());
   status.set_started_unix_ms(UnixMs(context.clock->Now()));
-  auto fail = [&](absl::string_view message) {
+  auto fail = [&](absl::string_view message,
+                  absl::string_view step = "restore") {
     status.set_phase(v1::JOB_PHASE_FAILED);
-    status.set_error_step("restore");
+    status.set_error_step(std::string(step));
     status.set_status_token("RESTORE-FAIL");
     status.set_error_message(std::string(message));
     status.set_finished_unix_ms(UnixMs(context.clock->Now()));
     return status;
   };
-  if (absl::Status s = CheckRestoreSpec(spec); !s.ok()) {
-    status.set_error_step("check job");
-    return fail(s.message());
-  }
+  if (absl::Status s = CheckRestoreSpec(spec); !s.ok())
+    return fail(s.message(), "check job");
   status.set_phase(v1::JOB_PHASE_EXPORT);
   if (hooks.progress) hooks.progress(status);
 
