@@ -3,28 +3,11 @@
 
 #include <utility>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include <openssl/evp.h>
 
 #include "common/base/status_macros.h"
 
 namespace vmb {
-
-struct CheckedFileReader::Digest {
-  Digest() : ctx(EVP_MD_CTX_new()) {
-    if (ctx != nullptr) EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  }
-  ~Digest() { EVP_MD_CTX_free(ctx); }
-  std::string Hex() {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_DigestFinal_ex(ctx, md, &n);
-    return absl::BytesToHexString(
-        absl::string_view(reinterpret_cast<const char*>(md), n));
-  }
-  EVP_MD_CTX* ctx;
-};
 
 absl::StatusOr<std::unique_ptr<CheckedFileReader>> CheckedFileReader::Open(
     Filesystem& fs, const std::string& path, CheckedReadExpectations expect) {
@@ -50,9 +33,7 @@ absl::StatusOr<std::unique_ptr<CheckedFileReader>> CheckedFileReader::Open(
 
 absl::Status CheckedFileReader::Start() {
   VMB_ASSIGN_OR_RETURN(file_, fs_.OpenForRead(path_));
-  digest_ = std::make_shared<Digest>();
-  if (digest_->ctx == nullptr)
-    return absl::InternalError("cannot start a SHA-256");
+  digest_ = std::make_unique<Sha256>();
   verifier_ = expect_.make_verifier ? expect_.make_verifier() : nullptr;
   structure_ = absl::OkStatus();
   done_ = 0;
@@ -99,7 +80,7 @@ absl::StatusOr<size_t> CheckedFileReader::Read(char* buffer, size_t max) {
         absl::StrCat(path_, ": ended after ", done_ + got, " of ", size_,
                      " bytes (the file shrank while it was read)"));
   }
-  EVP_DigestUpdate(digest_->ctx, buffer, got);
+  digest_->Update(absl::string_view(buffer, got));
   if (verifier_ != nullptr && structure_.ok()) {
     structure_ = verifier_->Update(absl::string_view(buffer, got));
     if (!structure_.ok())

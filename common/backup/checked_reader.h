@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 
 #include "common/backup/export_verifier.h"
+#include "common/backup/sha256.h"
 #include "common/base/filesystem.h"
 
 namespace vmb {
@@ -74,8 +75,7 @@ class CheckedFileReader {
   const uint64_t size_;
   const CheckedReadExpectations expect_;
   std::unique_ptr<ReadableFile> file_;
-  struct Digest;
-  std::shared_ptr<Digest> digest_;
+  std::unique_ptr<Sha256> digest_;
   std::unique_ptr<ExportVerifier> verifier_;
   absl::Status structure_;
   uint64_t done_ = 0;

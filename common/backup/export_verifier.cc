@@ -19,6 +19,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "common/backup/sha256.h"
 #include "common/xapi/xmlrpc_codec.h"
 
 namespace vmb {
@@ -58,11 +59,8 @@ uint64_t Octal(absl::string_view field, bool* ok) {
 // stream skipped.
 class ContentDigest {
  public:
-  ContentDigest() : ctx_(EVP_MD_CTX_new(), &EVP_MD_CTX_free) {
-    EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr);
-  }
   void Add(absl::string_view data) {
-    EVP_DigestUpdate(ctx_.get(), data.data(), data.size());
+    sha_.Update(data);
     at_ += data.size();
   }
   // Zeros up to disk offset `to`.
@@ -74,20 +72,10 @@ class ContentDigest {
       Add(absl::string_view(kZeros->data(), n));
     }
   }
-  uint64_t at() const { return at_; }
-  std::string Hex() const {
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> copy(
-        EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-    EVP_MD_CTX_copy_ex(copy.get(), ctx_.get());
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_DigestFinal_ex(copy.get(), md, &n);
-    return absl::BytesToHexString(
-        absl::string_view(reinterpret_cast<const char*>(md), n));
-  }
+  std::string Hex() const { return sha_.Hex(); }
 
  private:
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_;
+  Sha256 sha_;
   uint64_t at_ = 0;
 };
 

@@ -11,7 +11,6 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -21,13 +20,13 @@
 #include "absl/strings/strip.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/clock.h"
-#include <openssl/evp.h>
 
 #include "common/backup/backup_layout.h"
 #include "common/backup/backup_manifest.h"
 #include "common/backup/backup_verify.h"
 #include "common/backup/checked_reader.h"
 #include "common/backup/export_verifier.h"
+#include "common/backup/sha256.h"
 #include "common/backup/snapshot_janitor.h"
 #include "common/base/human_format.h"
 #include "common/base/logging.h"
@@ -910,22 +909,16 @@ class Restore {
     VMB_ASSIGN_OR_RETURN(XapiStreamRequest req,
                          TaskRequest("vmbackup restore test", "/export_raw_vdi",
                                      {{"vdi", vdi_ref}, {"format", "raw"}}));
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(
-        EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-    EVP_DigestInit_ex(md.get(), EVP_sha256(), nullptr);
+    Sha256 sha;
     absl::StatusOr<XapiStreamResult> got =
         XapiStreamGet(req, [&](absl::string_view data) {
-          EVP_DigestUpdate(md.get(), data.data(), data.size());
+          sha.Update(data);
           return absl::OkStatus();
         });
     absl::StatusOr<TaskRecord> done = EndTask(req.task_id);
     VMB_RETURN_IF_ERROR(got.status());
     VMB_RETURN_IF_ERROR(done.status());
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_DigestFinal_ex(md.get(), digest, &n);
-    return absl::BytesToHexString(
-        absl::string_view(reinterpret_cast<const char*>(digest), n));
+    return sha.Hex();
   }
 
   // Reads every restored disk back and compares it with the backup's.
